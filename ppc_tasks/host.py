@@ -1,0 +1,194 @@
+"""The one thin layer that talks to a host: run, sudo, put-if-changed, report.
+
+Tasks decide *what* to do with pure functions (commands and file contents built from
+the settings); this module is the only place that does it. Every step reports whether
+it changed something, and each task ends with a count, so a second run can say
+"0 changed".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import shlex
+import socket
+from dataclasses import dataclass
+
+import paramiko
+from fabric import Connection, task
+from invoke.exceptions import Exit
+
+from .settings import Settings, SettingsError
+
+
+class TaskError(Exception):
+    """An expected failure: its message is the one line the operator sees."""
+
+
+@dataclass(frozen=True)
+class FileState:
+    sha256: str
+    mode: str  # octal, as stat prints it: "600"
+    owner: str  # numeric "uid:gid"
+
+
+def file_state_command(path: str) -> str:
+    """Prints nothing for a missing file, else '<mode> <uid>:<gid>' and a sha256sum line."""
+    quoted = shlex.quote(path)
+    return f"if [ -f {quoted} ]; then stat -c '%a %u:%g' {quoted} && sha256sum {quoted}; fi"
+
+
+def parse_file_state(output: str) -> FileState | None:
+    lines = output.split()
+    if not lines:
+        return None
+    mode, owner, sha256 = lines[0], lines[1], lines[2]
+    return FileState(sha256=sha256, mode=mode, owner=owner)
+
+
+def install_command(source: str, path: str, mode: str, owner: str) -> str:
+    """Put a file in place atomically, with its mode and owner set before it appears."""
+    user, group = owner.split(":")
+    staged = f"{path}.ppc-new"
+    directory = path.rsplit("/", 1)[0] or "/"
+    return (f"mkdir -p {shlex.quote(directory)} && "
+            f"install -m {mode} -o {user} -g {group} {shlex.quote(source)} {shlex.quote(staged)} && "
+            f"mv -f {shlex.quote(staged)} {shlex.quote(path)}")
+
+
+def last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-count:])
+
+
+class Host:
+    """A connected host, with the validated settings and a record of what changed."""
+
+    def __init__(self, connection: Connection, settings: Settings):
+        self.connection = connection
+        self.settings = settings
+        self.name = connection.host if connection.port == 22 else f"{connection.host}:{connection.port}"
+        self.changed_steps: list[str] = []
+        self.unchanged_steps: list[str] = []
+        self.is_root = False
+
+    # -- commands -------------------------------------------------------------------------
+    def run(self, command: str, *, check: bool = True):
+        """Run as the connecting user. Output is captured, never echoed (it may hold secrets)."""
+        result = self.connection.run(command, hide=True, warn=True, in_stream=False, pty=False)
+        return self._checked(command, result, check)
+
+    def sudo(self, command: str, *, check: bool = True):
+        """Run as root: directly when connected as root, else through sudo."""
+        if self.is_root:
+            return self.run(command, check=check)
+        wrapped = f"sh -c {shlex.quote(command)}"
+        if self.connection.config.sudo.password:
+            result = self.connection.sudo(wrapped, hide=True, warn=True, in_stream=False, pty=False)
+        else:
+            result = self.connection.run(f"sudo -n {wrapped}", hide=True, warn=True,
+                                         in_stream=False, pty=False)
+        return self._checked(command, result, check)
+
+    def _checked(self, command: str, result, check: bool):
+        if check and not result.ok:
+            shown = command if len(command) < 120 else command[:117] + "..."
+            raise TaskError(f"`{shown}` failed (exit {result.exited}): "
+                            f"{last_lines(result.stderr or result.stdout)}")
+        return result
+
+    # -- files ----------------------------------------------------------------------------
+    def put(self, path: str, content: bytes, *, mode: str, owner: str = "0:0") -> bool:
+        """Make the file at `path` hold `content` with mode and owner; True if it changed."""
+        desired = FileState(hashlib.sha256(content).hexdigest(), mode, owner)
+        current = parse_file_state(self.sudo(file_state_command(path)).stdout)
+        if current == desired:
+            return False
+        if current and current.sha256 == desired.sha256:
+            user, group = owner.split(":")
+            self.sudo(f"chmod {mode} {shlex.quote(path)} && chown {user}:{group} {shlex.quote(path)}")
+            return True
+        with self.staging() as staging:
+            self.connection.put(io.BytesIO(content), f"{staging}/upload")
+            self.sudo(install_command(f"{staging}/upload", path, mode, owner))
+        return True
+
+    @contextlib.contextmanager
+    def staging(self):
+        """A fresh 0700 folder on the host for uploads, removed afterwards."""
+        staging = self.run("mktemp -d").stdout.strip()
+        try:
+            yield staging
+        finally:
+            self.run(f"rm -rf {shlex.quote(staging)}", check=False)
+
+    # -- reporting ------------------------------------------------------------------------
+    def report(self, step: str, changed: bool, detail: str) -> None:
+        (self.changed_steps if changed else self.unchanged_steps).append(step)
+        print(f"[{self.name}] {step:<18} {'changed' if changed else 'unchanged':<9}  {detail}",
+              flush=True)
+
+    def note(self, message: str) -> None:
+        print(f"[{self.name}] {message}", flush=True)
+
+    def summary(self) -> None:
+        self.note(f"done: {len(self.changed_steps)} changed, {len(self.unchanged_steps)} unchanged")
+
+    # -- preflight ------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the SSH connection and check root access; errors become one clear line."""
+        where = f"{self.connection.user}@{self.name}"
+        try:
+            self.connection.open()
+        except paramiko.AuthenticationException:
+            raise TaskError(f"SSH login as {where} was refused: check the user and key "
+                            f"(-i KEYFILE, ssh-agent, ~/.ssh/config)") from None
+        except paramiko.BadHostKeyException:
+            raise TaskError(f"the SSH host key of {self.name} does not match known_hosts: "
+                            f"if the host was rebuilt, remove its old entry") from None
+        except (socket.gaierror, socket.timeout, TimeoutError, OSError,
+                paramiko.SSHException) as error:
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise TaskError(f"cannot reach {self.name} over SSH: {reason}") from None
+        self.is_root = self.run("id -u").stdout.strip() == "0"
+        if not self.is_root and not self.connection.config.sudo.password:
+            if not self.run("sudo -n true", check=False).ok:
+                raise TaskError(f"{where} cannot use sudo without a password: allow it "
+                                f"(NOPASSWD) or run fab with --prompt-for-sudo-password")
+
+    def require_docker(self) -> None:
+        if not self.run("command -v docker", check=False).ok:
+            raise TaskError(f"Docker is not installed on {self.name}: install it "
+                            f"(Debian/Ubuntu: apt-get install docker.io) and run again")
+        info = self.sudo("docker info --format '{{.ServerVersion}}'", check=False)
+        if not info.ok:
+            raise TaskError(f"Docker on {self.name} does not answer: "
+                            f"{last_lines(info.stderr, 1)} (is dockerd running?)")
+
+
+def host_task(body):
+    """Make a Fabric task of `body(host, ...)`: settings validated first, then connected.
+
+    Expected failures (bad settings, unreachable host, a failing command) end the run
+    with one line on stderr and exit code 1, never a traceback.
+    """
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        try:
+            settings = Settings.from_config(dict(c.config.ppc), host=getattr(c, "host", None))
+            if not isinstance(c, Connection):
+                raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
+            host = Host(c, settings)
+            host.connect()
+            host.require_docker()
+            body(host, *args, **kwargs)
+            host.summary()
+        except SettingsError as error:
+            raise Exit(f"Error: {error}", code=2) from None
+        except TaskError as error:
+            raise Exit(f"Error on {getattr(c, 'host', 'the host')}: {error}", code=1) from None
+
+    return task(wrapper)

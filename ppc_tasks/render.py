@@ -1,0 +1,24 @@
+"""Files that land on a host: Jinja2 templates from templates/, static files from files/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+FILES_DIR = ROOT / "files"
+DOCKER_DIR = ROOT / "docker"
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def render(template: str, **values) -> bytes:
+    """Render templates/<template>; a missing value is an error, never an empty string."""
+    return _environment.get_template(template).render(**values).encode()

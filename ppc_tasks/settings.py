@@ -1,0 +1,203 @@
+"""The one settings object, read from the `ppc` key of Fabric's configuration.
+
+Every layer Fabric reads feeds it: the project's `fabric.yaml`, `~/.fabric.yaml`,
+`/etc/fabric.yaml`, `-f FILE`, and `FABRIC_PPC_<KEY>` environment variables. It is
+validated once, before anything touches a host; a bad value stops the run with one
+line that names the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Numeric id of the `pypicloud` user in the server image. The data volume and the
+# mounted config.ini belong to it; passed to both image builds as a build argument.
+PYPICLOUD_UID = 10001
+# Where the server image listens, and what nginx proxies to.
+SERVER_PORT = 3031
+# Inside the data volume.
+DATA_DIR = "/var/lib/pypicloud"
+FALLBACK_MODES = ("none", "redirect", "cache", "mirror")
+
+DEFAULTS = {
+    "server_names": [],
+    "admins": ["admin"],
+    "state_dir": "~/.local/state/ppc-tasks",
+    "base_image": "debian:bookworm-slim",
+    "data_image": "ppc/pypicloud-data:1.3.12",
+    "server_image": "ppc/pypicloud:1.3.12",
+    "build_ca_bundle": "",
+    "build_index_url": "",
+    "data_container": "pypi_data",
+    "server_container": "pypicloud",
+    "port": SERVER_PORT,
+    "config_dir": "/etc/pypicloud",
+    "fallback": "redirect",
+    "start_timeout": 90,
+}
+
+_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_USER = re.compile(rf"^{_NAME}$")
+_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# [registry[:port]/]path[:tag], as `docker build -t` accepts it (no digests).
+_IMAGE = re.compile(r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+                    r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    server_names: tuple[str, ...]
+    admins: tuple[str, ...]
+    state_dir: Path
+    base_image: str
+    data_image: str
+    server_image: str
+    build_ca_bundle: Path | None
+    build_index_url: str
+    data_container: str
+    server_container: str
+    port: int
+    config_dir: str
+    fallback: str
+    start_timeout: int
+
+    @property
+    def primary_name(self) -> str:
+        return self.server_names[0]
+
+    @property
+    def config_path(self) -> str:
+        return f"{self.config_dir}/config.ini"
+
+    @property
+    def server_state_dir(self) -> Path:
+        """Operator-side files for this index (secrets), one folder per index."""
+        return self.state_dir / self.primary_name
+
+    @classmethod
+    def from_config(cls, ppc: dict, host: str | None = None) -> Settings:
+        """Validate the `ppc` config mapping; `host` names the index when server_names is empty."""
+        unknown = sorted(set(ppc) - set(DEFAULTS))
+        if unknown:
+            raise SettingsError(f"ppc.{unknown[0]}: unknown setting (known: {', '.join(DEFAULTS)})")
+        raw = {**DEFAULTS, **ppc}
+        names = _string_list(raw, "server_names") or ([host] if host else [])
+        values = {
+            "server_names": tuple(_check_each(names, "server_names", _is_host_name,
+                                              "a DNS name or IP address")),
+            "admins": tuple(_check_each(_string_list(raw, "admins"), "admins",
+                                        _USER.match, "a user name of letters, digits, '_', '.', '-'")),
+            "state_dir": Path(_string(raw, "state_dir")).expanduser(),
+            "base_image": _matching(raw, "base_image", _IMAGE, "an image reference like debian:bookworm-slim"),
+            "data_image": _matching(raw, "data_image", _IMAGE, "an image reference like ppc/pypicloud-data:1"),
+            "server_image": _matching(raw, "server_image", _IMAGE, "an image reference like ppc/pypicloud:1"),
+            "build_ca_bundle": _pem_file(raw, "build_ca_bundle"),
+            "build_index_url": _url(raw, "build_index_url"),
+            "data_container": _matching(raw, "data_container", _CONTAINER, "a container name"),
+            "server_container": _matching(raw, "server_container", _CONTAINER, "a container name"),
+            "port": _integer(raw, "port", 1, 65535),
+            "config_dir": _absolute_path(raw, "config_dir"),
+            "fallback": _choice(raw, "fallback", FALLBACK_MODES),
+            "start_timeout": _integer(raw, "start_timeout", 1, 3600),
+        }
+        if not values["server_names"]:
+            raise SettingsError("ppc.server_names: give at least one name (or run with -H HOST)")
+        if not values["admins"]:
+            raise SettingsError("ppc.admins: give at least one admin user name")
+        if values["data_container"] == values["server_container"]:
+            raise SettingsError("ppc.server_container: must differ from ppc.data_container")
+        return cls(**values)
+
+
+def _string(raw: dict, key: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise SettingsError(f"ppc.{key}: must be a string, got {value!r}")
+    return value.strip()
+
+
+def _string_list(raw: dict, key: str) -> list[str]:
+    value = raw[key]
+    if isinstance(value, str):  # FABRIC_PPC_<KEY> or a single name: comma-separated
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"ppc.{key}: must be a list of strings, got {value!r}")
+    items = [v.strip() for v in value]
+    duplicates = sorted({v for v in items if items.count(v) > 1})
+    if duplicates:
+        raise SettingsError(f"ppc.{key}: {duplicates[0]!r} is listed twice")
+    return items
+
+
+def _check_each(items: list[str], key: str, valid, what: str) -> list[str]:
+    for item in items:
+        if not valid(item):
+            raise SettingsError(f"ppc.{key}: {item!r} is not {what}")
+    return items
+
+
+def _is_host_name(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(name))
+
+
+def _matching(raw: dict, key: str, pattern: re.Pattern, what: str) -> str:
+    value = _string(raw, key)
+    if not pattern.match(value):
+        raise SettingsError(f"ppc.{key}: {value!r} is not {what}")
+    return value
+
+
+def _integer(raw: dict, key: str, low: int, high: int) -> int:
+    value = raw[key]
+    if isinstance(value, str) and value.strip().isdigit():  # from an environment variable
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingsError(f"ppc.{key}: must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _choice(raw: dict, key: str, choices: tuple[str, ...]) -> str:
+    value = _string(raw, key)
+    if value not in choices:
+        raise SettingsError(f"ppc.{key}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _absolute_path(raw: dict, key: str) -> str:
+    value = _string(raw, key).rstrip("/")
+    if not value.startswith("/") or re.search(r"[\s'\"\\$`]", value):
+        raise SettingsError(f"ppc.{key}: must be an absolute path without spaces or quotes, got {value!r}")
+    return value
+
+
+def _url(raw: dict, key: str) -> str:
+    value = _string(raw, key)
+    if value and not re.match(r"^https?://[^\s]+$", value):
+        raise SettingsError(f"ppc.{key}: must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
+def _pem_file(raw: dict, key: str) -> Path | None:
+    value = _string(raw, key)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise SettingsError(f"ppc.{key}: {value} is not a readable file on this machine")
+    if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
+        raise SettingsError(f"ppc.{key}: {value} holds no PEM certificate")
+    return path

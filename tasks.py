@@ -1,0 +1,16 @@
+"""The root task namespace: it only assembles the collections.
+
+`fab` finds it through fabfile.py; `invoke` reads it directly.
+"""
+
+from invoke import Collection
+
+from ppc_tasks import data, image, server
+from ppc_tasks.deploy import deploy
+from ppc_tasks.settings import DEFAULTS
+
+ns = Collection(image, data, server)
+ns.add_task(deploy)
+# Registering every default makes each one overridable from any config layer,
+# including FABRIC_PPC_<KEY> environment variables.
+ns.configure({"ppc": DEFAULTS, "timeouts": {"connect": 15}})

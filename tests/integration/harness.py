@@ -1,0 +1,166 @@
+"""Docker-in-Docker test hosts: images made without a registry, hosts with sshd + dockerd.
+
+The images are cached in the local Docker engine between test runs: each carries a
+label with the hash of what it was made from and is rebuilt only when that changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shlex
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGES_DIR = Path(__file__).parent / "images"
+
+# The product's Dockerfiles say `FROM debian:bookworm-slim`; no registry is reachable
+# here, so the harness makes that image locally and tags it under the real name.
+BASE_IMAGE = "debian:bookworm-slim"
+BASE_PACKAGES = "python3,ca-certificates"
+SUITE = "bookworm"
+HASH_LABEL = "ppc-test.source-hash"
+
+# Docker-in-Docker flags that work on these machines (see shared/ENVIRONMENT.md).
+DIND_FLAGS = [
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined",
+    "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "-v", "/var/lib/docker",
+]
+
+
+def sh(*argv: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, input=input, capture_output=True, check=check)
+
+
+def image_label(image: str, label: str) -> str | None:
+    result = sh("docker", "image", "inspect", "--format",
+                f'{{{{index .Config.Labels "{label}"}}}}', image, check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else None
+
+
+def ensure_base_image() -> str:
+    """debootstrap a minimal bookworm and import it as debian:bookworm-slim (cached)."""
+    source_hash = hashlib.sha256(f"{SUITE} {BASE_PACKAGES}".encode()).hexdigest()[:16]
+    if image_label(BASE_IMAGE, HASH_LABEL) == source_hash:
+        return BASE_IMAGE
+    with tempfile.TemporaryDirectory(prefix="ppc-rootfs-") as rootfs:
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}",
+                        SUITE, rootfs], check=True, stdout=subprocess.DEVNULL)
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "--change", f"LABEL {HASH_LABEL}={source_hash}",
+                        "--change", 'CMD ["bash"]', "-", BASE_IMAGE],
+                       stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL)
+        if tar.wait() != 0:
+            raise RuntimeError("tar of the debootstrap root failed")
+    return BASE_IMAGE
+
+
+def ensure_built_image(name: str) -> str:
+    """Build tests/integration/images/<name> as ppc-test/<name> unless it is up to date."""
+    context = IMAGES_DIR / name
+    digest = hashlib.sha256(image_label(BASE_IMAGE, HASH_LABEL).encode())
+    for path in sorted(context.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(context).as_posix().encode())
+            digest.update(path.read_bytes())
+    source_hash = digest.hexdigest()[:16]
+    tag = f"ppc-test/{name}"
+    if image_label(tag, HASH_LABEL) != source_hash:
+        subprocess.run(["docker", "build", "--label", f"{HASH_LABEL}={source_hash}",
+                        "-t", tag, str(context)], check=True, stdout=subprocess.DEVNULL)
+    return tag
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class TestHost:
+    """One container acting as a bare host, reachable over SSH on 127.0.0.1:port."""
+
+    name: str
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"root@127.0.0.1:{self.port}"
+
+    def exec(self, command: str, check: bool = True, input: bytes | None = None,
+             user: str = "root") -> subprocess.CompletedProcess:
+        result = sh("docker", "exec", "-i", "-u", user, self.name, "sh", "-c", command,
+                    input=input, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{command!r} failed on {self.name}:\n"
+                                 f"{result.stdout.decode()}{result.stderr.decode()}")
+        return result
+
+    def out(self, command: str, **kwargs) -> str:
+        return self.exec(command, **kwargs).stdout.decode().strip()
+
+    def remove(self) -> None:
+        sh("docker", "rm", "-f", "-v", self.name, check=False)
+
+
+def start_host(image: str, name: str, public_key: str, docker: bool = True) -> TestHost:
+    """Start a host container; with docker=True it runs its own dockerd (Docker-in-Docker)."""
+    sh("docker", "rm", "-f", "-v", name, check=False)
+    port = free_port()
+    flags = DIND_FLAGS if docker else []
+    sh("docker", "run", "-d", "--name", name, "--hostname", name, *flags,
+       "-e", f"AUTHORIZED_KEY={public_key}", "-e", f"CGROUP_PARENT=/{name}",
+       "-p", f"127.0.0.1:{port}:22", image)
+    host = TestHost(name, port)
+    wait_for(lambda: _ssh_banner(port), f"sshd on {name}")
+    if docker:
+        wait_for(lambda: host.exec("docker info", check=False).returncode == 0,
+                 f"dockerd on {name}")
+    return host
+
+
+def load_image(host: TestHost, image: str) -> None:
+    """Copy an image from the outer engine into the host's engine (no registry here)."""
+    saved = sh("docker", "save", image).stdout
+    host.exec("docker load", input=saved)
+
+
+def _ssh_banner(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_for(predicate, what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def quote(*argv: str) -> str:
+    return shlex.join(argv)
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
