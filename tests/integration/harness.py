@@ -7,11 +7,8 @@ label with the hash of what it was made from and is rebuilt only when that chang
 from __future__ import annotations
 
 import hashlib
-import io
-import shlex
 import socket
 import subprocess
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -150,17 +147,3 @@ def wait_for(predicate, what: str, timeout: float = 90) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"timed out waiting for {what}")
-
-
-def quote(*argv: str) -> str:
-    return shlex.join(argv)
-
-
-def make_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()

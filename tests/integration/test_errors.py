@@ -1,0 +1,82 @@
+"""Expected failures end with one clear line, a non-zero exit and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from . import harness
+from .conftest import SYSTEM_CA_BUNDLE
+
+
+def settings(operator_home) -> dict:
+    return {"server_names": ["pypi.test"], "build_ca_bundle": SYSTEM_CA_BUNDLE,
+            "state_dir": str(operator_home / "state-errors")}
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[0]
+
+
+@pytest.fixture(scope="module")
+def plain_host(start_host):
+    """A host with sshd but no Docker at all."""
+    host = start_host("no-docker", docker=False)
+    host.exec("rm -f /usr/bin/docker /usr/sbin/dockerd")
+    host.exec("useradd -m dev && mkdir -p ~dev/.ssh && cp /root/.ssh/authorized_keys ~dev/.ssh/ "
+              "&& chown -R dev ~dev/.ssh")
+    return host
+
+
+def test_bad_setting_is_rejected_before_connecting(fab, operator_home):
+    result = fab("deploy", host=f"root@127.0.0.1:{harness.free_port()}",
+                 settings={**settings(operator_home), "port": 70000})
+    assert_one_line_error(result, "ppc.port", "70000")
+
+
+def test_unknown_setting_is_named(fab, operator_home):
+    result = fab("deploy", host="root@127.0.0.1:1",
+                 settings={**settings(operator_home), "admin": ["x"]})
+    assert_one_line_error(result, "ppc.admin", "unknown setting")
+
+
+def test_unreachable_host(fab, operator_home):
+    port = harness.free_port()
+    result = fab("deploy", host=f"root@127.0.0.1:{port}", settings=settings(operator_home))
+    assert_one_line_error(result, "cannot reach", f"127.0.0.1:{port}")
+
+
+def test_refused_key(fab, plain_host, operator_home, tmp_path):
+    other_key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other_key)], check=True)
+    result = fab("deploy", host=plain_host, settings=settings(operator_home), key=other_key)
+    assert_one_line_error(result, "refused", "root@")
+
+
+def test_user_without_sudo(fab, plain_host, operator_home):
+    result = fab("deploy", host=f"dev@127.0.0.1:{plain_host.port}", settings=settings(operator_home))
+    assert_one_line_error(result, "dev@", "sudo")
+
+
+def test_docker_missing(fab, plain_host, operator_home):
+    result = fab("deploy", host=plain_host, settings=settings(operator_home))
+    assert_one_line_error(result, "Docker is not installed")
+
+
+def test_port_taken_fails_before_changing_anything(fab, start_host, operator_home):
+    host = start_host("busy")
+    host.exec("nohup python3 -m http.server 3031 --bind 127.0.0.1 >/dev/null 2>&1 &")
+    harness.wait_for(lambda: host.exec("grep -q ':0BD7 00000000:0000 0A' /proc/net/tcp",
+                                       check=False).returncode == 0, "a listener on 3031")
+
+    result = fab("deploy", host=host, settings=settings(operator_home))
+
+    assert_one_line_error(result, "port 3031", "in use")
+    assert host.out("docker images -q 'ppc/*'") == ""
+    assert host.out("docker ps -aq") == ""

@@ -1,0 +1,168 @@
+"""`fab deploy` on a bare Docker-in-Docker host: images, data, server, proven with twine and pip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
+
+import pytest
+
+from .conftest import SYSTEM_CA_BUNDLE, tunnel
+
+SERVER_NAME = "pypi.test"
+
+
+def settings(operator_home, **overrides) -> dict:
+    return {"server_names": [SERVER_NAME], "build_ca_bundle": SYSTEM_CA_BUNDLE,
+            "state_dir": str(operator_home / "state"), **overrides}
+
+
+def credentials(operator_home) -> dict:
+    path = operator_home / "state" / SERVER_NAME / "secrets.json"
+    return json.loads(path.read_text())
+
+
+def container_started_at(host, name="pypicloud") -> str:
+    return host.out(f"docker inspect --format '{{{{.State.StartedAt}}}}' {name}")
+
+
+def steps(output: str) -> dict[str, str]:
+    """{step: changed|unchanged} from fab's per-step report lines."""
+    rows = [line.split()[1:3] for line in output.splitlines() if line.startswith("[")]
+    return {row[0]: row[1] for row in rows if len(row) == 2 and row[1] in ("changed", "unchanged")}
+
+
+def get(url: str, auth: tuple[str, str] | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def pip_install_from(index_url: str, tmp_path, requirement: str) -> subprocess.CompletedProcess:
+    """pip in a fresh venv, reading no config and no index but this one."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    environment.update(PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL=index_url,
+                       PIP_DISABLE_PIP_VERSION_CHECK="1")
+    return subprocess.run([str(venv / "bin" / "pip"), "install", "--no-cache-dir", requirement],
+                          capture_output=True, text=True, env=environment)
+
+
+@pytest.fixture(scope="module")
+def server(start_host):
+    return start_host("server")
+
+
+@pytest.fixture(scope="module")
+def first_deploy(fab, server, operator_home):
+    return fab("deploy", host=server, settings=settings(operator_home))
+
+
+def test_deploy_builds_and_starts_everything(first_deploy, server, operator_home):
+    assert first_deploy.returncode == 0, first_deploy.stderr
+    assert steps(first_deploy.stdout) == {
+        "image.data": "changed", "image.server": "changed", "data.container": "changed",
+        "server.config": "changed", "server.container": "changed"}
+    password = credentials(operator_home)["passwords"]["admin"]
+    assert password not in first_deploy.stdout + first_deploy.stderr
+    assert "secrets.json" in first_deploy.stdout
+    # The server container, as the manual procedure ran it, hardened.
+    inspect = json.loads(server.out("docker inspect pypicloud"))[0]
+    assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert inspect["HostConfig"]["VolumesFrom"] == ["pypi_data"]
+    assert inspect["HostConfig"]["PortBindings"] == {
+        "3031/tcp": [{"HostIp": "127.0.0.1", "HostPort": "3031"}]}
+    assert inspect["Config"]["User"] == "pypicloud"
+    assert any(m["Destination"] == "/etc/pypicloud/config.ini" and not m["RW"]
+               for m in inspect["Mounts"])
+    assert server.out("stat -c '%a %u' /etc/pypicloud/config.ini") == "600 10001"
+    state = operator_home / "state" / SERVER_NAME
+    assert oct((state / "secrets.json").stat().st_mode & 0o777) == "0o600"
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+
+
+def test_twine_upload_and_pip_install(first_deploy, fab, server, operator_home, ssh_key,
+                                      sample_dists, tmp_path):
+    password = credentials(operator_home)["passwords"]["admin"]
+    with tunnel(server, ssh_key, 3031) as port:
+        base = f"http://127.0.0.1:{port}"
+        upload = subprocess.run(
+            [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+             "--repository-url", f"{base}/simple/", *map(str, sample_dists)],
+            capture_output=True, text=True,
+            env={**os.environ, "TWINE_USERNAME": "admin", "TWINE_PASSWORD": password})
+        assert upload.returncode == 0, upload.stdout + upload.stderr
+
+        assert get(f"{base}/simple/ppc-sample/") == 401
+        assert get(f"{base}/simple/ppc-sample/", auth=("admin", "wrong")) in (401, 403)
+        assert get(f"{base}/simple/ppc-sample/", auth=("admin", password)) == 200
+
+        install = pip_install_from(f"http://admin:{password}@127.0.0.1:{port}/simple/",
+                                   tmp_path, "ppc-sample==0.1.0")
+        assert install.returncode == 0, install.stdout + install.stderr
+        assert "Successfully installed ppc-sample-0.1.0" in install.stdout
+
+
+def test_second_deploy_changes_nothing(first_deploy, fab, server, operator_home):
+    started = container_started_at(server)
+    config_mtime = server.out("stat -c %Y /etc/pypicloud/config.ini")
+    image = server.out("docker image inspect --format '{{.Id}}' ppc/pypicloud:1.3.12")
+
+    again = fab("deploy", host=server, settings=settings(operator_home))
+
+    assert again.returncode == 0, again.stderr
+    assert set(steps(again.stdout).values()) == {"unchanged"}
+    assert "0 changed, 5 unchanged" in again.stdout
+    assert container_started_at(server) == started
+    assert server.out("stat -c %Y /etc/pypicloud/config.ini") == config_mtime
+    assert server.out("docker image inspect --format '{{.Id}}' ppc/pypicloud:1.3.12") == image
+
+
+def test_changed_setting_recreates_only_the_server_and_keeps_packages(
+        first_deploy, fab, server, operator_home, ssh_key):
+    started = container_started_at(server)
+    password = credentials(operator_home)["passwords"]["admin"]
+
+    changed = fab("deploy", host=server, settings=settings(operator_home, fallback="none"))
+
+    assert changed.returncode == 0, changed.stderr
+    assert steps(changed.stdout) == {
+        "image.data": "unchanged", "image.server": "unchanged", "data.container": "unchanged",
+        "server.config": "changed", "server.container": "changed"}
+    assert container_started_at(server) != started
+    assert credentials(operator_home)["passwords"]["admin"] == password  # kept, not regenerated
+    with tunnel(server, ssh_key, 3031) as port:
+        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", password)) == 200
+
+
+def test_packages_survive_removing_the_server_container(first_deploy, fab, server, operator_home,
+                                                         ssh_key):
+    removed = fab("server.remove", host=server, settings=settings(operator_home))
+    assert removed.returncode == 0, removed.stderr
+    assert server.out("docker ps -aq --filter name=^pypicloud$") == ""
+
+    redeployed = fab("deploy", host=server, settings=settings(operator_home))
+
+    assert redeployed.returncode == 0, redeployed.stderr
+    assert steps(redeployed.stdout)["server.container"] == "changed"
+    password = credentials(operator_home)["passwords"]["admin"]
+    with tunnel(server, ssh_key, 3031) as port:
+        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", password)) == 200
+
+
+def test_data_destroy_needs_confirmation(first_deploy, fab, server, operator_home):
+    refused = fab("data.destroy", host=server, settings=settings(operator_home))
+    assert refused.returncode != 0
+    assert "--confirm=pypi_data" in refused.stderr
+    assert server.out("docker ps -aq --filter name=^pypi_data$") != ""

@@ -1,0 +1,48 @@
+import base64
+import stat
+
+from passlib.hash import sha512_crypt
+
+from ppc_tasks import credentials
+from ppc_tasks.credentials import Credentials
+
+
+def test_first_use_generates_password_hash_and_session_keys():
+    creds = Credentials()
+    assert credentials.complete(creds, ("admin",)) == ["admin"]
+    assert len(creds.passwords["admin"]) >= 24
+    assert sha512_crypt.verify(creds.passwords["admin"], creds.password_hashes["admin"])
+    for key in (creds.session_encrypt_key, creds.session_validate_key):
+        assert len(base64.b64decode(key)) == 32
+    assert creds.session_encrypt_key != creds.session_validate_key
+
+
+def test_complete_keeps_what_exists():
+    creds = Credentials()
+    credentials.complete(creds, ("admin",))
+    before = (dict(creds.passwords), dict(creds.password_hashes), creds.session_encrypt_key)
+    assert credentials.complete(creds, ("admin",)) == []
+    assert (creds.passwords, creds.password_hashes, creds.session_encrypt_key) == before
+
+
+def test_an_edited_password_gets_a_new_hash():
+    creds = Credentials()
+    credentials.complete(creds, ("admin",))
+    creds.passwords["admin"] = "chosen by the operator"
+    assert credentials.complete(creds, ("admin",)) == []
+    assert sha512_crypt.verify("chosen by the operator", creds.password_hashes["admin"])
+
+
+def test_hash_is_what_ppc_gen_password_makes():
+    assert credentials.hash_password("pw").startswith("$6$")
+    assert sha512_crypt.verify("pw", credentials.hash_password("pw"))
+
+
+def test_saved_file_is_private_and_round_trips(tmp_path):
+    path = tmp_path / "state" / "pypi.test" / "secrets.json"
+    creds = Credentials()
+    credentials.complete(creds, ("admin",))
+    credentials.save(path, creds)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert credentials.load(path) == creds
