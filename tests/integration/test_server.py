@@ -92,23 +92,28 @@ def test_deploy_builds_and_starts_everything(first_deploy, server, operator_home
     assert oct(state.stat().st_mode & 0o777) == "0o700"
 
 
-def test_twine_upload_and_pip_install(first_deploy, fab, server, operator_home, ssh_key,
-                                      sample_dists, tmp_path):
+@pytest.fixture(scope="module")
+def uploaded(first_deploy, server, operator_home, ssh_key, sample_dists) -> str:
+    """twine uploads the sample sdist and wheel; returns the admin password."""
     password = credentials(operator_home)["passwords"]["admin"]
     with tunnel(server, ssh_key, 3031) as port:
-        base = f"http://127.0.0.1:{port}"
         upload = subprocess.run(
             [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-             "--repository-url", f"{base}/simple/", *map(str, sample_dists)],
+             "--repository-url", f"http://127.0.0.1:{port}/simple/", *map(str, sample_dists)],
             capture_output=True, text=True,
             env={**os.environ, "TWINE_USERNAME": "admin", "TWINE_PASSWORD": password})
-        assert upload.returncode == 0, upload.stdout + upload.stderr
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    return password
 
-        assert get(f"{base}/simple/ppc-sample/") == 401
-        assert get(f"{base}/simple/ppc-sample/", auth=("admin", "wrong")) in (401, 403)
-        assert get(f"{base}/simple/ppc-sample/", auth=("admin", password)) == 200
 
-        install = pip_install_from(f"http://admin:{password}@127.0.0.1:{port}/simple/",
+def test_twine_upload_and_pip_install(uploaded, server, ssh_key, tmp_path):
+    with tunnel(server, ssh_key, 3031) as port:
+        package_url = f"http://127.0.0.1:{port}/simple/ppc-sample/"
+        assert get(package_url) == 401
+        assert get(package_url, auth=("admin", "wrong")) in (401, 403)
+        assert get(package_url, auth=("admin", uploaded)) == 200
+
+        install = pip_install_from(f"http://admin:{uploaded}@127.0.0.1:{port}/simple/",
                                    tmp_path, "ppc-sample==0.1.0")
         assert install.returncode == 0, install.stdout + install.stderr
         assert "Successfully installed ppc-sample-0.1.0" in install.stdout
@@ -130,9 +135,8 @@ def test_second_deploy_changes_nothing(first_deploy, fab, server, operator_home)
 
 
 def test_changed_setting_recreates_only_the_server_and_keeps_packages(
-        first_deploy, fab, server, operator_home, ssh_key):
+        uploaded, fab, server, operator_home, ssh_key):
     started = container_started_at(server)
-    password = credentials(operator_home)["passwords"]["admin"]
 
     changed = fab("deploy", host=server, settings=settings(operator_home, fallback="none"))
 
@@ -141,12 +145,12 @@ def test_changed_setting_recreates_only_the_server_and_keeps_packages(
         "image.data": "unchanged", "image.server": "unchanged", "data.container": "unchanged",
         "server.config": "changed", "server.container": "changed"}
     assert container_started_at(server) != started
-    assert credentials(operator_home)["passwords"]["admin"] == password  # kept, not regenerated
+    assert credentials(operator_home)["passwords"]["admin"] == uploaded  # kept, not regenerated
     with tunnel(server, ssh_key, 3031) as port:
-        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", password)) == 200
+        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", uploaded)) == 200
 
 
-def test_packages_survive_removing_the_server_container(first_deploy, fab, server, operator_home,
+def test_packages_survive_removing_the_server_container(uploaded, fab, server, operator_home,
                                                          ssh_key):
     removed = fab("server.remove", host=server, settings=settings(operator_home))
     assert removed.returncode == 0, removed.stderr
@@ -156,9 +160,8 @@ def test_packages_survive_removing_the_server_container(first_deploy, fab, serve
 
     assert redeployed.returncode == 0, redeployed.stderr
     assert steps(redeployed.stdout)["server.container"] == "changed"
-    password = credentials(operator_home)["passwords"]["admin"]
     with tunnel(server, ssh_key, 3031) as port:
-        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", password)) == 200
+        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", uploaded)) == 200
 
 
 def test_data_destroy_needs_confirmation(first_deploy, fab, server, operator_home):
