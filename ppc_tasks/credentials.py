@@ -16,6 +16,8 @@ from pathlib import Path
 
 from passlib.hash import sha512_crypt
 
+from . import state
+
 
 @dataclass
 class Credentials:
@@ -64,13 +66,5 @@ def load(path: Path) -> Credentials:
 
 
 def save(path: Path, credentials: Credentials) -> None:
-    """Write atomically, readable by the operator only."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as stream:
-        json.dump(asdict(credentials), stream, indent=2, sort_keys=True)
-        stream.write("\n")
-    os.replace(temporary, path)
+    """Readable by the operator only."""
+    state.write(path, (json.dumps(asdict(credentials), indent=2, sort_keys=True) + "\n").encode())

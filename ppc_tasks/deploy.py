@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from . import data, image, server
-from .host import host_task
+from . import certs, data, image, nginx, server
+from .host import Host, host_task
 
 
 @host_task
 def deploy(host, skip_build=False, rebuild=False):
-    """Turn the host into a package index: images, data container, config, server.
+    """Turn the host into an HTTPS package index: images, data, server, TLS, nginx.
 
-    Every step is skipped when already done; the recap counts what changed.
+    Every step is skipped when already done; the recap counts what changed and says
+    where the admin passwords and the CA certificate are on this machine.
     --skip-build uses the images already on the host; --rebuild rebuilds them
     from scratch.
     """
     server.check_port_free(host)
+    certificate = certs.prepare(host)  # local only: fails before the host is touched
     if not skip_build:
         image.build_images(host, force=rebuild)
     data.ensure_data_container(host)
     server.deploy_server(host)
+    certificate_changed = certs.install_certificate(host, certificate)
+    certs.trust_ca(host, certs.ca_to_trust(host.settings))
+    nginx.configure_nginx(host, certificate_changed)
+    recap(host)
+
+
+def recap(host: Host) -> None:
+    settings = host.settings
+    host.note(f"index:       https://{settings.primary_name}/simple/")
+    host.note(f"admins:      {', '.join(settings.admins)}; passwords in "
+              f"{settings.server_state_dir / 'secrets.json'}")
+    ca = certs.ca_paths(settings)[0] if not (settings.tls_cert or settings.tls_host_cert) \
+        else settings.tls_ca_cert
+    if ca:
+        host.note(f"CA:          {ca} (trust it on clients: fab -H CLIENT certs.trust)")

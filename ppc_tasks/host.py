@@ -168,12 +168,15 @@ class Host:
                             f"{last_lines(info.stderr, 1)} (is dockerd running?)")
 
 
-def host_task(body):
-    """Make a Fabric task of `body(host, ...)`: settings validated first, then connected.
+def host_task(body=None, *, docker: bool = True):
+    """Make a Fabric task of `body(host, ...)`: settings validated first, then connected
+    (and, with docker=True, Docker checked).
 
     Expected failures (bad settings, unreachable host, a failing command) end the run
     with one line on stderr and exit code 1, never a traceback.
     """
+    if body is None:
+        return functools.partial(host_task, docker=docker)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
@@ -183,7 +186,8 @@ def host_task(body):
                 raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
             host = Host(c, settings)
             host.connect()
-            host.require_docker()
+            if docker:
+                host.require_docker()
             body(host, *args, **kwargs)
             host.summary()
         except SettingsError as error:

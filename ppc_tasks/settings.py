@@ -14,6 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 # Numeric id of the `pypicloud` user in the server image. The data volume and the
 # mounted config.ini belong to it; passed to both image builds as a build argument.
 PYPICLOUD_UID = 10001
@@ -38,6 +41,12 @@ DEFAULTS = {
     "config_dir": "/etc/pypicloud",
     "fallback": "redirect",
     "start_timeout": 90,
+    "ca_name_constraints": True,
+    "tls_cert": "",
+    "tls_key": "",
+    "tls_ca_cert": "",
+    "tls_host_cert": "",
+    "tls_host_key": "",
 }
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?"
@@ -70,6 +79,12 @@ class Settings:
     config_dir: str
     fallback: str
     start_timeout: int
+    ca_name_constraints: bool
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_ca_cert: Path | None
+    tls_host_cert: str
+    tls_host_key: str
 
     @property
     def primary_name(self) -> str:
@@ -109,7 +124,14 @@ class Settings:
             "config_dir": _absolute_path(raw, "config_dir"),
             "fallback": _choice(raw, "fallback", FALLBACK_MODES),
             "start_timeout": _integer(raw, "start_timeout", 1, 3600),
+            "ca_name_constraints": _boolean(raw, "ca_name_constraints"),
+            "tls_cert": _pem_file(raw, "tls_cert"),
+            "tls_key": _pem_file(raw, "tls_key", "PRIVATE KEY-----"),
+            "tls_ca_cert": _pem_file(raw, "tls_ca_cert"),
+            "tls_host_cert": _absolute_path(raw, "tls_host_cert", required=False),
+            "tls_host_key": _absolute_path(raw, "tls_host_key", required=False),
         }
+        _check_tls_choice(values)
         if not values["server_names"]:
             raise SettingsError("ppc.server_names: give at least one name (or run with -H HOST)")
         if not values["admins"]:
@@ -177,8 +199,10 @@ def _choice(raw: dict, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _absolute_path(raw: dict, key: str) -> str:
+def _absolute_path(raw: dict, key: str, required: bool = True) -> str:
     value = _string(raw, key).rstrip("/")
+    if not value and not required:
+        return value
     if not value.startswith("/") or re.search(r"[\s'\"\\$`]", value):
         raise SettingsError(f"ppc.{key}: must be an absolute path without spaces or quotes, got {value!r}")
     return value
@@ -191,13 +215,47 @@ def _url(raw: dict, key: str) -> str:
     return value
 
 
-def _pem_file(raw: dict, key: str) -> Path | None:
+def _boolean(raw: dict, key: str) -> bool:
+    value = raw[key]
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        value = value.lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise SettingsError(f"ppc.{key}: must be true or false, got {value!r}")
+    return value
+
+
+def _pem_file(raw: dict, key: str, marker: str = "BEGIN CERTIFICATE-----") -> Path | None:
     value = _string(raw, key)
     if not value:
         return None
     path = Path(value).expanduser()
     if not path.is_file() or not os.access(path, os.R_OK):
         raise SettingsError(f"ppc.{key}: {value} is not a readable file on this machine")
-    if b"-----BEGIN CERTIFICATE-----" not in path.read_bytes():
-        raise SettingsError(f"ppc.{key}: {value} holds no PEM certificate")
+    if marker.encode() not in path.read_bytes():
+        what = "private key" if "KEY" in marker else "certificate"
+        raise SettingsError(f"ppc.{key}: {value} holds no PEM {what}")
     return path
+
+
+def _check_tls_choice(values: dict) -> None:
+    """Own certificate: both files of a pair, one pair at most, and a key that fits."""
+    for cert, key in (("tls_cert", "tls_key"), ("tls_host_cert", "tls_host_key")):
+        if bool(values[cert]) != bool(values[key]):
+            missing = key if values[cert] else cert
+            raise SettingsError(f"ppc.{missing}: set it together with ppc.{cert if missing == key else key}")
+    if values["tls_cert"] and values["tls_host_cert"]:
+        raise SettingsError("ppc.tls_host_cert: set either tls_cert/tls_key (files here) "
+                            "or tls_host_cert/tls_host_key (files on the server), not both")
+    if values["tls_cert"]:
+        certificate = x509.load_pem_x509_certificate(values["tls_cert"].read_bytes())
+        try:
+            key = serialization.load_pem_private_key(values["tls_key"].read_bytes(), password=None)
+        except (ValueError, TypeError) as error:
+            raise SettingsError(f"ppc.tls_key: cannot read it without a passphrase ({error})") from None
+        if _public_der(key.public_key()) != _public_der(certificate.public_key()):
+            raise SettingsError(f"ppc.tls_key: {values['tls_key']} is not the key of {values['tls_cert']}")
+
+
+def _public_der(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -36,9 +36,8 @@ def docker_engine():
 
 
 @pytest.fixture(scope="session")
-def host_image(docker_engine):
-    harness.ensure_base_image()
-    return harness.ensure_built_image("host")
+def test_images(docker_engine) -> dict[str, str]:
+    return {name: harness.ensure_built_image(name) for name in ("host", "client")}
 
 
 @pytest.fixture(scope="session")
@@ -86,21 +85,66 @@ def fab(ssh_key, operator_home, tmp_path_factory) -> Fab:
 
 
 @pytest.fixture(scope="session")
-def start_host(host_image, ssh_key):
-    """Start host containers by name; all are removed when the session ends."""
+def start_host(test_images, ssh_key):
+    """Start test hosts by name: servers (Docker-in-Docker, with debian:bookworm-slim
+    loaded) or clients (no Docker). All are removed when the session ends."""
     started = []
 
-    def start(name: str, docker: bool = True) -> harness.TestHost:
-        host = harness.start_host(host_image, f"ppc-it-{name}", ssh_key.with_suffix(".pub")
-                                  .read_text().strip(), docker=docker)
+    def start(name: str, kind: str = "host", add_hosts: dict | None = None) -> harness.TestHost:
+        host = harness.start_host(test_images[kind], f"ppc-it-{name}",
+                                  ssh_key.with_suffix(".pub").read_text().strip(),
+                                  docker=kind == "host", add_hosts=add_hosts)
         started.append(host)
-        if docker:
+        if kind == "host":
             harness.load_image(host, harness.BASE_IMAGE)
         return host
 
     yield start
     for host in started:
         host.remove()
+
+
+SERVER_NAME = "pypi.test"
+
+
+def server_settings(operator_home: Path, **overrides) -> dict:
+    """The settings every test deploy of the shared server uses."""
+    return {"server_names": [SERVER_NAME], "build_ca_bundle": SYSTEM_CA_BUNDLE,
+            "state_dir": str(operator_home / "state"), **overrides}
+
+
+def admin_password(operator_home: Path) -> str:
+    path = operator_home / "state" / SERVER_NAME / "secrets.json"
+    return json.loads(path.read_text())["passwords"]["admin"]
+
+
+def container_started_at(host, name="pypicloud") -> str:
+    return host.out(f"docker inspect --format '{{{{.State.StartedAt}}}}' {name}")
+
+
+def steps(output: str) -> dict[str, str]:
+    """{step: changed|unchanged} from fab's per-step report lines."""
+    rows = [line.split()[1:3] for line in output.splitlines() if line.startswith("[")]
+    return {row[0]: row[1] for row in rows if len(row) == 2 and row[1] in ("changed", "unchanged")}
+
+
+@dataclass
+class Deployed:
+    host: harness.TestHost
+    result: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def deployed(fab, start_host, operator_home) -> Deployed:
+    """One server host, deployed once with `fab deploy`, shared by the test modules."""
+    host = start_host("server")
+    return Deployed(host, fab("deploy", host=host, settings=server_settings(operator_home)))
+
+
+@pytest.fixture(scope="session")
+def client(start_host, deployed) -> harness.TestHost:
+    """A developer machine that resolves the index's name to the server."""
+    return start_host("client", kind="client", add_hosts={SERVER_NAME: deployed.host.address})
 
 
 @contextlib.contextmanager
@@ -115,14 +159,20 @@ def tunnel(host: harness.TestHost, key: Path, remote_port: int):
 
 
 @pytest.fixture(scope="session")
-def sample_dists(tmp_path_factory) -> list[Path]:
-    """An sdist and a wheel of a tiny package, built here."""
-    project = tmp_path_factory.mktemp("sample")
-    (project / "src" / "ppc_sample").mkdir(parents=True)
-    (project / "src" / "ppc_sample" / "__init__.py").write_text("VALUE = 42\n")
-    (project / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "ppc-sample"\nversion = "0.1.0"\n')
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
-                    str(project / "dist"), str(project)], check=True, capture_output=True)
-    return sorted((project / "dist").iterdir())
+def make_dists(tmp_path_factory):
+    """make_dists(name, version): an sdist and a wheel of a tiny package, built here."""
+
+    def make(name: str, version: str = "0.1.0") -> list[Path]:
+        project = tmp_path_factory.mktemp(name)
+        module = name.replace("-", "_")
+        (project / "src" / module).mkdir(parents=True)
+        (project / "src" / module / "__init__.py").write_text("VALUE = 42\n")
+        (project / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=61"]\n'
+            'build-backend = "setuptools.build_meta"\n'
+            f'[project]\nname = "{name}"\nversion = "{version}"\n')
+        subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
+                        str(project / "dist"), str(project)], check=True, capture_output=True)
+        return sorted((project / "dist").iterdir())
+
+    return make

@@ -7,6 +7,7 @@ label with the hash of what it was made from and is rebuilt only when that chang
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import subprocess
 import tempfile
@@ -61,10 +62,20 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
+# Test images and the image each one is built FROM.
+IMAGE_PARENTS = {"sshd": BASE_IMAGE, "host": "ppc-test/sshd", "client": "ppc-test/sshd"}
+
+
 def ensure_built_image(name: str) -> str:
-    """Build tests/integration/images/<name> as ppc-test/<name> unless it is up to date."""
+    """Build tests/integration/images/<name> as ppc-test/<name> (and its parents) unless
+    it is up to date."""
+    parent = IMAGE_PARENTS[name]
+    if parent == BASE_IMAGE:
+        ensure_base_image()
+    else:
+        ensure_built_image(parent.removeprefix("ppc-test/"))
     context = IMAGES_DIR / name
-    digest = hashlib.sha256(image_label(BASE_IMAGE, HASH_LABEL).encode())
+    digest = hashlib.sha256(image_label(parent, HASH_LABEL).encode())
     for path in sorted(context.rglob("*")):
         if path.is_file():
             digest.update(path.relative_to(context).as_posix().encode())
@@ -95,9 +106,13 @@ class TestHost:
         return f"root@127.0.0.1:{self.port}"
 
     def exec(self, command: str, check: bool = True, input: bytes | None = None,
-             user: str = "root") -> subprocess.CompletedProcess:
-        result = sh("docker", "exec", "-i", "-u", user, self.name, "sh", "-c", command,
-                    input=input, check=False)
+             user: str = "root", env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """Run a shell command in the container; env values (secrets) are passed through
+        docker's environment, never on its command line."""
+        env_flags = [flag for name in (env or {}) for flag in ("-e", name)]
+        result = subprocess.run(["docker", "exec", "-i", "-u", user, *env_flags, self.name,
+                                 "sh", "-c", command], input=input, capture_output=True,
+                                env={**os.environ, **(env or {})})
         if check and result.returncode != 0:
             raise AssertionError(f"{command!r} failed on {self.name}:\n"
                                  f"{result.stdout.decode()}{result.stderr.decode()}")
@@ -106,15 +121,30 @@ class TestHost:
     def out(self, command: str, **kwargs) -> str:
         return self.exec(command, **kwargs).stdout.decode().strip()
 
+    @property
+    def address(self) -> str:
+        """The container's IP address on the outer Docker network."""
+        return sh("docker", "inspect", "--format", "{{.NetworkSettings.IPAddress}}",
+                  self.name).stdout.decode().strip()
+
+    def copy_in(self, files: list[Path], directory: str) -> None:
+        self.exec(f"mkdir -p {directory}")
+        for path in files:
+            self.exec(f"cat > {directory}/{path.name}", input=path.read_bytes())
+
     def remove(self) -> None:
         sh("docker", "rm", "-f", "-v", self.name, check=False)
 
 
-def start_host(image: str, name: str, public_key: str, docker: bool = True) -> TestHost:
-    """Start a host container; with docker=True it runs its own dockerd (Docker-in-Docker)."""
+def start_host(image: str, name: str, public_key: str, docker: bool = True,
+               add_hosts: dict[str, str] | None = None) -> TestHost:
+    """Start a host container; with docker=True it runs its own dockerd (Docker-in-Docker).
+    add_hosts maps names to IP addresses for the container's /etc/hosts."""
     sh("docker", "rm", "-f", "-v", name, check=False)
     port = free_port()
     flags = DIND_FLAGS if docker else []
+    for hostname, address in (add_hosts or {}).items():
+        flags = flags + ["--add-host", f"{hostname}:{address}"]
     sh("docker", "run", "-d", "--name", name, "--hostname", name, *flags,
        "-e", f"AUTHORIZED_KEY={public_key}", "-e", f"CGROUP_PARENT=/{name}",
        "-p", f"127.0.0.1:{port}:22", image)

@@ -27,8 +27,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -
 @pytest.fixture(scope="module")
 def plain_host(start_host):
     """A host with sshd but no Docker at all."""
-    host = start_host("no-docker", docker=False)
-    host.exec("rm -f /usr/bin/docker /usr/sbin/dockerd")
+    host = start_host("no-docker", kind="client")
     host.exec("useradd -m dev && mkdir -p ~dev/.ssh && cp /root/.ssh/authorized_keys ~dev/.ssh/ "
               "&& chown -R dev ~dev/.ssh")
     return host

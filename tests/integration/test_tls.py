@@ -1,0 +1,134 @@
+"""The TLS front door: certificate, trust store, nginx, proven from a separate client."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from .conftest import SERVER_NAME, admin_password, container_started_at, server_settings, steps
+
+INDEX = f"https://{SERVER_NAME}/simple/"
+
+
+def nginx_pids(host) -> str:
+    """Master and worker PIDs: a reload replaces the workers."""
+    return host.out("pgrep -d, nginx")
+
+
+def pip_install(client, password: str, requirement: str):
+    """Debian's pip on the client, over HTTPS with verification, from the index only."""
+    return client.exec(f"python3 -m pip install --break-system-packages --no-cache-dir "
+                       f"--force-reinstall --no-deps {requirement}", check=False,
+                       env={"PIP_INDEX_URL": f"https://admin:{password}@{SERVER_NAME}/simple/"})
+
+
+def answers_over_https(host) -> bool:
+    """The host (resolving the index to itself) fetches /health with verification on."""
+    host.exec(f"grep -q ' {SERVER_NAME}$' /etc/hosts || echo '127.0.0.1 {SERVER_NAME}' >> /etc/hosts")
+    return host.exec(f"python3 -c \"import urllib.request; "
+                     f"urllib.request.urlopen('https://{SERVER_NAME}/health')\"",
+                     check=False).returncode == 0
+
+
+def test_deploy_sets_up_tls_and_recaps(deployed, operator_home):
+    result = deployed.result
+    assert result.returncode == 0, result.stderr
+    assert {step: change for step, change in steps(result.stdout).items()
+            if step.split(".")[0] in ("certs", "nginx")} == {
+        "certs.ca": "changed", "certs.server": "changed", "certs.install": "changed",
+        "certs.trust": "changed", "nginx.install": "changed", "nginx.site": "changed",
+        "nginx.service": "changed"}
+    state = operator_home / "state" / SERVER_NAME
+    assert f"index:       {INDEX}" in result.stdout
+    assert str(state / "secrets.json") in result.stdout
+    assert str(state / "ca.crt") in result.stdout
+    assert oct((state / "ca.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_server_files_and_trust(deployed):
+    server = deployed.host
+    assert server.out(f"stat -c '%a %U' /etc/ssl/ppc-tasks/{SERVER_NAME}.key") == "600 root"
+    assert server.out(f"stat -c '%a' /usr/local/share/ca-certificates/ppc-tasks-{SERVER_NAME}.crt") == "644"
+    # The server itself now trusts the index (update-ca-certificates ran).
+    assert answers_over_https(server)
+
+
+def test_ca_key_never_reaches_the_host(deployed, operator_home):
+    ca_key_line = (operator_home / "state" / SERVER_NAME / "ca.key").read_text().splitlines()[1]
+    found = deployed.host.exec(
+        f"grep -rlF '{ca_key_line}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev "
+        f"--exclude-dir=docker 2>/dev/null", check=False)
+    assert found.stdout.decode().strip() == ""
+    # docker's own storage is searched too, without the image layers we know hold no keys.
+    found = deployed.host.exec(f"grep -rlF '{ca_key_line}' /var/lib/docker/volumes 2>/dev/null",
+                               check=False)
+    assert found.stdout.decode().strip() == ""
+
+
+def test_client_trusting_the_ca_uploads_and_installs_over_https(deployed, fab, client,
+                                                                 operator_home, make_dists):
+    password = admin_password(operator_home)
+    # Before certs.trust the client refuses the index's certificate...
+    refused = pip_install(client, password, "ppc-tls-sample")
+    assert refused.returncode != 0
+    assert b"CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr
+
+    trusted = fab("certs.trust", host=client, settings=server_settings(operator_home))
+    assert trusted.returncode == 0, trusted.stderr
+    assert steps(trusted.stdout) == {"certs.trust": "changed"}
+
+    # ...after it, Debian's twine and pip verify it with no extra flags.
+    client.copy_in(make_dists("ppc-tls-sample"), "/tmp/dist")
+    upload = client.exec(f"twine upload --non-interactive --repository-url {INDEX} /tmp/dist/*",
+                         check=False, env={"TWINE_USERNAME": "admin", "TWINE_PASSWORD": password})
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    install = pip_install(client, password, "ppc-tls-sample==0.1.0")
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert b"Successfully installed ppc-tls-sample-0.1.0" in install.stdout
+
+    again = fab("certs.trust", host=client, settings=server_settings(operator_home))
+    assert steps(again.stdout) == {"certs.trust": "unchanged"}
+
+
+@pytest.mark.parametrize("path", ["/", "/simple/ppc-sample/", "/api/package/"])
+def test_plain_http_only_redirects(deployed, path):
+    connection = http.client.HTTPConnection(deployed.host.address, 80, timeout=10)
+    connection.request("GET", path, headers={"Host": SERVER_NAME,
+                                             "Authorization": "Basic YWRtaW46eA=="})
+    response = connection.getresponse()
+    body = response.read()
+    assert response.status == 301
+    assert response.getheader("Location") == f"https://{SERVER_NAME}{path}"
+    assert b"ppc-sample" not in body and b"pypicloud" not in body.lower()
+
+
+def test_second_deploy_reloads_and_restarts_nothing(deployed, fab, operator_home):
+    server = deployed.host
+    pids = nginx_pids(server)
+    started = container_started_at(server)
+
+    again = fab("deploy", host=server, settings=server_settings(operator_home))
+
+    assert again.returncode == 0, again.stderr
+    assert set(steps(again.stdout).values()) == {"unchanged"}
+    assert "done: 0 changed," in again.stdout
+    assert nginx_pids(server) == pids
+    assert container_started_at(server) == started
+
+
+def test_rejected_nginx_config_keeps_the_previous_site(deployed, fab, operator_home):
+    server = deployed.host
+    site = server.out("cat /etc/nginx/conf.d/ppc-tasks.conf")
+    pids = nginx_pids(server)
+
+    broken = fab("deploy", "--skip-build", host=server, settings=server_settings(
+        operator_home, tls_host_cert="/etc/ssl/missing.crt", tls_host_key="/etc/ssl/missing.key"))
+
+    assert broken.returncode != 0
+    assert "Traceback" not in broken.stdout + broken.stderr
+    assert broken.stderr.strip().count("\n") == 0
+    assert "nginx rejected" in broken.stderr and "/etc/ssl/missing.crt" in broken.stderr
+    assert server.out("cat /etc/nginx/conf.d/ppc-tasks.conf") == site
+    assert nginx_pids(server) == pids
+    assert answers_over_https(server)  # still, with the previous certificate
