@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -138,7 +139,7 @@ def reissue_reason(certificate: x509.Certificate, ca_cert: x509.Certificate,
     """Why the server certificate must be replaced, or None to keep it."""
     try:
         certificate.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return "it was not issued by the current CA"
     san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     if sorted(map(str, san)) != sorted(map(str, subject_alt_names(names))):

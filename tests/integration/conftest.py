@@ -161,18 +161,5 @@ def tunnel(host: harness.TestHost, key: Path, remote_port: int):
 @pytest.fixture(scope="session")
 def make_dists(tmp_path_factory):
     """make_dists(name, version): an sdist and a wheel of a tiny package, built here."""
-
-    def make(name: str, version: str = "0.1.0") -> list[Path]:
-        project = tmp_path_factory.mktemp(name)
-        module = name.replace("-", "_")
-        (project / "src" / module).mkdir(parents=True)
-        (project / "src" / module / "__init__.py").write_text("VALUE = 42\n")
-        (project / "pyproject.toml").write_text(
-            '[build-system]\nrequires = ["setuptools>=61"]\n'
-            'build-backend = "setuptools.build_meta"\n'
-            f'[project]\nname = "{name}"\nversion = "{version}"\n')
-        subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
-                        str(project / "dist"), str(project)], check=True, capture_output=True)
-        return sorted((project / "dist").iterdir())
-
-    return make
+    return lambda name, version="0.1.0": harness.build_sample_dists(
+        name, version, tmp_path_factory.mktemp(name))

@@ -10,6 +10,7 @@ import hashlib
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -177,3 +178,16 @@ def wait_for(predicate, what: str, timeout: float = 90) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"timed out waiting for {what}")
+
+
+def build_sample_dists(name: str, version: str, directory: Path) -> list[Path]:
+    """An sdist and a wheel of a tiny package `name`, built in `directory`."""
+    module = name.replace("-", "_")
+    (directory / "src" / module).mkdir(parents=True, exist_ok=True)
+    (directory / "src" / module / "__init__.py").write_text("VALUE = 42\n")
+    (directory / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\n')
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
+                    str(directory / "dist"), str(directory)], check=True, capture_output=True)
+    return sorted((directory / "dist").iterdir())

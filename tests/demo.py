@@ -1,0 +1,107 @@
+"""The end-to-end demo: a throwaway bare host becomes an HTTPS package index.
+
+Run through `tests/demo` (which installs what is missing first). Everything it makes
+is local: two containers (a server host with sshd + Docker, a client with sshd + pip),
+and the folder .demo/ in the repo (SSH key, settings, the index's secrets and CA).
+`tests/demo --down` removes the containers.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration import harness
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / ".demo"
+SERVER, CLIENT = "ppc-demo-server", "ppc-demo-client"
+INDEX_NAME = "pypi.demo"
+FAB = Path(sys.executable).parent / "fab"
+
+
+def say(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def fab(*args: str) -> None:
+    """Run the real fab command line, showing it and its output as an operator sees them."""
+    argv = [str(FAB), "-f", str(WORK / "fabric.json"), "-i", str(WORK / "id_ed25519"), *args]
+    print("$ " + shlex.join(["fab", *argv[1:]]).replace(str(REPO) + "/", ""), flush=True)
+    subprocess.run(argv, cwd=REPO, check=True)
+
+
+def down() -> None:
+    for name in (SERVER, CLIENT):
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+    print(f"removed the demo containers; {WORK} keeps the demo's key, CA and secrets "
+          f"(delete it to start from scratch)")
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--down"]:
+        down()
+        return
+
+    say("preparing the demo images (cached after the first run)")
+    images = {kind: harness.ensure_built_image(kind) for kind in ("host", "client")}
+    WORK.mkdir(mode=0o700, exist_ok=True)
+    key = WORK / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # The machine's CA bundle lets the image build's pip through a TLS-intercepting proxy.
+    (WORK / "fabric.json").write_text(json.dumps({"ppc": {
+        "server_names": [INDEX_NAME], "state_dir": str(WORK / "state"),
+        "build_ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}}, indent=2))
+
+    say(f"starting a bare host {SERVER}: sshd and Docker, nothing else")
+    public_key = key.with_suffix(".pub").read_text().strip()
+    server = harness.start_host(images["host"], SERVER, public_key)
+    harness.load_image(server, harness.BASE_IMAGE)
+
+    say("deploying the index to it")
+    fab("-H", server.target, "deploy")
+    say("deploying again: nothing to do")
+    fab("-H", server.target, "deploy")
+
+    say(f"starting a developer machine {CLIENT} that resolves {INDEX_NAME} to the server")
+    client = harness.start_host(images["client"], CLIENT, public_key, docker=False,
+                                add_hosts={INDEX_NAME: server.address})
+    fab("-H", client.target, "certs.trust")
+
+    say("uploading a sample package from the client with twine, over HTTPS")
+    dists = harness.build_sample_dists("ppc-demo-sample", "1.0.0", WORK / "sample")
+    client.copy_in(dists, "/tmp/dist")
+    password = json.loads((WORK / "state" / INDEX_NAME / "secrets.json").read_text())["passwords"]["admin"]
+    index = f"https://{INDEX_NAME}/simple/"
+    show(client.exec(f"twine upload --non-interactive --disable-progress-bar "
+                     f"--repository-url {index} /tmp/dist/*",
+                     env={"TWINE_USERNAME": "admin", "TWINE_PASSWORD": password}))
+
+    say("installing it back with pip, certificate verification on")
+    show(client.exec("python3 -m pip install --break-system-packages --no-cache-dir "
+                     "--force-reinstall ppc-demo-sample && python3 -c "
+                     "'import ppc_demo_sample; print(\"imported ppc_demo_sample\", "
+                     "ppc_demo_sample.VALUE)'",
+                     env={"PIP_INDEX_URL": f"https://admin:{password}@{INDEX_NAME}/simple/"}))
+
+    say("done")
+    print(f"""
+  index            {index} (from {CLIENT}, or any host resolving {INDEX_NAME} to {server.address})
+  admin password   {WORK / 'state' / INDEX_NAME / 'secrets.json'}
+  CA certificate   {WORK / 'state' / INDEX_NAME / 'ca.crt'}
+  server shell     ssh -i {key} -p {server.port} root@127.0.0.1
+  client shell     docker exec -it {CLIENT} bash
+  tear down        tests/demo --down
+""")
+
+
+def show(result: subprocess.CompletedProcess) -> None:
+    print(result.stdout.decode().rstrip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+import datetime
+import socket
+import ssl
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from ppc_tasks import certs
+
+NOW = datetime.datetime.now(datetime.timezone.utc)
+NAMES = ("pypi.example.com", "pypi-internal", "10.1.2.3")
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return certs.new_ca(NAMES, constrained=True, now=NOW)
+
+
+@pytest.fixture(scope="module")
+def server_cert(ca):
+    return certs.new_server_certificate(*ca, NAMES, NOW)
+
+
+def extension(certificate, kind):
+    return certificate.extensions.get_extension_for_class(kind)
+
+
+def test_ca_follows_mkcert(ca):
+    certificate, key = ca
+    basic = extension(certificate, x509.BasicConstraints)
+    assert basic.critical and basic.value.ca and basic.value.path_length == 0
+    usage = extension(certificate, x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign
+    assert not usage.value.digital_signature
+    assert extension(certificate, x509.SubjectKeyIdentifier).value.digest
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert 3649 <= lifetime.days <= 3651
+    assert certificate.serial_number > 2**64
+    assert key.key_size == 3072
+
+
+def test_ca_is_limited_to_the_index_names(ca):
+    constraints = extension(ca[0], x509.NameConstraints)
+    assert constraints.critical
+    assert x509.DNSName("pypi.example.com") in constraints.value.permitted_subtrees
+    assert certs.ca_permits(ca[0], ("pypi.example.com", "sub.pypi-internal", "10.1.2.3"))
+    assert not certs.ca_permits(ca[0], ("www.example.com",))
+    assert not certs.ca_permits(ca[0], ("10.1.2.4",))
+
+
+def test_a_ca_without_ip_names_may_sign_no_ip():
+    constraints = certs.name_constraints(("pypi.example.com",))
+    assert {str(subtree.value) for subtree in constraints.excluded_subtrees} == {"0.0.0.0/0", "::/0"}
+
+
+def test_unconstrained_ca_on_request():
+    certificate, _ = certs.new_ca(NAMES, constrained=False, now=NOW)
+    with pytest.raises(x509.ExtensionNotFound):
+        extension(certificate, x509.NameConstraints)
+    assert certs.ca_permits(certificate, ("anything.example",))
+
+
+def test_server_certificate_covers_every_name(ca, server_cert):
+    certificate, _ = server_cert
+    certificate.verify_directly_issued_by(ca[0])
+    san = extension(certificate, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["pypi.example.com", "pypi-internal"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.1.2.3"]
+    assert extension(certificate, x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.SERVER_AUTH])
+    assert not extension(certificate, x509.BasicConstraints).value.ca
+    assert (certificate.not_valid_after_utc - certificate.not_valid_before_utc).days <= 825
+
+
+def test_reissue_only_when_needed(ca, server_cert):
+    certificate, _ = server_cert
+    assert certs.reissue_reason(certificate, ca[0], NAMES, NOW) is None
+    assert certs.reissue_reason(certificate, ca[0], NAMES[:2], NOW) == "the server names changed"
+    later = NOW + datetime.timedelta(days=800)
+    assert certs.reissue_reason(certificate, ca[0], NAMES, later) == "it expires within 30 days"
+    other_ca, _ = certs.new_ca(NAMES, constrained=True, now=NOW)
+    assert certs.reissue_reason(certificate, other_ca, NAMES, NOW) == \
+        "it was not issued by the current CA"
+
+
+def test_openssl_accepts_the_chain_for_each_name(ca, server_cert, tmp_path):
+    """A real TLS handshake: Python's ssl (OpenSSL) verifies the name-constrained chain."""
+    (tmp_path / "ca.pem").write_bytes(certs.pem(ca[0]))
+    (tmp_path / "server.pem").write_bytes(certs.pem(server_cert[0]) + certs.key_pem(server_cert[1]))
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(tmp_path / "server.pem")
+    client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    for name in ("pypi.example.com", "pypi-internal"):
+        left, right = socket.socketpair()
+        accept = threading.Thread(target=lambda: server_context.wrap_socket(
+            left, server_side=True).close())
+        accept.start()
+        with client_context.wrap_socket(right, server_hostname=name) as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        accept.join()
+        left.close()
+
+
+def test_trust_stores_of_both_families():
+    debian, rhel = certs.TRUST_STORES["debian"], certs.TRUST_STORES["rhel"]
+    assert certs.trust_path(debian, "pypi.example.com") == \
+        "/usr/local/share/ca-certificates/ppc-tasks-pypi.example.com.crt"
+    assert debian.refresh == "update-ca-certificates"
+    assert certs.trust_path(rhel, "pypi.example.com") == \
+        "/etc/pki/ca-trust/source/anchors/ppc-tasks-pypi.example.com.crt"
+    assert rhel.refresh == "update-ca-trust extract"

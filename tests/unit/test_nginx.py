@@ -1,0 +1,61 @@
+import re
+
+import pytest
+
+from ppc_tasks import nginx
+from ppc_tasks.settings import Settings
+
+
+@pytest.fixture
+def site():
+    settings = Settings.from_config({"server_names": ["pypi.example.com", "10.1.2.3"]}, host="h")
+    return nginx.render_site(settings).decode()
+
+
+def server_blocks(site: str) -> list[str]:
+    return re.findall(r"^server \{.*?^\}", site, flags=re.S | re.M)
+
+
+def test_site_follows_the_manual_block(site):
+    assert "upstream pypicloud {\n    server 127.0.0.1:3031;\n}" in site
+    https = server_blocks(site)[1]
+    assert "listen 443 ssl;" in https
+    assert "server_name pypi.example.com 10.1.2.3;" in https
+    assert "ssl_certificate     /etc/ssl/ppc-tasks/pypi.example.com.crt;" in https
+    assert "ssl_certificate_key /etc/ssl/ppc-tasks/pypi.example.com.key;" in https
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in https
+    assert "client_max_body_size 0;" in https
+    assert "chunked_transfer_encoding on;" in https
+    for header in ("Host $host", "X-Real-IP $remote_addr",
+                   "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):
+        assert f"proxy_set_header {header};" in https
+
+
+def test_plain_http_only_redirects(site):
+    http = server_blocks(site)[0]
+    assert "listen 80;" in http
+    assert "return 301 https://$host$request_uri;" in http
+    assert "proxy_pass" not in http
+
+
+def test_own_certificate_on_the_host():
+    settings = Settings.from_config({"tls_host_cert": "/etc/letsencrypt/live/x/fullchain.pem",
+                                     "tls_host_key": "/etc/letsencrypt/live/x/privkey.pem"}, host="h")
+    site = nginx.render_site(settings).decode()
+    assert "ssl_certificate     /etc/letsencrypt/live/x/fullchain.pem;" in site
+
+
+def test_service_control_with_and_without_systemd():
+    assert nginx.service(systemd=True).reload == "systemctl reload nginx"
+    assert nginx.service(systemd=False).reload == "nginx -s reload"
+    assert nginx.service(systemd=False).start == "nginx"
+
+
+def test_rejected_config_is_rolled_back():
+    assert nginx.restore_command() == (
+        "if [ -f /etc/nginx/conf.d/ppc-tasks.conf.ppc-previous ]; then mv -f "
+        "/etc/nginx/conf.d/ppc-tasks.conf.ppc-previous /etc/nginx/conf.d/ppc-tasks.conf; "
+        "else rm -f /etc/nginx/conf.d/ppc-tasks.conf; fi")
+    output = ('nginx: [emerg] cannot load certificate "/x.crt": BIO_new_file() failed\n'
+              "nginx: configuration file /etc/nginx/nginx.conf test failed\n")
+    assert nginx.nginx_error(output).startswith('nginx: [emerg] cannot load certificate "/x.crt"')
