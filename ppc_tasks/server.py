@@ -22,8 +22,9 @@ def render_config(settings: Settings, creds: Credentials) -> bytes:
         "config.ini.j2",
         fallback=settings.fallback,
         data_dir=DATA_DIR,
-        users=[{"name": name, "password_hash": creds.password_hashes[name]}
-               for name in settings.admins],
+        admins=settings.admins,
+        accounts=[{"name": name, "password_hash": creds.password_hashes[name]}
+               for name in settings.accounts],
         session_encrypt_key=creds.session_encrypt_key,
         session_validate_key=creds.session_validate_key,
     )
@@ -70,11 +71,11 @@ def load_credentials(host: Host) -> Credentials:
     path = host.settings.server_state_dir / "secrets.json"
     creds = credentials.load(path)
     before = json.dumps(creds.__dict__, sort_keys=True)
-    generated = credentials.complete(creds, host.settings.admins)
+    generated = credentials.complete(creds, host.settings.accounts)
     if json.dumps(creds.__dict__, sort_keys=True) != before:
         credentials.save(path, creds)
     for user in generated:
-        host.note(f"generated a password for admin {user!r}: it is in {path} (mode 0600)")
+        host.note(f"generated a password for {user!r}: it is in {path} (mode 0600)")
     return creds
 
 

@@ -29,6 +29,7 @@ FALLBACK_MODES = ("none", "redirect", "cache", "mirror")
 DEFAULTS = {
     "server_names": [],
     "admins": ["admin"],
+    "users": [],
     "state_dir": "~/.local/state/ppc-tasks",
     "base_image": "debian:bookworm-slim",
     "data_image": "ppc/pypicloud-data:1.3.12",
@@ -47,12 +48,17 @@ DEFAULTS = {
     "tls_ca_cert": "",
     "tls_host_cert": "",
     "tls_host_key": "",
+    "index_url": "",
+    "client_user": "",
+    "client_index": "index-url",
 }
+CLIENT_INDEX_MODES = ("index-url", "extra-index-url")
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _USER = re.compile(rf"^{_NAME}$")
+_USER_WHAT = "a user name of letters, digits, '_', '.', '-'"
 _CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # [registry[:port]/]path[:tag], as `docker build -t` accepts it (no digests).
 _IMAGE = re.compile(r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
@@ -67,6 +73,7 @@ class SettingsError(ValueError):
 class Settings:
     server_names: tuple[str, ...]
     admins: tuple[str, ...]
+    users: tuple[str, ...]
     state_dir: Path
     base_image: str
     data_image: str
@@ -85,10 +92,18 @@ class Settings:
     tls_ca_cert: Path | None
     tls_host_cert: str
     tls_host_key: str
+    index_url: str
+    client_user: str
+    client_index: str
 
     @property
     def primary_name(self) -> str:
         return self.server_names[0]
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """Every pypicloud account: admins, then the other users."""
+        return self.admins + self.users
 
     @property
     def config_path(self) -> str:
@@ -110,8 +125,8 @@ class Settings:
         values = {
             "server_names": tuple(_check_each(names, "server_names", _is_host_name,
                                               "a DNS name or IP address")),
-            "admins": tuple(_check_each(_string_list(raw, "admins"), "admins",
-                                        _USER.match, "a user name of letters, digits, '_', '.', '-'")),
+            "admins": tuple(_check_each(_string_list(raw, "admins"), "admins", _USER.match, _USER_WHAT)),
+            "users": tuple(_check_each(_string_list(raw, "users"), "users", _USER.match, _USER_WHAT)),
             "state_dir": Path(_string(raw, "state_dir")).expanduser(),
             "base_image": _matching(raw, "base_image", _IMAGE, "an image reference like debian:bookworm-slim"),
             "data_image": _matching(raw, "data_image", _IMAGE, "an image reference like ppc/pypicloud-data:1"),
@@ -130,12 +145,23 @@ class Settings:
             "tls_ca_cert": _pem_file(raw, "tls_ca_cert"),
             "tls_host_cert": _absolute_path(raw, "tls_host_cert", required=False),
             "tls_host_key": _absolute_path(raw, "tls_host_key", required=False),
+            "index_url": _url(raw, "index_url", schemes=("https",)),
+            "client_user": _string(raw, "client_user"),
+            "client_index": _choice(raw, "client_index", CLIENT_INDEX_MODES),
         }
         _check_tls_choice(values)
         if not values["server_names"]:
-            raise SettingsError("ppc.server_names: give at least one name (or run with -H HOST)")
+            raise SettingsError("ppc.server_names: set the name(s) of the index, as used for its deploy")
         if not values["admins"]:
             raise SettingsError("ppc.admins: give at least one admin user name")
+        both = set(values["admins"]) & set(values["users"])
+        if both:
+            raise SettingsError(f"ppc.users: {sorted(both)[0]!r} is an admin already")
+        accounts = values["admins"] + values["users"]
+        values["client_user"] = values["client_user"] or (values["users"] or accounts)[0]
+        if values["client_user"] not in accounts:
+            raise SettingsError(f"ppc.client_user: {values['client_user']!r} is not in ppc.admins or ppc.users")
+        values["index_url"] = values["index_url"] or f"https://{values['server_names'][0]}/simple/"
         if values["data_container"] == values["server_container"]:
             raise SettingsError("ppc.server_container: must differ from ppc.data_container")
         return cls(**values)
@@ -208,10 +234,11 @@ def _absolute_path(raw: dict, key: str, required: bool = True) -> str:
     return value
 
 
-def _url(raw: dict, key: str) -> str:
+def _url(raw: dict, key: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
     value = _string(raw, key)
-    if value and not re.match(r"^https?://[^\s]+$", value):
-        raise SettingsError(f"ppc.{key}: must be an http:// or https:// URL, got {value!r}")
+    if value and not re.match(rf"^({'|'.join(schemes)})://[^\s/@]+(/[^\s]*)?$", value):
+        shown = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise SettingsError(f"ppc.{key}: must be an {shown} URL, got {value!r}")
     return value
 
 

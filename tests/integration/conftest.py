@@ -155,6 +155,8 @@ def tunnel(host: harness.TestHost, key: Path, remote_port: int):
                             connect_kwargs={"key_filename": str(key)})
     with connection, connection.forward_local(local_port, remote_port, "127.0.0.1",
                                               "127.0.0.1"):
+        # The forwarder listens from a thread of its own: wait until it does.
+        harness.wait_for(lambda: harness.port_open(local_port), f"the tunnel on {local_port}", 10)
         yield local_port
 
 

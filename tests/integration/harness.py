@@ -6,13 +6,16 @@ label with the hash of what it was made from and is rebuilt only when that chang
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import os
 import socket
 import subprocess
-import sys
+import tarfile
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,6 +166,14 @@ def load_image(host: TestHost, image: str) -> None:
     host.exec("docker load", input=saved)
 
 
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def _ssh_banner(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
@@ -181,13 +192,37 @@ def wait_for(predicate, what: str, timeout: float = 90) -> None:
 
 
 def build_sample_dists(name: str, version: str, directory: Path) -> list[Path]:
-    """An sdist and a wheel of a tiny package `name`, built in `directory`."""
+    """An sdist and a wheel of a tiny package `name`, written by hand into `directory`.
+
+    Metadata-Version 2.1 keeps them readable by every twine and pip a client may have
+    (Debian 12's twine 4.0 rejects the 2.4 metadata current setuptools writes).
+    """
     module = name.replace("-", "_")
-    (directory / "src" / module).mkdir(parents=True, exist_ok=True)
-    (directory / "src" / module / "__init__.py").write_text("VALUE = 42\n")
-    (directory / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\n')
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
-                    str(directory / "dist"), str(directory)], check=True, capture_output=True)
-    return sorted((directory / "dist").iterdir())
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: ppc-tasks sample\n"
+    code = b"VALUE = 42\n"
+    directory.mkdir(parents=True, exist_ok=True)
+
+    wheel = directory / f"{module}-{version}-py3-none-any.whl"
+    dist_info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": code,
+        f"{dist_info}/METADATA": metadata.encode(),
+        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: ppc-tasks-tests\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+        f"{len(data)}\n" for path, data in files.items()) + f"{dist_info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in {**files, f"{dist_info}/RECORD": record.encode()}.items():
+            archive.writestr(path, data)
+
+    sdist = directory / f"{module}-{version}.tar.gz"
+    root = f"{module}-{version}"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for path, data in {f"{root}/PKG-INFO": metadata.encode(),
+                           f"{root}/src/{module}/__init__.py": code}.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return [sdist, wheel]

@@ -11,13 +11,14 @@ from ppc_tasks.settings import Settings
 
 @pytest.fixture
 def settings():
-    return Settings.from_config({"admins": ["alice", "bob"], "fallback": "none"}, host="pypi.test")
+    return Settings.from_config({"admins": ["alice", "bob"], "users": ["ci"], "fallback": "none"},
+                                host="pypi.test")
 
 
 @pytest.fixture
 def creds(settings):
     creds = Credentials()
-    credentials.complete(creds, settings.admins)
+    credentials.complete(creds, settings.accounts)
     return creds
 
 
@@ -32,6 +33,7 @@ def test_config_has_users_keys_storage_and_database(settings, creds):
     assert app["auth.admins"].split() == ["alice", "bob"]
     assert app["user.alice"] == creds.password_hashes["alice"]
     assert app["user.bob"] == creds.password_hashes["bob"]
+    assert app["user.ci"] == creds.password_hashes["ci"]  # an account, not an admin
     assert app["session.encrypt_key"] == creds.session_encrypt_key
     assert app["session.validate_key"] == creds.session_validate_key
     assert app["pypi.default_read"] == "authenticated"

@@ -37,6 +37,10 @@ def test_every_default_is_valid():
     ("fallback", "sometimes", "ppc.fallback: must be one of none, redirect, cache, mirror"),
     ("config_dir", "etc/pypicloud", "ppc.config_dir: must be an absolute path"),
     ("build_index_url", "ftp://mirror", "ppc.build_index_url"),
+    ("index_url", "http://pypi.example/simple/", "ppc.index_url: must be an https:// URL"),
+    ("users", ["admin"], "ppc.users: 'admin' is an admin already"),
+    ("client_user", "nobody", "ppc.client_user: 'nobody' is not in"),
+    ("client_index", "both", "ppc.client_index: must be one of index-url, extra-index-url"),
     ("build_ca_bundle", "/nonexistent/ca.pem", "ppc.build_ca_bundle: /nonexistent/ca.pem is not a readable file"),
     ("server_container", "pypi_data", "ppc.server_container: must differ"),
 ])
