@@ -5,11 +5,11 @@
 
 from invoke import Collection
 
-from ppc_tasks import certs, data, image, nginx, server
+from ppc_tasks import certs, clients, data, image, nginx, packages, server
 from ppc_tasks.deploy import deploy
 from ppc_tasks.settings import DEFAULTS
 
-ns = Collection(image, data, server, certs, nginx)
+ns = Collection(image, data, server, certs, nginx, clients, packages)
 ns.add_task(deploy)
 # Registering every default makes each one overridable from any config layer,
 # including FABRIC_PPC_<KEY> environment variables.

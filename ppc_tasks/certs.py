@@ -152,16 +152,20 @@ def reissue_reason(certificate: x509.Certificate, ca_cert: x509.Certificate,
 @dataclass(frozen=True)
 class TrustStore:
     family: str
-    directory: str
-    refresh: str
+    directory: str  # where local CA certificates go
+    refresh: str  # rebuilds the bundle from them
+    bundle: str  # the system bundle: every trusted CA in one PEM file
 
 
 TRUST_STORES = {
-    "debian": TrustStore("debian", "/usr/local/share/ca-certificates", "update-ca-certificates"),
-    "rhel": TrustStore("rhel", "/etc/pki/ca-trust/source/anchors", "update-ca-trust extract"),
+    "debian": TrustStore("debian", "/usr/local/share/ca-certificates", "update-ca-certificates",
+                         "/etc/ssl/certs/ca-certificates.crt"),
+    "rhel": TrustStore("rhel", "/etc/pki/ca-trust/source/anchors", "update-ca-trust extract",
+                       "/etc/pki/tls/certs/ca-bundle.crt"),
 }
-DETECT_TRUST_STORE = ("if command -v update-ca-certificates >/dev/null; then echo debian; "
-                      "elif command -v update-ca-trust >/dev/null; then echo rhel; fi")
+# By folder, not by command: sbin is not on every user's PATH.
+DETECT_TRUST_STORE = ("if [ -d /usr/local/share/ca-certificates ]; then echo debian; "
+                      "elif [ -d /etc/pki/ca-trust/source/anchors ]; then echo rhel; fi")
 
 
 def trust_path(store: TrustStore, index_name: str) -> str:
@@ -252,32 +256,54 @@ def install_certificate(host: Host, tls: ServerCertificate) -> bool:
     return changed
 
 
-def ca_to_trust(settings: Settings) -> bytes | None:
-    """The CA certificate clients must trust (None when the certificate is public)."""
+def ca_path(settings: Settings) -> Path | None:
+    """The CA certificate clients must trust, on this machine (None for a public one)."""
     if settings.tls_cert or settings.tls_host_cert:
-        return settings.tls_ca_cert.read_bytes() if settings.tls_ca_cert else None
-    ca_cert_path = ca_paths(settings)[0]
-    if not ca_cert_path.exists():
-        raise TaskError(f"there is no CA for {settings.primary_name} yet ({ca_cert_path}): "
+        return settings.tls_ca_cert
+    return ca_paths(settings)[0]
+
+
+def ca_to_trust(settings: Settings) -> bytes | None:
+    path = ca_path(settings)
+    if path is None:
+        return None
+    if not path.exists():
+        raise TaskError(f"there is no CA for {settings.primary_name} yet ({path}): "
                         f"deploy the server first")
-    return ca_cert_path.read_bytes()
+    return path.read_bytes()
 
 
-def trust_ca(host: Host, ca_certificate: bytes | None) -> None:
+def trust_store(host: Host) -> TrustStore | None:
+    """The host's system trust store, or None when it has neither known kind."""
+    return TRUST_STORES.get(host.run(DETECT_TRUST_STORE).stdout.strip())
+
+
+def trust_ca(host: Host, ca_certificate: bytes | None) -> TrustStore | None:
     """Add the CA certificate to the host's system trust store, refreshing it on change."""
     if ca_certificate is None:
         host.report("certs.trust", False, "publicly trusted certificate: nothing to add")
-        return
-    family = host.run(DETECT_TRUST_STORE).stdout.strip()
-    if family not in TRUST_STORES:
+        return None
+    store = trust_store(host)
+    if store is None:
         raise TaskError(f"{host.name} has neither update-ca-certificates nor update-ca-trust: "
                         f"install the ca-certificates package")
-    store = TRUST_STORES[family]
     path = trust_path(store, host.settings.primary_name)
     changed = host.put(path, ca_certificate, mode="644")
     if changed:
         host.sudo(store.refresh)
     host.report("certs.trust", changed, f"{path} ({store.refresh})")
+    return store
+
+
+def untrust_ca(host: Host) -> None:
+    """Take the index's CA certificate out of the host's system trust store."""
+    store = trust_store(host)
+    path = trust_path(store, host.settings.primary_name) if store else None
+    if path is None or not host.sudo(f"test -f {path}", check=False).ok:
+        host.report("certs.trust", False, "the CA is not in the system trust store")
+        return
+    host.sudo(f"rm -f {path} && {store.refresh}")
+    host.report("certs.trust", True, f"removed {path} ({store.refresh})")
 
 
 @host_task(docker=False)

@@ -8,6 +8,7 @@ it changed something, and each task ends with a count, so a second run can say
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -48,13 +49,14 @@ def parse_file_state(output: str) -> FileState | None:
     return FileState(sha256=sha256, mode=mode, owner=owner)
 
 
-def install_command(source: str, path: str, mode: str, owner: str) -> str:
-    """Put a file in place atomically, with its mode and owner set before it appears."""
-    user, group = owner.split(":")
+def install_command(source: str, path: str, mode: str, owner: str | None) -> str:
+    """Put a file in place atomically, with its mode (and owner) set before it appears.
+    Without an owner the file belongs to whoever runs the command."""
+    ownership = "-o {} -g {} ".format(*owner.split(":")) if owner else ""
     staged = f"{path}.ppc-new"
     directory = path.rsplit("/", 1)[0] or "/"
     return (f"mkdir -p {shlex.quote(directory)} && "
-            f"install -m {mode} -o {user} -g {group} {shlex.quote(source)} {shlex.quote(staged)} && "
+            f"install -m {mode} {ownership}{shlex.quote(source)} {shlex.quote(staged)} && "
             f"mv -f {shlex.quote(staged)} {shlex.quote(path)}")
 
 
@@ -73,6 +75,8 @@ class Host:
         self.changed_steps: list[str] = []
         self.unchanged_steps: list[str] = []
         self.is_root = False
+        self.can_sudo = False
+        self.user_ids = ""  # numeric "uid:gid" of the connecting user
 
     # -- commands -------------------------------------------------------------------------
     def run(self, command: str, *, check: bool = True):
@@ -100,20 +104,33 @@ class Host:
         return result
 
     # -- files ----------------------------------------------------------------------------
-    def put(self, path: str, content: bytes, *, mode: str, owner: str = "0:0") -> bool:
-        """Make the file at `path` hold `content` with mode and owner; True if it changed."""
-        desired = FileState(hashlib.sha256(content).hexdigest(), mode, owner)
-        current = parse_file_state(self.sudo(file_state_command(path)).stdout)
+    def put(self, path: str, content: bytes, *, mode: str, owner: str | None = "0:0") -> bool:
+        """Make the file at `path` hold `content` with mode and owner; True if it changed.
+
+        owner is numeric "uid:gid" for a system file (written as root), or None for a
+        file of the connecting user (written without sudo).
+        """
+        execute = self.sudo if owner else self.run
+        desired = FileState(hashlib.sha256(content).hexdigest(), mode, owner or self.user_ids)
+        current = parse_file_state(execute(file_state_command(path)).stdout)
         if current == desired:
             return False
         if current and current.sha256 == desired.sha256:
-            user, group = owner.split(":")
-            self.sudo(f"chmod {mode} {shlex.quote(path)} && chown {user}:{group} {shlex.quote(path)}")
+            execute(f"chmod {mode} {shlex.quote(path)} && chown {desired.owner} {shlex.quote(path)}")
             return True
         with self.staging() as staging:
             self.connection.put(io.BytesIO(content), f"{staging}/upload")
-            self.sudo(install_command(f"{staging}/upload", path, mode, owner))
+            execute(install_command(f"{staging}/upload", path, mode, owner))
         return True
+
+    def read(self, path: str, *, as_root: bool = False) -> str | None:
+        """The text of a file on the host, or None when there is none."""
+        result = (self.sudo if as_root else self.run)(
+            f"if [ -f {shlex.quote(path)} ]; then cat {shlex.quote(path)}; else exit 3; fi",
+            check=False)
+        if result.exited == 3:
+            return None
+        return self._checked(f"cat {path}", result, check=True).stdout
 
     @contextlib.contextmanager
     def staging(self):
@@ -137,7 +154,7 @@ class Host:
         self.note(f"done: {len(self.changed_steps)} changed, {len(self.unchanged_steps)} unchanged")
 
     # -- preflight ------------------------------------------------------------------------
-    def connect(self) -> None:
+    def connect(self, require_sudo: bool = True) -> None:
         """Open the SSH connection and check root access; errors become one clear line."""
         where = f"{self.connection.user}@{self.name}"
         try:
@@ -152,11 +169,14 @@ class Host:
                 paramiko.SSHException) as error:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
             raise TaskError(f"cannot reach {self.name} over SSH: {reason}") from None
-        self.is_root = self.run("id -u").stdout.strip() == "0"
-        if not self.is_root and not self.connection.config.sudo.password:
-            if not self.run("sudo -n true", check=False).ok:
-                raise TaskError(f"{where} cannot use sudo without a password: allow it "
-                                f"(NOPASSWD) or run fab with --prompt-for-sudo-password")
+        uid, gid = self.run("id -u && id -g").stdout.split()
+        self.user_ids = f"{uid}:{gid}"
+        self.is_root = uid == "0"
+        self.can_sudo = (self.is_root or bool(self.connection.config.sudo.password)
+                         or self.run("sudo -n true", check=False).ok)
+        if require_sudo and not self.can_sudo:
+            raise TaskError(f"{where} cannot use sudo without a password: allow it "
+                            f"(NOPASSWD) or run fab with --prompt-for-sudo-password")
 
     def require_docker(self) -> None:
         if not self.run("command -v docker", check=False).ok:
@@ -168,9 +188,14 @@ class Host:
                             f"{last_lines(info.stderr, 1)} (is dockerd running?)")
 
 
+def _settings(c, host_fallback: bool) -> Settings:
+    ppc = dict(c.config.ppc)
+    return Settings.from_config(ppc, host=getattr(c, "host", None) if host_fallback else None)
+
+
 def host_task(body=None, *, docker: bool = True):
-    """Make a Fabric task of `body(host, ...)`: settings validated first, then connected
-    (and, with docker=True, Docker checked).
+    """Make a Fabric task of `body(host, ...)` for a server: settings validated first,
+    then connected, sudo checked (and Docker, with docker=True).
 
     Expected failures (bad settings, unreachable host, a failing command) end the run
     with one line on stderr and exit code 1, never a traceback.
@@ -181,7 +206,7 @@ def host_task(body=None, *, docker: bool = True):
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
         try:
-            settings = Settings.from_config(dict(c.config.ppc), host=getattr(c, "host", None))
+            settings = _settings(c, host_fallback=True)
             if not isinstance(c, Connection):
                 raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
             host = Host(c, settings)
@@ -194,5 +219,71 @@ def host_task(body=None, *, docker: bool = True):
             raise Exit(f"Error: {error}", code=2) from None
         except TaskError as error:
             raise Exit(f"Error on {getattr(c, 'host', 'the host')}: {error}", code=1) from None
+
+    return task(wrapper)
+
+
+# Tasks already run on every host of this `fab` run (see many_hosts_task).
+_finished: set[str] = set()
+PARALLEL_HOSTS = 16
+
+
+def cli_hosts(c) -> list[str]:
+    """Every host given with -H to the running `fab`, or just this connection's."""
+    from fabric.main import program  # the running `fab` program: it parsed -H
+
+    core = getattr(program, "core", None)
+    hosts = core[0].args.hosts.value if core else None
+    return [h for h in hosts.split(",") if h] if hosts else [c.original_host]
+
+
+def many_hosts_task(body):
+    """Make a Fabric task of `body(host, ...)` for many hosts at once (`fab -H a,b,c`).
+
+    Fabric calls a task once per host, one after another. The first call here runs
+    `body` on every -H host in parallel; one failing or unreachable host never stops
+    the others. A table ends the run, one line per host; the exit code is non-zero if
+    any host failed. The calls Fabric makes for the other hosts find the work done.
+    Sudo is optional: `host.can_sudo` says whether there is any.
+    """
+
+    @functools.wraps(body)
+    def wrapper(c, *args, **kwargs):
+        if body.__name__ in _finished:
+            return
+        try:
+            settings = _settings(c, host_fallback=False)
+        except SettingsError as error:
+            raise Exit(f"Error: {error}", code=2) from None
+        if not isinstance(c, Connection):
+            raise Exit("Error: name the hosts to work on: fab -H HOST1,HOST2 ...", code=2)
+        _finished.add(body.__name__)
+        hosts = cli_hosts(c)
+
+        def run_one(name: str) -> tuple[str, str, str]:
+            host = Host(Connection(name, config=c.config), settings)
+            try:
+                host.connect(require_sudo=False)
+                body(host, *args, **kwargs)
+            except TaskError as error:
+                return host.name, "failed", str(error)
+            except Exception as error:  # an unexpected one still must not stop the others
+                return host.name, "failed", f"{type(error).__name__}: {error}"
+            finally:
+                host.connection.close()
+            outcome = "changed" if host.changed_steps else "ok"
+            return host.name, outcome, (f"{len(host.changed_steps)} changed, "
+                                        f"{len(host.unchanged_steps)} unchanged")
+
+        with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_HOSTS, len(hosts))) as pool:
+            results = list(pool.map(run_one, hosts))
+        width = max(len(name) for name, _, _ in results)
+        print(f"\n{'host':<{width}}  {'result':<8}  detail", flush=True)
+        for name, outcome, detail in results:
+            print(f"{name:<{width}}  {outcome:<8}  {detail}", flush=True)
+        failed = [name for name, outcome, _ in results if outcome == "failed"]
+        if failed:
+            raise Exit(f"Error: {len(failed)} of {len(results)} hosts failed: {', '.join(failed)}",
+                       code=1)
 
     return task(wrapper)

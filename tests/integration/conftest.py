@@ -107,15 +107,9 @@ def start_host(test_images, ssh_key):
 SERVER_NAME = "pypi.test"
 
 
-def server_settings(operator_home: Path, **overrides) -> dict:
-    """The settings every test deploy of the shared server uses."""
-    return {"server_names": [SERVER_NAME], "build_ca_bundle": SYSTEM_CA_BUNDLE,
-            "state_dir": str(operator_home / "state"), **overrides}
-
-
-def admin_password(operator_home: Path) -> str:
+def password_of(operator_home: Path, user: str = "admin") -> str:
     path = operator_home / "state" / SERVER_NAME / "secrets.json"
-    return json.loads(path.read_text())["passwords"]["admin"]
+    return json.loads(path.read_text())["passwords"][user]
 
 
 def container_started_at(host, name="pypicloud") -> str:
@@ -131,14 +125,23 @@ def steps(output: str) -> dict[str, str]:
 @dataclass
 class Deployed:
     host: harness.TestHost
-    result: subprocess.CompletedProcess
+    operator_home: Path
+    result: subprocess.CompletedProcess | None = None
+
+    def settings(self, **overrides) -> dict:
+        """The settings every fab run against the shared server (and its clients) uses.
+        The server's IP is one of its names, so this machine can reach it by IP."""
+        return {"server_names": [SERVER_NAME, self.host.address], "users": ["dev"],
+                "build_ca_bundle": SYSTEM_CA_BUNDLE,
+                "state_dir": str(self.operator_home / "state"), **overrides}
 
 
 @pytest.fixture(scope="session")
 def deployed(fab, start_host, operator_home) -> Deployed:
     """One server host, deployed once with `fab deploy`, shared by the test modules."""
-    host = start_host("server")
-    return Deployed(host, fab("deploy", host=host, settings=server_settings(operator_home)))
+    deployed = Deployed(start_host("server"), operator_home)
+    deployed.result = fab("deploy", host=deployed.host, settings=deployed.settings())
+    return deployed
 
 
 @pytest.fixture(scope="session")

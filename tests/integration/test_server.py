@@ -12,7 +12,7 @@ from base64 import b64encode
 
 import pytest
 
-from .conftest import (SERVER_NAME, admin_password, container_started_at, server_settings,
+from .conftest import (SERVER_NAME, password_of, container_started_at,
                        steps, tunnel)
 
 
@@ -50,7 +50,7 @@ def test_deploy_builds_and_starts_everything(deployed, server, operator_home):
             if step.split(".")[0] in ("image", "data", "server")} == {
         "image.data": "changed", "image.server": "changed", "data.container": "changed",
         "server.config": "changed", "server.container": "changed"}
-    password = admin_password(operator_home)
+    password = password_of(operator_home)
     assert password not in first_deploy.stdout + first_deploy.stderr
     assert "secrets.json" in first_deploy.stdout
     # The server container, as the manual procedure ran it, hardened.
@@ -71,7 +71,7 @@ def test_deploy_builds_and_starts_everything(deployed, server, operator_home):
 @pytest.fixture(scope="module")
 def uploaded(server, operator_home, ssh_key, make_dists) -> str:
     """twine uploads the sample sdist and wheel; returns the admin password."""
-    password = admin_password(operator_home)
+    password = password_of(operator_home)
     with tunnel(server, ssh_key, 3031) as port:
         upload = subprocess.run(
             [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
@@ -95,12 +95,12 @@ def test_twine_upload_and_pip_install(uploaded, server, ssh_key, tmp_path):
         assert "Successfully installed ppc-sample-0.1.0" in install.stdout
 
 
-def test_second_deploy_changes_nothing(fab, server, operator_home):
+def test_second_deploy_changes_nothing(deployed, fab, server, operator_home):
     started = container_started_at(server)
     config_mtime = server.out("stat -c %Y /etc/pypicloud/config.ini")
     image = server.out("docker image inspect --format '{{.Id}}' ppc/pypicloud:1.3.12")
 
-    again = fab("deploy", host=server, settings=server_settings(operator_home))
+    again = fab("deploy", host=server, settings=deployed.settings())
 
     assert again.returncode == 0, again.stderr
     assert set(steps(again.stdout).values()) == {"unchanged"}
@@ -111,27 +111,27 @@ def test_second_deploy_changes_nothing(fab, server, operator_home):
 
 
 def test_changed_setting_recreates_only_the_server_and_keeps_packages(
-        uploaded, fab, server, operator_home, ssh_key):
+        deployed, uploaded, fab, server, operator_home, ssh_key):
     started = container_started_at(server)
 
-    changed = fab("deploy", host=server, settings=server_settings(operator_home, fallback="none"))
+    changed = fab("deploy", host=server, settings=deployed.settings(fallback="none"))
 
     assert changed.returncode == 0, changed.stderr
     assert [step for step, change in steps(changed.stdout).items() if change == "changed"] == [
         "server.config", "server.container"]
     assert container_started_at(server) != started
-    assert admin_password(operator_home) == uploaded  # kept, not regenerated
+    assert password_of(operator_home) == uploaded  # kept, not regenerated
     with tunnel(server, ssh_key, 3031) as port:
         assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", uploaded)) == 200
 
 
-def test_packages_survive_removing_the_server_container(uploaded, fab, server, operator_home,
+def test_packages_survive_removing_the_server_container(deployed, uploaded, fab, server,
                                                          ssh_key):
-    removed = fab("server.remove", host=server, settings=server_settings(operator_home))
+    removed = fab("server.remove", host=server, settings=deployed.settings())
     assert removed.returncode == 0, removed.stderr
     assert server.out("docker ps -aq --filter name=^pypicloud$") == ""
 
-    redeployed = fab("deploy", host=server, settings=server_settings(operator_home))
+    redeployed = fab("deploy", host=server, settings=deployed.settings())
 
     assert redeployed.returncode == 0, redeployed.stderr
     assert steps(redeployed.stdout)["server.container"] == "changed"
@@ -139,8 +139,8 @@ def test_packages_survive_removing_the_server_container(uploaded, fab, server, o
         assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", uploaded)) == 200
 
 
-def test_data_destroy_needs_confirmation(fab, server, operator_home):
-    refused = fab("data.destroy", host=server, settings=server_settings(operator_home))
+def test_data_destroy_needs_confirmation(deployed, fab, server, operator_home):
+    refused = fab("data.destroy", host=server, settings=deployed.settings())
     assert refused.returncode != 0
     assert "--confirm=pypi_data" in refused.stderr
     assert server.out("docker ps -aq --filter name=^pypi_data$") != ""

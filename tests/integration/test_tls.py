@@ -6,7 +6,7 @@ import http.client
 
 import pytest
 
-from .conftest import SERVER_NAME, admin_password, container_started_at, server_settings, steps
+from .conftest import SERVER_NAME, password_of, container_started_at, steps
 
 INDEX = f"https://{SERVER_NAME}/simple/"
 
@@ -68,13 +68,13 @@ def test_ca_key_never_reaches_the_host(deployed, operator_home):
 
 def test_client_trusting_the_ca_uploads_and_installs_over_https(deployed, fab, client,
                                                                  operator_home, make_dists):
-    password = admin_password(operator_home)
+    password = password_of(operator_home)
     # Before certs.trust the client refuses the index's certificate...
     refused = pip_install(client, password, "ppc-tls-sample")
     assert refused.returncode != 0
     assert b"CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr
 
-    trusted = fab("certs.trust", host=client, settings=server_settings(operator_home))
+    trusted = fab("certs.trust", host=client, settings=deployed.settings())
     assert trusted.returncode == 0, trusted.stderr
     assert steps(trusted.stdout) == {"certs.trust": "changed"}
 
@@ -87,7 +87,7 @@ def test_client_trusting_the_ca_uploads_and_installs_over_https(deployed, fab, c
     assert install.returncode == 0, install.stdout + install.stderr
     assert b"Successfully installed ppc-tls-sample-0.1.0" in install.stdout
 
-    again = fab("certs.trust", host=client, settings=server_settings(operator_home))
+    again = fab("certs.trust", host=client, settings=deployed.settings())
     assert steps(again.stdout) == {"certs.trust": "unchanged"}
 
 
@@ -108,7 +108,7 @@ def test_second_deploy_reloads_and_restarts_nothing(deployed, fab, operator_home
     pids = nginx_pids(server)
     started = container_started_at(server)
 
-    again = fab("deploy", host=server, settings=server_settings(operator_home))
+    again = fab("deploy", host=server, settings=deployed.settings())
 
     assert again.returncode == 0, again.stderr
     assert set(steps(again.stdout).values()) == {"unchanged"}
@@ -122,8 +122,7 @@ def test_rejected_nginx_config_keeps_the_previous_site(deployed, fab, operator_h
     site = server.out("cat /etc/nginx/conf.d/ppc-tasks.conf")
     pids = nginx_pids(server)
 
-    broken = fab("deploy", "--skip-build", host=server, settings=server_settings(
-        operator_home, tls_host_cert="/etc/ssl/missing.crt", tls_host_key="/etc/ssl/missing.key"))
+    broken = fab("deploy", "--skip-build", host=server, settings=deployed.settings(tls_host_cert="/etc/ssl/missing.crt", tls_host_key="/etc/ssl/missing.key"))
 
     assert broken.returncode != 0
     assert "Traceback" not in broken.stdout + broken.stderr

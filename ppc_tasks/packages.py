@@ -1,0 +1,66 @@
+"""`packages`: upload distributions to the index with twine (manual step 8)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+from fabric import task
+from invoke.exceptions import Exit
+
+from . import certs
+from .clients import client_password
+from .host import TaskError, last_lines
+from .settings import Settings, SettingsError
+
+
+def twine_argv(settings: Settings, files: list[str]) -> list[str]:
+    """The twine command line; the password goes through the environment, never here."""
+    ca = certs.ca_path(settings)
+    return [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+            "--repository-url", settings.index_url,
+            *(["--cert", str(ca)] if ca else []), *files]
+
+
+def upload_error(output: str, files: list[str]) -> str:
+    """One line saying what went wrong, from twine's output."""
+    if "409" in output or "already exists" in output.lower():
+        uploaded = [line.split()[-1] for line in output.splitlines() if line.startswith("Uploading ")]
+        which = uploaded[-1] if uploaded else ", ".join(files)
+        return (f"{which} is already on the index, which never overwrites a release: "
+                f"build a new version")
+    return f"twine upload failed: {last_lines(output, 2)}"
+
+
+@task
+def upload(c, files):
+    """Upload distributions to the index with twine: fab packages.upload 'dist/*'.
+
+    Runs on this machine (no -H), with the index URL, the account (client_user) and
+    the CA from the same settings as the server. Quote the pattern, so that it reaches
+    the task as one argument. A version already on the index is refused with a clear
+    error.
+    """
+    try:
+        settings = Settings.from_config(dict(c.config.ppc), host=None)
+        paths = sorted(path for path in glob.glob(files) if os.path.isfile(path))
+        if not paths:
+            raise TaskError(f"no files match {files!r}: build distributions first "
+                            f"(python -m build)")
+        # requests lets these override twine's --cert (psf/requests#3829): drop them.
+        environment = {key: value for key, value in os.environ.items()
+                       if key not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+        environment.update(TWINE_USERNAME=settings.client_user,
+                           TWINE_PASSWORD=client_password(settings))
+        result = subprocess.run(twine_argv(settings, paths), capture_output=True, text=True,
+                                env=environment)
+        if result.returncode != 0:
+            raise TaskError(upload_error(result.stdout + result.stderr, paths))
+        for path in paths:
+            print(f"[{settings.primary_name}] packages.upload    changed    {path}", flush=True)
+    except SettingsError as error:
+        raise Exit(f"Error: {error}", code=2) from None
+    except TaskError as error:
+        raise Exit(f"Error: {error}", code=1) from None

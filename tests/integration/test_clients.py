@@ -1,0 +1,142 @@
+"""Developer machines: `clients.configure` on many hosts at once, and `packages.upload`."""
+
+from __future__ import annotations
+
+import pytest
+
+from . import harness
+from .conftest import SERVER_NAME, password_of, steps
+
+OTHER_PYPIRC = ("[distutils]\nindex-servers =\n    company\n\n"
+                "[company]\nrepository = https://company.example/\nusername = me\n")
+
+
+def as_dev(host, command: str, **kwargs):
+    return host.exec(command, user="dev", check=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def dev_hosts(start_host, deployed):
+    """Three developer machines with a user `dev`: two may sudo, the third may not."""
+    hosts = []
+    for number, can_sudo in ((1, True), (2, True), (3, False)):
+        host = start_host(f"dev{number}", kind="client",
+                          add_hosts={SERVER_NAME: deployed.host.address})
+        host.exec("useradd -m -s /bin/sh dev && mkdir -p ~dev/.ssh "
+                  "&& cp /root/.ssh/authorized_keys ~dev/.ssh/ && chown -R dev: ~dev/.ssh")
+        if can_sudo:
+            host.exec("echo 'dev ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/dev")
+        hosts.append(host)
+    as_dev(hosts[0], "cat > ~/.pypirc && chmod 600 ~/.pypirc", input=OTHER_PYPIRC.encode())
+    return hosts
+
+
+def targets(hosts) -> str:
+    return ",".join(f"dev@127.0.0.1:{host.port}" for host in hosts)
+
+
+def table(output: str) -> dict[str, str]:
+    """{host: ok|changed|failed} from the table that ends a many-hosts run."""
+    rows = [line.split(None, 2) for line in output.split("\nhost ", 1)[-1].splitlines()[1:]]
+    return {row[0]: row[1] for row in rows if len(row) >= 2}
+
+
+def mtimes(host) -> str:
+    return as_dev(host, "stat -c '%n %Y' ~/.pypirc ~/.config/pip/pip.conf").stdout.decode()
+
+
+@pytest.fixture(scope="module")
+def configured(fab, deployed, dev_hosts):
+    unreachable = f"dev@127.0.0.1:{harness.free_port()}"
+    return fab("clients.configure", host=f"{targets(dev_hosts)},{unreachable}",
+               settings=deployed.settings()), unreachable
+
+
+def test_configure_runs_every_host_and_reports_the_unreachable_one(configured, dev_hosts):
+    result, unreachable = configured
+    assert result.returncode != 0
+    outcomes = table(result.stdout)
+    assert [outcomes[f"127.0.0.1:{host.port}"] for host in dev_hosts] == ["changed"] * 3, result.stdout
+    assert outcomes[unreachable.split("@")[1]] == "failed"
+    assert f"cannot reach {unreachable.split('@')[1]}" in result.stdout
+    assert result.stderr.strip() == f"Error: 1 of 4 hosts failed: {unreachable.split('@')[1]}"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_twine_and_pip_work_with_no_flags(configured, dev_hosts, make_dists):
+    for number, host in enumerate(dev_hosts):
+        host.copy_in(make_dists("ppc-client-sample", f"1.0.{number}"), "/tmp/dist")
+        host.exec("chown -R dev: /tmp/dist")
+        upload = as_dev(host, "twine upload --disable-progress-bar -r internal /tmp/dist/*")
+        assert upload.returncode == 0, upload.stdout + upload.stderr
+    for host in dev_hosts:
+        install = as_dev(host, "python3 -m venv ~/venv && ~/venv/bin/pip install --no-cache-dir "
+                               "ppc-client-sample==1.0.0")
+        assert install.returncode == 0, install.stdout + install.stderr
+        assert b"Successfully installed ppc-client-sample-1.0.0" in install.stdout
+
+
+def test_credential_files_are_private_and_other_repositories_stay(configured, dev_hosts):
+    for host in dev_hosts:
+        modes = as_dev(host, "stat -c '%a %U' ~/.pypirc ~/.config/pip/pip.conf").stdout.decode()
+        assert modes.split("\n")[:2] == ["600 dev", "600 dev"]
+    first = dev_hosts[0]
+    pypirc = as_dev(first, "cat ~/.pypirc").stdout.decode()
+    assert "[company]" in pypirc and "repository = https://company.example/" in pypirc
+    assert as_dev(first, "cat ~/.pypirc.ppc-tasks-backup").stdout.decode() == OTHER_PYPIRC
+
+
+def test_ca_goes_to_the_system_store_with_sudo_and_a_user_bundle_without(configured, dev_hosts):
+    store = f"/usr/local/share/ca-certificates/ppc-tasks-{SERVER_NAME}.crt"
+    bundle = f"~/.config/ppc-tasks/{SERVER_NAME}-ca-bundle.pem"
+    with_sudo, without = dev_hosts[0], dev_hosts[2]
+    assert with_sudo.exec(f"test -f {store}", check=False).returncode == 0
+    assert "cert = /etc/ssl/certs/ca-certificates.crt" in as_dev(
+        with_sudo, "cat ~/.config/pip/pip.conf").stdout.decode()
+    assert without.exec(f"test -f {store}", check=False).returncode != 0
+    assert as_dev(without, f"test -f {bundle}").returncode == 0
+
+
+def test_second_run_changes_nothing(configured, fab, deployed, dev_hosts):
+    before = [mtimes(host) for host in dev_hosts]
+
+    again = fab("clients.configure", host=targets(dev_hosts), settings=deployed.settings())
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(table(again.stdout).values()) == {"ok"}
+    assert set(steps(again.stdout).values()) == {"unchanged"}
+    assert [mtimes(host) for host in dev_hosts] == before
+
+
+def test_packages_upload_from_the_operator_machine(configured, fab, deployed, tmp_path):
+    harness.build_sample_dists("ppc-upload-sample", "2.0.0", tmp_path)
+    # This machine reaches the server by its IP, which is one of the index's names.
+    settings = deployed.settings(index_url=f"https://{deployed.host.address}/simple/")
+
+    uploaded = fab("packages.upload", f"{tmp_path}/*", settings=settings)
+    assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+    assert "ppc_upload_sample-2.0.0-py3-none-any.whl" in uploaded.stdout
+
+    again = fab("packages.upload", f"{tmp_path}/*.whl", settings=settings)
+    assert again.returncode == 1
+    assert again.stderr.strip() == (
+        "Error: ppc_upload_sample-2.0.0-py3-none-any.whl is already on the index, which never "
+        "overwrites a release: build a new version")
+
+    missing = fab("packages.upload", f"{tmp_path}/nothing-*", settings=settings)
+    assert missing.returncode == 1 and "no files match" in missing.stderr
+
+
+def test_unconfigure_puts_clients_back(configured, fab, deployed, dev_hosts):
+    result = fab("clients.unconfigure", host=targets(dev_hosts), settings=deployed.settings())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(table(result.stdout).values()) == {"changed"}
+    first = dev_hosts[0]
+    assert as_dev(first, "cat ~/.pypirc").stdout.decode() == OTHER_PYPIRC
+    for host in dev_hosts:
+        assert as_dev(host, "test -e ~/.config/pip/pip.conf").returncode != 0
+        assert host.exec(f"test -e /usr/local/share/ca-certificates/ppc-tasks-{SERVER_NAME}.crt",
+                         check=False).returncode != 0
+    assert as_dev(dev_hosts[1], "test -e ~/.pypirc").returncode != 0
+    assert as_dev(dev_hosts[2], f"test -e ~/.config/ppc-tasks/{SERVER_NAME}-ca-bundle.pem").returncode != 0

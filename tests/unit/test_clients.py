@@ -1,0 +1,101 @@
+import configparser
+
+import pytest
+
+from ppc_tasks import clients, packages
+from ppc_tasks.settings import Settings, SettingsError
+
+PASSWORD = "s3cret/+"
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings.from_config({"server_names": ["pypi.example.com"], "users": ["dev"],
+                                 "state_dir": str(tmp_path)}, host=None)
+
+
+def parsed(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_pypirc_adds_internal_and_keeps_other_repositories(settings):
+    existing = ("[distutils]\nindex-servers =\n    pypi\n    company\n\n"
+                "[company]\nrepository = https://company.example/\nusername = me\n")
+    merged = clients.merge_pypirc(existing, clients.render_pypirc(settings, PASSWORD, "/etc/ca.pem"))
+    config = parsed(merged)
+    assert config["distutils"]["index-servers"].split() == ["pypi", "company", "internal"]
+    assert config["company"]["repository"] == "https://company.example/"
+    assert dict(config["internal"]) == {"repository": "https://pypi.example.com/simple/",
+                                        "username": "dev", "password": PASSWORD,
+                                        "ca_cert": "/etc/ca.pem"}
+    # Merging again changes nothing: a second run rewrites no file.
+    assert clients.merge_pypirc(merged, clients.render_pypirc(settings, PASSWORD, "/etc/ca.pem")) == merged
+
+
+def test_pypirc_from_nothing(settings):
+    merged = clients.merge_pypirc("", clients.render_pypirc(settings, PASSWORD, None))
+    config = parsed(merged)
+    assert config["distutils"]["index-servers"].split() == ["internal"]
+    assert "ca_cert" not in config["internal"]
+
+
+def test_pip_conf_index_url_with_quoted_credentials(settings):
+    merged = clients.merge_pip_conf("[global]\ntimeout = 60\n",
+                                    clients.render_pip_conf(settings, PASSWORD, "/etc/ca.pem"))
+    config = parsed(merged)
+    assert config["global"]["index-url"] == "https://dev:s3cret%2F%2B@pypi.example.com/simple/"
+    assert config["global"]["cert"] == "/etc/ca.pem"
+    assert config["global"]["timeout"] == "60"
+    assert clients.merge_pip_conf(merged, clients.render_pip_conf(settings, PASSWORD, "/etc/ca.pem")) == merged
+
+
+def test_pip_conf_extra_index_url_keeps_other_indexes(tmp_path):
+    settings = Settings.from_config({"server_names": ["pypi.example.com"], "state_dir": str(tmp_path),
+                                     "client_index": "extra-index-url"}, host=None)
+    existing = "[global]\nextra-index-url = https://mirror.example/simple/\n"
+    ours = clients.render_pip_conf(settings, PASSWORD, None)
+    merged = clients.merge_pip_conf(existing, ours)
+    urls = parsed(merged)["global"]["extra-index-url"].split()
+    assert urls == ["https://mirror.example/simple/",
+                    "https://admin:s3cret%2F%2B@pypi.example.com/simple/"]
+    assert "index-url" not in parsed(merged)["global"]
+    assert clients.merge_pip_conf(merged, ours) == merged
+
+
+def test_backup_is_made_once_and_restored():
+    assert clients.backup_command("/home/dev/.pypirc") == (
+        "if [ -f /home/dev/.pypirc ] && [ ! -e /home/dev/.pypirc.ppc-tasks-backup ]; "
+        "then cp -p /home/dev/.pypirc /home/dev/.pypirc.ppc-tasks-backup; fi")
+    assert clients.restore_command("/home/dev/.pypirc").startswith(
+        "if [ -f /home/dev/.pypirc.ppc-tasks-backup ]; then mv -f /home/dev/.pypirc.ppc-tasks-backup "
+        "/home/dev/.pypirc && echo restored; elif")
+
+
+def test_client_user_defaults_to_the_first_plain_user(settings, tmp_path):
+    assert settings.client_user == "dev"
+    admins_only = Settings.from_config({"server_names": ["p"], "state_dir": str(tmp_path)}, host=None)
+    assert admins_only.client_user == "admin"
+
+
+def test_clients_need_the_index_name_not_their_own():
+    with pytest.raises(SettingsError, match="^ppc.server_names: set the name"):
+        Settings.from_config({}, host=None)
+
+
+def test_twine_command_has_no_password(settings):
+    argv = packages.twine_argv(settings, ["dist/a.whl"])
+    assert argv[1:] == ["-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+                        "--repository-url", "https://pypi.example.com/simple/",
+                        "--cert", str(settings.server_state_dir / "ca.crt"), "dist/a.whl"]
+    assert PASSWORD not in " ".join(argv)
+
+
+def test_existing_version_gets_a_clear_error():
+    output = ("Uploading distributions to https://pypi.example.com/simple/\n"
+              "Uploading ppc_sample-0.1.0-py3-none-any.whl\n"
+              "ERROR    HTTPError: 409 Conflict from https://pypi.example.com/simple/\n")
+    assert packages.upload_error(output, ["dist/x"]) == (
+        "ppc_sample-0.1.0-py3-none-any.whl is already on the index, which never overwrites "
+        "a release: build a new version")
