@@ -42,10 +42,10 @@ def file_state_command(path: str) -> str:
 
 
 def parse_file_state(output: str) -> FileState | None:
-    lines = output.split()
-    if not lines:
+    words = output.split()
+    if not words:
         return None
-    mode, owner, sha256 = lines[0], lines[1], lines[2]
+    mode, owner, sha256 = words[:3]
     return FileState(sha256=sha256, mode=mode, owner=owner)
 
 
@@ -260,20 +260,21 @@ def many_hosts_task(body):
         _finished.add(body.__name__)
         hosts = cli_hosts(c)
 
-        def run_one(name: str) -> tuple[str, str, str]:
-            host = Host(Connection(name, config=c.config), settings)
+        def run_one(target: str) -> tuple[str, str, str]:
+            """(the -H entry, ok|changed|failed, detail)"""
+            host = Host(Connection(target, config=c.config), settings)
             try:
                 host.connect(require_sudo=False)
                 body(host, *args, **kwargs)
             except TaskError as error:
-                return host.name, "failed", str(error)
+                return target, "failed", str(error)
             except Exception as error:  # an unexpected one still must not stop the others
-                return host.name, "failed", f"{type(error).__name__}: {error}"
+                return target, "failed", f"{type(error).__name__}: {error}"
             finally:
                 host.connection.close()
             outcome = "changed" if host.changed_steps else "ok"
-            return host.name, outcome, (f"{len(host.changed_steps)} changed, "
-                                        f"{len(host.unchanged_steps)} unchanged")
+            return target, outcome, (f"{len(host.changed_steps)} changed, "
+                                     f"{len(host.unchanged_steps)} unchanged")
 
         with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_HOSTS, len(hosts))) as pool:
             results = list(pool.map(run_one, hosts))

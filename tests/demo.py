@@ -1,7 +1,8 @@
 """The end-to-end demo: a throwaway bare host becomes an HTTPS package index.
 
 Run through `tests/demo` (which installs what is missing first). Everything it makes
-is local: two containers (a server host with sshd + Docker, a client with sshd + pip),
+is local: two containers (a server host with sshd + Docker, a developer machine with
+sshd, pip and twine, set up with clients.configure),
 and the folder .demo/ in the repo (SSH key, settings, the index's secrets and CA).
 `tests/demo --down` removes the containers.
 """
@@ -54,7 +55,7 @@ def main() -> None:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     # The machine's CA bundle lets the image build's pip through a TLS-intercepting proxy.
     (WORK / "fabric.json").write_text(json.dumps({"ppc": {
-        "server_names": [INDEX_NAME], "state_dir": str(WORK / "state"),
+        "server_names": [INDEX_NAME], "users": ["developer"], "state_dir": str(WORK / "state"),
         "build_ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}}, indent=2))
 
     say(f"starting a bare host {SERVER}: sshd and Docker, nothing else")
@@ -70,28 +71,22 @@ def main() -> None:
     say(f"starting a developer machine {CLIENT} that resolves {INDEX_NAME} to the server")
     client = harness.start_host(images["client"], CLIENT, public_key, docker=False,
                                 add_hosts={INDEX_NAME: server.address})
-    fab("-H", client.target, "certs.trust")
+    fab("-H", client.target, "clients.configure")
 
-    say("uploading a sample package from the client with twine, over HTTPS")
+    say("on the client: twine upload -r internal, over HTTPS, no other flags")
     dists = harness.build_sample_dists("ppc-demo-sample", "1.0.0", WORK / "sample")
     client.copy_in(dists, "/tmp/dist")
-    password = json.loads((WORK / "state" / INDEX_NAME / "secrets.json").read_text())["passwords"]["admin"]
-    index = f"https://{INDEX_NAME}/simple/"
-    show(client.exec(f"twine upload --non-interactive --disable-progress-bar "
-                     f"--repository-url {index} /tmp/dist/*",
-                     env={"TWINE_USERNAME": "admin", "TWINE_PASSWORD": password}))
+    show(client.exec("twine upload --disable-progress-bar -r internal /tmp/dist/*"))
 
-    say("installing it back with pip, certificate verification on")
-    show(client.exec("python3 -m pip install --break-system-packages --no-cache-dir "
-                     "--force-reinstall ppc-demo-sample && python3 -c "
-                     "'import ppc_demo_sample; print(\"imported ppc_demo_sample\", "
-                     "ppc_demo_sample.VALUE)'",
-                     env={"PIP_INDEX_URL": f"https://admin:{password}@{INDEX_NAME}/simple/"}))
+    say("on the client: pip install in a fresh venv, certificate verification on, no flags")
+    show(client.exec("python3 -m venv /tmp/venv && /tmp/venv/bin/pip install --no-cache-dir "
+                     "ppc-demo-sample && /tmp/venv/bin/python -c 'import ppc_demo_sample; "
+                     "print(\"imported ppc_demo_sample\", ppc_demo_sample.VALUE)'"))
 
     say("done")
     print(f"""
-  index            {index} (from {CLIENT}, or any host resolving {INDEX_NAME} to {server.address})
-  admin password   {WORK / 'state' / INDEX_NAME / 'secrets.json'}
+  index            https://{INDEX_NAME}/simple/ (from {CLIENT}, or any host resolving {INDEX_NAME} to {server.address})
+  passwords        {WORK / 'state' / INDEX_NAME / 'secrets.json'} (admin, developer)
   CA certificate   {WORK / 'state' / INDEX_NAME / 'ca.crt'}
   server shell     ssh -i {key} -p {server.port} root@127.0.0.1
   client shell     docker exec -it {CLIENT} bash

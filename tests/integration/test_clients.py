@@ -56,10 +56,11 @@ def test_configure_runs_every_host_and_reports_the_unreachable_one(configured, d
     result, unreachable = configured
     assert result.returncode != 0
     outcomes = table(result.stdout)
-    assert [outcomes[f"127.0.0.1:{host.port}"] for host in dev_hosts] == ["changed"] * 3, result.stdout
-    assert outcomes[unreachable.split("@")[1]] == "failed"
+    assert [outcomes[f"dev@127.0.0.1:{host.port}"] for host in dev_hosts] == ["changed"] * 3, \
+        result.stdout
+    assert outcomes[unreachable] == "failed"
     assert f"cannot reach {unreachable.split('@')[1]}" in result.stdout
-    assert result.stderr.strip() == f"Error: 1 of 4 hosts failed: {unreachable.split('@')[1]}"
+    assert result.stderr.strip() == f"Error: 1 of 4 hosts failed: {unreachable}"
     assert "Traceback" not in result.stdout + result.stderr
 
 
@@ -106,6 +107,22 @@ def test_second_run_changes_nothing(configured, fab, deployed, dev_hosts):
     assert set(table(again.stdout).values()) == {"ok"}
     assert set(steps(again.stdout).values()) == {"unchanged"}
     assert [mtimes(host) for host in dev_hosts] == before
+
+
+def test_twenty_one_hosts_at_once(fab, deployed, start_host):
+    """21 targets in one run: users of one machine, so each is a separate SSH login."""
+    machine = start_host("many", kind="client", add_hosts={SERVER_NAME: deployed.host.address})
+    users = [f"u{number:02}" for number in range(1, 22)]
+    machine.exec(" && ".join(f"useradd -m {user} && mkdir ~{user}/.ssh && cp /root/.ssh/authorized_keys "
+                             f"~{user}/.ssh/ && chown -R {user}: ~{user}/.ssh" for user in users))
+    hosts = ",".join(f"{user}@127.0.0.1:{machine.port}" for user in users)
+
+    result = fab("clients.configure", host=hosts, settings=deployed.settings())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(table(result.stdout).values()) == ["changed"] * 21
+    for user in users:
+        assert machine.out(f"stat -c %a ~{user}/.config/pip/pip.conf") == "600"
 
 
 def test_packages_upload_from_the_operator_machine(configured, fab, deployed, tmp_path):
