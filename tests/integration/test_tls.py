@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 
 import pytest
 
+from ppc_tasks import certs
+
+from . import harness
 from .conftest import SERVER_NAME, password_of, container_started_at, steps
 
 INDEX = f"https://{SERVER_NAME}/simple/"
@@ -24,11 +28,17 @@ def pip_install(client, password: str, requirement: str):
 
 
 def answers_over_https(host) -> bool:
-    """The host (resolving the index to itself) fetches /health with verification on."""
+    """The host (resolving the index to itself) fetches /health with verification on,
+    within a few seconds (nginx reloads its workers asynchronously)."""
     host.exec(f"grep -q ' {SERVER_NAME}$' /etc/hosts || echo '127.0.0.1 {SERVER_NAME}' >> /etc/hosts")
-    return host.exec(f"python3 -c \"import urllib.request; "
-                     f"urllib.request.urlopen('https://{SERVER_NAME}/health')\"",
-                     check=False).returncode == 0
+    fetch = (f"python3 -c \"import urllib.request; "
+             f"urllib.request.urlopen('https://{SERVER_NAME}/health')\"")
+    try:
+        harness.wait_for(lambda: host.exec(fetch, check=False).returncode == 0,
+                         f"https://{SERVER_NAME}/health", 15)
+    except TimeoutError:
+        return False
+    return True
 
 
 def test_deploy_sets_up_tls_and_recaps(deployed, operator_home):
@@ -131,3 +141,35 @@ def test_rejected_nginx_config_keeps_the_previous_site(deployed, fab, operator_h
     assert server.out("cat /etc/nginx/conf.d/ppc-tasks.conf") == site
     assert nginx_pids(server) == pids
     assert answers_over_https(server)  # still, with the previous certificate
+
+
+def test_bring_your_own_certificate_and_back(deployed, fab, operator_home, tmp_path):
+    """A certificate from a company CA replaces ours; the default brings ours back."""
+    server = deployed.host
+    now = datetime.datetime.now(datetime.timezone.utc)
+    company_ca, company_key = certs.new_ca(("pypi.test",), constrained=False, now=now)
+    certificate, key = certs.new_server_certificate(company_ca, company_key, ("pypi.test",), now)
+    (tmp_path / "cert.pem").write_bytes(certs.pem(certificate))
+    (tmp_path / "key.pem").write_bytes(certs.key_pem(key))
+    (tmp_path / "company-ca.pem").write_bytes(certs.pem(company_ca))
+    own = deployed.settings(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"),
+                            tls_ca_cert=str(tmp_path / "company-ca.pem"))
+
+    result = fab("deploy", "--skip-build", host=server, settings=own)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "certs.ca" not in steps(result.stdout)  # no local CA involved
+    assert {step: steps(result.stdout)[step] for step in ("certs.install", "certs.trust",
+            "nginx.service")} == {"certs.install": "changed", "certs.trust": "changed",
+                                  "nginx.service": "changed"}
+    def serves_the_new_certificate() -> bool:  # nginx reloads its workers asynchronously
+        served = server.out("python3 -c \"import ssl; "
+                            "print(ssl.get_server_certificate(('127.0.0.1', 443)))\"")
+        return served.strip() == certs.pem(certificate).decode().strip()
+    harness.wait_for(serves_the_new_certificate, "nginx to serve the new certificate", 15)
+    assert answers_over_https(server)  # its trust store now holds the company CA
+
+    back = fab("deploy", "--skip-build", host=server, settings=deployed.settings())
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert steps(back.stdout)["certs.install"] == "changed"
+    assert answers_over_https(server)
