@@ -110,7 +110,7 @@ def user_bundle_path(home: str, settings: Settings) -> str:
 
 # -- doing ---------------------------------------------------------------------------------
 def client_password(settings: Settings) -> str:
-    path = settings.server_state_dir / "secrets.json"
+    path = settings.secrets_path
     password = credentials.load(path).passwords.get(settings.client_user)
     if not password:
         raise TaskError(f"no password for {settings.client_user!r} in {path}: "

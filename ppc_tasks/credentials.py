@@ -58,6 +58,17 @@ def complete(credentials: Credentials, users: tuple[str, ...]) -> list[str]:
     return generated
 
 
+def ensure(path: Path, users: tuple[str, ...]) -> tuple[Credentials, list[str]]:
+    """Load the file, fill in what is missing and save it if anything was; returns the
+    credentials and the users whose password was generated now."""
+    credentials = load(path)
+    before = asdict(credentials)
+    generated = complete(credentials, users)
+    if asdict(credentials) != before:
+        save(path, credentials)
+    return credentials, generated
+
+
 def load(path: Path) -> Credentials:
     if not path.exists():
         return Credentials()

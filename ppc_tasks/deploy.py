@@ -31,7 +31,7 @@ def recap(host: Host) -> None:
     settings = host.settings
     host.note(f"index:       https://{settings.primary_name}/simple/")
     host.note(f"admins:      {', '.join(settings.admins)}; passwords in "
-              f"{settings.server_state_dir / 'secrets.json'}")
+              f"{settings.secrets_path}")
     ca = certs.ca_paths(settings)[0] if not (settings.tls_cert or settings.tls_host_cert) \
         else settings.tls_ca_cert
     if ca:

@@ -68,12 +68,8 @@ def listening_ports(proc_net_tcp: str) -> set[int]:
 # -- doing ---------------------------------------------------------------------------------
 def load_credentials(host: Host) -> Credentials:
     """The index's passwords and session keys from the operator's machine; made on first use."""
-    path = host.settings.server_state_dir / "secrets.json"
-    creds = credentials.load(path)
-    before = json.dumps(creds.__dict__, sort_keys=True)
-    generated = credentials.complete(creds, host.settings.accounts)
-    if json.dumps(creds.__dict__, sort_keys=True) != before:
-        credentials.save(path, creds)
+    path = host.settings.secrets_path
+    creds, generated = credentials.ensure(path, host.settings.accounts)
     for user in generated:
         host.note(f"generated a password for {user!r}: it is in {path} (mode 0600)")
     return creds

@@ -111,8 +111,12 @@ class Settings:
 
     @property
     def server_state_dir(self) -> Path:
-        """Operator-side files for this index (secrets), one folder per index."""
+        """Operator-side files for this index (secrets, CA), one folder per index."""
         return self.state_dir / self.primary_name
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.server_state_dir / "secrets.json"
 
     @classmethod
     def from_config(cls, ppc: dict, host: str | None = None) -> Settings:

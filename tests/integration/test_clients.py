@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from . import harness
-from .conftest import SERVER_NAME, password_of, steps
+from .conftest import SERVER_NAME, steps
 
 OTHER_PYPIRC = ("[distutils]\nindex-servers =\n    company\n\n"
                 "[company]\nrepository = https://company.example/\nusername = me\n")
