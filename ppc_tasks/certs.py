@@ -215,10 +215,11 @@ def prepare(host: Host) -> ServerCertificate:
     if ca_cert_path.exists() and ca_key_path.exists():
         ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
         ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        if not ca_permits(ca_cert, settings.server_names):
-            raise TaskError(f"the local CA {ca_cert_path} may only sign for other names than "
-                            f"{', '.join(settings.server_names)}: move {ca_cert_path.parent} "
-                            f"away to make a new CA (every client must then trust it again)")
+        refused = [name for name in settings.server_names if not ca_permits(ca_cert, (name,))]
+        if refused:
+            raise TaskError(f"the local CA {ca_cert_path} may not sign for {', '.join(refused)} "
+                            f"(its name constraints): move ca.crt and ca.key away to make a new "
+                            f"CA, then trust it again everywhere (clients.configure)")
         host.report("certs.ca", False, f"{ca_cert_path}")
     else:
         ca_cert, ca_key = new_ca(settings.server_names, settings.ca_name_constraints, now)

@@ -219,6 +219,8 @@ def host_task(body=None, *, docker: bool = True):
             raise Exit(f"Error: {error}", code=2) from None
         except TaskError as error:
             raise Exit(f"Error on {getattr(c, 'host', 'the host')}: {error}", code=1) from None
+        except (OSError, paramiko.SSHException) as error:  # a dropped connection, a local file
+            raise Exit(f"Error on {getattr(c, 'host', 'the host')}: {error}", code=1) from None
 
     return task(wrapper)
 

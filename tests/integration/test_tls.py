@@ -143,6 +143,20 @@ def test_rejected_nginx_config_keeps_the_previous_site(deployed, fab, operator_h
     assert answers_over_https(server)  # still, with the previous certificate
 
 
+def test_a_name_the_ca_may_not_sign_for_stops_before_the_host_changes(deployed, fab):
+    server = deployed.host
+    site = server.out("stat -c %Y /etc/nginx/conf.d/ppc-tasks.conf /etc/pypicloud/config.ini")
+    settings = deployed.settings()
+    settings["server_names"] = [*settings["server_names"], "other.test"]
+
+    result = fab("deploy", host=server, settings=settings)
+
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "may not sign for other.test" in result.stderr
+    assert server.out("stat -c %Y /etc/nginx/conf.d/ppc-tasks.conf /etc/pypicloud/config.ini") == site
+
+
 def test_bring_your_own_certificate_and_back(deployed, fab, operator_home, tmp_path):
     """A certificate from a company CA replaces ours; the default brings ours back."""
     server = deployed.host
