@@ -108,6 +108,12 @@ def user_bundle_path(home: str, settings: Settings) -> str:
     return f"{home}/.config/ppc-tasks/{settings.primary_name}-ca-bundle.pem"
 
 
+def combined_bundle(system_bundle: str, ca_certificate: bytes) -> bytes:
+    """The system's CAs (if any could be read) followed by the index's CA."""
+    parts = [system_bundle.rstrip("\n"), ca_certificate.decode().rstrip("\n")]
+    return ("\n".join(part for part in parts if part) + "\n").encode()
+
+
 # -- doing ---------------------------------------------------------------------------------
 def client_password(settings: Settings) -> str:
     path = settings.secrets_path
@@ -133,8 +139,7 @@ def ca_bundle(host: Host, home: str) -> str | None:
     store = certs.trust_store(host)
     system = (host.read(store.bundle) or "") if store else ""
     path = user_bundle_path(home, host.settings)
-    bundle = system.rstrip("\n") + "\n" + ca_certificate.decode() if system else ca_certificate.decode()
-    changed = host.put(path, bundle.encode(), mode="644", owner=None)
+    changed = host.put(path, combined_bundle(system, ca_certificate), mode="644", owner=None)
     host.report("clients.ca-bundle", changed, f"{path} (no sudo: a user-local CA bundle)")
     return path
 

@@ -99,3 +99,10 @@ def test_existing_version_gets_a_clear_error():
     assert packages.upload_error(output, ["dist/x"]) == (
         "ppc_sample-0.1.0-py3-none-any.whl is already on the index, which never overwrites "
         "a release: build a new version")
+
+
+def test_user_bundle_is_system_cas_then_ours():
+    ca = b"-----BEGIN CERTIFICATE-----\nOURS\n-----END CERTIFICATE-----\n"
+    system = "-----BEGIN CERTIFICATE-----\nSYSTEM\n-----END CERTIFICATE-----\n"
+    assert clients.combined_bundle(system, ca) == system.encode() + ca
+    assert clients.combined_bundle("", ca) == ca
