@@ -26,10 +26,14 @@ SERVER_PORT = 3031
 DATA_DIR = "/var/lib/pypicloud"
 FALLBACK_MODES = ("none", "redirect", "cache", "mirror")
 
+# Every default is written as a string, so that Invoke takes each key from a
+# FABRIC_PPC_<KEY> environment variable as a plain string too (it cannot cast one into a
+# list, and reads "false" as true); from_config parses and validates them all.
+# Lists are comma-separated; config files may use real lists, numbers and booleans.
 DEFAULTS = {
-    "server_names": [],
-    "admins": ["admin"],
-    "users": [],
+    "server_names": "",
+    "admins": "admin",
+    "users": "",
     "state_dir": "~/.local/state/ppc-tasks",
     "base_image": "debian:bookworm-slim",
     "data_image": "ppc/pypicloud-data:1.3.12",
@@ -38,11 +42,11 @@ DEFAULTS = {
     "build_index_url": "",
     "data_container": "pypi_data",
     "server_container": "pypicloud",
-    "port": SERVER_PORT,
+    "port": str(SERVER_PORT),
     "config_dir": "/etc/pypicloud",
     "fallback": "redirect",
-    "start_timeout": 90,
-    "ca_name_constraints": True,
+    "start_timeout": "90",
+    "ca_name_constraints": "true",
     "tls_cert": "",
     "tls_key": "",
     "tls_ca_cert": "",
@@ -180,7 +184,7 @@ def _string(raw: dict, key: str) -> str:
 
 def _string_list(raw: dict, key: str) -> list[str]:
     value = raw[key]
-    if isinstance(value, str):  # FABRIC_PPC_<KEY> or a single name: comma-separated
+    if isinstance(value, str):  # comma-separated
         value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise SettingsError(f"ppc.{key}: must be a list of strings, got {value!r}")
@@ -215,7 +219,7 @@ def _matching(raw: dict, key: str, pattern: re.Pattern, what: str) -> str:
 
 def _integer(raw: dict, key: str, low: int, high: int) -> int:
     value = raw[key]
-    if isinstance(value, str) and value.strip().isdigit():  # from an environment variable
+    if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise SettingsError(f"ppc.{key}: must be a whole number from {low} to {high}, got {value!r}")

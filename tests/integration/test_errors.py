@@ -45,6 +45,17 @@ def test_unknown_setting_is_named(fab, operator_home):
     assert_one_line_error(result, "ppc.admin", "unknown setting")
 
 
+@pytest.mark.parametrize("variable, value, expected", [
+    ("FABRIC_PPC_PORT", "x", "ppc.port: must be a whole number from 1 to 65535, got 'x'"),
+    ("FABRIC_PPC_ADMINS", " ,", "ppc.admins: give at least one admin"),
+    ("FABRIC_PPC_CA_NAME_CONSTRAINTS", "maybe", "ppc.ca_name_constraints: must be true or false"),
+])
+def test_environment_variables_are_validated_too(fab, operator_home, variable, value, expected):
+    result = fab("deploy", host="root@127.0.0.1:1", settings=settings(operator_home),
+                 env={variable: value})
+    assert_one_line_error(result, expected)
+
+
 def test_unreachable_host(fab, operator_home):
     port = harness.free_port()
     result = fab("deploy", host=f"root@127.0.0.1:{port}", settings=settings(operator_home))
