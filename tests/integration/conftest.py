@@ -165,6 +165,6 @@ def tunnel(host: harness.TestHost, key: Path, remote_port: int):
 
 @pytest.fixture(scope="session")
 def make_dists(tmp_path_factory):
-    """make_dists(name, version): an sdist and a wheel of a tiny package, built here."""
-    return lambda name, version="0.1.0": harness.build_sample_dists(
-        name, version, tmp_path_factory.mktemp(name))
+    """make_dists(name, version, payload_bytes): an sdist and a wheel, built here."""
+    return lambda name, version="0.1.0", payload_bytes=0: harness.build_sample_dists(
+        name, version, tmp_path_factory.mktemp(name), payload_bytes)

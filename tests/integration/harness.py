@@ -191,8 +191,10 @@ def wait_for(predicate, what: str, timeout: float = 90) -> None:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def build_sample_dists(name: str, version: str, directory: Path) -> list[Path]:
-    """An sdist and a wheel of a tiny package `name`, written by hand into `directory`.
+def build_sample_dists(name: str, version: str, directory: Path,
+                       payload_bytes: int = 0) -> list[Path]:
+    """An sdist and a wheel of a small package `name`, written by hand into `directory`;
+    with payload_bytes, the wheel carries that much incompressible data as well.
 
     Metadata-Version 2.1 keeps them readable by every twine and pip a client may have
     (Debian 12's twine 4.0 rejects the 2.4 metadata current setuptools writes).
@@ -206,6 +208,7 @@ def build_sample_dists(name: str, version: str, directory: Path) -> list[Path]:
     dist_info = f"{module}-{version}.dist-info"
     files = {
         f"{module}/__init__.py": code,
+        **({f"{module}/payload.bin": os.urandom(payload_bytes)} if payload_bytes else {}),
         f"{dist_info}/METADATA": metadata.encode(),
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: ppc-tasks-tests\n"
                               b"Root-Is-Purelib: true\nTag: py3-none-any\n",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import http.client
+import re
 
 import pytest
 
@@ -88,14 +89,25 @@ def test_client_trusting_the_ca_uploads_and_installs_over_https(deployed, fab, c
     assert trusted.returncode == 0, trusted.stderr
     assert steps(trusted.stdout) == {"certs.trust": "changed"}
 
-    # ...after it, Debian's twine and pip verify it with no extra flags.
-    client.copy_in(make_dists("ppc-tls-sample"), "/tmp/dist")
+    # ...after it, Debian's twine and pip verify it with no extra flags. The wheel is
+    # bigger than nginx's default upload limit (1 MB): client_max_body_size 0 holds.
+    client.copy_in(make_dists("ppc-tls-sample", payload_bytes=3_000_000), "/tmp/dist")
     upload = client.exec(f"twine upload --non-interactive --repository-url {INDEX} /tmp/dist/*",
                          check=False, env={"TWINE_USERNAME": "admin", "TWINE_PASSWORD": password})
     assert upload.returncode == 0, upload.stdout + upload.stderr
     install = pip_install(client, password, "ppc-tls-sample==0.1.0")
     assert install.returncode == 0, install.stdout + install.stderr
     assert b"Successfully installed ppc-tls-sample-0.1.0" in install.stdout
+
+    # pypicloud learned the scheme and name from nginx: its links are https:// links.
+    listing = client.out("python3 -", env={"PW": password}, input=(
+        "import base64, os, urllib.request\n"
+        "auth = base64.b64encode(b'admin:' + os.environb[b'PW']).decode()\n"
+        f"request = urllib.request.Request('{INDEX}ppc-tls-sample/', "
+        "headers={'Authorization': 'Basic ' + auth})\n"
+        "print(urllib.request.urlopen(request).read().decode())\n").encode())
+    links = re.findall(r'href="([^"]+)"', listing)
+    assert links and all(link.startswith(f"https://{SERVER_NAME}/") for link in links), listing
 
     again = fab("certs.trust", host=client, settings=deployed.settings())
     assert steps(again.stdout) == {"certs.trust": "unchanged"}
