@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import re
 
 import pytest
 
-from ppc_tasks import certs
+from tests.own_certificate import write_own_certificate
 
 from . import harness
 from .conftest import SERVER_NAME, password_of, container_started_at, steps
@@ -172,14 +171,9 @@ def test_a_name_the_ca_may_not_sign_for_stops_before_the_host_changes(deployed, 
 def test_bring_your_own_certificate_and_back(deployed, fab, operator_home, tmp_path):
     """A certificate from a company CA replaces ours; the default brings ours back."""
     server = deployed.host
-    now = datetime.datetime.now(datetime.timezone.utc)
-    company_ca, company_key = certs.new_ca(("pypi.test",), constrained=False, now=now)
-    certificate, key = certs.new_server_certificate(company_ca, company_key, ("pypi.test",), now)
-    (tmp_path / "cert.pem").write_bytes(certs.pem(certificate))
-    (tmp_path / "key.pem").write_bytes(certs.key_pem(key))
-    (tmp_path / "company-ca.pem").write_bytes(certs.pem(company_ca))
-    own = deployed.settings(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"),
-                            tls_ca_cert=str(tmp_path / "company-ca.pem"))
+    files = write_own_certificate(tmp_path, (SERVER_NAME,))
+    own = deployed.settings(tls_cert=str(files["cert"]), tls_key=str(files["key"]),
+                            tls_ca_cert=str(files["ca"]))
 
     result = fab("deploy", "--skip-build", host=server, settings=own)
 
@@ -191,7 +185,7 @@ def test_bring_your_own_certificate_and_back(deployed, fab, operator_home, tmp_p
     def serves_the_new_certificate() -> bool:  # nginx reloads its workers asynchronously
         served = server.out("python3 -c \"import ssl; "
                             "print(ssl.get_server_certificate(('127.0.0.1', 443)))\"")
-        return served.strip() == certs.pem(certificate).decode().strip()
+        return served.strip() == files["cert"].read_text().strip()
     harness.wait_for(serves_the_new_certificate, "nginx to serve the new certificate", 15)
     assert answers_over_https(server)  # its trust store now holds the company CA
 

@@ -1,10 +1,9 @@
-import datetime
 from pathlib import Path
 
 import pytest
 
-from ppc_tasks import certs
 from ppc_tasks.settings import DEFAULTS, Settings, SettingsError
+from tests.own_certificate import write_own_certificate
 
 
 def make(**ppc) -> Settings:
@@ -70,25 +69,15 @@ def test_ca_bundle_must_hold_a_certificate(tmp_path):
         make(build_ca_bundle=str(not_pem))
 
 
-def write_pair(directory):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca, ca_key = certs.new_ca(("pypi.test",), constrained=True, now=now)
-    certificate, key = certs.new_server_certificate(ca, ca_key, ("pypi.test",), now)
-    (directory / "cert.pem").write_bytes(certs.pem(certificate))
-    (directory / "key.pem").write_bytes(certs.key_pem(key))
-    (directory / "ca.pem").write_bytes(certs.pem(ca))
-    (directory / "other-key.pem").write_bytes(certs.key_pem(ca_key))
-
-
 def test_own_certificate_settings(tmp_path):
-    write_pair(tmp_path)
+    write_own_certificate(tmp_path, ("pypi.test",))
     settings = make(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"),
                     tls_ca_cert=str(tmp_path / "ca.pem"))
     assert settings.tls_cert == tmp_path / "cert.pem"
     with pytest.raises(SettingsError, match=r"^ppc.tls_key: set it together with ppc.tls_cert"):
         make(tls_cert=str(tmp_path / "cert.pem"))
-    with pytest.raises(SettingsError, match=r"^ppc.tls_key: .*other-key.pem is not the key of"):
-        make(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "other-key.pem"))
+    with pytest.raises(SettingsError, match=r"^ppc.tls_key: .*ca-key.pem is not the key of"):
+        make(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "ca-key.pem"))
     with pytest.raises(SettingsError, match=r"^ppc.tls_key: .* holds no PEM private key"):
         make(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "cert.pem"))
     with pytest.raises(SettingsError, match=r"^ppc.tls_host_cert: set either"):
