@@ -29,10 +29,9 @@ def deploy(host, skip_build=False, rebuild=False):
 
 def recap(host: Host) -> None:
     settings = host.settings
-    host.note(f"index:       https://{settings.primary_name}/simple/")
+    host.note(f"index:       {settings.index_url}")
     host.note(f"admins:      {', '.join(settings.admins)}; passwords in "
               f"{settings.secrets_path}")
-    ca = certs.ca_paths(settings)[0] if not (settings.tls_cert or settings.tls_host_cert) \
-        else settings.tls_ca_cert
+    ca = certs.ca_path(settings)
     if ca:
         host.note(f"CA:          {ca} (trust it on clients: fab -H CLIENT certs.trust)")

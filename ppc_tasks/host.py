@@ -60,6 +60,23 @@ def install_command(source: str, path: str, mode: str, owner: str | None) -> str
             f"mv -f {shlex.quote(staged)} {shlex.quote(path)}")
 
 
+def report_line(where: str, step: str, changed: bool, detail: str) -> str:
+    """One step's line in a task's output: where, which step, changed or not, and what."""
+    return f"[{where}] {step:<18} {'changed' if changed else 'unchanged':<9}  {detail}"
+
+
+@contextlib.contextmanager
+def expected_failures(where: str | None = None):
+    """Turn expected failures into one line on stderr and an exit code, never a traceback:
+    2 for bad settings, 1 for a failing step, a dropped connection or a local file error."""
+    try:
+        yield
+    except SettingsError as error:
+        raise Exit(f"Error: {error}", code=2) from None
+    except (TaskError, OSError, paramiko.SSHException) as error:
+        raise Exit(f"Error{f' on {where}' if where else ''}: {error}", code=1) from None
+
+
 def last_lines(text: str, count: int = 3) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(lines[-count:])
@@ -144,8 +161,7 @@ class Host:
     # -- reporting ------------------------------------------------------------------------
     def report(self, step: str, changed: bool, detail: str) -> None:
         (self.changed_steps if changed else self.unchanged_steps).append(step)
-        print(f"[{self.name}] {step:<18} {'changed' if changed else 'unchanged':<9}  {detail}",
-              flush=True)
+        print(report_line(self.name, step, changed, detail), flush=True)
 
     def note(self, message: str) -> None:
         print(f"[{self.name}] {message}", flush=True)
@@ -205,7 +221,7 @@ def host_task(body=None, *, docker: bool = True):
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
-        try:
+        with expected_failures(getattr(c, "host", None) or "the host"):
             settings = _settings(c, host_fallback=True)
             if not isinstance(c, Connection):
                 raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
@@ -215,12 +231,6 @@ def host_task(body=None, *, docker: bool = True):
                 host.require_docker()
             body(host, *args, **kwargs)
             host.summary()
-        except SettingsError as error:
-            raise Exit(f"Error: {error}", code=2) from None
-        except TaskError as error:
-            raise Exit(f"Error on {getattr(c, 'host', 'the host')}: {error}", code=1) from None
-        except (OSError, paramiko.SSHException) as error:  # a dropped connection, a local file
-            raise Exit(f"Error on {getattr(c, 'host', 'the host')}: {error}", code=1) from None
 
     return task(wrapper)
 
@@ -253,10 +263,8 @@ def many_hosts_task(body):
     def wrapper(c, *args, **kwargs):
         if body.__name__ in _finished:
             return
-        try:
+        with expected_failures():
             settings = _settings(c, host_fallback=False)
-        except SettingsError as error:
-            raise Exit(f"Error: {error}", code=2) from None
         if not isinstance(c, Connection):
             raise Exit("Error: name the hosts to work on: fab -H HOST1,HOST2 ...", code=2)
         _finished.add(body.__name__)

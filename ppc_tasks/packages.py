@@ -8,12 +8,11 @@ import subprocess
 import sys
 
 from fabric import task
-from invoke.exceptions import Exit
 
 from . import certs
 from .clients import client_password
-from .host import TaskError, last_lines
-from .settings import Settings, SettingsError
+from .host import TaskError, expected_failures, last_lines, report_line
+from .settings import Settings
 
 
 def twine_argv(settings: Settings, files: list[str]) -> list[str]:
@@ -43,7 +42,7 @@ def upload(c, files):
     the task as one argument. A version already on the index is refused with a clear
     error.
     """
-    try:
+    with expected_failures():
         settings = Settings.from_config(dict(c.config.ppc), host=None)
         paths = sorted(path for path in glob.glob(files) if os.path.isfile(path))
         if not paths:
@@ -59,8 +58,4 @@ def upload(c, files):
         if result.returncode != 0:
             raise TaskError(upload_error(result.stdout + result.stderr, paths))
         for path in paths:
-            print(f"[{settings.primary_name}] packages.upload    changed    {path}", flush=True)
-    except SettingsError as error:
-        raise Exit(f"Error: {error}", code=2) from None
-    except TaskError as error:
-        raise Exit(f"Error: {error}", code=1) from None
+            print(report_line(settings.primary_name, "packages.upload", True, path), flush=True)
