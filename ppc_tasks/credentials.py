@@ -17,6 +17,7 @@ from pathlib import Path
 from passlib.hash import sha512_crypt
 
 from . import state
+from .errors import TaskError
 
 
 @dataclass
@@ -69,10 +70,36 @@ def ensure(path: Path, users: tuple[str, ...]) -> tuple[Credentials, list[str]]:
     return credentials, generated
 
 
+class CredentialsError(TaskError):
+    """secrets.json cannot be used as it is; the message says what to fix."""
+
+
 def load(path: Path) -> Credentials:
     if not path.exists():
         return Credentials()
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CredentialsError(f"{path} is not valid JSON (line {error.lineno}: {error.msg}): "
+                               f"fix it or restore it from a backup") from None
+    return parse(path, data)
+
+
+def parse(path: Path, data) -> Credentials:
+    """Credentials from the file's JSON, checked: a hand edit must not end in a traceback."""
+    if not isinstance(data, dict):
+        raise CredentialsError(f"{path} must hold a JSON object")
+    for key in ("passwords", "password_hashes"):
+        table = data.get(key, {})
+        if not isinstance(table, dict):
+            raise CredentialsError(f"{path}: {key!r} must be an object of user: string")
+        for user, value in table.items():
+            if not isinstance(value, str):
+                raise CredentialsError(f"{path}: {key}[{user!r}] must be a string, "
+                                       f"got {json.dumps(value)}")
+    for key in ("session_encrypt_key", "session_validate_key"):
+        if not isinstance(data.get(key, ""), str):
+            raise CredentialsError(f"{path}: {key!r} must be a string")
     return Credentials(**{key: data[key] for key in Credentials.__dataclass_fields__ if key in data})
 
 

@@ -8,6 +8,7 @@ line that names the key.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import os
 import re
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 # Numeric id of the `pypicloud` user in the server image. The data volume and the
@@ -41,6 +43,7 @@ DEFAULTS = {
     "build_ca_bundle": "",
     "build_index_url": "",
     "data_container": "pypi_data",
+    "data_volume": "pypicloud-data",
     "server_container": "pypicloud",
     "port": str(SERVER_PORT),
     "config_dir": "/etc/pypicloud",
@@ -57,6 +60,8 @@ DEFAULTS = {
     "client_index": "index-url",
 }
 CLIENT_INDEX_MODES = ("index-url", "extra-index-url")
+# How Invoke names a setting in the environment when fab reads its config.
+ENV_PREFIX = "FABRIC_PPC_"
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -85,6 +90,7 @@ class Settings:
     build_ca_bundle: Path | None
     build_index_url: str
     data_container: str
+    data_volume: str
     server_container: str
     port: int
     config_dir: str
@@ -96,13 +102,19 @@ class Settings:
     tls_ca_cert: Path | None
     tls_host_cert: str
     tls_host_key: str
-    index_url: str
+    explicit_index_url: str  # the index_url setting; see index_url
     client_user: str
     client_index: str
+    index_name: str  # the index's folder in state_dir: its identity (see index.py)
 
     @property
     def primary_name(self) -> str:
         return self.server_names[0]
+
+    @property
+    def index_url(self) -> str:
+        """The index as clients and this machine reach it."""
+        return self.explicit_index_url or f"https://{self.primary_name}/simple/"
 
     @property
     def accounts(self) -> tuple[str, ...]:
@@ -116,18 +128,27 @@ class Settings:
     @property
     def server_state_dir(self) -> Path:
         """Operator-side files for this index (secrets, CA), one folder per index."""
-        return self.state_dir / self.primary_name
+        return self.state_dir / self.index_name
 
     @property
     def secrets_path(self) -> Path:
         return self.server_state_dir / "secrets.json"
 
     @classmethod
-    def from_config(cls, ppc: dict, host: str | None = None) -> Settings:
-        """Validate the `ppc` config mapping; `host` names the index when server_names is empty."""
+    def from_config(cls, ppc: dict, host: str | None = None, environ: dict | None = None,
+                    now: datetime.datetime | None = None, require_names: bool = True) -> Settings:
+        """Validate the `ppc` config mapping; `host` names the index when server_names is
+        empty (without require_names they may stay empty: index.for_clients finds them).
+        `environ` is checked for FABRIC_PPC_* variables naming no setting (Invoke would
+        silently ignore them)."""
         unknown = sorted(set(ppc) - set(DEFAULTS))
         if unknown:
             raise SettingsError(f"ppc.{unknown[0]}: unknown setting (known: {', '.join(DEFAULTS)})")
+        unknown = sorted(name for name in environ or {} if name.startswith(ENV_PREFIX)
+                         and name[len(ENV_PREFIX):].lower() not in DEFAULTS)
+        if unknown:
+            raise SettingsError(f"{unknown[0]}: no such setting (known: "
+                                f"{', '.join(ENV_PREFIX + key.upper() for key in DEFAULTS)})")
         raw = {**DEFAULTS, **ppc}
         names = _string_list(raw, "server_names") or ([host] if host else [])
         values = {
@@ -139,9 +160,10 @@ class Settings:
             "base_image": _matching(raw, "base_image", _IMAGE, "an image reference like debian:bookworm-slim"),
             "data_image": _matching(raw, "data_image", _IMAGE, "an image reference like ppc/pypicloud-data:1"),
             "server_image": _matching(raw, "server_image", _IMAGE, "an image reference like ppc/pypicloud:1"),
-            "build_ca_bundle": _pem_file(raw, "build_ca_bundle"),
+            "build_ca_bundle": _pem_file(raw, "build_ca_bundle", parse=False),
             "build_index_url": _url(raw, "build_index_url"),
             "data_container": _matching(raw, "data_container", _CONTAINER, "a container name"),
+            "data_volume": _matching(raw, "data_volume", _CONTAINER, "a volume name"),
             "server_container": _matching(raw, "server_container", _CONTAINER, "a container name"),
             "port": _integer(raw, "port", 1, 65535),
             "config_dir": _absolute_path(raw, "config_dir"),
@@ -153,13 +175,14 @@ class Settings:
             "tls_ca_cert": _pem_file(raw, "tls_ca_cert"),
             "tls_host_cert": _absolute_path(raw, "tls_host_cert", required=False),
             "tls_host_key": _absolute_path(raw, "tls_host_key", required=False),
-            "index_url": _url(raw, "index_url", schemes=("https",)),
+            "explicit_index_url": _url(raw, "index_url", schemes=("https",)),
             "client_user": _string(raw, "client_user"),
             "client_index": _choice(raw, "client_index", CLIENT_INDEX_MODES),
         }
-        _check_tls_choice(values)
-        if not values["server_names"]:
-            raise SettingsError("ppc.server_names: set the name(s) of the index, as used for its deploy")
+        if not values["server_names"] and require_names:
+            raise SettingsError("ppc.server_names: set the name(s) of the index, or name "
+                                "its server with -H")
+        _check_tls_choice(values, now or datetime.datetime.now(datetime.timezone.utc))
         if not values["admins"]:
             raise SettingsError("ppc.admins: give at least one admin user name")
         both = set(values["admins"]) & set(values["users"])
@@ -169,7 +192,7 @@ class Settings:
         values["client_user"] = values["client_user"] or (values["users"] or accounts)[0]
         if values["client_user"] not in accounts:
             raise SettingsError(f"ppc.client_user: {values['client_user']!r} is not in ppc.admins or ppc.users")
-        values["index_url"] = values["index_url"] or f"https://{values['server_names'][0]}/simple/"
+        values["index_name"] = values["server_names"][0] if values["server_names"] else ""
         if values["data_container"] == values["server_container"]:
             raise SettingsError("ppc.server_container: must differ from ppc.data_container")
         return cls(**values)
@@ -203,6 +226,9 @@ def _check_each(items: list[str], key: str, valid, what: str) -> list[str]:
 
 
 def _is_host_name(name: str) -> bool:
+    """A DNS name or a plain IP address (no IPv6 scope id: it is no name for a certificate)."""
+    if "%" in name:
+        return False
     try:
         ipaddress.ip_address(name)
         return True
@@ -233,12 +259,19 @@ def _choice(raw: dict, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+# Absolute, and nothing Docker's --volume (":" ","), nginx (";" "{" "#") or a shell could
+# read as syntax.
+_HOST_PATH = re.compile(r"^(/[A-Za-z0-9._+@-]+)+$")
+
+
 def _absolute_path(raw: dict, key: str, required: bool = True) -> str:
-    value = _string(raw, key).rstrip("/")
+    value = _string(raw, key)
+    value = value.rstrip("/") if value != "/" else value
     if not value and not required:
         return value
-    if not value.startswith("/") or re.search(r"[\s'\"\\$`]", value):
-        raise SettingsError(f"ppc.{key}: must be an absolute path without spaces or quotes, got {value!r}")
+    if not _HOST_PATH.match(value) or "/../" in value + "/" or "/./" in value + "/":
+        raise SettingsError(f"ppc.{key}: must be an absolute path of letters, digits and "
+                            f"'._+@-' (no spaces, ':', ',' or '..'), got {value!r}")
     return value
 
 
@@ -259,21 +292,32 @@ def _boolean(raw: dict, key: str) -> bool:
     return value
 
 
-def _pem_file(raw: dict, key: str, marker: str = "BEGIN CERTIFICATE-----") -> Path | None:
+def _pem_file(raw: dict, key: str, marker: str = "BEGIN CERTIFICATE-----",
+              parse: bool = True) -> Path | None:
+    """A readable PEM file on this machine; a certificate is parsed too (a bundle of a
+    whole system's CAs is not: one odd old CA in it must not stop the run)."""
     value = _string(raw, key)
     if not value:
         return None
     path = Path(value).expanduser()
     if not path.is_file() or not os.access(path, os.R_OK):
         raise SettingsError(f"ppc.{key}: {value} is not a readable file on this machine")
-    if marker.encode() not in path.read_bytes():
-        what = "private key" if "KEY" in marker else "certificate"
+    data = path.read_bytes()
+    what = "private key" if "KEY" in marker else "certificate"
+    if marker.encode() not in data:
         raise SettingsError(f"ppc.{key}: {value} holds no PEM {what}")
+    if what == "certificate" and parse:
+        try:
+            x509.load_pem_x509_certificates(data)
+        except ValueError:
+            raise SettingsError(f"ppc.{key}: {value} holds a PEM certificate that cannot be "
+                                f"read (damaged or truncated)") from None
     return path
 
 
-def _check_tls_choice(values: dict) -> None:
-    """Own certificate: both files of a pair, one pair at most, and a key that fits."""
+def _check_tls_choice(values: dict, now: datetime.datetime) -> None:
+    """Own certificate: both files of a pair, one pair at most, a key that fits, valid
+    today, for every server name."""
     for cert, key in (("tls_cert", "tls_key"), ("tls_host_cert", "tls_host_key")):
         if bool(values[cert]) != bool(values[key]):
             missing = key if values[cert] else cert
@@ -281,14 +325,50 @@ def _check_tls_choice(values: dict) -> None:
     if values["tls_cert"] and values["tls_host_cert"]:
         raise SettingsError("ppc.tls_host_cert: set either tls_cert/tls_key (files here) "
                             "or tls_host_cert/tls_host_key (files on the server), not both")
-    if values["tls_cert"]:
-        certificate = x509.load_pem_x509_certificate(values["tls_cert"].read_bytes())
-        try:
-            key = serialization.load_pem_private_key(values["tls_key"].read_bytes(), password=None)
-        except (ValueError, TypeError) as error:
-            raise SettingsError(f"ppc.tls_key: cannot read it without a passphrase ({error})") from None
-        if _public_der(key.public_key()) != _public_der(certificate.public_key()):
-            raise SettingsError(f"ppc.tls_key: {values['tls_key']} is not the key of {values['tls_cert']}")
+    if not values["tls_cert"]:
+        return
+    path = values["tls_cert"]
+    certificate = x509.load_pem_x509_certificates(path.read_bytes())[0]  # the leaf comes first
+    try:
+        key = serialization.load_pem_private_key(values["tls_key"].read_bytes(), password=None)
+    except TypeError:
+        raise SettingsError(f"ppc.tls_key: {values['tls_key']} is encrypted: give the key "
+                            f"without a passphrase (nginx reads it unattended)") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise SettingsError(f"ppc.tls_key: {values['tls_key']} holds a private key that cannot "
+                            f"be read (damaged, truncated or of an unknown kind)") from None
+    if _public_der(key.public_key()) != _public_der(certificate.public_key()):
+        raise SettingsError(f"ppc.tls_key: {values['tls_key']} is not the key of {path}")
+    valid_from, valid_until = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    if not valid_from <= now <= valid_until:
+        state = "expired" if now > valid_until else "not valid yet"
+        raise SettingsError(f"ppc.tls_cert: {path} is {state}: valid from {valid_from:%Y-%m-%d %H:%M} "
+                            f"to {valid_until:%Y-%m-%d %H:%M} UTC")
+    uncovered = [name for name in values["server_names"] if not certificate_covers(certificate, name)]
+    if uncovered:
+        raise SettingsError(f"ppc.tls_cert: {path} does not cover {', '.join(uncovered)} "
+                            f"(every name in ppc.server_names must be in it)")
+
+
+def certificate_covers(certificate: x509.Certificate, name: str) -> bool:
+    """Whether a TLS client accepts the certificate for `name` (SANs; one-label wildcards)."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    if address is not None:
+        return address in san.get_values_for_type(x509.IPAddress)
+    wanted = name.lower().rstrip(".")
+    for pattern in san.get_values_for_type(x509.DNSName):
+        pattern = pattern.lower().rstrip(".")
+        if pattern == wanted or (pattern.startswith("*.") and "." in wanted
+                                 and wanted.split(".", 1)[1] == pattern[2:]):
+            return True
+    return False
 
 
 def _public_der(public_key) -> bytes:

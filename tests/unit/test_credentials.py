@@ -1,6 +1,7 @@
 import base64
 import stat
 
+import pytest
 from passlib.hash import sha512_crypt
 
 from ppc_tasks import credentials
@@ -46,3 +47,18 @@ def test_saved_file_is_private_and_round_trips(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert credentials.load(path) == creds
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not valid JSON (line 1: "),
+    ('{"passwords": {"admin": 42}}', "passwords['admin'] must be a string, got 42"),
+    ('{"passwords": ["admin"]}', "'passwords' must be an object of user: string"),
+    ('{"session_encrypt_key": null}', "'session_encrypt_key' must be a string"),
+    ("[]", "must hold a JSON object"),
+])
+def test_a_damaged_secrets_file_is_one_clear_line(tmp_path, content, message):
+    path = tmp_path / "secrets.json"
+    path.write_text(content)
+    with pytest.raises(credentials.CredentialsError) as error:
+        credentials.load(path)
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -1,3 +1,4 @@
+import datetime
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,16 @@ def test_every_default_is_valid():
     ("server_names", ["pypi_internal!"], "ppc.server_names"),
     ("fallback", "sometimes", "ppc.fallback: must be one of none, redirect, cache, mirror"),
     ("config_dir", "etc/pypicloud", "ppc.config_dir: must be an absolute path"),
+    # Docker would read these as volume syntax, a shell or nginx as their own.
+    ("config_dir", "/etc/py:pi", "ppc.config_dir: must be an absolute path"),
+    ("config_dir", "/etc/py,pi", "ppc.config_dir: must be an absolute path"),
+    ("config_dir", "/etc/py\npi", "ppc.config_dir: must be an absolute path"),
+    ("config_dir", "/etc/../root", "ppc.config_dir: must be an absolute path"),
+    ("tls_host_cert", "/etc/ssl/x.pem; include /etc/shadow", "ppc.tls_host_cert: must be an absolute path"),
+    # An IPv6 scope id is no name for a certificate, and the way in for a shell command.
+    ("server_names", ["fe80::1%$(touch${IFS}X)"], "ppc.server_names: 'fe80::1%$(touch${IFS}X)' is not"),
+    ("server_names", ["fe80::1%eth0"], "ppc.server_names: 'fe80::1%eth0' is not"),
+    ("data_volume", "../data", "ppc.data_volume: '../data' is not a volume name"),
     ("build_index_url", "ftp://mirror", "ppc.build_index_url"),
     ("index_url", "http://pypi.example/simple/", "ppc.index_url: must be an https:// URL"),
     ("users", ["admin"], "ppc.users: 'admin' is an admin already"),
@@ -70,7 +81,7 @@ def test_ca_bundle_must_hold_a_certificate(tmp_path):
 
 
 def test_own_certificate_settings(tmp_path):
-    write_own_certificate(tmp_path, ("pypi.test",))
+    write_own_certificate(tmp_path, ("pypi-internal",))
     settings = make(tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem"),
                     tls_ca_cert=str(tmp_path / "ca.pem"))
     assert settings.tls_cert == tmp_path / "cert.pem"
@@ -85,3 +96,49 @@ def test_own_certificate_settings(tmp_path):
              tls_host_cert="/etc/c.pem", tls_host_key="/etc/k.pem")
     with pytest.raises(SettingsError, match=r"^ppc.tls_host_key: set it together"):
         make(tls_host_cert="/etc/c.pem")
+
+
+def test_ipv6_and_ipv4_addresses_are_names():
+    assert make(server_names=["fe80::1", "10.0.0.5"]).server_names == ("fe80::1", "10.0.0.5")
+
+
+def test_unknown_environment_variables_are_refused():
+    environ = {"FABRIC_PPC_SERVER_NAMES": "a", "FABRIC_PPC_SERVERNAMES": "b", "HOME": "/root"}
+    with pytest.raises(SettingsError, match=r"^FABRIC_PPC_SERVERNAMES: no such setting \(known: "
+                                            r"FABRIC_PPC_SERVER_NAMES, "):
+        Settings.from_config({}, host="h", environ=environ)
+    assert Settings.from_config({}, host="h", environ={"FABRIC_PPC_PORT": "1"}).port == 3031
+
+
+def test_damaged_certificate_is_one_line(tmp_path):
+    files = write_own_certificate(tmp_path, ("pypi-internal",))
+    damaged = tmp_path / "damaged.pem"
+    lines = files["cert"].read_text().splitlines()
+    damaged.write_text("\n".join(lines[:6] + lines[-1:]) + "\n")  # truncated, markers intact
+    with pytest.raises(SettingsError, match=r"^ppc.tls_cert: .*damaged.pem holds a PEM certificate "
+                                            r"that cannot be read"):
+        make(tls_cert=str(damaged), tls_key=str(files["key"]))
+    damaged_key = tmp_path / "damaged-key.pem"
+    damaged_key.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(SettingsError, match=r"^ppc.tls_key: .* cannot be read"):
+        make(tls_cert=str(files["cert"]), tls_key=str(damaged_key))
+
+
+@pytest.mark.parametrize("days, state", [(-900, "expired"), (10, "not valid yet")])
+def test_own_certificate_must_be_valid_today(tmp_path, days, state):
+    issued = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=days)
+    files = write_own_certificate(tmp_path, ("pypi-internal",), issued=issued)
+    with pytest.raises(SettingsError) as error:
+        make(tls_cert=str(files["cert"]), tls_key=str(files["key"]))
+    message = str(error.value)
+    assert message.startswith(f"ppc.tls_cert: {files['cert']} is {state}: valid from ")
+    assert f"{issued - datetime.timedelta(minutes=5):%Y-%m-%d}" in message and message.endswith(" UTC")
+
+
+def test_own_certificate_must_cover_every_name(tmp_path):
+    files = write_own_certificate(tmp_path, ("pypi-internal", "*.example.com"))
+    own = {"tls_cert": str(files["cert"]), "tls_key": str(files["key"])}
+    assert make(server_names=["pypi-internal", "pypi.example.com"], **own)
+    with pytest.raises(SettingsError, match=r"^ppc.tls_cert: .* does not cover a.b.example.com, "
+                                            r"10.0.0.5 \(every name"):
+        make(server_names=["pypi-internal", "a.b.example.com", "10.0.0.5"], **own)
