@@ -18,7 +18,7 @@ def server_blocks(site: str) -> list[str]:
 
 def test_site_follows_the_manual_block(site):
     assert "upstream pypicloud {\n    server 127.0.0.1:3031;\n}" in site
-    https = server_blocks(site)[1]
+    https = server_blocks(site)[2]
     assert "listen 443 ssl;" in https
     assert "server_name pypi.example.com 10.1.2.3;" in https
     assert "ssl_certificate     /etc/ssl/ppc-tasks/pypi.example.com.crt;" in https
@@ -45,17 +45,13 @@ def test_own_certificate_on_the_host():
     assert "ssl_certificate     /etc/letsencrypt/live/x/fullchain.pem;" in site
 
 
-def test_service_control_with_and_without_systemd():
-    assert nginx.service(systemd=True).reload == "systemctl reload nginx"
-    assert nginx.service(systemd=False).reload == "nginx -s reload"
-    assert nginx.service(systemd=False).start == "nginx"
+def test_other_names_never_reach_pypicloud(site):
+    default = server_blocks(site)[1]
+    assert "listen 443 ssl default_server;" in default
+    assert "return 444;" in default and "proxy_pass" not in default
 
 
-def test_rejected_config_is_rolled_back():
-    assert nginx.restore_command() == (
-        "if [ -f /etc/nginx/conf.d/ppc-tasks.conf.ppc-previous ]; then mv -f "
-        "/etc/nginx/conf.d/ppc-tasks.conf.ppc-previous /etc/nginx/conf.d/ppc-tasks.conf; "
-        "else rm -f /etc/nginx/conf.d/ppc-tasks.conf; fi")
+def test_nginx_error_is_the_emerg_line():
     output = ('nginx: [emerg] cannot load certificate "/x.crt": BIO_new_file() failed\n'
               "nginx: configuration file /etc/nginx/nginx.conf test failed\n")
     assert nginx.nginx_error(output).startswith('nginx: [emerg] cannot load certificate "/x.crt"')

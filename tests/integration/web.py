@@ -1,0 +1,58 @@
+"""HTTPS requests to a test index as any client could make them: chosen Host header,
+chosen SNI, Basic auth or none, raw multipart uploads. Certificate verification is on."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import ssl
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Response:
+    status: int | None  # None: the server closed the connection without answering
+    body: bytes
+    headers: dict[str, str]  # names in lower case
+
+
+def request(address: str, path: str, *, ca: Path, sni: str | None, host: str,
+            auth: tuple[str, str] | None = None, method: str = "GET", body: bytes | None = None,
+            headers: dict[str, str] | None = None, port: int = 443, verify: bool = True) -> Response:
+    """With verify the certificate must be valid for the SNI name (or, without SNI, be
+    issued by the CA)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = verify and sni is not None
+    if not verify:
+        context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection((address, port), timeout=15)
+    tls = context.wrap_socket(raw, server_hostname=sni)
+    connection = http.client.HTTPConnection(address, port, timeout=15)
+    connection.sock = tls
+    all_headers = {"Host": host, **(headers or {})}
+    if auth:
+        all_headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    try:
+        connection.request(method, path, body=body, headers=all_headers)
+        response = connection.getresponse()
+        return Response(response.status, response.read(),
+                        {name.lower(): value for name, value in response.getheaders()})
+    except (http.client.RemoteDisconnected, ConnectionResetError):
+        return Response(None, b"", {})
+    finally:
+        connection.close()
+
+
+def upload_form(fields: dict[str, str], filename: str, content: bytes) -> tuple[bytes, dict]:
+    """A legacy-upload form (what twine sends), with any field values at all."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+                 f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+                 + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
