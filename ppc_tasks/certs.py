@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import state
-from .host import Host, TaskError, host_task
+from . import index, state
+from .errors import TaskError
+from .host import Host, host_task
 from .settings import Settings
+from .system import TrustStore
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=825)  # the most browsers and Apple platforms accept
@@ -149,25 +151,6 @@ def reissue_reason(certificate: x509.Certificate, ca_cert: x509.Certificate,
     return None
 
 
-@dataclass(frozen=True)
-class TrustStore:
-    family: str
-    directory: str  # where local CA certificates go
-    refresh: str  # rebuilds the bundle from them
-    bundle: str  # the system bundle: every trusted CA in one PEM file
-
-
-TRUST_STORES = {
-    "debian": TrustStore("debian", "/usr/local/share/ca-certificates", "update-ca-certificates",
-                         "/etc/ssl/certs/ca-certificates.crt"),
-    "rhel": TrustStore("rhel", "/etc/pki/ca-trust/source/anchors", "update-ca-trust extract",
-                       "/etc/pki/tls/certs/ca-bundle.crt"),
-}
-# By folder, not by command: sbin is not on every user's PATH.
-DETECT_TRUST_STORE = ("if [ -d /usr/local/share/ca-certificates ]; then echo debian; "
-                      "elif [ -d /etc/pki/ca-trust/source/anchors ]; then echo rhel; fi")
-
-
 def trust_path(store: TrustStore, index_name: str) -> str:
     # update-ca-certificates only picks up files ending in .crt
     return f"{store.directory}/ppc-tasks-{index_name}.crt"
@@ -177,8 +160,8 @@ def host_cert_paths(settings: Settings) -> tuple[str, str]:
     """Where nginx reads the certificate and key on the server."""
     if settings.tls_host_cert:
         return settings.tls_host_cert, settings.tls_host_key
-    return (f"{HOST_TLS_DIR}/{settings.primary_name}.crt",
-            f"{HOST_TLS_DIR}/{settings.primary_name}.key")
+    return (f"{HOST_TLS_DIR}/{settings.index_name}.crt",
+            f"{HOST_TLS_DIR}/{settings.index_name}.key")
 
 
 def pem(certificate: x509.Certificate) -> bytes:
@@ -191,6 +174,25 @@ def key_pem(key) -> bytes:
 
 
 # -- the operator's machine ----------------------------------------------------------------
+def load_ca(cert_path: Path, key_path: Path):
+    """The local CA, or one line saying which file is damaged."""
+    try:
+        ca_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except ValueError:
+        raise TaskError(f"the CA certificate {cert_path} cannot be read (damaged?): restore "
+                        f"it from a backup of {cert_path.parent}") from None
+    try:
+        ca_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise TaskError(f"the CA key {key_path} cannot be read (damaged?): restore it from a "
+                        f"backup of {key_path.parent}") from None
+    if ca_key.public_key().public_numbers() != ca_cert.public_key().public_numbers():
+        raise TaskError(f"the CA key {key_path} does not belong to {cert_path}: restore both "
+                        f"from a backup of {key_path.parent}")
+    return ca_cert, ca_key
+
+
+
 @dataclass(frozen=True)
 class ServerCertificate:
     """The PEM certificate and key to put on the server; None when they live there already."""
@@ -213,13 +215,12 @@ def prepare(host: Host) -> ServerCertificate:
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_cert_path, ca_key_path = ca_paths(settings)
     if ca_cert_path.exists() and ca_key_path.exists():
-        ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
-        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        ca_cert, ca_key = load_ca(ca_cert_path, ca_key_path)
         refused = [name for name in settings.server_names if not ca_permits(ca_cert, (name,))]
         if refused:
             raise TaskError(f"the local CA {ca_cert_path} may not sign for {', '.join(refused)} "
-                            f"(its name constraints): move ca.crt and ca.key away to make a new "
-                            f"CA, then trust it again everywhere (clients.configure)")
+                            f"(its name constraints): deploy with --new-identity to make a new "
+                            f"CA (and passwords), then configure every client again")
         host.report("certs.ca", False, f"{ca_cert_path}")
     else:
         ca_cert, ca_key = new_ca(settings.server_names, settings.ca_name_constraints, now)
@@ -231,8 +232,12 @@ def prepare(host: Host) -> ServerCertificate:
     key_path = settings.server_state_dir / "server.key"
     reason = "there is none yet"
     if cert_path.exists() and key_path.exists():
-        reason = reissue_reason(x509.load_pem_x509_certificate(cert_path.read_bytes()),
-                                ca_cert, settings.server_names, now)
+        try:
+            certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except ValueError:
+            reason = "the one here cannot be read"
+        else:
+            reason = reissue_reason(certificate, ca_cert, settings.server_names, now)
     if reason:
         certificate, key = new_server_certificate(ca_cert, ca_key, settings.server_names, now)
         state.write(key_path, key_pem(key), 0o600)
@@ -269,14 +274,9 @@ def ca_to_trust(settings: Settings) -> bytes | None:
     if path is None:
         return None
     if not path.exists():
-        raise TaskError(f"there is no CA for {settings.primary_name} yet ({path}): "
+        raise TaskError(f"there is no CA for the index {settings.index_name} yet ({path}): "
                         f"deploy the server first")
     return path.read_bytes()
-
-
-def trust_store(host: Host) -> TrustStore | None:
-    """The host's system trust store, or None when it has neither known kind."""
-    return TRUST_STORES.get(host.run(DETECT_TRUST_STORE).stdout.strip())
 
 
 def trust_ca(host: Host, ca_certificate: bytes | None) -> TrustStore | None:
@@ -284,33 +284,37 @@ def trust_ca(host: Host, ca_certificate: bytes | None) -> TrustStore | None:
     if ca_certificate is None:
         host.report("certs.trust", False, "publicly trusted certificate: nothing to add")
         return None
-    store = trust_store(host)
+    store = host.platform.trust_store
     if store is None:
-        raise TaskError(f"{host.name} has neither update-ca-certificates nor update-ca-trust: "
-                        f"install the ca-certificates package")
-    path = trust_path(store, host.settings.primary_name)
+        raise TaskError(f"ppc-tasks does not know the trust store of {host.name} "
+                        f"({host.platform.os}): add the CA to it by hand")
+    path = trust_path(store, host.settings.index_name)
     changed = host.put(path, ca_certificate, mode="644")
     if changed:
-        host.sudo(store.refresh)
-    host.report("certs.trust", changed, f"{path} ({store.refresh})")
+        host.run(store.refresh, root=True)
+    host.report("certs.trust", changed, f"{path} ({' '.join(store.refresh)})")
     return store
 
 
 def untrust_ca(host: Host) -> None:
     """Take the index's CA certificate out of the host's system trust store."""
-    store = trust_store(host)
-    path = trust_path(store, host.settings.primary_name) if store else None
-    if path is None or not host.sudo(f"test -f {path}", check=False).ok:
+    store = host.platform.trust_store
+    path = trust_path(store, host.settings.index_name) if store else None
+    if path is None or not host.run(["test", "-f", path], root=True, check=False).ok:
         host.report("certs.trust", False, "the CA is not in the system trust store")
         return
-    host.sudo(f"rm -f {path} && {store.refresh}")
-    host.report("certs.trust", True, f"removed {path} ({store.refresh})")
+    host.run(["rm", "-f", "--", path], root=True)
+    host.run(store.refresh, root=True)
+    host.report("certs.trust", True, f"removed {path} ({' '.join(store.refresh)})")
 
 
 @host_task(docker=False)
 def install(host):
     """Issue the server certificate (from the local CA, made once) and put it on the host."""
-    install_certificate(host, prepare(host))
+    index.check_identity(host)
+    certificate = prepare(host)
+    index.record_identity(host)
+    install_certificate(host, certificate)
 
 
 @host_task(docker=False)

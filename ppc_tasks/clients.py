@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import configparser
 import io
-import shlex
 import urllib.parse
 
 from . import certs, credentials
-from .host import Host, TaskError, many_hosts_task
-from .render import render
+from .errors import TaskError
+from .host import Host, many_hosts_task
+from .render import render, script_argv
 from .settings import Settings
 
 REPOSITORY = "internal"  # twine upload -r internal
 PYPIRC = ".pypirc"
 # pip's per-user file on Linux; the seed's ~/.pip/pip.conf is the legacy location.
 PIP_CONF = ".config/pip/pip.conf"
-BACKUP_SUFFIX = ".ppc-tasks-backup"
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -91,21 +90,8 @@ def merge_pip_conf(existing: str, ours: str) -> str:
     return _write(parser)
 
 
-def backup_command(path: str) -> str:
-    """Keep the file as it was before our first change (never overwrite that backup)."""
-    backup = shlex.quote(path + BACKUP_SUFFIX)
-    return f"if [ -f {shlex.quote(path)} ] && [ ! -e {backup} ]; then cp -p {shlex.quote(path)} {backup}; fi"
-
-
-def restore_command(path: str) -> str:
-    """Put back the file from before the first configure, or remove one configure made."""
-    quoted, backup = shlex.quote(path), shlex.quote(path + BACKUP_SUFFIX)
-    return (f"if [ -f {backup} ]; then mv -f {backup} {quoted} && echo restored; "
-            f"elif [ -f {quoted} ]; then rm -f {quoted} && echo removed; fi")
-
-
 def user_bundle_path(home: str, settings: Settings) -> str:
-    return f"{home}/.config/ppc-tasks/{settings.primary_name}-ca-bundle.pem"
+    return f"{home}/.config/ppc-tasks/{settings.index_name}-ca-bundle.pem"
 
 
 def combined_bundle(system_bundle: str, ca_certificate: bytes) -> bytes:
@@ -125,7 +111,7 @@ def client_password(settings: Settings) -> str:
 
 
 def home_of(host: Host) -> str:
-    return host.run('printf %s "$HOME"').stdout.strip()
+    return host.run(["sh", "-c", 'printf %s "$HOME"']).stdout.strip()
 
 
 def ca_bundle(host: Host, home: str) -> str | None:
@@ -136,7 +122,7 @@ def ca_bundle(host: Host, home: str) -> str | None:
     if host.can_sudo:
         return certs.trust_ca(host, ca_certificate).bundle
     # No sudo: the system's CAs plus ours, in a bundle of the user's own.
-    store = certs.trust_store(host)
+    store = host.platform.trust_store
     system = (host.read(store.bundle) or "") if store else ""
     path = user_bundle_path(home, host.settings)
     changed = host.put(path, combined_bundle(system, ca_certificate), mode="644", owner=None)
@@ -148,7 +134,7 @@ def put_merged(host: Host, step: str, path: str, merge, ours: str) -> None:
     existing = host.read(path)
     merged = merge(existing or "", ours)
     if existing is not None and merged != existing:
-        host.run(backup_command(path))
+        host.run(script_argv("backup-once", path))
     changed = host.put(path, merged.encode(), mode="600", owner=None)
     host.report(step, changed, path)
 
@@ -168,7 +154,7 @@ def unconfigure_client(host: Host) -> None:
     home = home_of(host)
     for step, path in (("clients.pypirc", f"{home}/{PYPIRC}"), ("clients.pip", f"{home}/{PIP_CONF}"),
                        ("clients.ca-bundle", user_bundle_path(home, host.settings))):
-        done = host.run(restore_command(path)).stdout.strip()
+        done = host.run(script_argv("restore-backup", path)).stdout.strip()
         host.report(step, bool(done), f"{done} {path}" if done else f"{path} was not configured")
     if host.can_sudo:
         certs.untrust_ca(host)
@@ -176,19 +162,23 @@ def unconfigure_client(host: Host) -> None:
 
 # -- tasks ---------------------------------------------------------------------------------
 @many_hosts_task
-def configure(host):
+def configure(host, index=""):
     """Point developer machines at the index: pip and twine over HTTPS, no extra flags.
 
     Run on many hosts at once: fab -H dev1,dev2,dev3 clients.configure. For the
     connecting user: ~/.pypirc gains the `internal` repository (twine upload -r
     internal) and ~/.config/pip/pip.conf the index, both 0600, merged into existing
     files (the first change keeps a .ppc-tasks-backup). With sudo the CA goes into the
-    system trust store; without, into a CA bundle of the user's own.
+    system trust store; without, into a CA bundle of the user's own. The index is the
+    one deployed from this machine; --index NAME picks one when there are several.
     """
     configure_client(host)
 
 
 @many_hosts_task
-def unconfigure(host):
-    """Put developer machines back: restore ~/.pypirc and pip.conf, drop the CA."""
+def unconfigure(host, index=""):
+    """Put developer machines back: restore ~/.pypirc and pip.conf, drop the CA.
+
+    --index NAME picks the index when several were deployed from this machine.
+    """
     unconfigure_client(host)

@@ -1,9 +1,13 @@
-"""The one thin layer that talks to a host: run, sudo, put-if-changed, report.
+"""The one thin layer that talks to a host: run, put-if-changed, read, report.
 
-Tasks decide *what* to do with pure functions (commands and file contents built from
-the settings); this module is the only place that does it. Every step reports whether
-it changed something, and each task ends with a count, so a second run can say
-"0 changed".
+Tasks decide *what* to do with pure functions (argv lists and file contents built from
+the settings); this module is the only place that does it. A command is always an argv
+list, joined with shell quoting here, so no setting ever reaches a shell unquoted; shell
+logic lives in fixed scripts (files/sh/) that take their values as arguments. File
+contents travel on the command's stdin: nothing is staged on the host.
+
+Every step reports whether it changed something, and each task ends with a count, so a
+second run can say "0 changed".
 """
 
 from __future__ import annotations
@@ -12,20 +16,35 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
-import io
+import os
 import shlex
 import socket
+import threading
 from dataclasses import dataclass
+from collections.abc import Sequence
 
 import paramiko
 from fabric import Connection, task
 from invoke.exceptions import Exit
 
+from . import index
+from .errors import ConnectionLost, TaskError
+from .render import script_argv
 from .settings import Settings, SettingsError
+from .system import Platform, boot_commands, parse_platform
+
+Argv = Sequence[str]
 
 
-class TaskError(Exception):
-    """An expected failure: its message is the one line the operator sees."""
+@dataclass(frozen=True)
+class Result:
+    exited: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
 
 
 @dataclass(frozen=True)
@@ -35,34 +54,52 @@ class FileState:
     owner: str  # numeric "uid:gid"
 
 
-def file_state_command(path: str) -> str:
-    """Prints nothing for a missing file, else '<mode> <uid>:<gid>' and a sha256sum line."""
-    quoted = shlex.quote(path)
-    return f"if [ -f {quoted} ]; then stat -c '%a %u:%g' {quoted} && sha256sum {quoted}; fi"
+# -- deciding ------------------------------------------------------------------------------
+def command_line(argv: Argv, *, as_root: bool, sudo: str) -> str:
+    """The line the remote login shell runs: argv quoted, through sudo when needed.
+
+    sudo is "root" (connected as root), "nopasswd" or "password" (sudo reads the
+    password from stdin, never from the command line)."""
+    line = shlex.join(argv)
+    if not as_root or sudo == "root":
+        return line
+    if sudo == "password":
+        return f"sudo -S -k -p '' -- {line}"
+    return f"sudo -n -- {line}"
 
 
-def parse_file_state(output: str) -> FileState | None:
+def shown(argv: Argv) -> str:
+    """A command as error messages show it: a script by its name, long ones cut."""
+    text = shlex.join(argv[3:]) if list(argv[:2]) == ["sh", "-c"] else shlex.join(argv)
+    return text if len(text) < 120 else text[:117] + "..."
+
+
+def parse_file_state(output: str) -> FileState | None | str:
+    """FileState, None for a missing file, or "directory"."""
     words = output.split()
-    if not words:
+    if not words or words[0] == "missing":
         return None
+    if words[0] == "directory":
+        return "directory"
     mode, owner, sha256 = words[:3]
     return FileState(sha256=sha256, mode=mode, owner=owner)
-
-
-def install_command(source: str, path: str, mode: str, owner: str | None) -> str:
-    """Put a file in place atomically, with its mode (and owner) set before it appears.
-    Without an owner the file belongs to whoever runs the command."""
-    ownership = "-o {} -g {} ".format(*owner.split(":")) if owner else ""
-    staged = f"{path}.ppc-new"
-    directory = path.rsplit("/", 1)[0] or "/"
-    return (f"mkdir -p {shlex.quote(directory)} && "
-            f"install -m {mode} {ownership}{shlex.quote(source)} {shlex.quote(staged)} && "
-            f"mv -f {shlex.quote(staged)} {shlex.quote(path)}")
 
 
 def report_line(where: str, step: str, changed: bool, detail: str) -> str:
     """One step's line in a task's output: where, which step, changed or not, and what."""
     return f"[{where}] {step:<18} {'changed' if changed else 'unchanged':<9}  {detail}"
+
+
+def last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-count:])
+
+
+def display_name(connection: Connection) -> str:
+    """The host as the operator named it: an ssh_config alias as typed, else host[:port]."""
+    if connection.original_host != connection.host:
+        return connection.original_host
+    return connection.host if connection.port == 22 else f"{connection.host}:{connection.port}"
 
 
 @contextlib.contextmanager
@@ -77,86 +114,115 @@ def expected_failures(where: str | None = None):
         raise Exit(f"Error{f' on {where}' if where else ''}: {error}", code=1) from None
 
 
-def last_lines(text: str, count: int = 3) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-count:])
-
-
+# -- doing ---------------------------------------------------------------------------------
 class Host:
     """A connected host, with the validated settings and a record of what changed."""
 
     def __init__(self, connection: Connection, settings: Settings):
         self.connection = connection
         self.settings = settings
-        self.name = connection.host if connection.port == 22 else f"{connection.host}:{connection.port}"
+        self.name = display_name(connection)
         self.changed_steps: list[str] = []
         self.unchanged_steps: list[str] = []
-        self.is_root = False
-        self.can_sudo = False
+        self.sudo = "none"  # root | nopasswd | password | none
         self.user_ids = ""  # numeric "uid:gid" of the connecting user
 
+    @property
+    def can_sudo(self) -> bool:
+        return self.sudo != "none"
+
     # -- commands -------------------------------------------------------------------------
-    def run(self, command: str, *, check: bool = True):
-        """Run as the connecting user. Output is captured, never echoed (it may hold secrets)."""
-        result = self.connection.run(command, hide=True, warn=True, in_stream=False, pty=False)
-        return self._checked(command, result, check)
-
-    def sudo(self, command: str, *, check: bool = True):
-        """Run as root: directly when connected as root, else through sudo."""
-        if self.is_root:
-            return self.run(command, check=check)
-        wrapped = f"sh -c {shlex.quote(command)}"
-        if self.connection.config.sudo.password:
-            result = self.connection.sudo(wrapped, hide=True, warn=True, in_stream=False, pty=False)
-        else:
-            result = self.connection.run(f"sudo -n {wrapped}", hide=True, warn=True,
-                                         in_stream=False, pty=False)
-        return self._checked(command, result, check)
-
-    def _checked(self, command: str, result, check: bool):
+    def run(self, argv: Argv, *, root: bool = False, stdin: bytes = b"",
+            check: bool = True) -> Result:
+        """Run argv, as root with root=True; output is captured, never echoed (it may
+        hold secrets). stdin is sent to the command, then closed."""
+        if root and not self.can_sudo:
+            raise TaskError(f"{shown(argv)} needs root on {self.name}, and there is no sudo")
+        line = command_line(argv, as_root=root, sudo=self.sudo)
+        if root and self.sudo == "password":
+            stdin = self.connection.config.sudo.password.encode() + b"\n" + stdin
+        result = self._execute(line, stdin, argv)
         if check and not result.ok:
-            shown = command if len(command) < 120 else command[:117] + "..."
-            raise TaskError(f"`{shown}` failed (exit {result.exited}): "
+            raise TaskError(f"`{shown(argv)}` failed (exit {result.exited}): "
                             f"{last_lines(result.stderr or result.stdout)}")
         return result
 
+    def _execute(self, line: str, stdin: bytes, argv: Argv) -> Result:
+        transport = self.connection.transport
+        lost = ConnectionLost(f"lost the SSH connection to {self.name} during "
+                              f"`{shown(argv)}`: check the network and run again")
+        try:
+            channel = transport.open_session()
+            channel.exec_command(line)
+        except (paramiko.SSHException, EOFError, OSError, AttributeError):
+            raise lost from None
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        feeder = threading.Thread(target=_feed, args=(channel, stdin), daemon=True)
+        errors = threading.Thread(target=_drain, args=(channel.recv_stderr, stderr), daemon=True)
+        feeder.start()
+        errors.start()
+        _drain(channel.recv, stdout)
+        errors.join()
+        status = channel.recv_exit_status()
+        channel.close()
+        if status == -1 or not transport.is_active():
+            raise lost
+        return Result(status, b"".join(stdout).decode(errors="replace"),
+                      b"".join(stderr).decode(errors="replace"))
+
     # -- files ----------------------------------------------------------------------------
-    def put(self, path: str, content: bytes, *, mode: str, owner: str | None = "0:0") -> bool:
+    def put(self, path: str, content: bytes, *, mode: str, owner: str | None = "0:0",
+            keep_previous: bool = False) -> bool:
         """Make the file at `path` hold `content` with mode and owner; True if it changed.
 
         owner is numeric "uid:gid" for a system file (written as root), or None for a
-        file of the connecting user (written without sudo).
+        file of the connecting user (written without sudo). keep_previous keeps the file
+        it replaces as PATH.ppc-previous, for restore_previous.
         """
-        execute = self.sudo if owner else self.run
+        root = owner is not None
         desired = FileState(hashlib.sha256(content).hexdigest(), mode, owner or self.user_ids)
-        current = parse_file_state(execute(file_state_command(path)).stdout)
+        current = parse_file_state(self.run(script_argv("file-state", path), root=root).stdout)
         if current == desired:
             return False
-        if current and current.sha256 == desired.sha256:
-            execute(f"chmod {mode} {shlex.quote(path)} && chown {desired.owner} {shlex.quote(path)}")
-            return True
-        with self.staging() as staging:
-            self.connection.put(io.BytesIO(content), f"{staging}/upload")
-            execute(install_command(f"{staging}/upload", path, mode, owner))
+        self.run(script_argv("put-file", path, mode, owner or "", "keep" if keep_previous else ""),
+                 root=root, stdin=content)
         return True
 
-    def read(self, path: str, *, as_root: bool = False) -> str | None:
+    def restore_previous(self, path: str) -> None:
+        """Put back the file put() replaced with keep_previous (if it did)."""
+        self.run(script_argv("restore-previous", path), root=True)
+
+    def forget_previous(self, path: str) -> None:
+        self.run(["rm", "-f", "--", f"{path}.ppc-previous"], root=True)
+
+    def read(self, path: str, *, root: bool = False) -> str | None:
         """The text of a file on the host, or None when there is none."""
-        result = (self.sudo if as_root else self.run)(
-            f"if [ -f {shlex.quote(path)} ]; then cat {shlex.quote(path)}; else exit 3; fi",
-            check=False)
+        result = self.run(script_argv("read-file", path), root=root, check=False)
         if result.exited == 3:
             return None
-        return self._checked(f"cat {path}", result, check=True).stdout
+        if not result.ok:
+            raise TaskError(f"cannot read {path} on {self.name}: {last_lines(result.stderr, 1)}")
+        return result.stdout
 
-    @contextlib.contextmanager
-    def staging(self):
-        """A fresh 0700 folder on the host for uploads, removed afterwards."""
-        staging = self.run("mktemp -d").stdout.strip()
-        try:
-            yield staging
-        finally:
-            self.run(f"rm -rf {shlex.quote(staging)}", check=False)
+    # -- the system -----------------------------------------------------------------------
+    @functools.cached_property
+    def platform(self) -> Platform:
+        """Init system, OS family and what follows from them; detected once."""
+        return parse_platform(self.run(script_argv("platform")).stdout)
+
+    def start_at_boot(self, unit: str, step: str) -> None:
+        """Enable a systemd unit, so the index comes back after a reboot by itself."""
+        commands = boot_commands(self.platform, unit)
+        if commands is None:
+            self.report(step, False, f"no systemd on {self.name}: start {unit} at boot yourself")
+            return
+        is_enabled, enable = commands
+        if self.run(is_enabled, check=False).ok:
+            self.report(step, False, f"{unit} starts at boot")
+            return
+        self.run(enable, root=True)
+        self.report(step, True, f"{unit} now starts at boot")
 
     # -- reporting ------------------------------------------------------------------------
     def report(self, step: str, changed: bool, detail: str) -> None:
@@ -171,7 +237,7 @@ class Host:
 
     # -- preflight ------------------------------------------------------------------------
     def connect(self, require_sudo: bool = True) -> None:
-        """Open the SSH connection and check root access; errors become one clear line."""
+        """Open the SSH connection and find out about root; errors become one clear line."""
         where = f"{self.connection.user}@{self.name}"
         try:
             self.connection.open()
@@ -185,28 +251,68 @@ class Host:
                 paramiko.SSHException) as error:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
             raise TaskError(f"cannot reach {self.name} over SSH: {reason}") from None
-        uid, gid = self.run("id -u && id -g").stdout.split()
+        # A dead peer is noticed within a minute instead of hanging a command forever.
+        self.connection.transport.set_keepalive(15)
+        uid, gid = self.run(["sh", "-c", "id -u && id -g"]).stdout.split()
         self.user_ids = f"{uid}:{gid}"
-        self.is_root = uid == "0"
-        self.can_sudo = (self.is_root or bool(self.connection.config.sudo.password)
-                         or self.run("sudo -n true", check=False).ok)
+        self.sudo = self._sudo_mode(uid)
         if require_sudo and not self.can_sudo:
             raise TaskError(f"{where} cannot use sudo without a password: allow it "
                             f"(NOPASSWD) or run fab with --prompt-for-sudo-password")
 
+    def _sudo_mode(self, uid: str) -> str:
+        if uid == "0":
+            return "root"
+        if self.run(["sudo", "-n", "true"], check=False).ok:
+            return "nopasswd"
+        if self.connection.config.sudo.password:
+            self.sudo = "password"
+            if not self.run(["true"], root=True, check=False).ok:
+                raise TaskError(f"sudo on {self.name} refused the password given")
+            return "password"
+        return "none"
+
     def require_docker(self) -> None:
-        if not self.run("command -v docker", check=False).ok:
+        if not self.run(["sh", "-c", "command -v docker"], check=False).ok:
             raise TaskError(f"Docker is not installed on {self.name}: install it "
                             f"(Debian/Ubuntu: apt-get install docker.io) and run again")
-        info = self.sudo("docker info --format '{{.ServerVersion}}'", check=False)
-        if not info.ok:
-            raise TaskError(f"Docker on {self.name} does not answer: "
-                            f"{last_lines(info.stderr, 1)} (is dockerd running?)")
+        answer = self.run(["docker", "version", "--format", "{{.Server.Version}}"], root=True,
+                          check=False)
+        if not answer.ok or not answer.stdout.strip():
+            output = answer.stderr + answer.stdout
+            if any(sign in output for sign in ("Cannot connect", "daemon running",
+                                               "connection refused", "no such file")):
+                raise TaskError(f"dockerd is not running on {self.name}: start it "
+                                f"(systemctl start docker) and run again")
+            raise TaskError(f"Docker on {self.name} does not answer: {last_lines(output, 1)}")
 
 
-def _settings(c, host_fallback: bool) -> Settings:
-    ppc = dict(c.config.ppc)
-    return Settings.from_config(ppc, host=getattr(c, "host", None) if host_fallback else None)
+def _feed(channel: paramiko.Channel, data: bytes) -> None:
+    """Send stdin and close it, so the command sees its end."""
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        if data:
+            channel.sendall(data)
+        channel.shutdown_write()
+
+
+def _drain(receive, chunks: list[bytes]) -> None:
+    while True:
+        data = receive(65536)
+        if not data:
+            return
+        chunks.append(data)
+
+
+def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
+    """The validated settings of this fab run, for the index it works on.
+
+    For a server, the -H name (an ssh_config alias as typed) names the index when
+    server_names is not set; client tasks find the index deployed from this machine
+    (or the one --index names)."""
+    host = getattr(c, "original_host", None) if for_server else None
+    settings = Settings.from_config(dict(c.config.ppc), host=host, environ=dict(os.environ),
+                                    require_names=for_server)
+    return index.for_servers(settings) if for_server else index.for_clients(settings, index_option)
 
 
 def host_task(body=None, *, docker: bool = True):
@@ -221,8 +327,9 @@ def host_task(body=None, *, docker: bool = True):
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
-        with expected_failures(getattr(c, "host", None) or "the host"):
-            settings = _settings(c, host_fallback=True)
+        where = display_name(c) if isinstance(c, Connection) else "the host"
+        with expected_failures(where):
+            settings = settings_of(c, for_server=True)
             if not isinstance(c, Connection):
                 raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
             host = Host(c, settings)
@@ -264,7 +371,7 @@ def many_hosts_task(body):
         if body.__name__ in _finished:
             return
         with expected_failures():
-            settings = _settings(c, host_fallback=False)
+            settings = settings_of(c, for_server=False, index_option=kwargs.get("index", ""))
         if not isinstance(c, Connection):
             raise Exit("Error: name the hosts to work on: fab -H HOST1,HOST2 ...", code=2)
         _finished.add(body.__name__)

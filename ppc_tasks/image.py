@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shlex
 import tarfile
 from dataclasses import dataclass
 
 from . import docker
-from .host import Host, TaskError, host_task, last_lines
+from .errors import TaskError
+from .host import Host, host_task, last_lines
 from .render import DOCKER_DIR
 from .settings import PYPICLOUD_UID, Settings
 
@@ -66,14 +66,15 @@ def _context_files(role: str) -> dict[str, bytes]:
             for path in sorted(directory.rglob("*")) if path.is_file()}
 
 
-def build_command(build: ImageBuild, context_dir: str, no_cache: bool) -> str:
+def build_argv(build: ImageBuild, no_cache: bool) -> list[str]:
+    """`docker build` reading its context as a tar from stdin: nothing is staged on the host."""
     argv = ["docker", "build", "--label", f"{docker.CONTEXT_LABEL}={build.context_hash}",
             "-t", build.tag]
     for key, value in sorted(build.build_args.items()):
         argv += ["--build-arg", f"{key}={value}"]
     if no_cache:
         argv.append("--no-cache")
-    return shlex.join(argv + [context_dir])
+    return argv + ["-"]
 
 
 def ensure_image(host: Host, build: ImageBuild, force: bool = False) -> None:
@@ -83,10 +84,8 @@ def ensure_image(host: Host, build: ImageBuild, force: bool = False) -> None:
     if built_from == build.context_hash and not force:
         host.report(step, False, f"{build.tag} is up to date")
         return
-    with host.staging() as staging:
-        host.connection.put(io.BytesIO(build.context_tar()), f"{staging}/context.tar")
-        host.run(f"mkdir {staging}/context && tar -xf {staging}/context.tar -C {staging}/context")
-        result = host.sudo(build_command(build, f"{staging}/context", no_cache=force), check=False)
+    result = host.run(build_argv(build, no_cache=force), root=True, stdin=build.context_tar(),
+                      check=False)
     if not result.ok:
         raise TaskError(f"building {build.tag} failed: {last_lines(result.stdout + result.stderr, 4)}")
     host.report(step, True, f"built {build.tag}")

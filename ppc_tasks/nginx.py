@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import certs
-from .host import Host, TaskError, host_task
+from .errors import TaskError
+from .host import Host, host_task
 from .render import render
 from .settings import Settings
+from .system import nginx_service
 
 SITE_PATH = "/etc/nginx/conf.d/ppc-tasks.conf"  # read by Debian's and RHEL's nginx.conf
-PREVIOUS_SITE_PATH = f"{SITE_PATH}.ppc-previous"
-
-DETECT_PACKAGE_MANAGER = ("if command -v apt-get >/dev/null; then echo apt; "
-                          "elif command -v dnf >/dev/null; then echo dnf; "
-                          "elif command -v yum >/dev/null; then echo yum; fi")
-INSTALL_COMMANDS = {
-    "apt": "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx",
-    "dnf": "dnf install -y nginx",
-    "yum": "yum install -y nginx",
-}
-
-
-@dataclass(frozen=True)
-class NginxService:
-    is_running: str
-    start: str
-    reload: str
-
-
-def service(systemd: bool) -> NginxService:
-    """How to drive nginx: through systemd where it runs, else nginx itself (containers)."""
-    if systemd:
-        return NginxService("systemctl is-active --quiet nginx",
-                            "systemctl enable --now nginx", "systemctl reload nginx")
-    return NginxService("test -s /run/nginx.pid && kill -0 \"$(cat /run/nginx.pid)\"",
-                        "nginx", "nginx -s reload")
 
 
 def render_site(settings: Settings) -> bytes:
@@ -45,26 +19,21 @@ def render_site(settings: Settings) -> bytes:
                   key_path=key_path)
 
 
-def restore_command() -> str:
-    """Put the previous site back (or remove a new one) after nginx -t rejected it."""
-    return (f"if [ -f {PREVIOUS_SITE_PATH} ]; then mv -f {PREVIOUS_SITE_PATH} {SITE_PATH}; "
-            f"else rm -f {SITE_PATH}; fi")
-
-
 def nginx_error(output: str) -> str:
     lines = [line for line in output.splitlines() if "[emerg]" in line or "[crit]" in line]
     return (lines or output.strip().splitlines() or ["no output"])[0]
 
 
 def ensure_installed(host: Host) -> None:
-    if host.run("command -v nginx || test -x /usr/sbin/nginx", check=False).ok:
+    if host.run(["sh", "-c", "command -v nginx || test -x /usr/sbin/nginx"], check=False).ok:
         host.report("nginx.install", False, "nginx is installed")
         return
-    manager = host.run(DETECT_PACKAGE_MANAGER).stdout.strip()
-    if manager not in INSTALL_COMMANDS:
-        raise TaskError(f"cannot install nginx on {host.name}: no apt-get, dnf or yum; install it by hand")
-    host.sudo(INSTALL_COMMANDS[manager])
-    host.report("nginx.install", True, f"installed nginx ({manager})")
+    family = host.platform.family
+    if family is None:
+        raise TaskError(f"cannot install nginx on {host.name} ({host.platform.os}): "
+                        f"install it by hand and run again")
+    host.run(family.install_nginx, root=True)
+    host.report("nginx.install", True, f"installed nginx ({family.name} packages)")
 
 
 def configure_site(host: Host, certificate_changed: bool = False) -> None:
@@ -72,30 +41,28 @@ def configure_site(host: Host, certificate_changed: bool = False) -> None:
 
     A configuration nginx rejects never goes live: the previous site is put back.
     """
-    site = render_site(host.settings)
-    host.sudo(f"if [ -f {SITE_PATH} ]; then cp -p {SITE_PATH} {PREVIOUS_SITE_PATH}; fi")
-    try:
-        site_changed = host.put(SITE_PATH, site, mode="644")
-        if site_changed or certificate_changed:
-            test = host.sudo("nginx -t", check=False)
-            if not test.ok:
-                if site_changed:
-                    host.sudo(restore_command())
-                raise TaskError(f"nginx rejected the new configuration, the previous one stays "
-                                f"live: {nginx_error(test.stderr + test.stdout)}")
-    finally:
-        host.sudo(f"rm -f {PREVIOUS_SITE_PATH}")
+    site_changed = host.put(SITE_PATH, render_site(host.settings), mode="644", keep_previous=True)
+    if site_changed or certificate_changed:
+        test = host.run(["nginx", "-t"], root=True, check=False)
+        if not test.ok:
+            if site_changed:
+                host.restore_previous(SITE_PATH)
+            raise TaskError(f"nginx rejected the new configuration, the previous one stays "
+                            f"live: {nginx_error(test.stderr + test.stdout)}")
+    if site_changed:
+        host.forget_previous(SITE_PATH)
     host.report("nginx.site", site_changed, SITE_PATH)
 
-    nginx = service(systemd=host.run("test -d /run/systemd/system", check=False).ok)
-    if not host.sudo(nginx.is_running, check=False).ok:
-        host.sudo(nginx.start)
+    nginx = nginx_service(host.platform)
+    if not host.run(nginx.is_running, root=True, check=False).ok:
+        host.run(nginx.start, root=True)
         host.report("nginx.service", True, "started nginx")
     elif site_changed or certificate_changed:
-        host.sudo(nginx.reload)
+        host.run(nginx.reload, root=True)
         host.report("nginx.service", True, "reloaded nginx")
     else:
         host.report("nginx.service", False, "nginx is running with this configuration")
+    host.start_at_boot("nginx", "nginx.boot")
 
 
 def configure_nginx(host: Host, certificate_changed: bool = False) -> None:

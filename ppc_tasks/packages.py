@@ -11,7 +11,8 @@ from fabric import task
 
 from . import certs
 from .clients import client_password
-from .host import TaskError, expected_failures, last_lines, report_line
+from .errors import TaskError
+from .host import expected_failures, last_lines, report_line, settings_of
 from .settings import Settings
 
 
@@ -34,16 +35,16 @@ def upload_error(output: str, files: list[str]) -> str:
 
 
 @task
-def upload(c, files):
+def upload(c, files, index=""):
     """Upload distributions to the index with twine: fab packages.upload 'dist/*'.
 
-    Runs on this machine (no -H), with the index URL, the account (client_user) and
-    the CA from the same settings as the server. Quote the pattern, so that it reaches
-    the task as one argument. A version already on the index is refused with a clear
-    error.
+    Runs on this machine (no -H), with the URL, the account (client_user) and the CA
+    of the index deployed from here (--index NAME picks one when there are several).
+    Quote the pattern, so that it reaches the task as one argument. A version already
+    on the index is refused with a clear error.
     """
     with expected_failures():
-        settings = Settings.from_config(dict(c.config.ppc), host=None)
+        settings = settings_of(c, for_server=False, index_option=index)
         paths = sorted(path for path in glob.glob(files) if os.path.isfile(path))
         if not paths:
             raise TaskError(f"no files match {files!r}: build distributions first "
@@ -58,4 +59,4 @@ def upload(c, files):
         if result.returncode != 0:
             raise TaskError(upload_error(result.stdout + result.stderr, paths))
         for path in paths:
-            print(report_line(settings.primary_name, "packages.upload", True, path), flush=True)
+            print(report_line(settings.index_name, "packages.upload", True, path), flush=True)

@@ -22,3 +22,13 @@ _environment = jinja2.Environment(
 def render(template: str, **values) -> bytes:
     """Render templates/<template>; a missing value is an error, never an empty string."""
     return _environment.get_template(template).render(**values).encode()
+
+
+def script(name: str) -> str:
+    """The text of files/sh/<name>.sh: shell logic that takes every value as an argument."""
+    return (FILES_DIR / "sh" / f"{name}.sh").read_text()
+
+
+def script_argv(name: str, *args: str) -> list[str]:
+    """Run files/sh/<name>.sh with its arguments; the script's $0 is its name."""
+    return ["sh", "-c", script(name), name, *args]

@@ -1,19 +1,36 @@
-"""`server`: config.ini and the pypicloud container (manual steps 3 and 4)."""
+"""`server`: config.ini and the pypicloud container (manual steps 3 and 4).
+
+A deploy never takes a working index down for a change that does not work: everything
+that can be checked is checked before the running container is touched, and a
+replacement that does not answer its health check is removed and the previous
+container (with its config.ini) serves again.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shlex
-import time
+from dataclasses import dataclass
 
-from . import credentials, docker
+from . import credentials, docker, index
 from .credentials import Credentials
-from .host import Host, TaskError, host_task, last_lines
-from .render import render
+from .errors import TaskError
+from .host import Host, host_task, last_lines
+from .render import render, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, SERVER_PORT, Settings
 
-CONTAINER_CONFIG_PATH = "/etc/pypicloud/config.ini"  # where the image's CMD reads it
+CONTAINER_CONFIG_DIR = "/etc/pypicloud"  # the image's CMD reads config.ini here
+PREVIOUS_SUFFIX = "-previous"  # the container being replaced, while its successor starts
+STATE_TEMPLATE = (f"{docker.label_template(docker.SPEC_LABEL)}|{{{{.State.Running}}}}|"
+                  "{{range $port, $bindings := .HostConfig.PortBindings}}"
+                  "{{range $bindings}}{{.HostPort}}{{end}}{{end}}")
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    spec: str  # the spec label it was created with ("" for one ppc-tasks did not make)
+    running: bool
+    port: int | None  # the host port it publishes
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -24,20 +41,24 @@ def render_config(settings: Settings, creds: Credentials) -> bytes:
         data_dir=DATA_DIR,
         admins=settings.admins,
         accounts=[{"name": name, "password_hash": creds.password_hashes[name]}
-               for name in settings.accounts],
+                  for name in settings.accounts],
         session_encrypt_key=creds.session_encrypt_key,
         session_validate_key=creds.session_validate_key,
     )
 
 
-def run_argv(settings: Settings) -> list[str]:
-    """`docker run` for the server container, as the manual procedure had it, hardened."""
+def run_argv(settings: Settings, spec: str | None = None) -> list[str]:
+    """`docker run` for the server container, as the manual procedure had it, hardened.
+
+    The config *folder* is mounted, not the file: a file mount whose source went
+    missing comes back as a directory Docker made."""
+    label = ["--label", f"{docker.SPEC_LABEL}={spec}"] if spec else []
     return [
-        "docker", "run", "--detach",
+        "docker", "run", "--detach", *label,
         "--name", settings.server_container,
         "--restart", "unless-stopped",
-        "--volume", f"{settings.config_path}:{CONTAINER_CONFIG_PATH}:ro",
-        "--volumes-from", settings.data_container,
+        "--volume", f"{settings.config_dir}:{CONTAINER_CONFIG_DIR}:ro",
+        "--volume", f"{settings.data_volume}:{DATA_DIR}",
         # Only the host (nginx) may reach pypicloud directly.
         "--publish", f"127.0.0.1:{settings.port}:{SERVER_PORT}",
         settings.server_image,
@@ -45,14 +66,30 @@ def run_argv(settings: Settings) -> list[str]:
 
 
 def container_spec(settings: Settings, image_id: str, config: bytes) -> str:
-    """Hash of everything the running container depends on; a change means recreate."""
+    """Hash of everything the container depends on; a change means replace it."""
     payload = json.dumps([run_argv(settings), image_id, hashlib.sha256(config).hexdigest()])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def run_command(settings: Settings, spec: str) -> str:
-    argv = run_argv(settings)
-    return shlex.join(argv[:2] + ["--label", f"{docker.SPEC_LABEL}={spec}"] + argv[2:])
+def parse_container_state(output: str | None) -> ContainerState | None:
+    if output is None:
+        return None
+    spec, running, port = (output.split("|") + ["", ""])[:3]
+    return ContainerState(spec=spec, running=running == "true",
+                          port=int(port) if port.isdigit() else None)
+
+
+def container_action(current: ContainerState | None, spec: str, config_changed: bool) -> str | None:
+    """What the container needs: "create", "replace: <why>", "start", or None."""
+    if current is None:
+        return "create"
+    if config_changed:
+        return "replace: config.ini changed"
+    if current.spec != spec:
+        return "replace: its image or options changed"
+    if not current.running:
+        return "start"
+    return None
 
 
 def listening_ports(proc_net_tcp: str) -> set[int]:
@@ -75,72 +112,112 @@ def load_credentials(host: Host) -> Credentials:
     return creds
 
 
-def write_config(host: Host) -> bytes:
-    config = render_config(host.settings, load_credentials(host))
-    # 0600 and owned by the container's user: it holds password hashes and session keys.
-    changed = host.put(host.settings.config_path, config, mode="600",
-                       owner=f"{PYPICLOUD_UID}:{PYPICLOUD_UID}")
-    host.report("server.config", changed, host.settings.config_path)
-    return config
+def container_state(host: Host, name: str) -> ContainerState | None:
+    return parse_container_state(docker.inspect(host, "container", name, STATE_TEMPLATE))
 
 
 def check_port_free(host: Host) -> None:
-    """Fail early when something other than our container holds the published port."""
+    """Fail before anything changes when something other than our container holds the port."""
     settings = host.settings
-    if docker.inspect(host, "container", settings.server_container, "{{.State.Running}}") == "true":
+    current = container_state(host, settings.server_container)
+    if current is not None and current.running and current.port == settings.port:
         return
-    ports = listening_ports(host.run("cat /proc/net/tcp /proc/net/tcp6", check=False).stdout)
+    ports = listening_ports(host.run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], check=False).stdout)
     if settings.port in ports:
         raise TaskError(f"port {settings.port} is already in use on {host.name}: stop what "
                         f"listens there or set ppc.port")
 
 
-def ensure_server_container(host: Host, config: bytes) -> None:
+def recover_interrupted_replacement(host: Host) -> None:
+    """A deploy killed while replacing the server leaves the old one aside: put it back."""
+    name = host.settings.server_container
+    previous = name + PREVIOUS_SUFFIX
+    if docker.inspect(host, "container", previous, "{{.Id}}") is None:
+        return
+    host.run(["docker", "rm", "--force", name], root=True, check=False)
+    host.restore_previous(host.settings.config_path)
+    host.run(["docker", "rename", previous, name], root=True)
+    host.run(["docker", "start", name], root=True)
+    failure = wait_healthy(host, name)
+    if failure:
+        raise TaskError(f"put back {name}, which an interrupted deploy was replacing, but it {failure}")
+    host.report("server.recover", True, f"put back {name}, which an interrupted deploy was replacing")
+
+
+def write_config(host: Host, config: bytes) -> bool:
+    # 0600 and owned by the container's user: it holds password hashes and session keys.
+    # The file it replaces is kept until the new server answers.
+    changed = host.put(host.settings.config_path, config, mode="600",
+                       owner=f"{PYPICLOUD_UID}:{PYPICLOUD_UID}", keep_previous=True)
+    host.report("server.config", changed, host.settings.config_path)
+    return changed
+
+
+def wait_healthy(host: Host, name: str) -> str | None:
+    """None once the server in `name` answers; else why not, with its last log lines."""
+    result = host.run(script_argv("wait-healthy", name, str(host.settings.start_timeout)),
+                      root=True, check=False)
+    if result.ok:
+        return None
+    reason, _, logs = result.stdout.partition("\n")
+    return f"{reason or 'did not start'}; its last log lines: {last_lines(logs, 5) or '(none)'}"
+
+
+def replace_container(host: Host, spec: str, had_one: bool, why: str) -> None:
+    """Start a new server container; keep the previous one aside until the new one answers."""
+    settings = host.settings
+    name, previous = settings.server_container, settings.server_container + PREVIOUS_SUFFIX
+    if had_one:
+        # Stopped first: Docker cannot rename a container in a restart loop.
+        host.run(["docker", "stop", "--time", "10", name], root=True)
+        host.run(["docker", "rename", name, previous], root=True)
+    started = host.run(run_argv(settings, spec), root=True, check=False)
+    failure = wait_healthy(host, name) if started.ok else last_lines(started.stderr, 1)
+    if failure is None:
+        if had_one:
+            host.run(["docker", "rm", "--force", previous], root=True)
+        host.forget_previous(settings.config_path)
+        host.report("server.container", True,
+                    f"{why}, answering on 127.0.0.1:{settings.port}")
+        return
+    host.run(["docker", "rm", "--force", name], root=True, check=False)
+    if not had_one:
+        raise TaskError(f"server container {name} {failure}")
+    host.restore_previous(settings.config_path)
+    host.run(["docker", "rename", previous, name], root=True)
+    host.run(["docker", "start", name], root=True)
+    back = wait_healthy(host, name)
+    raise TaskError(f"the new server container {failure}; "
+                    + ("the previous one serves again" if back is None
+                       else f"the previous one was put back but {back}"))
+
+
+def deploy_server(host: Host, creds: Credentials) -> None:
     settings = host.settings
     name = settings.server_container
+    recover_interrupted_replacement(host)
     image_id = docker.inspect(host, "image", settings.server_image, "{{.Id}}")
     if image_id is None:
         raise TaskError(f"image {settings.server_image} is missing: run image.build first")
-    if docker.inspect(host, "container", settings.data_container, "{{.Id}}") is None:
-        raise TaskError(f"data container {settings.data_container} is missing: run data.create first")
+    if docker.inspect(host, "volume", settings.data_volume, "{{.Name}}") is None:
+        raise TaskError(f"the data volume {settings.data_volume} is missing: run data.create first")
+    check_port_free(host)
+    config = render_config(settings, creds)
+    config_changed = write_config(host, config)
     spec = container_spec(settings, image_id, config)
-    current = docker.inspect(host, "container", name,
-                             f"{docker.label_template(docker.SPEC_LABEL)} {{{{.State.Running}}}}")
-    if current == f"{spec} true":
+    current = container_state(host, name)
+    action = container_action(current, spec, config_changed)
+    if action is None:
         host.report("server.container", False, f"{name} is running and up to date")
-        return
-    if current is not None and current.split()[0] == spec:
-        host.sudo(shlex.join(["docker", "start", name]))
-        action = "started"
+    elif action == "start":
+        host.run(["docker", "start", name], root=True)
+        failure = wait_healthy(host, name)
+        if failure:
+            raise TaskError(f"server container {name} {failure}")
+        host.report("server.container", True, f"started {name}")
     else:
-        if current is not None:
-            host.sudo(shlex.join(["docker", "rm", "--force", name]))
-        check_port_free(host)
-        host.sudo(run_command(settings, spec))
-        action = "recreated" if current is not None else "created"
-    wait_until_answering(host)
-    host.report("server.container", True, f"{action} {name}, answering on 127.0.0.1:{settings.port}")
-
-
-def wait_until_answering(host: Host) -> None:
-    settings = host.settings
-    name = settings.server_container
-    deadline = time.monotonic() + settings.start_timeout
-    while True:
-        if host.sudo(shlex.join(["docker", "exec", name, "pypicloud-health"]), check=False).ok:
-            return
-        running = docker.inspect(host, "container", name, "{{.State.Running}}")
-        if running != "true" or time.monotonic() > deadline:
-            logs = host.sudo(shlex.join(["docker", "logs", "--tail", "5", name]), check=False)
-            state = "stopped" if running != "true" else f"did not answer within {settings.start_timeout}s"
-            raise TaskError(f"server container {name} {state}; its last log lines: "
-                            f"{last_lines(logs.stdout + logs.stderr, 5)}")
-        time.sleep(1)
-
-
-def deploy_server(host: Host) -> None:
-    config = write_config(host)
-    ensure_server_container(host, config)
+        why = f"recreated {name} ({action.split(': ', 1)[1]})" if current else f"created {name}"
+        replace_container(host, spec, current is not None, why)
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -149,19 +226,23 @@ def deploy(host):
     """Write config.ini and run the pypicloud container; restarts only when something changed.
 
     config.ini (mode 0600) holds the admins' password hashes and the session keys,
-    which are generated once and kept on this machine in <state_dir>/<server name>/.
-    The container is recreated when its image, config.ini or run options change; the
-    packages stay in the data container.
+    which are generated once and kept on this machine in <state_dir>/<index>/.
+    The container is replaced when its image, config.ini or run options change; a
+    replacement that does not answer is removed and the previous one serves again.
+    The packages stay in the data volume.
     """
-    deploy_server(host)
+    index.check_identity(host)
+    creds = load_credentials(host)
+    index.record_identity(host)
+    deploy_server(host, creds)
 
 
 @host_task
 def remove(host):
-    """Stop and remove the server container; packages stay in the data container."""
+    """Stop and remove the server container; packages stay in the data volume."""
     name = host.settings.server_container
     if docker.inspect(host, "container", name, "{{.Id}}") is None:
         host.report("server.container", False, f"{name} does not exist")
         return
-    host.sudo(shlex.join(["docker", "rm", "--force", name]))
+    host.run(["docker", "rm", "--force", name], root=True)
     host.report("server.container", True, f"removed {name}")

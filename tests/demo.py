@@ -69,7 +69,7 @@ def main() -> None:
     fab("-H", server.target, "deploy")
 
     say(f"starting a developer machine {CLIENT} that resolves {INDEX_NAME} to the server")
-    client = harness.start_host(images["client"], CLIENT, public_key, docker=False,
+    client = harness.start_host(images["client"], CLIENT, public_key, server=False,
                                 add_hosts={INDEX_NAME: server.address})
     fab("-H", client.target, "clients.configure")
 

@@ -64,7 +64,8 @@ class Fab:
 
     def __call__(self, *args: str, host: harness.TestHost | str | None = None,
                  settings: dict | None = None, key: Path | None = None,
-                 env: dict | None = None) -> subprocess.CompletedProcess:
+                 env: dict | None = None, cwd: Path = REPO,
+                 background: bool = False) -> subprocess.CompletedProcess | subprocess.Popen:
         argv = [str(FAB)]
         if settings is not None:
             config = self.config_dir / f"fab-{abs(hash(json.dumps(settings, sort_keys=True)))}.json"
@@ -75,7 +76,10 @@ class Fab:
             argv += ["-H", host if isinstance(host, str) else host.target]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")}
         environment.update(HOME=str(self.home), **(env or {}))
-        return subprocess.run(argv + list(args), cwd=REPO, capture_output=True, text=True,
+        if background:
+            return subprocess.Popen(argv + list(args), cwd=cwd, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=environment)
+        return subprocess.run(argv + list(args), cwd=cwd, capture_output=True, text=True,
                               env=environment, timeout=900)
 
 
@@ -86,14 +90,15 @@ def fab(ssh_key, operator_home, tmp_path_factory) -> Fab:
 
 @pytest.fixture(scope="session")
 def start_host(test_images, ssh_key):
-    """Start test hosts by name: servers (Docker-in-Docker, with debian:bookworm-slim
-    loaded) or clients (no Docker). All are removed when the session ends."""
+    """Start test hosts by name: servers (systemd, Docker-in-Docker, with
+    debian:bookworm-slim loaded) or clients (sshd only). All are removed when the
+    session ends."""
     started = []
 
     def start(name: str, kind: str = "host", add_hosts: dict | None = None) -> harness.TestHost:
         host = harness.start_host(test_images[kind], f"ppc-it-{name}",
                                   ssh_key.with_suffix(".pub").read_text().strip(),
-                                  docker=kind == "host", add_hosts=add_hosts)
+                                  server=kind == "host", add_hosts=add_hosts)
         started.append(host)
         if kind == "host":
             harness.load_image(host, harness.BASE_IMAGE)

@@ -28,14 +28,16 @@ BASE_PACKAGES = "python3,ca-certificates"
 SUITE = "bookworm"
 HASH_LABEL = "ppc-test.source-hash"
 
-# Docker-in-Docker flags that work on these machines (see shared/ENVIRONMENT.md).
-DIND_FLAGS = [
+# Server hosts boot systemd as PID 1 and run Docker-in-Docker: the flags that work on
+# these machines (see shared/ENVIRONMENT.md).
+SERVER_FLAGS = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined",
     "--security-opt", "apparmor=unconfined",
     "--security-opt", "systempaths=unconfined",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
     "-v", "/var/lib/docker",
+    "--cgroupns=host", "--tmpfs", "/run", "--tmpfs", "/run/lock",
 ]
 
 
@@ -140,24 +142,33 @@ class TestHost:
         sh("docker", "rm", "-f", "-v", self.name, check=False)
 
 
-def start_host(image: str, name: str, public_key: str, docker: bool = True,
+def start_host(image: str, name: str, public_key: str, server: bool = True,
                add_hosts: dict[str, str] | None = None) -> TestHost:
-    """Start a host container; with docker=True it runs its own dockerd (Docker-in-Docker).
-    add_hosts maps names to IP addresses for the container's /etc/hosts."""
+    """Start a host container. A server boots systemd, which starts sshd and its own
+    dockerd (Docker-in-Docker); other hosts run just sshd. add_hosts maps names to IP
+    addresses for the container's /etc/hosts."""
     sh("docker", "rm", "-f", "-v", name, check=False)
     port = free_port()
-    flags = DIND_FLAGS if docker else []
+    flags = SERVER_FLAGS if server else []
     for hostname, address in (add_hosts or {}).items():
         flags = flags + ["--add-host", f"{hostname}:{address}"]
     sh("docker", "run", "-d", "--name", name, "--hostname", name, *flags,
-       "-e", f"AUTHORIZED_KEY={public_key}", "-e", f"CGROUP_PARENT=/{name}",
-       "-p", f"127.0.0.1:{port}:22", image)
+       "-e", f"AUTHORIZED_KEY={public_key}", "-p", f"127.0.0.1:{port}:22", image)
     host = TestHost(name, port)
+    if server:  # systemd passes no environment to sshd: authorize the key directly
+        host.exec("mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys "
+                  "&& chmod 600 /root/.ssh/authorized_keys", input=public_key.encode() + b"\n")
     wait_for(lambda: _ssh_banner(port), f"sshd on {name}")
-    if docker:
+    if server:
         wait_for(lambda: host.exec("docker info", check=False).returncode == 0,
                  f"dockerd on {name}")
     return host
+
+
+def reboot(host: TestHost) -> None:
+    """Restart the host container: systemd shuts down cleanly and boots again."""
+    sh("docker", "restart", host.name)
+    wait_for(lambda: _ssh_banner(host.port), f"sshd on {host.name} after the reboot")
 
 
 def load_image(host: TestHost, image: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -49,11 +50,21 @@ def test_unknown_setting_is_named(fab, operator_home):
     ("FABRIC_PPC_PORT", "x", "ppc.port: must be a whole number from 1 to 65535, got 'x'"),
     ("FABRIC_PPC_ADMINS", " ,", "ppc.admins: give at least one admin"),
     ("FABRIC_PPC_CA_NAME_CONSTRAINTS", "maybe", "ppc.ca_name_constraints: must be true or false"),
+    ("FABRIC_PPC_SERVERNAMES", "pypi.test", "FABRIC_PPC_SERVERNAMES: no such setting"),
+    ("FABRIC_PPC_CONFIG_DIR", "/etc/py:pi", "ppc.config_dir: must be an absolute path"),
 ])
 def test_environment_variables_are_validated_too(fab, operator_home, variable, value, expected):
     result = fab("deploy", host="root@127.0.0.1:1", settings=settings(operator_home),
                  env={variable: value})
     assert_one_line_error(result, expected)
+
+
+@pytest.mark.parametrize("task", ["deploy", "clients.configure", "clients.unconfigure"])
+def test_a_hostile_server_name_never_runs(fab, operator_home, task):
+    hostile = "fe80::1%$(touch${IFS}/tmp/pwned)"
+    result = fab(task, host="root@127.0.0.1:1",
+                 settings={**settings(operator_home), "server_names": [hostile]})
+    assert_one_line_error(result, f"ppc.server_names: {hostile!r} is not a DNS name or IP address")
 
 
 def test_unreachable_host(fab, operator_home):
@@ -90,3 +101,20 @@ def test_port_taken_fails_before_changing_anything(fab, start_host, operator_hom
     assert_one_line_error(result, "port 3031", "in use")
     assert host.out("docker images -q 'ppc/*'") == ""
     assert host.out("docker ps -aq") == ""
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("secrets.json", "secrets.json is not valid JSON (line 1"),
+    ("ca.key", "ca.key cannot be read (damaged?)"),
+])
+def test_damaged_local_state_is_one_line_and_changes_nothing(fab, deployed, operator_home,
+                                                             tmp_path, damage, expected):
+    state = tmp_path / "state"
+    shutil.copytree(operator_home / "state", state)
+    (state / "pypi.test" / damage).write_text("{ damaged")
+    config = deployed.host.out("stat -c %Y /etc/pypicloud/config.ini")
+
+    result = fab("deploy", host=deployed.host, settings=deployed.settings(state_dir=str(state)))
+
+    assert_one_line_error(result, expected)
+    assert deployed.host.out("stat -c %Y /etc/pypicloud/config.ini") == config

@@ -56,12 +56,15 @@ def test_deploy_builds_and_starts_everything(deployed, server, operator_home):
     # The server container, as the manual procedure ran it, hardened.
     inspect = json.loads(server.out("docker inspect pypicloud"))[0]
     assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    assert inspect["HostConfig"]["VolumesFrom"] == ["pypi_data"]
     assert inspect["HostConfig"]["PortBindings"] == {
         "3031/tcp": [{"HostIp": "127.0.0.1", "HostPort": "3031"}]}
     assert inspect["Config"]["User"] == "pypicloud"
-    assert any(m["Destination"] == "/etc/pypicloud/config.ini" and not m["RW"]
-               for m in inspect["Mounts"])
+    mounts = {m["Destination"]: m for m in inspect["Mounts"]}
+    assert mounts["/etc/pypicloud"]["Source"] == "/etc/pypicloud" and not mounts["/etc/pypicloud"]["RW"]
+    assert mounts["/var/lib/pypicloud"]["Name"] == "pypicloud-data"
+    # The data container holds the same named volume (so no prune ever takes it).
+    data = json.loads(server.out("docker inspect pypi_data"))[0]
+    assert [m["Name"] for m in data["Mounts"]] == ["pypicloud-data"]
     assert server.out("stat -c '%a %u' /etc/pypicloud/config.ini") == "600 10001"
     state = operator_home / "state" / SERVER_NAME
     assert oct((state / "secrets.json").stat().st_mode & 0o777) == "0o600"
@@ -103,7 +106,7 @@ def test_second_deploy_changes_nothing(deployed, fab, server, operator_home):
     again = fab("deploy", host=server, settings=deployed.settings())
 
     assert again.returncode == 0, again.stderr
-    assert set(steps(again.stdout).values()) == {"unchanged"}
+    assert set(steps(again.stdout).values()) == {"unchanged"}, again.stdout
     assert "done: 0 changed," in again.stdout
     assert container_started_at(server) == started
     assert server.out("stat -c %Y /etc/pypicloud/config.ini") == config_mtime
@@ -142,5 +145,6 @@ def test_packages_survive_removing_the_server_container(deployed, uploaded, fab,
 def test_data_destroy_needs_confirmation(deployed, fab, server, operator_home):
     refused = fab("data.destroy", host=server, settings=deployed.settings())
     assert refused.returncode != 0
-    assert "--confirm=pypi_data" in refused.stderr
+    assert "--confirm=pypicloud-data" in refused.stderr
     assert server.out("docker ps -aq --filter name=^pypi_data$") != ""
+    assert server.out("docker volume ls -q --filter name=^pypicloud-data$") == "pypicloud-data"

@@ -48,7 +48,7 @@ def test_deploy_sets_up_tls_and_recaps(deployed, operator_home):
             if step.split(".")[0] in ("certs", "nginx")} == {
         "certs.ca": "changed", "certs.server": "changed", "certs.install": "changed",
         "certs.trust": "changed", "nginx.install": "changed", "nginx.site": "changed",
-        "nginx.service": "changed"}
+        "nginx.service": "changed", "nginx.boot": "unchanged"}  # the package enables it
     state = operator_home / "state" / SERVER_NAME
     assert f"index:       {INDEX}" in result.stdout
     assert str(state / "secrets.json") in result.stdout
@@ -132,7 +132,7 @@ def test_second_deploy_reloads_and_restarts_nothing(deployed, fab, operator_home
     again = fab("deploy", host=server, settings=deployed.settings())
 
     assert again.returncode == 0, again.stderr
-    assert set(steps(again.stdout).values()) == {"unchanged"}
+    assert set(steps(again.stdout).values()) == {"unchanged"}, again.stdout
     assert "done: 0 changed," in again.stdout
     assert nginx_pids(server) == pids
     assert container_started_at(server) == started
@@ -171,7 +171,7 @@ def test_a_name_the_ca_may_not_sign_for_stops_before_the_host_changes(deployed, 
 def test_bring_your_own_certificate_and_back(deployed, fab, operator_home, tmp_path):
     """A certificate from a company CA replaces ours; the default brings ours back."""
     server = deployed.host
-    files = write_own_certificate(tmp_path, (SERVER_NAME,))
+    files = write_own_certificate(tmp_path, (SERVER_NAME, server.address))
     own = deployed.settings(tls_cert=str(files["cert"]), tls_key=str(files["key"]),
                             tls_ca_cert=str(files["ca"]))
 

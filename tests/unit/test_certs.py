@@ -8,6 +8,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ppc_tasks import certs
+from ppc_tasks.system import FAMILIES
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 NAMES = ("pypi.example.com", "pypi-internal", "10.1.2.3")
@@ -104,10 +105,10 @@ def test_openssl_accepts_the_chain_for_each_name(ca, server_cert, tmp_path):
 
 
 def test_trust_stores_of_both_families():
-    debian, rhel = certs.TRUST_STORES["debian"], certs.TRUST_STORES["rhel"]
+    debian, rhel = FAMILIES["debian"].trust_store, FAMILIES["rhel"].trust_store
     assert certs.trust_path(debian, "pypi.example.com") == \
         "/usr/local/share/ca-certificates/ppc-tasks-pypi.example.com.crt"
-    assert debian.refresh == "update-ca-certificates"
+    assert debian.refresh == ("update-ca-certificates",)
     assert certs.trust_path(rhel, "pypi.example.com") == \
         "/etc/pki/ca-trust/source/anchors/ppc-tasks-pypi.example.com.crt"
-    assert rhel.refresh == "update-ca-trust extract"
+    assert rhel.refresh == ("update-ca-trust", "extract")

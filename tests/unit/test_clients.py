@@ -64,15 +64,6 @@ def test_pip_conf_extra_index_url_keeps_other_indexes(tmp_path):
     assert clients.merge_pip_conf(merged, ours) == merged
 
 
-def test_backup_is_made_once_and_restored():
-    assert clients.backup_command("/home/dev/.pypirc") == (
-        "if [ -f /home/dev/.pypirc ] && [ ! -e /home/dev/.pypirc.ppc-tasks-backup ]; "
-        "then cp -p /home/dev/.pypirc /home/dev/.pypirc.ppc-tasks-backup; fi")
-    assert clients.restore_command("/home/dev/.pypirc").startswith(
-        "if [ -f /home/dev/.pypirc.ppc-tasks-backup ]; then mv -f /home/dev/.pypirc.ppc-tasks-backup "
-        "/home/dev/.pypirc && echo restored; elif")
-
-
 def test_client_user_defaults_to_the_first_plain_user(settings, tmp_path):
     assert settings.client_user == "dev"
     admins_only = Settings.from_config({"server_names": ["p"], "state_dir": str(tmp_path)}, host=None)

@@ -1,23 +1,81 @@
 import io
+import os
+import shlex
+import subprocess
 import tarfile
 
 from ppc_tasks import image
-from ppc_tasks.host import FileState, file_state_command, install_command, parse_file_state
+from ppc_tasks.host import (FileState, command_line, parse_file_state, script_argv, shown)
 from ppc_tasks.settings import Settings
 
 
-def test_file_state_parses_stat_and_sha256sum():
-    output = "600 10001:10001\nabc123  /etc/pypicloud/config.ini\n"
-    assert parse_file_state(output) == FileState("abc123", "600", "10001:10001")
-    assert parse_file_state("") is None
-    assert "sha256sum '/etc/my dir/x'" in file_state_command("/etc/my dir/x")
+def run_script(name: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    """A files/sh script run here, as the host layer runs it there."""
+    return subprocess.run(script_argv(name, *args), input=stdin, capture_output=True)
 
 
-def test_install_is_atomic_with_mode_and_owner_set_first():
-    command = install_command("/tmp/x/upload", "/etc/pypicloud/config.ini", "600", "10001:10001")
-    assert command == ("mkdir -p /etc/pypicloud && "
-                       "install -m 600 -o 10001 -g 10001 /tmp/x/upload /etc/pypicloud/config.ini.ppc-new && "
-                       "mv -f /etc/pypicloud/config.ini.ppc-new /etc/pypicloud/config.ini")
+def test_commands_are_quoted_and_go_through_sudo_only_when_needed():
+    argv = ["docker", "rm", "--force", "x; touch /tmp/pwned"]
+    assert command_line(argv, as_root=False, sudo="nopasswd") == "docker rm --force 'x; touch /tmp/pwned'"
+    assert command_line(argv, as_root=True, sudo="root") == shlex.join(argv)
+    assert command_line(argv, as_root=True, sudo="nopasswd") == "sudo -n -- " + shlex.join(argv)
+    # The password goes on stdin, never on the command line.
+    assert command_line(argv, as_root=True, sudo="password") == "sudo -S -k -p '' -- " + shlex.join(argv)
+    assert shlex.split(command_line(argv, as_root=True, sudo="nopasswd"))[3:] == argv
+
+
+def test_scripts_are_shown_by_name_in_errors():
+    assert shown(script_argv("put-file", "/etc/x", "600")) == "put-file /etc/x 600"
+
+
+def test_file_state_of_a_file_a_directory_and_nothing(tmp_path):
+    path = tmp_path / "config.ini"
+    path.write_bytes(b"hello")
+    path.chmod(0o640)
+    state = parse_file_state(run_script("file-state", str(path)).stdout.decode())
+    assert state == FileState("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                              "640", f"{os.getuid()}:{os.getgid()}")
+    assert parse_file_state(run_script("file-state", str(tmp_path)).stdout.decode()) == "directory"
+    assert parse_file_state(run_script("file-state", str(tmp_path / "none")).stdout.decode()) is None
+
+
+def test_put_file_is_private_from_the_start_and_keeps_the_previous(tmp_path):
+    path = tmp_path / "etc" / "config.ini"
+    assert run_script("put-file", str(path), "600", "", "", stdin=b"one").returncode == 0
+    assert path.read_bytes() == b"one" and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o755"  # a folder others may enter
+
+    assert run_script("put-file", str(path), "644", "", "keep", stdin=b"two").returncode == 0
+    assert path.read_bytes() == b"two" and oct(path.stat().st_mode & 0o777) == "0o644"
+    assert (tmp_path / "etc" / "config.ini.ppc-previous").read_bytes() == b"one"
+    assert run_script("restore-previous", str(path)).returncode == 0
+    assert path.read_bytes() == b"one"
+    assert not (tmp_path / "etc" / "config.ini.ppc-previous").exists()
+
+
+def test_put_file_repairs_the_directory_docker_made_in_place_of_a_file(tmp_path):
+    path = tmp_path / "config.ini"
+    path.mkdir()
+    assert run_script("put-file", str(path), "600", stdin=b"x").returncode == 0
+    assert path.read_bytes() == b"x"
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "something").write_text("")
+    refused = run_script("put-file", str(tmp_path / "full"), "600", stdin=b"x")
+    assert refused.returncode != 0 and b"is a directory" in refused.stderr
+
+
+def test_backup_is_made_once_and_restored(tmp_path):
+    path = tmp_path / ".pypirc"
+    path.write_text("original")
+    run_script("backup-once", str(path))
+    path.write_text("ours")
+    run_script("backup-once", str(path))
+    assert (tmp_path / ".pypirc.ppc-tasks-backup").read_text() == "original"
+    assert run_script("restore-backup", str(path)).stdout == b"restored\n"
+    assert path.read_text() == "original"
+    assert run_script("restore-backup", str(path)).stdout == b"removed\n"
+    assert not path.exists()
+    assert run_script("restore-backup", str(path)).stdout == b""
 
 
 def builds(**ppc):
@@ -30,12 +88,13 @@ def test_image_builds_come_from_docker_dir():
     assert "Dockerfile" in data.files and "pip-ca.pem" not in data.files
     assert server.files["pip-ca.pem"] == b"" and server.files["pip-index-url"] == b""
     assert b"pypicloud==1.3.12" in server.files["requirements.txt"]
+    assert "ppc_guard.py" in server.files
     assert server.build_args == {"BASE_IMAGE": "debian:bookworm-slim", "PYPICLOUD_UID": "10001"}
 
 
 def test_context_hash_follows_build_options(tmp_path):
     bundle = tmp_path / "ca.pem"
-    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    bundle.write_bytes(open("/etc/ssl/certs/ca-certificates.crt", "rb").read())
     plain = builds()["server"].context_hash
     assert plain == builds()["server"].context_hash
     assert plain != builds(build_ca_bundle=str(bundle))["server"].context_hash
@@ -50,11 +109,11 @@ def test_context_tar_holds_every_file():
         assert sorted(tar.getnames()) == sorted(server.files)
 
 
-def test_build_command_labels_the_image():
+def test_build_reads_its_context_from_stdin_and_labels_the_image():
     server = builds()["server"]
-    command = image.build_command(server, "/tmp/ctx", no_cache=False)
-    assert command.startswith(f"docker build --label ppc-tasks.context-hash={server.context_hash} "
-                              "-t ppc/pypicloud:1.3.12 ")
-    assert "--build-arg BASE_IMAGE=debian:bookworm-slim" in command
-    assert command.endswith(" /tmp/ctx")
-    assert "--no-cache" in image.build_command(server, "/tmp/ctx", no_cache=True)
+    argv = image.build_argv(server, no_cache=False)
+    assert argv[:6] == ["docker", "build", "--label",
+                        f"ppc-tasks.context-hash={server.context_hash}", "-t", "ppc/pypicloud:1.3.12"]
+    assert "BASE_IMAGE=debian:bookworm-slim" in argv
+    assert argv[-1] == "-"
+    assert "--no-cache" in image.build_argv(server, no_cache=True)

@@ -43,8 +43,12 @@ def test_config_has_users_keys_storage_and_database(settings, creds):
     assert app["db.url"] == "sqlite:////var/lib/pypicloud/db.sqlite"
     # INI values are literal: a quote would become part of the value.
     assert '"' not in "".join(app.values())
-    # allow_overwrite is read for truthiness and would grant overwrites.
+    # allow_overwrite is read for truthiness and would grant overwrites: its successor,
+    # empty, lets nobody overwrite a file; only admins delete.
     assert "pypi.allow_overwrite" not in app
+    assert app["pypi.allow_overwrite_groups"] == ""
+    assert app["pypi.allow_delete_groups"] == "admin"
+    assert app["pyramid.includes"] == "ppc_guard"
 
 
 def test_config_contains_no_plain_password(settings, creds):
@@ -64,16 +68,18 @@ def test_templates_refuse_missing_values():
         render("config.ini.j2")
 
 
-def test_run_command_follows_the_manual_procedure(settings):
+def test_run_argv_follows_the_manual_procedure(settings):
     argv = server.run_argv(settings)
     assert argv[:3] == ["docker", "run", "--detach"]
     assert argv[argv.index("--name") + 1] == "pypicloud"
     assert argv[argv.index("--restart") + 1] == "unless-stopped"
-    assert argv[argv.index("--volume") + 1] == "/etc/pypicloud/config.ini:/etc/pypicloud/config.ini:ro"
-    assert argv[argv.index("--volumes-from") + 1] == "pypi_data"
+    volumes = [argv[i + 1] for i, word in enumerate(argv) if word == "--volume"]
+    # The config folder, not the file: a missing file source would come back as a folder.
+    assert volumes == ["/etc/pypicloud:/etc/pypicloud:ro", "pypicloud-data:/var/lib/pypicloud"]
     assert argv[argv.index("--publish") + 1] == "127.0.0.1:3031:3031"
     assert argv[-1] == "ppc/pypicloud:1.3.12"
-    assert "--label ppc-tasks.spec-hash=abc" in server.run_command(settings, "abc")
+    labelled = server.run_argv(settings, "abc")
+    assert labelled[labelled.index("--label") + 1] == "ppc-tasks.spec-hash=abc"
 
 
 def test_container_spec_follows_image_config_and_options(settings):
@@ -93,3 +99,21 @@ def test_listening_ports_reads_proc_net_tcp():
         "   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 0\n"
     )
     assert server.listening_ports(proc) == {3031, 443}
+
+
+def test_container_state_is_parsed_from_inspect():
+    assert server.parse_container_state(None) is None
+    assert server.parse_container_state("abc|true|3031") == server.ContainerState("abc", True, 3031)
+    assert server.parse_container_state("|false|") == server.ContainerState("", False, None)
+
+
+@pytest.mark.parametrize("current, config_changed, action", [
+    (None, True, "create"),
+    (server.ContainerState("spec", True, 3031), False, None),
+    (server.ContainerState("spec", True, 3031), True, "replace: config.ini changed"),
+    (server.ContainerState("old", True, 3031), False, "replace: its image or options changed"),
+    (server.ContainerState("", True, 3031), False, "replace: its image or options changed"),
+    (server.ContainerState("spec", False, 3031), False, "start"),
+])
+def test_container_action(current, config_changed, action):
+    assert server.container_action(current, "spec", config_changed) == action
