@@ -317,12 +317,13 @@ def install(host):
     install_certificate(host, certificate)
 
 
-@host_task(docker=False)
-def trust(host):
+@host_task(docker=False, for_server=False)
+def trust(host, index=""):
     """Add the index's CA certificate to the host's system trust store.
 
     Works on the Debian/Ubuntu family (update-ca-certificates) and the RHEL/Fedora
-    family (update-ca-trust); a host that already trusts it is left alone.
+    family (update-ca-trust); a host that already trusts it is left alone. The index
+    is the one deployed from this machine; --index NAME picks one of several.
     """
     trust_ca(host, ca_to_trust(host.settings))
 

@@ -8,6 +8,7 @@ To choose a password yourself, edit it in that file and deploy again.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -25,6 +26,10 @@ class Credentials:
     passwords: dict[str, str] = field(default_factory=dict)
     # Kept so config.ini stays byte-identical between runs (each hash has a random salt).
     password_hashes: dict[str, str] = field(default_factory=dict)
+    # sha256 of the password each hash was made from: a hand-edited password is noticed
+    # without a slow sha512_crypt verify per account on every deploy. (The file holds
+    # the passwords themselves, so this tells nothing more.)
+    hashed_from: dict[str, str] = field(default_factory=dict)
     session_encrypt_key: str = ""
     session_validate_key: str = ""
 
@@ -50,10 +55,13 @@ def complete(credentials: Credentials, users: tuple[str, ...]) -> list[str]:
         if not credentials.passwords.get(user):
             credentials.passwords[user] = new_password()
             generated.append(user)
+        password = credentials.passwords[user]
+        digest = hashlib.sha256(password.encode()).hexdigest()
         known_hash = credentials.password_hashes.get(user, "")
-        if not (sha512_crypt.identify(known_hash)
-                and sha512_crypt.verify(credentials.passwords[user], known_hash)):
-            credentials.password_hashes[user] = hash_password(credentials.passwords[user])
+        if credentials.hashed_from.get(user) != digest or not sha512_crypt.identify(known_hash):
+            if not (sha512_crypt.identify(known_hash) and sha512_crypt.verify(password, known_hash)):
+                credentials.password_hashes[user] = hash_password(password)
+            credentials.hashed_from[user] = digest
     credentials.session_encrypt_key = credentials.session_encrypt_key or new_session_key()
     credentials.session_validate_key = credentials.session_validate_key or new_session_key()
     return generated
@@ -89,7 +97,7 @@ def parse(path: Path, data) -> Credentials:
     """Credentials from the file's JSON, checked: a hand edit must not end in a traceback."""
     if not isinstance(data, dict):
         raise CredentialsError(f"{path} must hold a JSON object")
-    for key in ("passwords", "password_hashes"):
+    for key in ("passwords", "password_hashes", "hashed_from"):
         table = data.get(key, {})
         if not isinstance(table, dict):
             raise CredentialsError(f"{path}: {key!r} must be an object of user: string")

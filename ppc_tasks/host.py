@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import shlex
 import socket
@@ -34,6 +35,10 @@ from .settings import Settings, SettingsError
 from .system import Platform, boot_commands, parse_platform
 
 Argv = Sequence[str]
+# Paramiko's transport thread logs a traceback for every failed handshake (a port that is
+# not SSH, a dropped banner); the one-line error says it all, so keep its log out of
+# the terminal (Python would print it through its last-resort handler).
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -315,21 +320,25 @@ def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
     return index.for_servers(settings) if for_server else index.for_clients(settings, index_option)
 
 
-def host_task(body=None, *, docker: bool = True):
-    """Make a Fabric task of `body(host, ...)` for a server: settings validated first,
+def host_task(body=None, *, docker: bool = True, for_server: bool = True):
+    """Make a Fabric task of `body(host, ...)` for one host: settings validated first,
     then connected, sudo checked (and Docker, with docker=True).
+
+    For a server, the -H name names the index unless server_names says otherwise; a
+    task for any other host (for_server=False) works with the index deployed from
+    this machine, or the one its `index` option names.
 
     Expected failures (bad settings, unreachable host, a failing command) end the run
     with one line on stderr and exit code 1, never a traceback.
     """
     if body is None:
-        return functools.partial(host_task, docker=docker)
+        return functools.partial(host_task, docker=docker, for_server=for_server)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
         where = display_name(c) if isinstance(c, Connection) else "the host"
         with expected_failures(where):
-            settings = settings_of(c, for_server=True)
+            settings = settings_of(c, for_server=for_server, index_option=kwargs.get("index", ""))
             if not isinstance(c, Connection):
                 raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
             host = Host(c, settings)
@@ -339,7 +348,7 @@ def host_task(body=None, *, docker: bool = True):
             body(host, *args, **kwargs)
             host.summary()
 
-    return task(wrapper)
+    return task(wrapper, auto_shortflags=False)  # -i, -H and friends belong to fab
 
 
 # Tasks already run on every host of this `fab` run (see many_hosts_task).
@@ -404,4 +413,4 @@ def many_hosts_task(body):
             raise Exit(f"Error: {len(failed)} of {len(results)} hosts failed: {', '.join(failed)}",
                        code=1)
 
-    return task(wrapper)
+    return task(wrapper, auto_shortflags=False)  # -i, -H and friends belong to fab

@@ -34,7 +34,7 @@ def upload_error(output: str, files: list[str]) -> str:
     return f"twine upload failed: {last_lines(output, 2)}"
 
 
-@task
+@task(auto_shortflags=False)
 def upload(c, files, index=""):
     """Upload distributions to the index with twine: fab packages.upload 'dist/*'.
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -71,6 +74,22 @@ def test_unreachable_host(fab, operator_home):
     port = harness.free_port()
     result = fab("deploy", host=f"root@127.0.0.1:{port}", settings=settings(operator_home))
     assert_one_line_error(result, "cannot reach", f"127.0.0.1:{port}")
+
+
+def test_a_port_that_is_not_ssh(fab, operator_home):
+    """Something answers, but not SSH (a proxy, another service): one line, no traceback."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        def close_every_connection():
+            with contextlib.suppress(OSError):  # until the listener closes
+                while True:
+                    listener.accept()[0].close()
+
+        threading.Thread(target=close_every_connection, daemon=True).start()
+        result = fab("deploy", host=f"root@127.0.0.1:{port}", settings=settings(operator_home))
+    assert_one_line_error(result, f"cannot reach 127.0.0.1:{port} over SSH")
 
 
 def test_refused_key(fab, plain_host, operator_home, tmp_path):

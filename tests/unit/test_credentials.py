@@ -34,6 +34,24 @@ def test_an_edited_password_gets_a_new_hash():
     assert sha512_crypt.verify("chosen by the operator", creds.password_hashes["admin"])
 
 
+def test_a_warm_run_verifies_no_hash(monkeypatch):
+    """Each sha512_crypt verify costs a third of a second: a deploy must not pay it per account."""
+    creds = Credentials()
+    credentials.complete(creds, ("admin", "dev"))
+    monkeypatch.setattr(credentials.sha512_crypt, "verify", lambda *args: pytest.fail("verified"))
+    assert credentials.complete(creds, ("admin", "dev")) == []
+
+
+def test_a_file_from_before_hashed_from_is_checked_once():
+    creds = Credentials()
+    credentials.complete(creds, ("admin",))
+    before = creds.password_hashes["admin"]
+    creds.hashed_from.clear()
+    credentials.complete(creds, ("admin",))
+    assert creds.password_hashes["admin"] == before  # the same hash: config.ini stays as it is
+    assert creds.hashed_from["admin"]
+
+
 def test_hash_is_what_ppc_gen_password_makes():
     assert credentials.hash_password("pw").startswith("$6$")
     assert sha512_crypt.verify("pw", credentials.hash_password("pw"))

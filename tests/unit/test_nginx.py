@@ -17,7 +17,9 @@ def server_blocks(site: str) -> list[str]:
 
 
 def test_site_follows_the_manual_block(site):
-    assert "upstream pypicloud {\n    server 127.0.0.1:3031;\n}" in site
+    upstream = re.search(r"^upstream pypicloud \{.*?^\}", site, flags=re.S | re.M).group(0)
+    assert "server 127.0.0.1:3031;" in upstream
+    assert "keepalive 16;" in upstream  # and the location clears Connection for it:
     https = server_blocks(site)[2]
     assert "listen 443 ssl;" in https
     assert "server_name pypi.example.com 10.1.2.3;" in https
@@ -26,6 +28,7 @@ def test_site_follows_the_manual_block(site):
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in https
     assert "client_max_body_size 0;" in https
     assert "chunked_transfer_encoding on;" in https
+    assert 'proxy_set_header Connection "";' in https
     for header in ("Host $host", "X-Real-IP $remote_addr",
                    "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):
         assert f"proxy_set_header {header};" in https

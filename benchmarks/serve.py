@@ -1,0 +1,233 @@
+"""How much a deployed index serves, measured side by side in one run.
+
+Deploys to a throwaway Docker-in-Docker host with the real `fab` (this checkout, or an
+earlier revision with --ref, deployed by its own code), uploads 20 small packages, then
+measures through nginx with TLS, as clients see the index:
+
+- authenticated /simple/<name>/ requests against /health (the floor of the stack, no
+  credentials) at concurrency 1, 10, 50 and 100 (wrk): requests per second,
+  p50/p95/p99 latency, each run after the index has worked off the one before;
+- 100 concurrent `pip download --no-deps` of the 20 packages: failures, wall time;
+- the same 20 downloads through nginx+TLS against direct to 127.0.0.1:3031, on the host.
+
+Prints a table and writes JSON (--json FILE). Run it through benchmarks/run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from tests.integration import harness, web
+
+REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+FAB = Path(sys.executable).parent / "fab"
+PIP = Path(sys.executable).parent / "pip"
+NAME = "bench.test"
+PACKAGES = [f"bench-pkg-{number:02}" for number in range(1, 21)]
+CONCURRENCY = (1, 10, 50, 100)
+PIP_CLIENTS = 100
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def checkout(ref: str | None, work: Path) -> Path:
+    """The tree to deploy with: this checkout, or `ref` from git history."""
+    if ref is None:
+        return REPO
+    tree = work / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True,
+                             check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree)
+    return tree
+
+
+def deploy(tree: Path, host: harness.TestHost, work: Path) -> Path:
+    key = work / "id_ed25519"
+    settings = work / "fabric.json"
+    state = work / "state"
+    settings.write_text(json.dumps({"ppc": {
+        "server_names": [NAME, host.address], "users": ["dev"], "state_dir": str(state),
+        "build_ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}}))
+    result = subprocess.run([str(FAB), "-f", str(settings), "-i", str(key), "-H", host.target,
+                             "deploy"], cwd=tree, capture_output=True, text=True,
+                            env={**os.environ, "HOME": str(work)})
+    if result.returncode != 0:
+        raise SystemExit(f"deploy failed:\n{result.stdout}{result.stderr}")
+    return state / NAME
+
+
+def upload_packages(host: harness.TestHost, state: Path, work: Path) -> list[list[str]]:
+    password = json.loads((state / "secrets.json").read_text())["passwords"]["admin"]
+    uploaded = []
+    for name in PACKAGES:
+        wheel = harness.build_sample_dists(name, "1.0", work / "dists" / name)[1]
+        body, headers = web.upload_form({":action": "file_upload", "name": name, "version": "1.0"},
+                                        wheel.name, wheel.read_bytes())
+        response = web.request(host.address, "/simple/", ca=state / "ca.crt", sni=NAME, host=NAME,
+                               method="POST", body=body, headers=headers,
+                               auth=("admin", password))
+        if response.status != 200:
+            raise SystemExit(f"uploading {wheel.name} failed: {response.status}")
+        uploaded.append([name, wheel.name])
+    return uploaded
+
+
+def settle(host: harness.TestHost, state: Path) -> None:
+    """Wait until the index has worked off what the last run queued (at most 5 minutes):
+    a slow index would otherwise be measured on the backlog of the run before."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        try:
+            web.request(host.address, "/health", ca=state / "ca.crt", sni=NAME, host=NAME)
+        except OSError:
+            continue
+        if time.monotonic() - started < 0.5:
+            return
+
+
+def wrk(host: harness.TestHost, path: str, concurrency: int, authorization: str | None) -> dict:
+    """wrk through nginx+TLS; /health goes without credentials: the floor of the stack."""
+    credentials = ["-H", f"Authorization: {authorization}"] if authorization else []
+    argv = ["wrk", "--latency", "-t", str(min(concurrency, 2)), "-c", str(concurrency),
+            "-d", "5s", "--timeout", "30s", "-s", str(HERE / "wrk-report.lua"),
+            "-H", f"Host: {NAME}", *credentials, f"https://{host.address}{path}"]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    report = json.loads(output.strip().splitlines()[-1])
+    report["rps"] = round(report["requests"] / report["seconds"], 1)
+    return report
+
+
+def pip_clients(host: harness.TestHost, state: Path, work: Path, password: str) -> dict:
+    """100 pip processes at once, each downloading all 20 packages."""
+    # This index and its CA only: requests lets REQUESTS_CA_BUNDLE override --cert.
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("PIP_") and key not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    environment.update(PIP_CONFIG_FILE=os.devnull,
+                       PIP_INDEX_URL=f"https://dev:{password}@{host.address}/simple/")
+
+    def one(number: int) -> bool:
+        result = subprocess.run(
+            [str(PIP), "download", "--no-deps", "--no-cache-dir", "--disable-pip-version-check",
+             "--timeout", "30", "--retries", "1", "-q", "-d", str(work / "downloads" / str(number)), "--cert", str(state / "ca.crt"),
+             *PACKAGES], capture_output=True, env=environment)
+        return result.returncode == 0
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(PIP_CLIENTS) as pool:
+        outcomes = list(pool.map(one, range(PIP_CLIENTS)))
+    return {"clients": PIP_CLIENTS, "failed": outcomes.count(False),
+            "seconds": round(time.monotonic() - started, 1)}
+
+
+def front_door(host: harness.TestHost, packages: list[list[str]], password: str) -> dict:
+    result = host.exec("python3 -", input=(HERE / "front_door.py").read_bytes(), env={
+        "BENCH_PACKAGES": json.dumps(packages), "BENCH_CREDENTIALS": f"dev:{password}",
+        "BENCH_HOST": NAME})
+    timings = json.loads(result.stdout)
+    both = timings["nginx_tls"] and timings["direct"]
+    timings["ratio"] = round(timings["nginx_tls"] / timings["direct"], 2) if both else None
+    return timings
+
+
+def milliseconds(timings: dict, label: str) -> str:
+    if timings[label] is None:
+        return f"failed ({timings[label + '_error']})"
+    return f"{timings[label] * 1000:.0f} ms"
+
+
+def table(results: dict) -> str:
+    lines = [f"revision: {results['revision']}",
+             "",
+             "requests through nginx+TLS (wrk, 5 s each)",
+             f"{'path':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+             f"{'errors':>8}"]
+    for row in results["requests"]:
+        lines.append(f"{row['path']:<22}{row['concurrency']:>5}{row['rps']:>10}{row['p50_ms']:>9}"
+                     f"{row['p95_ms']:>9}{row['p99_ms']:>9}{row['errors'] + row['non_2xx']:>8}")
+    ratio = results["authenticated_vs_health_at_1"]
+    pip = results["pip_clients"]
+    door = results["front_door"]
+    lines += ["",
+              f"authenticated /simple/ vs /health at concurrency 1 (p50): {ratio}x",
+              f"{pip['clients']} concurrent pip downloads of {len(PACKAGES)} packages: "
+              f"{pip['failed']} failed, {pip['seconds']} s",
+              f"{len(PACKAGES)} downloads (page + file) on the host: nginx+TLS "
+              f"{milliseconds(door, 'nginx_tls')}, direct {milliseconds(door, 'direct')}, "
+              f"ratio {door['ratio']}x"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", help="git revision to deploy (default: this checkout)")
+    parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--keep", action="store_true", help="keep the host container")
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ppc-bench-") as directory:
+        work = Path(directory)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(work / "id_ed25519")], check=True)
+        say("preparing the host")
+        image = harness.ensure_built_image("host")
+        host = harness.start_host(image, "ppc-bench",
+                                  (work / "id_ed25519.pub").read_text().strip())
+        try:
+            harness.load_image(host, harness.BASE_IMAGE)
+            say(f"deploying {options.ref or 'this checkout'}")
+            state = deploy(checkout(options.ref, work), host, work)
+            say(f"uploading {len(PACKAGES)} packages")
+            packages = upload_packages(host, state, work)
+            password = json.loads((state / "secrets.json").read_text())["passwords"]["dev"]
+            authorization = "Basic " + base64.b64encode(f"dev:{password}".encode()).decode()
+            rows = []
+            for path, credentials in (("/health", None), (f"/simple/{PACKAGES[0]}/", authorization)):
+                for concurrency in CONCURRENCY:
+                    say(f"wrk {path} at concurrency {concurrency}")
+                    settle(host, state)
+                    rows.append({"path": path, "concurrency": concurrency,
+                                 **wrk(host, path, concurrency, credentials)})
+            say(f"{PIP_CLIENTS} concurrent pip downloads")
+            settle(host, state)
+            pip = pip_clients(host, state, work, password)
+            say("front door: nginx+TLS against direct, on the host")
+            settle(host, state)
+            door = front_door(host, packages, password)
+        finally:
+            if not options.keep:
+                host.remove()
+    at_one = {row["path"]: row["p50_ms"] for row in rows if row["concurrency"] == 1}
+    results = {
+        "revision": options.ref or subprocess.run(["git", "-C", str(REPO), "describe", "--always",
+                                                   "--dirty"], capture_output=True,
+                                                  text=True).stdout.strip(),
+        "requests": rows,
+        "authenticated_vs_health_at_1": round(at_one[f"/simple/{PACKAGES[0]}/"]
+                                              / at_one["/health"], 2),
+        "pip_clients": pip,
+        "front_door": door,
+    }
+    print(table(results))
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
