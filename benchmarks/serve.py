@@ -8,7 +8,9 @@ measures through nginx with TLS, as clients see the index:
   credentials) at concurrency 1, 10, 50 and 100 (wrk): requests per second,
   p50/p95/p99 latency, each run after the index has worked off the one before;
 - 100 concurrent `pip download --no-deps` of the 20 packages: failures, wall time;
-- the same 20 downloads through nginx+TLS against direct to 127.0.0.1:3031, on the host.
+- the same 20 downloads through nginx+TLS against direct to 127.0.0.1:3031, on the host;
+- a deploy that changes nothing against its floor: the same probe as a shell script
+  over one plain ssh connection (this checkout only; --only-deploy measures just this).
 
 Prints a table and writes JSON (--json FILE). Run it through benchmarks/run.
 """
@@ -21,6 +23,8 @@ import concurrent.futures
 import io
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -152,7 +156,45 @@ def milliseconds(timings: dict, label: str) -> str:
     return f"{timings[label] * 1000:.0f} ms"
 
 
-def table(results: dict) -> str:
+def warm_deploy(tree: Path, host: harness.TestHost, work: Path, runs: int = 7) -> dict:
+    """A deploy that changes nothing, against its floor: the same probe (files/sh/facts.sh
+    with the deploy's queries) as a shell script over one plain ssh connection."""
+    from ppc_tasks import deploy as deploy_task, index
+    from ppc_tasks.settings import Settings
+
+    settings = index.for_servers(Settings.from_config(
+        json.loads((work / "fabric.json").read_text())["ppc"], host=None))
+    queries = list(dict.fromkeys(deploy_task.queries(settings)))
+    fab_argv = [str(FAB), "-f", str(work / "fabric.json"), "-i", str(work / "id_ed25519"),
+                "-H", host.target, "deploy"]
+    ssh_argv = ["ssh", "-q", "-i", str(work / "id_ed25519"), "-p", str(host.port),
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "root@127.0.0.1", "sh", "-s", "--", *queries]
+    script = (REPO / "files" / "sh" / "facts.sh").read_bytes()
+    fab_times, ssh_times, trips = [], [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = subprocess.run(fab_argv, cwd=tree, capture_output=True, text=True,
+                                env={**os.environ, "HOME": str(work)})
+        fab_times.append(time.perf_counter() - started)
+        if "done: 0 changed," not in result.stdout:
+            raise SystemExit(f"the warm deploy changed something:\n{result.stdout}{result.stderr}")
+        found = re.search(r"\((\d+) SSH round trips\)", result.stdout)
+        trips = int(found.group(1)) if found else None
+        started = time.perf_counter()
+        subprocess.run(ssh_argv, input=script, capture_output=True, check=True)
+        ssh_times.append(time.perf_counter() - started)
+    fab_median, ssh_median = statistics.median(fab_times), statistics.median(ssh_times)
+    return {"runs": runs, "fab_deploy_s": round(fab_median, 3), "bash_over_ssh_s": round(ssh_median, 3),
+            "ratio": round(fab_median / ssh_median, 2), "round_trips": trips}
+
+
+def table(results: dict, deploy_only: bool = False) -> str:
+    if deploy_only:
+        warm = results["warm_deploy"]
+        return (f"warm deploy (median of {warm['runs']}): fab {warm['fab_deploy_s']} s, the same "
+                f"probe as a shell script over ssh {warm['bash_over_ssh_s']} s, ratio "
+                f"{warm['ratio']}x, {warm['round_trips']} SSH round trips")
     lines = [f"revision: {results['revision']}",
              "",
              "requests through nginx+TLS (wrk, 5 s each)",
@@ -171,6 +213,11 @@ def table(results: dict) -> str:
               f"{len(PACKAGES)} downloads (page + file) on the host: nginx+TLS "
               f"{milliseconds(door, 'nginx_tls')}, direct {milliseconds(door, 'direct')}, "
               f"ratio {door['ratio']}x"]
+    warm = results.get("warm_deploy")
+    if warm:
+        lines.append(f"warm deploy (median of {warm['runs']}): fab {warm['fab_deploy_s']} s, "
+                     f"the same probe as a shell script over ssh {warm['bash_over_ssh_s']} s, "
+                     f"ratio {warm['ratio']}x, {warm['round_trips']} SSH round trips")
     return "\n".join(lines)
 
 
@@ -179,6 +226,8 @@ def main() -> None:
     parser.add_argument("--ref", help="git revision to deploy (default: this checkout)")
     parser.add_argument("--json", type=Path, help="write the results here too")
     parser.add_argument("--keep", action="store_true", help="keep the host container")
+    parser.add_argument("--only-deploy", action="store_true",
+                        help="measure the warm deploy only (not the serving)")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ppc-bench-") as directory:
@@ -192,7 +241,13 @@ def main() -> None:
         try:
             harness.load_image(host, harness.BASE_IMAGE)
             say(f"deploying {options.ref or 'this checkout'}")
-            state = deploy(checkout(options.ref, work), host, work)
+            tree = checkout(options.ref, work)
+            state = deploy(tree, host, work)
+            say("a warm deploy against its floor")
+            warm = None if options.ref else warm_deploy(tree, host, work)
+            if options.only_deploy:
+                print(table({"revision": "", "warm_deploy": warm}, deploy_only=True))
+                return
             say(f"uploading {len(PACKAGES)} packages")
             packages = upload_packages(host, state, work)
             password = json.loads((state / "secrets.json").read_text())["passwords"]["dev"]
@@ -223,6 +278,7 @@ def main() -> None:
                                               / at_one["/health"], 2),
         "pip_clients": pip,
         "front_door": door,
+        "warm_deploy": warm,
     }
     print(table(results))
     if options.json:

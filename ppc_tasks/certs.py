@@ -24,9 +24,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import index, state
 from .errors import TaskError
-from .host import Host, host_task
+from .facts import Facts
+from .host import host_task
+from .plan import Change, Command, Plan, Step, Unchanged, file_step, one_step
 from .settings import Settings
-from .system import TrustStore
+from .system import FAMILIES, TrustStore
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=825)  # the most browsers and Apple platforms accept
@@ -182,7 +184,10 @@ def load_ca(cert_path: Path, key_path: Path):
         raise TaskError(f"the CA certificate {cert_path} cannot be read (damaged?): restore "
                         f"it from a backup of {cert_path.parent}") from None
     try:
-        ca_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        # The full RSA check costs ~0.1 s a run; the key is ours, and a damaged one is
+        # caught below (it must fit the certificate) or when it signs (see prepare).
+        ca_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None,
+                                                    unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise TaskError(f"the CA key {key_path} cannot be read (damaged?): restore it from a "
                         f"backup of {key_path.parent}") from None
@@ -194,72 +199,140 @@ def load_ca(cert_path: Path, key_path: Path):
 
 
 @dataclass(frozen=True)
-class ServerCertificate:
-    """The PEM certificate and key to put on the server; None when they live there already."""
+class LocalTLS:
+    """What the operator's machine holds for the index's TLS, made in memory first."""
 
-    certificate: bytes | None
+    certificate: bytes | None  # PEM for the server; None: it lives there already
     key: bytes | None
+    ca: bytes | None  # the CA clients must trust; None: a publicly trusted certificate
+    steps: list[Step]  # certs.ca and certs.server, whose local writes save what is new
 
 
 def ca_paths(settings: Settings) -> tuple[Path, Path]:
     return settings.server_state_dir / "ca.crt", settings.server_state_dir / "ca.key"
 
 
-def prepare(host: Host) -> ServerCertificate:
-    """Make or check the local CA and server certificate; touches no remote host."""
-    settings = host.settings
+def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False) -> LocalTLS:
+    """The local CA and server certificate: checked, or made (in memory; the steps save
+    them). fresh ignores what is there (--new-identity sets it aside)."""
     if settings.tls_host_cert:
-        return ServerCertificate(None, None)
+        return LocalTLS(None, None, own_ca(settings), [])
     if settings.tls_cert:
-        return ServerCertificate(settings.tls_cert.read_bytes(), settings.tls_key.read_bytes())
-    now = datetime.datetime.now(datetime.timezone.utc)
+        return LocalTLS(settings.tls_cert.read_bytes(), settings.tls_key.read_bytes(),
+                        own_ca(settings), [])
+    steps: list[Step] = []
     ca_cert_path, ca_key_path = ca_paths(settings)
-    if ca_cert_path.exists() and ca_key_path.exists():
+    if ca_cert_path.exists() and ca_key_path.exists() and not fresh:
         ca_cert, ca_key = load_ca(ca_cert_path, ca_key_path)
         refused = [name for name in settings.server_names if not ca_permits(ca_cert, (name,))]
         if refused:
             raise TaskError(f"the local CA {ca_cert_path} may not sign for {', '.join(refused)} "
                             f"(its name constraints): deploy with --new-identity to make a new "
                             f"CA (and passwords), then configure every client again")
-        host.report("certs.ca", False, f"{ca_cert_path}")
+        steps.append(Unchanged("certs.ca", f"{ca_cert_path}"))
     else:
         ca_cert, ca_key = new_ca(settings.server_names, settings.ca_name_constraints, now)
-        state.write(ca_key_path, key_pem(ca_key), 0o600)
-        state.write(ca_cert_path, pem(ca_cert), 0o644)
-        host.report("certs.ca", True, f"created the local CA {ca_cert_path} (its key stays here)")
+
+        def save_ca(ca_cert=ca_cert, ca_key=ca_key):
+            state.write(ca_key_path, key_pem(ca_key), 0o600)
+            state.write(ca_cert_path, pem(ca_cert), 0o644)
+
+        steps.append(Change("certs.ca", done=f"created the local CA {ca_cert_path} (its key "
+                                             f"stays here)",
+                            would=f"create the local CA {ca_cert_path} (its key stays here)",
+                            local=save_ca))
 
     cert_path = settings.server_state_dir / "server.crt"
     key_path = settings.server_state_dir / "server.key"
     reason = "there is none yet"
-    if cert_path.exists() and key_path.exists():
+    if cert_path.exists() and key_path.exists() and not fresh:
         try:
-            certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            current = x509.load_pem_x509_certificate(cert_path.read_bytes())
         except ValueError:
             reason = "the one here cannot be read"
         else:
-            reason = reissue_reason(certificate, ca_cert, settings.server_names, now)
+            reason = reissue_reason(current, ca_cert, settings.server_names, now)
     if reason:
         certificate, key = new_server_certificate(ca_cert, ca_key, settings.server_names, now)
-        state.write(key_path, key_pem(key), 0o600)
-        state.write(cert_path, pem(certificate), 0o644)
-        host.report("certs.server", True, f"issued for {', '.join(settings.server_names)} "
-                                          f"({reason})")
+        try:
+            certificate.verify_directly_issued_by(ca_cert)
+        except (ValueError, TypeError, InvalidSignature):
+            raise TaskError(f"the CA key {ca_key_path} signs wrongly (damaged?): restore it "
+                            f"from a backup of {ca_key_path.parent}") from None
+        certificate_pem, key_bytes = pem(certificate), key_pem(key)
+
+        def save_certificate():
+            state.write(key_path, key_bytes, 0o600)
+            state.write(cert_path, certificate_pem, 0o644)
+
+        names = ", ".join(settings.server_names)
+        steps.append(Change("certs.server", done=f"issued for {names} ({reason})",
+                            would=f"issue a certificate for {names}: {reason}",
+                            local=save_certificate))
     else:
-        host.report("certs.server", False, f"{cert_path} is valid for every server name")
-    return ServerCertificate(cert_path.read_bytes(), key_path.read_bytes())
+        certificate_pem, key_bytes = cert_path.read_bytes(), key_path.read_bytes()
+        steps.append(Unchanged("certs.server", f"{cert_path} is valid for every server name"))
+    return LocalTLS(certificate_pem, key_bytes, pem(ca_cert), steps)
 
 
-# -- doing ---------------------------------------------------------------------------------
-def install_certificate(host: Host, tls: ServerCertificate) -> bool:
+def own_ca(settings: Settings) -> bytes | None:
+    return settings.tls_ca_cert.read_bytes() if settings.tls_ca_cert else None
+
+
+def install_queries(settings: Settings) -> list[str]:
+    cert_path, key_path = host_cert_paths(settings)
+    return [f"text={cert_path}", f"file={key_path}"]
+
+
+def plan_install(settings: Settings, tls: LocalTLS, facts: Facts) -> Step:
     """Put the server certificate (0644) and key (0600, root) where nginx reads them."""
-    cert_path, key_path = host_cert_paths(host.settings)
+    cert_path, key_path = host_cert_paths(settings)
     if tls.certificate is None:
-        host.report("certs.install", False, f"using {cert_path} on the host")
-        return False
-    changed = host.put(cert_path, tls.certificate, mode="644")
-    changed = host.put(key_path, tls.key, mode="600") or changed
-    host.report("certs.install", changed, f"{cert_path}, {key_path}")
-    return changed
+        return Unchanged("certs.install", f"using {cert_path} on the host")
+    parts = [file_step("certs.install", cert_path, tls.certificate, facts.file(cert_path),
+                       mode="644", owner="0:0", notifies=("nginx.reload",)),
+             file_step("certs.install", key_path, tls.key, facts.file(key_path), mode="600",
+                       owner="0:0", private=True, notifies=("nginx.reload",))]
+    return one_step("certs.install", f"{cert_path}, {key_path}",
+                    f"install the certificate and key: {cert_path}, {key_path}", parts)
+
+
+def trust_queries(settings: Settings) -> list[str]:
+    """The CA's place in every trust store ppc-tasks knows (the family is a fact too)."""
+    return [f"file={trust_path(family.trust_store, settings.index_name)}"
+            for family in FAMILIES.values()]
+
+
+def known_trust_store(facts: Facts, host_name: str) -> TrustStore:
+    store = facts.platform.trust_store
+    if store is None:
+        raise TaskError(f"ppc-tasks does not know the trust store of {host_name} "
+                        f"({facts.platform.os}): add the CA to it by hand")
+    return store
+
+
+def plan_trust(settings: Settings, facts: Facts, ca: bytes | None, host_name: str) -> Step:
+    """Add the CA certificate to the host's system trust store, refreshing it on change."""
+    if ca is None:
+        return Unchanged("certs.trust", "publicly trusted certificate: nothing to add")
+    store = known_trust_store(facts, host_name)
+    path = trust_path(store, settings.index_name)
+    refresh = " ".join(store.refresh)
+    put = file_step("certs.trust", path, ca, facts.file(path), mode="644", owner="0:0")
+    return one_step("certs.trust", f"{path} ({refresh})", f"trust the index's CA: {path} ({refresh})",
+                    [put], extra=[Command.of(*store.refresh)])
+
+
+def plan_untrust(settings: Settings, facts: Facts) -> Step:
+    """Take the index's CA certificate out of the host's system trust store."""
+    store = facts.platform.trust_store
+    path = trust_path(store, settings.index_name) if store else None
+    if path is None or facts.file(path).state is None:
+        return Unchanged("certs.trust", "the CA is not in the system trust store")
+    refresh = " ".join(store.refresh)
+    return Change("certs.trust", done=f"removed {path} ({refresh})",
+                  would=f"take the index's CA out of the trust store: {path} ({refresh})",
+                  commands=[Command.of("rm", "-f", "--", path), Command.of(*store.refresh)])
 
 
 def ca_path(settings: Settings) -> Path | None:
@@ -279,51 +352,29 @@ def ca_to_trust(settings: Settings) -> bytes | None:
     return path.read_bytes()
 
 
-def trust_ca(host: Host, ca_certificate: bytes | None) -> TrustStore | None:
-    """Add the CA certificate to the host's system trust store, refreshing it on change."""
-    if ca_certificate is None:
-        host.report("certs.trust", False, "publicly trusted certificate: nothing to add")
-        return None
-    store = host.platform.trust_store
-    if store is None:
-        raise TaskError(f"ppc-tasks does not know the trust store of {host.name} "
-                        f"({host.platform.os}): add the CA to it by hand")
-    path = trust_path(store, host.settings.index_name)
-    changed = host.put(path, ca_certificate, mode="644")
-    if changed:
-        host.run(store.refresh, root=True)
-    host.report("certs.trust", changed, f"{path} ({' '.join(store.refresh)})")
-    return store
-
-
-def untrust_ca(host: Host) -> None:
-    """Take the index's CA certificate out of the host's system trust store."""
-    store = host.platform.trust_store
-    path = trust_path(store, host.settings.index_name) if store else None
-    if path is None or not host.run(["test", "-f", path], root=True, check=False).ok:
-        host.report("certs.trust", False, "the CA is not in the system trust store")
-        return
-    host.run(["rm", "-f", "--", path], root=True)
-    host.run(store.refresh, root=True)
-    host.report("certs.trust", True, f"removed {path} ({' '.join(store.refresh)})")
-
-
+# -- tasks ---------------------------------------------------------------------------------
 @host_task(docker=False)
 def install(host):
     """Issue the server certificate (from the local CA, made once) and put it on the host."""
-    index.check_identity(host)
-    certificate = prepare(host)
-    index.record_identity(host)
-    install_certificate(host, certificate)
+    facts = host.read_facts(["platform", *index.queries(host.settings),
+                             *install_queries(host.settings)])
+    index.check_identity(host, facts)
+    tls = prepare(host.settings, datetime.datetime.now(datetime.timezone.utc))
+    plan = Plan()
+    plan.add(*tls.steps, index.identity_step(host.settings, facts),
+             plan_install(host.settings, tls, facts))
+    host.carry_out(plan)
 
 
 @host_task(docker=False, for_server=False)
-def trust(host, index=""):
+def trust(host):
     """Add the index's CA certificate to the host's system trust store.
 
     Works on the Debian/Ubuntu family (update-ca-certificates) and the RHEL/Fedora
     family (update-ca-trust); a host that already trusts it is left alone. The index
     is the one deployed from this machine; --index NAME picks one of several.
     """
-    trust_ca(host, ca_to_trust(host.settings))
-
+    facts = host.read_facts(["platform", *trust_queries(host.settings)])
+    plan = Plan()
+    plan.add(plan_trust(host.settings, facts, ca_to_trust(host.settings), host.name))
+    host.carry_out(plan)

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import configparser
 import io
+import re
 import urllib.parse
 
 from . import certs, credentials
 from .errors import TaskError
-from .host import Host, many_hosts_task
+from .facts import FileFacts, Facts
+from .host import many_hosts_task
+from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step
 from .render import render, script_argv
 from .settings import Settings
+from .system import FAMILIES
 
 REPOSITORY = "internal"  # twine upload -r internal
 PYPIRC = ".pypirc"
 # pip's per-user file on Linux; the seed's ~/.pip/pip.conf is the legacy location.
 PIP_CONF = ".config/pip/pip.conf"
+BACKUP_SUFFIX = ".ppc-tasks-backup"  # what backup-once.sh keeps
+# The files of the connecting user, by step; the facts probe reads them as ~/NAME.
+USER_FILES = {"clients.pypirc": PYPIRC, "clients.pip": PIP_CONF}
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -90,8 +97,9 @@ def merge_pip_conf(existing: str, ours: str) -> str:
     return _write(parser)
 
 
-def user_bundle_path(home: str, settings: Settings) -> str:
-    return f"{home}/.config/ppc-tasks/{settings.index_name}-ca-bundle.pem"
+def user_bundle_name(settings: Settings) -> str:
+    """The CA bundle of a user without sudo, in their home."""
+    return f".config/ppc-tasks/{settings.index_name}-ca-bundle.pem"
 
 
 def combined_bundle(system_bundle: str, ca_certificate: bytes) -> bytes:
@@ -100,8 +108,8 @@ def combined_bundle(system_bundle: str, ca_certificate: bytes) -> bytes:
     return ("\n".join(part for part in parts if part) + "\n").encode()
 
 
-# -- doing ---------------------------------------------------------------------------------
 def client_password(settings: Settings) -> str:
+    """The client account's password, from the index's secrets on this machine."""
     path = settings.secrets_path
     password = credentials.load(path).passwords.get(settings.client_user)
     if not password:
@@ -110,59 +118,77 @@ def client_password(settings: Settings) -> str:
     return password
 
 
-def home_of(host: Host) -> str:
-    return host.run(["sh", "-c", 'printf %s "$HOME"']).stdout.strip()
+def queries(settings: Settings, can_sudo: bool) -> list[str]:
+    files = [query for name in USER_FILES.values()
+             for query in (f"text=~/{name}", f"file=~/{name}{BACKUP_SUFFIX}")]
+    bundles = [f"text={family.trust_store.bundle}" for family in FAMILIES.values()]
+    return ["platform", *files, f"file=~/{user_bundle_name(settings)}",
+            *certs.trust_queries(settings), *([] if can_sudo else bundles)]
 
 
-def ca_bundle(host: Host, home: str) -> str | None:
-    """The CA bundle pip and twine should use, made to include the index's CA."""
-    ca_certificate = certs.ca_to_trust(host.settings)
-    if ca_certificate is None:
-        return None
-    if host.can_sudo:
-        return certs.trust_ca(host, ca_certificate).bundle
-    # No sudo: the system's CAs plus ours, in a bundle of the user's own.
-    store = host.platform.trust_store
-    system = (host.read(store.bundle) or "") if store else ""
-    path = user_bundle_path(home, host.settings)
-    changed = host.put(path, combined_bundle(system, ca_certificate), mode="644", owner=None)
-    host.report("clients.ca-bundle", changed, f"{path} (no sudo: a user-local CA bundle)")
-    return path
+def redact_credentials(text: str) -> str:
+    """pip.conf and .pypirc as --dry shows them: no password, not even in a URL."""
+    text = re.sub(r"^(password\s*=\s*).*$", rf"\g<1>{REDACTED}", text, flags=re.M)
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\g<1>{REDACTED}@", text)
 
 
-def put_merged(host: Host, step: str, path: str, merge, ours: str) -> None:
-    existing = host.read(path)
-    merged = merge(existing or "", ours)
-    if existing is not None and merged != existing:
-        host.run(script_argv("backup-once", path))
-    changed = host.put(path, merged.encode(), mode="600", owner=None)
-    host.report(step, changed, path)
+def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | None,
+                   can_sudo: bool, host_name: str) -> list[Step]:
+    """The CA (system store with sudo, else a bundle of the user's own), then .pypirc and
+    pip.conf merged into what is there, the first change keeping a backup."""
+    steps: list[Step] = []
+    bundle = None
+    if ca is not None and can_sudo:
+        steps.append(certs.plan_trust(settings, facts, ca, host_name))
+        bundle = certs.known_trust_store(facts, host_name).bundle
+    elif ca is not None:
+        store = facts.platform.trust_store
+        system = (facts.file(store.bundle).content or b"").decode() if store else ""
+        bundle = f"{facts.home}/{user_bundle_name(settings)}"
+        steps.append(file_step("clients.ca-bundle", bundle, combined_bundle(system, ca),
+                               facts.file(f"~/{user_bundle_name(settings)}"), mode="644",
+                               owner=None, user_ids=facts.user_ids,
+                               done=f"{bundle} (no sudo: a user-local CA bundle)"))
+    ours = {"clients.pypirc": (merge_pypirc, render_pypirc(settings, password, bundle)),
+            "clients.pip": (merge_pip_conf, render_pip_conf(settings, password, bundle))}
+    for step, name in USER_FILES.items():
+        merge, our_part = ours[step]
+        current = facts.file(f"~/{name}")
+        existing = (current.content or b"").decode()
+        path = f"{facts.home}/{name}"
+        change = file_step(step, path, merge(existing, our_part).encode(), current, mode="600",
+                           owner=None, user_ids=facts.user_ids, redact=redact_credentials)
+        if isinstance(change, Change) and current.state is not None:
+            change.commands = [Command.of(*script_argv("backup-once", path), root=False),
+                               *change.commands]
+        steps.append(change)
+    return steps
 
 
-def configure_client(host: Host) -> None:
-    settings = host.settings
-    password = client_password(settings)
-    home = home_of(host)
-    bundle = ca_bundle(host, home)
-    put_merged(host, "clients.pypirc", f"{home}/{PYPIRC}", merge_pypirc,
-               render_pypirc(settings, password, bundle))
-    put_merged(host, "clients.pip", f"{home}/{PIP_CONF}", merge_pip_conf,
-               render_pip_conf(settings, password, bundle))
-
-
-def unconfigure_client(host: Host) -> None:
-    home = home_of(host)
-    for step, path in (("clients.pypirc", f"{home}/{PYPIRC}"), ("clients.pip", f"{home}/{PIP_CONF}"),
-                       ("clients.ca-bundle", user_bundle_path(home, host.settings))):
-        done = host.run(script_argv("restore-backup", path)).stdout.strip()
-        host.report(step, bool(done), f"{done} {path}" if done else f"{path} was not configured")
-    if host.can_sudo:
-        certs.untrust_ca(host)
+def plan_unconfigure(settings: Settings, facts: Facts, can_sudo: bool) -> list[Step]:
+    """Each file back as it was before the first configure; the CA out of the store."""
+    steps: list[Step] = []
+    files = {**USER_FILES, "clients.ca-bundle": user_bundle_name(settings)}
+    for step, name in files.items():
+        path = f"{facts.home}/{name}"
+        restore = [Command.of(*script_argv("restore-backup", path), root=False)]
+        if facts.files.get(f"~/{name}{BACKUP_SUFFIX}", FileFacts(None)).state is not None:
+            steps.append(Change(step, done=f"restored {path}",
+                                would=f"restore {path} as it was before configure",
+                                commands=restore))
+        elif facts.file(f"~/{name}").state is not None:
+            steps.append(Change(step, done=f"removed {path}",
+                                would=f"remove {path}, which configure made", commands=restore))
+        else:
+            steps.append(Unchanged(step, f"{path} was not configured"))
+    if can_sudo:
+        steps.append(certs.plan_untrust(settings, facts))
+    return steps
 
 
 # -- tasks ---------------------------------------------------------------------------------
 @many_hosts_task
-def configure(host, index=""):
+def configure(host):
     """Point developer machines at the index: pip and twine over HTTPS, no extra flags.
 
     Run on many hosts at once: fab -H dev1,dev2,dev3 clients.configure. For the
@@ -172,13 +198,21 @@ def configure(host, index=""):
     system trust store; without, into a CA bundle of the user's own. The index is the
     one deployed from this machine; --index NAME picks one when there are several.
     """
-    configure_client(host)
+    settings = host.settings
+    password, ca = client_password(settings), certs.ca_to_trust(settings)
+    facts = host.gather(queries(settings, host.can_sudo), root=False)
+    plan = Plan()
+    plan.add(*plan_configure(settings, facts, password, ca, host.can_sudo, host.name))
+    host.carry_out(plan)
 
 
 @many_hosts_task
-def unconfigure(host, index=""):
+def unconfigure(host):
     """Put developer machines back: restore ~/.pypirc and pip.conf, drop the CA.
 
     --index NAME picks the index when several were deployed from this machine.
     """
-    unconfigure_client(host)
+    facts = host.gather(queries(host.settings, can_sudo=True), root=False)
+    plan = Plan()
+    plan.add(*plan_unconfigure(host.settings, facts, host.can_sudo))
+    host.carry_out(plan)

@@ -19,6 +19,7 @@ from passlib.hash import sha512_crypt
 
 from . import state
 from .errors import TaskError
+from .plan import Change, Step, Unchanged
 
 
 @dataclass
@@ -67,15 +68,19 @@ def complete(credentials: Credentials, users: tuple[str, ...]) -> list[str]:
     return generated
 
 
-def ensure(path: Path, users: tuple[str, ...]) -> tuple[Credentials, list[str]]:
-    """Load the file, fill in what is missing and save it if anything was; returns the
-    credentials and the users whose password was generated now."""
-    credentials = load(path)
+def prepare(path: Path, users: tuple[str, ...], fresh: bool = False) -> tuple[Credentials, Step]:
+    """The credentials, completed in memory, and the step that saves them when anything
+    was generated (so --dry creates nothing). fresh ignores the file (--new-identity)."""
+    credentials = Credentials() if fresh else load(path)
     before = asdict(credentials)
     generated = complete(credentials, users)
-    if asdict(credentials) != before:
-        save(path, credentials)
-    return credentials, generated
+    if asdict(credentials) == before:
+        return credentials, Unchanged("index.secrets", str(path))
+    what = (f"passwords for {', '.join(generated)}" if generated else "password hashes")
+    return credentials, Change(
+        "index.secrets", done=f"{path}: generated {what} (mode 0600; the output never shows them)",
+        would=f"generate {what} and keep them in {path}",
+        local=lambda: save(path, credentials))
 
 
 class CredentialsError(TaskError):

@@ -14,18 +14,19 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from . import docker
 from .errors import TaskError
-from .host import Host, host_task
-from .render import script, script_argv
+from .facts import Facts
+from .host import host_task
+from .plan import Change, Command, Plan, Step, Unchanged
+from .render import script
 from .settings import DATA_DIR, Settings
 
 
 @dataclass(frozen=True)
 class DataState:
-    """What files/sh/data-state.sh found on the host."""
+    """Where the index's data is on the host."""
 
-    volume: str  # missing | empty | data
+    volume: str  # the named volume: missing | empty | data
     container_mount: str | None  # the volume the data container mounts; None: no container
     container_data: bool  # that volume holds an index
     dangling: tuple[str, ...] = field(default=())  # unattached volumes holding an index
@@ -37,24 +38,24 @@ class DataPlan:
 
     copy_from: str | None  # a volume whose index moves into the named volume first
     keep_old_container: bool  # rename the old container instead of removing it: it holds data
-    detail: str
+    done: str  # what the report says afterwards
+    would: str  # what --dry says
 
 
 # -- deciding ------------------------------------------------------------------------------
-def parse_data_state(output: str) -> DataState:
-    facts: dict[str, str] = {}
-    dangling = []
-    for line in output.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "dangling":
-            dangling.append(value)
-        else:
-            facts[key] = value
-    mount = facts.get("container", "missing")
-    return DataState(volume=facts.get("volume", "missing"),
+def queries(settings: Settings) -> list[str]:
+    return [f"volume={settings.data_volume}",
+            f"data-container={settings.data_container}:{DATA_DIR}",
+            f"dangling={settings.data_volume}", f"image={settings.data_image}",
+            f"container={settings.server_container}"]
+
+
+def data_state(settings: Settings, facts: Facts) -> DataState:
+    mount, holds = facts.data_containers.get(f"{settings.data_container}:{DATA_DIR}",
+                                             ("missing", ""))
+    return DataState(volume=facts.volumes[settings.data_volume],
                      container_mount=None if mount == "missing" else mount,
-                     container_data=facts.get("container-data") == "data",
-                     dangling=tuple(dangling))
+                     container_data=holds == "data", dangling=tuple(facts.dangling))
 
 
 def plan_data(settings: Settings, state: DataState) -> DataPlan | None:
@@ -66,22 +67,28 @@ def plan_data(settings: Settings, state: DataState) -> DataPlan | None:
         if ours:
             return None
         if state.container_mount is None:
-            return DataPlan(None, False, f"created {container} for the volume {volume} "
-                                               f"(the data container was missing)")
-        return DataPlan(None, state.container_data,
-                        f"{container} now holds the volume {volume}")
+            return DataPlan(None, False,
+                            f"created {container} for the volume {volume} (the data container "
+                            f"was missing)", f"create {container} for the volume {volume}: "
+                                             f"the data container is missing")
+        return DataPlan(None, state.container_data, f"{container} now holds the volume {volume}",
+                        f"make {container} hold the volume {volume}")
     if state.container_mount and state.container_data:
         return DataPlan(state.container_mount, True,
-                        f"moved the index from {container}'s unnamed volume into {volume}")
+                        f"moved the index from {container}'s unnamed volume into {volume}",
+                        f"move the index from {container}'s unnamed volume into {volume}")
     if state.container_mount is None and len(state.dangling) == 1:
         return DataPlan(state.dangling[0], False,
                         f"reattached the index left in the volume {state.dangling[0]} "
-                        f"(copied into {volume})")
+                        f"(copied into {volume})",
+                        f"reattach the index left in the volume {state.dangling[0]} "
+                        f"(copy it into {volume})")
     if state.container_mount is None and state.dangling:
         raise TaskError(f"the volume {volume} is missing and several unattached volumes hold "
                         f"an index ({', '.join(state.dangling)}): copy the right one into a "
                         f"volume named {volume}, or set ppc.data_volume to it")
-    return DataPlan(None, False, f"created {container} with the new volume {volume}")
+    return DataPlan(None, False, f"created {container} with the new volume {volume}",
+                    f"create {container} with a new volume {volume}")
 
 
 def create_argv(settings: Settings) -> list[str]:
@@ -100,48 +107,71 @@ def kept_name(container: str, now: datetime.datetime) -> str:
     return f"{container}-before-{now:%Y%m%d%H%M%S}"
 
 
-# -- doing ---------------------------------------------------------------------------------
-def data_state(host: Host) -> DataState:
-    settings = host.settings
-    return parse_data_state(host.run(script_argv("data-state", settings.data_volume,
-                                                 settings.data_container, DATA_DIR),
-                                     root=True).stdout)
-
-
-def ensure_data(host: Host) -> None:
-    settings = host.settings
-    plan = plan_data(settings, data_state(host))
+def plan_data_step(settings: Settings, facts: Facts, image_ready: bool,
+                   now: datetime.datetime) -> Step:
+    """The data.container step: its commands, in order, or Unchanged."""
+    plan = plan_data(settings, data_state(settings, facts))
     if plan is None:
-        host.report("data.container", False,
-                    f"{settings.data_container} holds the volume {settings.data_volume}")
-        return
-    if docker.inspect(host, "image", settings.data_image, "{{.Id}}") is None:
+        return Unchanged("data.container",
+                         f"{settings.data_container} holds the volume {settings.data_volume}")
+    if not image_ready:
         raise TaskError(f"image {settings.data_image} is missing: run image.build first")
+    commands = []
     if plan.copy_from:
-        # A consistent copy of the database needs the server stopped; it is recreated on
-        # the new volume right after this.
-        host.run(["docker", "stop", settings.server_container], root=True, check=False)
-        host.run(["docker", "volume", "create", settings.data_volume], root=True)
-        host.run(copy_argv(settings, plan.copy_from), root=True)
-    detail = plan.detail
+        server = facts.containers[settings.server_container]
+        if server is not None and server.running:
+            # A consistent copy of the database needs the server stopped; it is
+            # replaced on the new volume right after this.
+            commands.append(Command.of("docker", "stop", settings.server_container))
+        commands += [Command.of("docker", "volume", "create", settings.data_volume),
+                     Command.of(*copy_argv(settings, plan.copy_from))]
+    done, would = plan.done, plan.would
     if plan.keep_old_container:
-        kept = kept_name(settings.data_container,
-                         datetime.datetime.now(datetime.timezone.utc))
-        host.run(["docker", "rename", settings.data_container, kept], root=True)
-        detail += f"; the old container is kept as {kept} (remove it when satisfied)"
-    else:
-        host.run(["docker", "rm", settings.data_container], root=True, check=False)
-    host.run(create_argv(settings), root=True)
-    host.report("data.container", True, detail)
+        kept = kept_name(settings.data_container, now)
+        commands.append(Command.of("docker", "rename", settings.data_container, kept))
+        done += f"; the old container is kept as {kept} (remove it when satisfied)"
+        would += f"; keep the old container as {kept}"
+    elif data_state(settings, facts).container_mount is not None:
+        commands.append(Command.of("docker", "rm", settings.data_container))
+    commands.append(Command.of(*create_argv(settings)))
+    return Change("data.container", done=done, would=would, commands=commands)
 
 
+def plan_destroy(settings: Settings, facts: Facts, confirm: str) -> list[Step]:
+    if confirm != settings.data_volume:
+        raise TaskError(f"this deletes every package on the index: repeat the volume "
+                        f"name to confirm: --confirm={settings.data_volume}")
+    if facts.containers[settings.server_container] is not None:
+        raise TaskError(f"server container {settings.server_container} still uses the data: "
+                        f"run server.remove first")
+    commands, removed = [], []
+    if facts.containers[settings.data_container] is not None:
+        commands.append(Command.of("docker", "rm", settings.data_container))
+        removed.append(f"the container {settings.data_container}")
+    if facts.volumes[settings.data_volume] != "missing":
+        commands.append(Command.of("docker", "volume", "rm", settings.data_volume))
+        removed.append(f"the volume {settings.data_volume} and its packages")
+    if not commands:
+        return [Unchanged("data.container", "there is no data to delete")]
+    what = " and ".join(removed)
+    return [Change("data.container", done=f"deleted {what}", would=f"delete {what}",
+                   commands=commands)]
+
+
+# -- tasks ---------------------------------------------------------------------------------
 @host_task
 def create(host):
     """Create the data container and its named volume; never replaces an index.
 
     Also moves an index made before named volumes into one, keeping the old container.
     """
-    ensure_data(host)
+    settings = host.settings
+    facts = host.read_facts(["platform", "docker", *queries(settings)])
+    host.require_docker(facts)
+    plan = Plan()
+    plan.add(plan_data_step(settings, facts, facts.images[settings.data_image] is not None,
+                            datetime.datetime.now(datetime.timezone.utc)))
+    host.carry_out(plan)
 
 
 @host_task
@@ -152,18 +182,10 @@ def destroy(host, confirm=""):
     serving from the volume while it disappears.
     """
     settings = host.settings
-    if confirm != settings.data_volume:
-        raise TaskError(f"this deletes every package on the index: repeat the volume "
-                        f"name to confirm: --confirm={settings.data_volume}")
-    if docker.inspect(host, "container", settings.server_container, "{{.Id}}") is not None:
-        raise TaskError(f"server container {settings.server_container} still uses the data: "
-                        f"run server.remove first")
-    removed = []
-    if docker.inspect(host, "container", settings.data_container, "{{.Id}}") is not None:
-        host.run(["docker", "rm", settings.data_container], root=True)
-        removed.append(f"the container {settings.data_container}")
-    if docker.inspect(host, "volume", settings.data_volume, "{{.Name}}") is not None:
-        host.run(["docker", "volume", "rm", settings.data_volume], root=True)
-        removed.append(f"the volume {settings.data_volume} and its packages")
-    host.report("data.container", bool(removed),
-                f"deleted {' and '.join(removed)}" if removed else "there is no data to delete")
+    facts = host.read_facts(["platform", "docker", f"volume={settings.data_volume}",
+                             f"container={settings.server_container}",
+                             f"container={settings.data_container}"])
+    host.require_docker(facts)
+    plan = Plan()
+    plan.add(*plan_destroy(settings, facts, confirm))
+    host.carry_out(plan)

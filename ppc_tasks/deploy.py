@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from . import certs, data, image, index, nginx, server
+import datetime
+
+from . import certs, credentials, data, image, index, nginx, server
+from .facts import Facts
 from .host import Host, host_task
+from .plan import Plan, boot_step
+from .settings import Settings
+
+
+def queries(settings) -> list[str]:
+    return ["platform", "docker", "unit=docker", *index.queries(settings),
+            *image.queries(settings), *data.queries(settings), *server.queries(settings),
+            *certs.install_queries(settings), *certs.trust_queries(settings), *nginx.queries()]
 
 
 @host_task
@@ -14,30 +25,46 @@ def deploy(host, skip_build=False, rebuild=False, new_identity=False):
     where the admin passwords and the CA certificate are on this machine. Docker and
     nginx are enabled at boot (with systemd), so the index comes back by itself after
     a reboot. --skip-build uses the images already on the host; --rebuild rebuilds
-    them from scratch.
+    them from scratch. With fab --dry, shows what would change (diffs, commands) and
+    changes nothing.
 
     The index keeps its CA and passwords when names are added or reordered. For a host
     that serves an index whose CA and passwords are not on this machine, deploy
     refuses; --new-identity makes new ones (the old ones are set aside, never deleted;
     every client must then be configured again).
     """
-    # What can be checked is checked before the host changes; these touch only this machine.
-    index.check_identity(host, new_identity)
-    server.check_port_free(host)
-    if new_identity:
-        index.set_aside(host)
-    certificate = certs.prepare(host)
-    creds = server.load_credentials(host)
-    index.record_identity(host)
-    host.start_at_boot("docker", "docker.boot")
-    if not skip_build:
-        image.build_images(host, force=rebuild)
-    data.ensure_data(host)
-    server.deploy_server(host, creds)
-    certificate_changed = certs.install_certificate(host, certificate)
-    certs.trust_ca(host, certs.ca_to_trust(host.settings))
-    nginx.configure_nginx(host, certificate_changed)
+    facts = host.read_facts(queries(host.settings))
+    host.require_docker(facts)
+    index.check_identity(host, facts, new_identity)
+    # Everything is decided before anything changes: a refusal leaves host and here as they were.
+    plan = plan_deploy(host.settings, facts, datetime.datetime.now(datetime.timezone.utc),
+                       host.name, skip_build=skip_build, rebuild=rebuild,
+                       new_identity=new_identity)
+    host.carry_out(plan)
     recap(host)
+
+
+def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_name: str, *,
+                skip_build: bool = False, rebuild: bool = False,
+                new_identity: bool = False) -> Plan:
+    """Every step of a deploy, decided from the settings, the host's facts and what this
+    machine holds (the CA, the secrets: made in memory when missing)."""
+    plan = Plan()
+    if new_identity:
+        plan.add(index.set_aside(settings, now))
+    tls = certs.prepare(settings, now, fresh=new_identity)
+    creds, secrets = credentials.prepare(settings.secrets_path, settings.accounts,
+                                         fresh=new_identity)
+    plan.add(*tls.steps, secrets, index.identity_step(settings, facts),
+             boot_step("docker.boot", "docker", facts),
+             *image.plan_images(settings, facts, force=rebuild, skip=skip_build))
+    data_image = facts.images[settings.data_image] is not None or plan.notified("image.data")
+    plan.add(data.plan_data_step(settings, facts, data_image, now))
+    server.plan_server(settings, facts, plan, creds, host_name)
+    plan.add(certs.plan_install(settings, tls, facts),
+             certs.plan_trust(settings, facts, tls.ca, host_name))
+    nginx.plan_nginx(settings, facts, plan, host_name)
+    return plan
 
 
 def recap(host: Host) -> None:

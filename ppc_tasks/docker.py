@@ -1,22 +1,6 @@
-"""Docker commands as argv lists, and the few reads the tasks need."""
+"""Labels ppc-tasks puts on what it creates, to tell later whether it is up to date.
 
-from __future__ import annotations
+files/sh/facts.sh reads them back (by these names) for the planners."""
 
-# Labels ppc-tasks puts on what it creates, to tell later whether it is up to date.
-CONTEXT_LABEL = "ppc-tasks.context-hash"
-SPEC_LABEL = "ppc-tasks.spec-hash"
-
-
-def inspect_argv(kind: str, name: str, template: str) -> list[str]:
-    """`docker image|container|volume inspect` printing one Go-template value."""
-    return ["docker", kind, "inspect", "--format", template, name]
-
-
-def label_template(label: str) -> str:
-    return f'{{{{index .Config.Labels "{label}"}}}}'
-
-
-def inspect(host, kind: str, name: str, template: str) -> str | None:
-    """The value, or None when there is no such image/container/volume."""
-    result = host.run(inspect_argv(kind, name, template), root=True, check=False)
-    return result.stdout.strip() if result.ok else None
+CONTEXT_LABEL = "ppc-tasks.context-hash"  # on an image: the hash of its build context
+SPEC_LABEL = "ppc-tasks.spec-hash"  # on the server container: the hash of what it runs

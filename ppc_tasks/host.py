@@ -1,44 +1,54 @@
-"""The one thin layer that talks to a host: run, put-if-changed, read, report.
+"""The one thin layer that talks to a host: run, gather facts, apply or show a plan.
 
-Tasks decide *what* to do with pure functions (argv lists and file contents built from
-the settings); this module is the only place that does it. A command is always an argv
-list, joined with shell quoting here, so no setting ever reaches a shell unquoted; shell
-logic lives in fixed scripts (files/sh/) that take their values as arguments. File
-contents travel on the command's stdin: nothing is staged on the host.
+Tasks decide *what* to do with pure planners (argv lists and file contents built from
+the settings and the facts); this module is the only place that does it. A command is
+always an argv list, joined with shell quoting here, so no setting ever reaches a shell
+unquoted; shell logic lives in fixed scripts (files/sh/) that take their values as
+arguments. File contents travel on the command's stdin: nothing is staged on the host.
 
-Every step reports whether it changed something, and each task ends with a count, so a
-second run can say "0 changed".
+A mutating task holds the host's lock for its whole run (and gathers its facts under
+it, in the same round trip); each run leaves a line in the host's audit log. With
+`fab --dry` a task shows its plan and changes nothing, here or there.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime
 import functools
+import getpass
 import hashlib
+import inspect
+import json
 import logging
 import os
 import shlex
 import socket
 import threading
-from dataclasses import dataclass
+import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import paramiko
 from fabric import Connection, task
 from invoke.exceptions import Exit
 
-from . import index
+from . import facts as facts_module, index
 from .errors import ConnectionLost, TaskError
-from .render import script_argv
+from .facts import Facts
+from .plan import Change, Plan, describe
+from .render import script, script_argv
 from .settings import Settings, SettingsError
-from .system import Platform, boot_commands, parse_platform
 
 Argv = Sequence[str]
 # Paramiko's transport thread logs a traceback for every failed handshake (a port that is
 # not SSH, a dropped banner); the one-line error says it all, so keep its log out of
 # the terminal (Python would print it through its last-resort handler).
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+LOCK_PATH = "/run/lock/ppc-tasks.lock"
+AUDIT_LOG = "/var/log/ppc-tasks/audit.log"
 
 
 @dataclass(frozen=True)
@@ -50,13 +60,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.exited == 0
-
-
-@dataclass(frozen=True)
-class FileState:
-    sha256: str
-    mode: str  # octal, as stat prints it: "600"
-    owner: str  # numeric "uid:gid"
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -73,26 +76,17 @@ def command_line(argv: Argv, *, as_root: bool, sudo: str) -> str:
     return f"sudo -n -- {line}"
 
 
-def shown(argv: Argv) -> str:
-    """A command as error messages show it: a script by its name, long ones cut."""
+def shown(argv: Argv, limit: int | None = 120) -> str:
+    """A command as messages show it: a script by its name (files/sh/NAME.sh), long ones
+    cut to `limit` characters."""
     text = shlex.join(argv[3:]) if list(argv[:2]) == ["sh", "-c"] else shlex.join(argv)
-    return text if len(text) < 120 else text[:117] + "..."
+    return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."
 
 
-def parse_file_state(output: str) -> FileState | None | str:
-    """FileState, None for a missing file, or "directory"."""
-    words = output.split()
-    if not words or words[0] == "missing":
-        return None
-    if words[0] == "directory":
-        return "directory"
-    mode, owner, sha256 = words[:3]
-    return FileState(sha256=sha256, mode=mode, owner=owner)
-
-
-def report_line(where: str, step: str, changed: bool, detail: str) -> str:
+def report_line(where: str, step: str, changed: bool, detail: str, dry: bool = False) -> str:
     """One step's line in a task's output: where, which step, changed or not, and what."""
-    return f"[{where}] {step:<18} {'changed' if changed else 'unchanged':<9}  {detail}"
+    state = ("would change" if dry else "changed") if changed else "unchanged"
+    return f"[{where}] {step:<18} {state:<{12 if dry else 9}}  {detail}"
 
 
 def last_lines(text: str, count: int = 3) -> str:
@@ -105,6 +99,21 @@ def display_name(connection: Connection) -> str:
     if connection.original_host != connection.host:
         return connection.original_host
     return connection.host if connection.port == 22 else f"{connection.host}:{connection.port}"
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """Names the settings a run used, for the audit log (settings hold no secrets)."""
+    data = json.dumps(asdict(settings), sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def audit_line(when: datetime.datetime, operator: str, task_name: str, fingerprint: str,
+               result: str, changed: list[str]) -> str:
+    """One line of the host's audit log: never a secret, never a newline."""
+    fields = [when.strftime("%Y-%m-%dT%H:%M:%SZ"), f"operator={operator}", f"task={task_name}",
+              f"settings={fingerprint}", f"result={result}",
+              f"changed={','.join(changed) or '-'}"]
+    return " ".join(field.replace("\n", " ") for field in fields)
 
 
 @contextlib.contextmanager
@@ -123,14 +132,21 @@ def expected_failures(where: str | None = None):
 class Host:
     """A connected host, with the validated settings and a record of what changed."""
 
-    def __init__(self, connection: Connection, settings: Settings):
+    def __init__(self, connection: Connection, settings: Settings, dry: bool = False):
         self.connection = connection
         self.settings = settings
+        self.dry = dry
         self.name = display_name(connection)
         self.changed_steps: list[str] = []
         self.unchanged_steps: list[str] = []
         self.sudo = "none"  # root | nopasswd | password | none
         self.user_ids = ""  # numeric "uid:gid" of the connecting user
+        self.round_trips = 0
+        self.started = time.monotonic()
+        self.facts: Facts | None = None
+        self.task_name = ""
+        self.lock_wait: int | None = None  # None: a run that takes no lock (read-only, --dry)
+        self._lock: paramiko.Channel | None = None
 
     @property
     def can_sudo(self) -> bool:
@@ -141,93 +157,126 @@ class Host:
             check: bool = True) -> Result:
         """Run argv, as root with root=True; output is captured, never echoed (it may
         hold secrets). stdin is sent to the command, then closed."""
-        if root and not self.can_sudo:
-            raise TaskError(f"{shown(argv)} needs root on {self.name}, and there is no sudo")
-        line = command_line(argv, as_root=root, sudo=self.sudo)
-        if root and self.sudo == "password":
-            stdin = self.connection.config.sudo.password.encode() + b"\n" + stdin
-        result = self._execute(line, stdin, argv)
+        channel = self._open(argv, root, stdin)
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        errors = threading.Thread(target=_drain, args=(channel.recv_stderr, stderr), daemon=True)
+        errors.start()
+        _drain(channel.recv, stdout)
+        errors.join()
+        result = Result(self._exit_status(channel, argv), b"".join(stdout).decode(errors="replace"),
+                        b"".join(stderr).decode(errors="replace"))
         if check and not result.ok:
             raise TaskError(f"`{shown(argv)}` failed (exit {result.exited}): "
                             f"{last_lines(result.stderr or result.stdout)}")
         return result
 
-    def _execute(self, line: str, stdin: bytes, argv: Argv) -> Result:
-        transport = self.connection.transport
-        lost = ConnectionLost(f"lost the SSH connection to {self.name} during "
-                              f"`{shown(argv)}`: check the network and run again")
+    def _open(self, argv: Argv, root: bool, stdin: bytes, keep_open: bool = False) -> paramiko.Channel:
+        """Start argv on a new channel and send stdin (after the sudo password, if sudo
+        needs one); then close stdin, unless keep_open (the caller writes more later)."""
+        if root and not self.can_sudo:
+            raise TaskError(f"{shown(argv)} needs root on {self.name}, and there is no sudo")
+        line = command_line(argv, as_root=root, sudo=self.sudo)
+        if root and self.sudo == "password":
+            stdin = self.connection.config.sudo.password.encode() + b"\n" + stdin
+        self.round_trips += 1
         try:
-            channel = transport.open_session()
+            channel = self.connection.transport.open_session()
             channel.exec_command(line)
         except (paramiko.SSHException, EOFError, OSError, AttributeError):
-            raise lost from None
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
-        feeder = threading.Thread(target=_feed, args=(channel, stdin), daemon=True)
-        errors = threading.Thread(target=_drain, args=(channel.recv_stderr, stderr), daemon=True)
-        feeder.start()
-        errors.start()
-        _drain(channel.recv, stdout)
-        errors.join()
+            raise self._lost(argv) from None
+        threading.Thread(target=_feed, args=(channel, stdin, not keep_open), daemon=True).start()
+        return channel
+
+    def _exit_status(self, channel: paramiko.Channel, argv: Argv) -> int:
         status = channel.recv_exit_status()
         channel.close()
-        if status == -1 or not transport.is_active():
-            raise lost
-        return Result(status, b"".join(stdout).decode(errors="replace"),
-                      b"".join(stderr).decode(errors="replace"))
+        if status == -1 or not self.connection.transport.is_active():
+            raise self._lost(argv)
+        return status
 
-    # -- files ----------------------------------------------------------------------------
-    def put(self, path: str, content: bytes, *, mode: str, owner: str | None = "0:0",
-            keep_previous: bool = False) -> bool:
-        """Make the file at `path` hold `content` with mode and owner; True if it changed.
+    def _lost(self, argv: Argv) -> ConnectionLost:
+        return ConnectionLost(f"lost the SSH connection to {self.name} during "
+                              f"`{shown(argv)}`: check the network and run again")
 
-        owner is numeric "uid:gid" for a system file (written as root), or None for a
-        file of the connecting user (written without sudo). keep_previous keeps the file
-        it replaces as PATH.ppc-previous, for restore_previous.
-        """
-        root = owner is not None
-        desired = FileState(hashlib.sha256(content).hexdigest(), mode, owner or self.user_ids)
-        current = parse_file_state(self.run(script_argv("file-state", path), root=root).stdout)
-        if current == desired:
-            return False
-        self.run(script_argv("put-file", path, mode, owner or "", "keep" if keep_previous else ""),
-                 root=root, stdin=content)
-        return True
+    # -- facts, the lock and the audit log ------------------------------------------------
+    def read_facts(self, queries: Sequence[str]) -> Facts:
+        """The facts this task decides from; a mutating run takes the lock with them."""
+        queries = list(dict.fromkeys(queries))  # each answered once: docker calls are slow
+        if self.lock_wait is None:
+            return self.gather(queries)
+        return self.lock_and_gather(self.task_name, queries, self.lock_wait)
 
-    def restore_previous(self, path: str) -> None:
-        """Put back the file put() replaced with keep_previous (if it did)."""
-        self.run(script_argv("restore-previous", path), root=True)
+    def gather(self, queries: Sequence[str], *, root: bool = True) -> Facts:
+        """Read the facts a task decides from, in one round trip."""
+        self.facts = facts_module.parse(self.run(script_argv("facts", *queries), root=root).stdout)
+        return self.facts
 
-    def forget_previous(self, path: str) -> None:
-        self.run(["rm", "-f", "--", f"{path}.ppc-previous"], root=True)
+    def lock_and_gather(self, task_name: str, queries: Sequence[str], wait: int) -> Facts:
+        """Take the host's lock for this run and read the facts under it, in one round
+        trip. The lock lasts as long as the connection: a killed fab never leaves one."""
+        holder = (f"{getpass.getuser()}@{socket.gethostname()} running {task_name} since "
+                  f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+        argv = script_argv("hold-lock", LOCK_PATH, AUDIT_LOG, str(wait), holder,
+                           script("facts"), *queries)
+        channel = self._open(argv, root=True, stdin=b"", keep_open=True)
+        reader = channel.makefile("r")
+        first = reader.readline().strip()
+        if first != "locked":
+            self._exit_status(channel, argv)
+            if first.startswith("busy"):
+                holder = first[5:] or "another run"
+                raise TaskError(f"{self.name} is busy: {holder}; try again when it is done, "
+                                f"or wait for it with --lock-wait=SECONDS")
+            raise TaskError(f"cannot take the lock on {self.name}: {first or 'no answer'}")
+        lines = []
+        for line in reader:
+            if line.strip() == "end-of-facts":
+                break
+            lines.append(line.rstrip("\n"))
+        else:
+            raise self._lost(argv)
+        self._lock = channel
+        self.facts = facts_module.parse("\n".join(lines))
+        return self.facts
 
-    def read(self, path: str, *, root: bool = False) -> str | None:
-        """The text of a file on the host, or None when there is none."""
-        result = self.run(script_argv("read-file", path), root=root, check=False)
-        if result.exited == 3:
-            return None
-        if not result.ok:
-            raise TaskError(f"cannot read {path} on {self.name}: {last_lines(result.stderr, 1)}")
-        return result.stdout
-
-    # -- the system -----------------------------------------------------------------------
-    @functools.cached_property
-    def platform(self) -> Platform:
-        """Init system, OS family and what follows from them; detected once."""
-        return parse_platform(self.run(script_argv("platform")).stdout)
-
-    def start_at_boot(self, unit: str, step: str) -> None:
-        """Enable a systemd unit, so the index comes back after a reboot by itself."""
-        commands = boot_commands(self.platform, unit)
-        if commands is None:
-            self.report(step, False, f"no systemd on {self.name}: start {unit} at boot yourself")
+    def release(self, audit: str | None) -> None:
+        """Write the run's audit line (if any) and let go of the lock."""
+        channel, self._lock = self._lock, None
+        if channel is None:
             return
-        is_enabled, enable = commands
-        if self.run(is_enabled, check=False).ok:
-            self.report(step, False, f"{unit} starts at boot")
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            if audit:
+                channel.sendall(audit.encode() + b"\n")
+            channel.shutdown_write()
+            channel.recv_exit_status()
+            channel.close()
+
+    # -- plans ----------------------------------------------------------------------------
+    def carry_out(self, plan: Plan) -> None:
+        """Apply the plan, or show it with --dry."""
+        if self.dry:
+            for step, changes, line, details in describe(plan, functools.partial(shown, limit=None)):
+                (self.changed_steps if changes else self.unchanged_steps).append(step)
+                print(report_line(self.name, step, changes, line, dry=True), flush=True)
+                for detail in details:
+                    print(f"        {detail}", flush=True)
             return
-        self.run(enable, root=True)
-        self.report(step, True, f"{unit} now starts at boot")
+        for step in plan.steps:
+            if not isinstance(step, Change):
+                self.report(step.step, False, step.detail)
+                continue
+            if step.local is not None:
+                step.local()
+            for command in step.commands:
+                result = self.run(command.argv, root=command.root, stdin=command.stdin,
+                                  check=not command.failure)
+                if not result.ok:
+                    raise TaskError(f"{command.failure}: "
+                                    f"{last_lines(result.stdout + result.stderr, 4)}")
+            if step.run is not None:
+                step.run(self)
+            self.report(step.step, True, step.done)
 
     # -- reporting ------------------------------------------------------------------------
     def report(self, step: str, changed: bool, detail: str) -> None:
@@ -238,7 +287,12 @@ class Host:
         print(f"[{self.name}] {message}", flush=True)
 
     def summary(self) -> None:
-        self.note(f"done: {len(self.changed_steps)} changed, {len(self.unchanged_steps)} unchanged")
+        changed, unchanged = len(self.changed_steps), len(self.unchanged_steps)
+        if self.dry:
+            self.note(f"dry run: {changed} would change, {unchanged} unchanged; nothing was changed")
+            return
+        self.note(f"done: {changed} changed, {unchanged} unchanged in "
+                  f"{time.monotonic() - self.started:.1f} s ({self.round_trips} SSH round trips)")
 
     # -- preflight ------------------------------------------------------------------------
     def connect(self, require_sudo: bool = True) -> None:
@@ -258,46 +312,34 @@ class Host:
             raise TaskError(f"cannot reach {self.name} over SSH: {reason}") from None
         # A dead peer is noticed within a minute instead of hanging a command forever.
         self.connection.transport.set_keepalive(15)
-        uid, gid = self.run(["sh", "-c", "id -u && id -g"]).stdout.split()
+        uid, gid, sudo = self.run(["sh", "-c", "id -u; id -g; sudo -n true 2>/dev/null "
+                                               "&& echo nopasswd || echo none"]).stdout.split()
         self.user_ids = f"{uid}:{gid}"
-        self.sudo = self._sudo_mode(uid)
+        self.sudo = "root" if uid == "0" else sudo
+        if self.sudo == "none" and self.connection.config.sudo.password:
+            self.sudo = "password"
+            if not self.run(["true"], root=True, check=False).ok:
+                raise TaskError(f"sudo on {self.name} refused the password given")
         if require_sudo and not self.can_sudo:
             raise TaskError(f"{where} cannot use sudo without a password: allow it "
                             f"(NOPASSWD) or run fab with --prompt-for-sudo-password")
 
-    def _sudo_mode(self, uid: str) -> str:
-        if uid == "0":
-            return "root"
-        if self.run(["sudo", "-n", "true"], check=False).ok:
-            return "nopasswd"
-        if self.connection.config.sudo.password:
-            self.sudo = "password"
-            if not self.run(["true"], root=True, check=False).ok:
-                raise TaskError(f"sudo on {self.name} refused the password given")
-            return "password"
-        return "none"
-
-    def require_docker(self) -> None:
-        if not self.run(["sh", "-c", "command -v docker"], check=False).ok:
+    def require_docker(self, facts: Facts) -> None:
+        if facts.docker == "missing":
             raise TaskError(f"Docker is not installed on {self.name}: install it "
                             f"(Debian/Ubuntu: apt-get install docker.io) and run again")
-        answer = self.run(["docker", "version", "--format", "{{.Server.Version}}"], root=True,
-                          check=False)
-        if not answer.ok or not answer.stdout.strip():
-            output = answer.stderr + answer.stdout
-            if any(sign in output for sign in ("Cannot connect", "daemon running",
-                                               "connection refused", "no such file")):
-                raise TaskError(f"dockerd is not running on {self.name}: start it "
-                                f"(systemctl start docker) and run again")
-            raise TaskError(f"Docker on {self.name} does not answer: {last_lines(output, 1)}")
+        if facts.docker != "running":
+            raise TaskError(f"dockerd is not running on {self.name}: start it "
+                            f"(systemctl start docker) and run again")
 
 
-def _feed(channel: paramiko.Channel, data: bytes) -> None:
-    """Send stdin and close it, so the command sees its end."""
+def _feed(channel: paramiko.Channel, data: bytes, close: bool) -> None:
+    """Send stdin; close it (so the command sees its end) unless it stays open."""
     with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
         if data:
             channel.sendall(data)
-        channel.shutdown_write()
+        if close:
+            channel.shutdown_write()
 
 
 def _drain(receive, chunks: list[bytes]) -> None:
@@ -308,6 +350,7 @@ def _drain(receive, chunks: list[bytes]) -> None:
         chunks.append(data)
 
 
+# -- tasks ---------------------------------------------------------------------------------
 def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
     """The validated settings of this fab run, for the index it works on.
 
@@ -320,35 +363,76 @@ def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
     return index.for_servers(settings) if for_server else index.for_clients(settings, index_option)
 
 
-def host_task(body=None, *, docker: bool = True, for_server: bool = True):
+OPTION_HELP = {
+    "index": "the index to work with, when several were deployed from this machine",
+    "lock_wait": "wait up to this many seconds for another run's lock on the host "
+                 "(default: stop at once, naming who holds it)",
+}
+
+
+def with_options(wrapper, body, **options):
+    """Give the task `wrapper` the options of `body` plus these (name=default), which the
+    wrapper takes for itself: `fab --help TASK` lists them all."""
+    signature = inspect.signature(body)
+    parameters = list(signature.parameters.values()) + [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+        for name, default in options.items()]
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    return task(wrapper, auto_shortflags=False,  # -i, -H and friends belong to fab
+                help={name: OPTION_HELP[name] for name in options})
+
+
+def host_task(body=None, *, docker: bool = True, for_server: bool = True, mutating: bool = True):
     """Make a Fabric task of `body(host, ...)` for one host: settings validated first,
-    then connected, sudo checked (and Docker, with docker=True).
+    then connected, sudo checked (and Docker, with docker=True, once the body has its
+    facts: host.require_docker).
 
     For a server, the -H name names the index unless server_names says otherwise; a
-    task for any other host (for_server=False) works with the index deployed from
-    this machine, or the one its `index` option names.
+    task for any other host (for_server=False) works with the index deployed from this
+    machine, or the one --index names. A mutating task takes the host's lock (see
+    Host.lock_and_gather, --lock-wait) and leaves a line in its audit log, unless --dry.
 
     Expected failures (bad settings, unreachable host, a failing command) end the run
     with one line on stderr and exit code 1, never a traceback.
     """
     if body is None:
-        return functools.partial(host_task, docker=docker, for_server=for_server)
+        return functools.partial(host_task, docker=docker, for_server=for_server,
+                                 mutating=mutating)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
+        index_option = kwargs.pop("index", "")
+        lock_wait = kwargs.pop("lock_wait", 0)
         where = display_name(c) if isinstance(c, Connection) else "the host"
         with expected_failures(where):
-            settings = settings_of(c, for_server=for_server, index_option=kwargs.get("index", ""))
+            settings = settings_of(c, for_server=for_server, index_option=index_option)
             if not isinstance(c, Connection):
                 raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
-            host = Host(c, settings)
+            host = Host(c, settings, dry=bool(c.config.run.dry))
+            host.lock_wait = int(lock_wait) if mutating and not host.dry else None
+            collection = body.__module__.rsplit(".", 1)[-1]
+            host.task_name = body.__name__ if collection == body.__name__ else \
+                f"{collection}.{body.__name__}"
             host.connect()
-            if docker:
-                host.require_docker()
-            body(host, *args, **kwargs)
-            host.summary()
+            result = "failed"
+            try:
+                body(host, *args, **kwargs)
+                result = "ok"
+            except TaskError as error:
+                result = f"failed: {error}"[:200]
+                raise
+            finally:
+                host.release(audit_line(datetime.datetime.now(datetime.timezone.utc),
+                                        f"{getpass.getuser()}@{socket.gethostname()}",
+                                        host.task_name, settings_fingerprint(host.settings),
+                                        result, host.changed_steps))
+            if mutating:
+                host.summary()
 
-    return task(wrapper, auto_shortflags=False)  # -i, -H and friends belong to fab
+    options = {"lock_wait": 0} if mutating else {}
+    if not for_server:
+        options["index"] = ""
+    return with_options(wrapper, body, **options)
 
 
 # Tasks already run on every host of this `fab` run (see many_hosts_task).
@@ -365,52 +449,89 @@ def cli_hosts(c) -> list[str]:
     return [h for h in hosts.split(",") if h] if hosts else [c.original_host]
 
 
+@dataclass
+class HostOutcome:
+    target: str  # the -H entry
+    host: Host | None
+    error: str | None = None
+
+
+def on_each_host(c, work, settings_for, require_sudo: bool = False) -> list[HostOutcome]:
+    """Run work(host) on every -H host in parallel (16 at a time); one failing or
+    unreachable host never stops the others. settings_for(connection) gives a host its
+    settings."""
+    dry = bool(c.config.run.dry)
+
+    def run_one(target: str) -> HostOutcome:
+        connection = Connection(target, config=c.config)
+        host = None
+        try:
+            host = Host(connection, settings_for(connection), dry=dry)
+            host.connect(require_sudo=require_sudo)
+            work(host)
+        except (TaskError, SettingsError) as error:
+            return HostOutcome(target, host, str(error))
+        except Exception as error:  # an unexpected one still must not stop the others
+            return HostOutcome(target, host, f"{type(error).__name__}: {error}")
+        finally:
+            connection.close()
+        return HostOutcome(target, host)
+
+    hosts = cli_hosts(c)
+    with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_HOSTS, len(hosts))) as pool:
+        return list(pool.map(run_one, hosts))
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(name) for name, _, _ in rows)
+    print(f"\n{'host':<{width}}  {'result':<8}  detail", flush=True)
+    for name, outcome, detail in rows:
+        print(f"{name:<{width}}  {outcome:<8}  {detail}", flush=True)
+
+
+def first_call(c, name: str) -> bool:
+    """Fabric calls a task once per -H host; a task that runs them all at once works
+    on the first call only."""
+    if name in _finished:
+        return False
+    if not isinstance(c, Connection):
+        raise Exit("Error: name the hosts to work on: fab -H HOST1,HOST2 ...", code=2)
+    _finished.add(name)
+    return True
+
+
 def many_hosts_task(body):
     """Make a Fabric task of `body(host, ...)` for many hosts at once (`fab -H a,b,c`).
 
-    Fabric calls a task once per host, one after another. The first call here runs
-    `body` on every -H host in parallel; one failing or unreachable host never stops
-    the others. A table ends the run, one line per host; the exit code is non-zero if
-    any host failed. The calls Fabric makes for the other hosts find the work done.
-    Sudo is optional: `host.can_sudo` says whether there is any.
+    The first call Fabric makes runs `body` on every -H host in parallel (see
+    on_each_host); the others find the work done. A table ends the run, one line per
+    host; the exit code is non-zero if any host failed. Sudo is optional:
+    `host.can_sudo` says whether there is any. The index is the one deployed from this
+    machine (--index picks one).
     """
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
-        if body.__name__ in _finished:
-            return
+        index_option = kwargs.pop("index", "")
         with expected_failures():
-            settings = settings_of(c, for_server=False, index_option=kwargs.get("index", ""))
-        if not isinstance(c, Connection):
-            raise Exit("Error: name the hosts to work on: fab -H HOST1,HOST2 ...", code=2)
-        _finished.add(body.__name__)
-        hosts = cli_hosts(c)
-
-        def run_one(target: str) -> tuple[str, str, str]:
-            """(the -H entry, ok|changed|failed, detail)"""
-            host = Host(Connection(target, config=c.config), settings)
-            try:
-                host.connect(require_sudo=False)
-                body(host, *args, **kwargs)
-            except TaskError as error:
-                return target, "failed", str(error)
-            except Exception as error:  # an unexpected one still must not stop the others
-                return target, "failed", f"{type(error).__name__}: {error}"
-            finally:
-                host.connection.close()
-            outcome = "changed" if host.changed_steps else "ok"
-            return target, outcome, (f"{len(host.changed_steps)} changed, "
-                                     f"{len(host.unchanged_steps)} unchanged")
-
-        with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_HOSTS, len(hosts))) as pool:
-            results = list(pool.map(run_one, hosts))
-        width = max(len(name) for name, _, _ in results)
-        print(f"\n{'host':<{width}}  {'result':<8}  detail", flush=True)
-        for name, outcome, detail in results:
-            print(f"{name:<{width}}  {outcome:<8}  {detail}", flush=True)
-        failed = [name for name, outcome, _ in results if outcome == "failed"]
+            settings = settings_of(c, for_server=False, index_option=index_option)
+        if not first_call(c, body.__name__):
+            return
+        outcomes = on_each_host(c, lambda host: body(host, *args, **kwargs),
+                                lambda connection: settings)
+        verb = "would change" if c.config.run.dry else "changed"
+        rows = []
+        for outcome in outcomes:
+            if outcome.error is not None:
+                rows.append((outcome.target, "failed", outcome.error))
+                continue
+            changed, unchanged = len(outcome.host.changed_steps), len(outcome.host.unchanged_steps)
+            rows.append((outcome.target, verb if changed else "ok",
+                         f"{changed} {verb}, {unchanged} unchanged"))
+        print_table(rows)
+        failed = [target for target, result, _ in rows if result == "failed"]
         if failed:
-            raise Exit(f"Error: {len(failed)} of {len(results)} hosts failed: {', '.join(failed)}",
+            raise Exit(f"Error: {len(failed)} of {len(rows)} hosts failed: {', '.join(failed)}",
                        code=1)
 
-    return task(wrapper, auto_shortflags=False)  # -i, -H and friends belong to fab
+    return with_options(wrapper, body, index="")

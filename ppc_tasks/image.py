@@ -8,8 +8,9 @@ import tarfile
 from dataclasses import dataclass
 
 from . import docker
-from .errors import TaskError
-from .host import Host, host_task, last_lines
+from .facts import Facts
+from .host import host_task
+from .plan import Change, Command, Plan, Step, Unchanged, size
 from .render import DOCKER_DIR
 from .settings import PYPICLOUD_UID, Settings
 
@@ -77,23 +78,43 @@ def build_argv(build: ImageBuild, no_cache: bool) -> list[str]:
     return argv + ["-"]
 
 
-def ensure_image(host: Host, build: ImageBuild, force: bool = False) -> None:
-    """Build the image unless the host has one made from the very same context."""
-    step = f"image.{build.role}"
-    built_from = docker.inspect(host, "image", build.tag, docker.label_template(docker.CONTEXT_LABEL))
-    if built_from == build.context_hash and not force:
-        host.report(step, False, f"{build.tag} is up to date")
-        return
-    result = host.run(build_argv(build, no_cache=force), root=True, stdin=build.context_tar(),
-                      check=False)
-    if not result.ok:
-        raise TaskError(f"building {build.tag} failed: {last_lines(result.stdout + result.stderr, 4)}")
-    host.report(step, True, f"built {build.tag}")
+def queries(settings: Settings) -> list[str]:
+    return [f"image={build.tag}" for build in image_builds(settings)]
 
 
-def build_images(host: Host, force: bool = False) -> None:
-    for image_build in image_builds(host.settings):
-        ensure_image(host, image_build, force)
+def plan_images(settings: Settings, facts: Facts, *, force: bool = False,
+                skip: bool = False) -> list[Step]:
+    """Build each image unless the host has one made from the very same context. A
+    build notifies `image.<role>`: what runs from that image must be replaced."""
+    steps: list[Step] = []
+    for build in image_builds(settings):
+        step = f"image.{build.role}"
+        current = facts.images[build.tag]
+        if skip:
+            steps.append(Unchanged(step, f"{build.tag}: not built (--skip-build)"))
+        elif current is not None and current.context == build.context_hash and not force:
+            steps.append(Unchanged(step, f"{build.tag} is up to date"))
+        else:
+            reason = ("--rebuild" if current is not None and current.context == build.context_hash
+                      else "its files or build options changed" if current else "it is missing")
+            context = build.context_tar()
+            steps.append(Change(
+                step, done=f"built {build.tag}", would=f"build {build.tag}: {reason}",
+                commands=[Command(tuple(build_argv(build, no_cache=force)), stdin=context,
+                                  stdin_shown=f"the build context of docker/{build.role}, "
+                                              f"{size(context)}",
+                                  failure=f"building {build.tag} failed")],
+                notifies=(step,)))
+    return steps
+
+
+def image_identity(settings: Settings, facts: Facts, plan: Plan, tag: str, role: str) -> str | None:
+    """What the container from `tag` runs: the context hash it is (or is about to be)
+    built from; for an image ppc-tasks did not build, its ID. None: there is none."""
+    if plan.notified(f"image.{role}"):
+        return next(build.context_hash for build in image_builds(settings) if build.role == role)
+    current = facts.images[tag]
+    return (current.context or current.id) if current else None
 
 
 @host_task
@@ -104,4 +125,8 @@ def build(host, force=False):
     options change. --force rebuilds from scratch (no layer cache), e.g. to pick up
     security updates of the base image's packages.
     """
-    build_images(host, force)
+    facts = host.read_facts(["platform", "docker", *queries(host.settings)])
+    host.require_docker(facts)
+    plan = Plan()
+    plan.add(*plan_images(host.settings, facts, force=force))
+    host.carry_out(plan)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from . import state
 from .errors import TaskError
-from .render import script_argv
-from .settings import Settings
+from .facts import Facts
+from .plan import Change, Step, Unchanged, file_step
+from .settings import DATA_DIR, Settings
 
 RECORD = "index.json"
 HOST_MARKER = "/etc/ppc-tasks/index"
@@ -114,43 +115,67 @@ def for_servers(settings: Settings) -> Settings:
     return with_index(settings, index, ())
 
 
-def check_identity(host, new_identity: bool = False) -> None:
+def queries(settings: Settings) -> list[str]:
+    """What tells whether a host serves an index, and which one."""
+    return [f"text={HOST_MARKER}", f"file={settings.config_path}", f"volume={settings.data_volume}",
+            f"data-container={settings.data_container}:{DATA_DIR}"]
+
+
+def host_has_index(settings: Settings, facts: Facts) -> bool:
+    config = facts.file(settings.config_path)
+    data_container = facts.data_containers[f"{settings.data_container}:{DATA_DIR}"][0]
+    return (config.state is not None or config.is_directory
+            or facts.volumes[settings.data_volume] != "missing" or data_container != "missing")
+
+
+def marker_of(facts: Facts) -> str | None:
+    content = facts.file(HOST_MARKER).content
+    return (content.decode(errors="replace").strip() or None) if content else None
+
+
+def check_identity(host, facts: Facts, new_identity: bool = False) -> None:
     """Refuse a run that would give the host's index a second identity (a new CA, new
     passwords); follow the host to its index when the names changed. Touches nothing."""
     settings = host.settings
     indexes = known_indexes(settings.state_dir)
-    marker = (host.read(HOST_MARKER, root=True) or "").strip() or None
+    marker = marker_of(facts)
     if marker and marker != settings.index_name and marker in indexes:
         host.settings = settings = dataclasses.replace(settings, index_name=marker)
     if new_identity:
         return
-    host_has_index = host.run(script_argv("has-index", settings.config_path,
-                                           settings.data_volume, settings.data_container),
-                              root=True, check=False).ok
-    problem = identity_problem(settings.index_name, marker, host_has_index, indexes,
-                               settings.state_dir, host.name)
+    problem = identity_problem(settings.index_name, marker, host_has_index(settings, facts),
+                               indexes, settings.state_dir, host.name)
     if problem:
         raise TaskError(problem)
 
 
-def record_identity(host) -> None:
-    """Note the index's names in its folder, and on the host which index it serves."""
-    settings = host.settings
+def identity_step(settings: Settings, facts: Facts) -> Step:
+    """The index's names in its folder here, and on the host which index it serves."""
     record = settings.server_state_dir / RECORD
     wanted = {"server_names": list(settings.server_names)}
-    if not record.exists() or json.loads(record.read_text()) != wanted:
-        state.write(record, (json.dumps(wanted, indent=2) + "\n").encode(), 0o644)
-    changed = host.put(HOST_MARKER, f"{settings.index_name}\n".encode(), mode="644")
-    host.report("index.identity", changed, f"{settings.index_name} ({settings.server_state_dir})")
+    record_is_current = record.exists() and json.loads(record.read_text()) == wanted
+    folder = f"{settings.index_name} ({settings.server_state_dir})"
+    marker = file_step("index.identity", HOST_MARKER, f"{settings.index_name}\n".encode(),
+                       facts.file(HOST_MARKER), mode="644", owner="0:0", done=folder)
+    if record_is_current:
+        return marker
+    commands = marker.commands if isinstance(marker, Change) else []
+    return Change("index.identity", done=folder,
+                  would=f"record the index {settings.index_name}: its names in {record}"
+                        + (", its name on the host" if commands else ""),
+                  commands=commands, diffs=marker.diffs if isinstance(marker, Change) else (),
+                  local=lambda: state.write(record, (json.dumps(wanted, indent=2) + "\n").encode(),
+                                            0o644))
 
 
-def set_aside(host) -> None:
+def set_aside(settings: Settings, now: datetime.datetime) -> Step:
     """--new-identity: the index's folder (CA, passwords) is moved aside, never deleted,
-    so that new ones are made."""
-    folder = host.settings.server_state_dir
+    so that new ones are made (in memory first: --dry creates nothing)."""
+    folder = settings.server_state_dir
     if not folder.exists():
-        return
-    aside = folder.with_name(f"{folder.name}.replaced-"
-                             f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d%H%M%S}")
-    folder.rename(aside)
-    host.note(f"--new-identity: the previous CA and passwords are kept in {aside}")
+        return Unchanged("index.new-identity", f"there is no {folder} to set aside")
+    aside = folder.with_name(f"{folder.name}.replaced-{now:%Y%m%d%H%M%S}")
+    return Change("index.new-identity",
+                  done=f"the previous CA and passwords are kept in {aside}",
+                  would=f"set {folder} aside as {aside}, then make a new CA and passwords",
+                  local=lambda: folder.rename(aside))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from . import certs
 from .errors import TaskError
-from .host import Host, host_task
-from .render import render
+from .facts import Facts
+from .host import host_task
+from .plan import Change, Command, Plan, Step, Unchanged, boot_step, file_step
+from .render import render, script, script_argv
 from .settings import Settings
 from .system import nginx_service
 
@@ -19,55 +21,51 @@ def render_site(settings: Settings) -> bytes:
                   key_path=key_path)
 
 
-def nginx_error(output: str) -> str:
-    lines = [line for line in output.splitlines() if "[emerg]" in line or "[crit]" in line]
-    return (lines or output.strip().splitlines() or ["no output"])[0]
+def queries() -> list[str]:
+    return ["nginx", f"text={SITE_PATH}", "unit=nginx"]
 
 
-def ensure_installed(host: Host) -> None:
-    if host.run(["sh", "-c", "command -v nginx || test -x /usr/sbin/nginx"], check=False).ok:
-        host.report("nginx.install", False, "nginx is installed")
-        return
-    family = host.platform.family
-    if family is None:
-        raise TaskError(f"cannot install nginx on {host.name} ({host.platform.os}): "
+def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str) -> None:
+    """nginx.install, nginx.site, nginx.service (reloaded when notified), nginx.boot."""
+    installed, running = facts.nginx
+    family = facts.platform.family
+    if installed:
+        plan.add(Unchanged("nginx.install", "nginx is installed"))
+    elif family is None:
+        raise TaskError(f"cannot install nginx on {host_name} ({facts.platform.os}): "
                         f"install it by hand and run again")
-    host.run(family.install_nginx, root=True)
-    host.report("nginx.install", True, f"installed nginx ({family.name} packages)")
-
-
-def configure_site(host: Host, certificate_changed: bool = False) -> None:
-    """Write the site, test it with nginx -t, and reload only when something changed.
-
-    A configuration nginx rejects never goes live: the previous site is put back.
-    """
-    site_changed = host.put(SITE_PATH, render_site(host.settings), mode="644", keep_previous=True)
-    if site_changed or certificate_changed:
-        test = host.run(["nginx", "-t"], root=True, check=False)
-        if not test.ok:
-            if site_changed:
-                host.restore_previous(SITE_PATH)
-            raise TaskError(f"nginx rejected the new configuration, the previous one stays "
-                            f"live: {nginx_error(test.stderr + test.stdout)}")
-    if site_changed:
-        host.forget_previous(SITE_PATH)
-    host.report("nginx.site", site_changed, SITE_PATH)
-
-    nginx = nginx_service(host.platform)
-    if not host.run(nginx.is_running, root=True, check=False).ok:
-        host.run(nginx.start, root=True)
-        host.report("nginx.service", True, "started nginx")
-    elif site_changed or certificate_changed:
-        host.run(nginx.reload, root=True)
-        host.report("nginx.service", True, "reloaded nginx")
     else:
-        host.report("nginx.service", False, "nginx is running with this configuration")
-    host.start_at_boot("nginx", "nginx.boot")
+        plan.add(Change("nginx.install", done=f"installed nginx ({family.name} packages)",
+                        would=f"install nginx ({family.name} packages)",
+                        commands=[Command.of(*family.install_nginx)]))
+    plan.add(site_step(settings, facts))
+    nginx = nginx_service(facts.platform)
+    if not running:
+        plan.add(Change("nginx.service", done="started nginx", would="start nginx",
+                        commands=[Command.of(*nginx.start)]))
+    elif plan.notified("nginx.reload"):
+        plan.add(Change("nginx.service", done="reloaded nginx",
+                        would="reload nginx: its site or certificate changes",
+                        commands=[Command.of("nginx", "-t", failure="nginx rejects the new "
+                                                                   "certificate"),
+                                  Command.of(*nginx.reload)]))
+    else:
+        plan.add(Unchanged("nginx.service", "nginx is running with this configuration"))
+    plan.add(boot_step("nginx.boot", "nginx", facts))
 
 
-def configure_nginx(host: Host, certificate_changed: bool = False) -> None:
-    ensure_installed(host)
-    configure_site(host, certificate_changed)
+def site_step(settings: Settings, facts: Facts) -> Step:
+    """The site, written only if `nginx -t` accepts it (else the previous one stays)."""
+    site = render_site(settings)
+    step = file_step("nginx.site", SITE_PATH, site, facts.file(SITE_PATH), mode="644",
+                     owner="0:0", notifies=("nginx.reload",))
+    if isinstance(step, Change):
+        step.commands = [Command.of(*script_argv("put-checked", script("put-file"), SITE_PATH,
+                                                 "644", "nginx", "-t"),
+                                    stdin=site,
+                                    failure="nginx rejected the new configuration, the "
+                                            "previous one stays live")]
+    return step
 
 
 @host_task(docker=False)
@@ -77,7 +75,10 @@ def configure(host):
     The site proxies to pypicloud on 127.0.0.1, with TLS 1.2+, no upload size limit and
     the forwarded headers pypicloud needs for https:// links. It is checked with
     `nginx -t` before it goes live (a rejected one is rolled back), and nginx is
-    reloaded only when the site or certificate changed. Needs the certificate from
-    certs.install (or tls_host_cert/tls_host_key).
+    reloaded only when the site changed. Needs the certificate from certs.install (or
+    tls_host_cert/tls_host_key).
     """
-    configure_nginx(host)
+    facts = host.read_facts(["platform", *queries()])
+    plan = Plan()
+    plan_nginx(host.settings, facts, plan, host.name)
+    host.carry_out(plan)

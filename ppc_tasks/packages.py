@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import subprocess
 import sys
 
@@ -41,7 +42,7 @@ def upload(c, files, index=""):
     Runs on this machine (no -H), with the URL, the account (client_user) and the CA
     of the index deployed from here (--index NAME picks one when there are several).
     Quote the pattern, so that it reaches the task as one argument. A version already
-    on the index is refused with a clear error.
+    on the index is refused with a clear error. With fab --dry, shows the twine command.
     """
     with expected_failures():
         settings = settings_of(c, for_server=False, index_option=index)
@@ -49,6 +50,14 @@ def upload(c, files, index=""):
         if not paths:
             raise TaskError(f"no files match {files!r}: build distributions first "
                             f"(python -m build)")
+        if c.config.run.dry:
+            for path in paths:
+                print(report_line(settings.index_name, "packages.upload", True,
+                                  f"upload {path} to {settings.index_url} as "
+                                  f"{settings.client_user}", dry=True), flush=True)
+            print(f"        $ {shlex.join(twine_argv(settings, paths))}  "
+                  f"(TWINE_PASSWORD from {settings.secrets_path})", flush=True)
+            return
         # requests lets these override twine's --cert (psf/requests#3829): drop them.
         environment = {key: value for key, value in os.environ.items()
                        if key not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}

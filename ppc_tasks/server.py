@@ -10,27 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import re
 
-from . import credentials, docker, index
+from . import credentials, docker, image, index
 from .credentials import Credentials
 from .errors import TaskError
+from .facts import ContainerFacts, Facts
 from .host import Host, host_task, last_lines
+from .plan import REDACTED, Change, Command, Plan, Unchanged, file_step
 from .render import render, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, SERVER_PORT, Settings
 
 CONTAINER_CONFIG_DIR = "/etc/pypicloud"  # the image's CMD reads config.ini here
 PREVIOUS_SUFFIX = "-previous"  # the container being replaced, while its successor starts
-STATE_TEMPLATE = (f"{docker.label_template(docker.SPEC_LABEL)}|{{{{.State.Running}}}}|"
-                  "{{range $port, $bindings := .HostConfig.PortBindings}}"
-                  "{{range $bindings}}{{.HostPort}}{{end}}{{end}}")
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    spec: str  # the spec label it was created with ("" for one ppc-tasks did not make)
-    running: bool
-    port: int | None  # the host port it publishes
+# Lines of config.ini that --dry never shows: password hashes and session keys.
+SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key)(\s*=\s*).*$", re.M)
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -45,6 +39,10 @@ def render_config(settings: Settings, creds: Credentials) -> bytes:
         session_encrypt_key=creds.session_encrypt_key,
         session_validate_key=creds.session_validate_key,
     )
+
+
+def redact_config(text: str) -> str:
+    return SECRET_LINE.sub(lambda match: f"{match[1]}{match[3]}{REDACTED}", text)
 
 
 def run_argv(settings: Settings, spec: str | None = None) -> list[str]:
@@ -65,26 +63,21 @@ def run_argv(settings: Settings, spec: str | None = None) -> list[str]:
     ]
 
 
-def container_spec(settings: Settings, image_id: str, config: bytes) -> str:
+def container_spec(settings: Settings, image_identity: str, config: bytes) -> str:
     """Hash of everything the container depends on; a change means replace it."""
-    payload = json.dumps([run_argv(settings), image_id, hashlib.sha256(config).hexdigest()])
+    payload = json.dumps([run_argv(settings), image_identity, hashlib.sha256(config).hexdigest()])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def parse_container_state(output: str | None) -> ContainerState | None:
-    if output is None:
-        return None
-    spec, running, port = (output.split("|") + ["", ""])[:3]
-    return ContainerState(spec=spec, running=running == "true",
-                          port=int(port) if port.isdigit() else None)
-
-
-def container_action(current: ContainerState | None, spec: str, config_changed: bool) -> str | None:
+def container_action(current: ContainerFacts | None, spec: str, config_changed: bool,
+                     image_rebuilt: bool = False) -> str | None:
     """What the container needs: "create", "replace: <why>", "start", or None."""
     if current is None:
         return "create"
     if config_changed:
         return "replace: config.ini changed"
+    if image_rebuilt:
+        return "replace: its image was rebuilt"
     if current.spec != spec:
         return "replace: its image or options changed"
     if not current.running:
@@ -92,67 +85,83 @@ def container_action(current: ContainerState | None, spec: str, config_changed: 
     return None
 
 
-def listening_ports(proc_net_tcp: str) -> set[int]:
-    """TCP ports in LISTEN state, from /proc/net/tcp and /proc/net/tcp6 (no ss needed)."""
-    ports = set()
-    for line in proc_net_tcp.splitlines():
-        columns = line.split()
-        if len(columns) > 3 and columns[3] == "0A" and ":" in columns[1]:
-            ports.add(int(columns[1].rsplit(":", 1)[1], 16))
-    return ports
+def queries(settings: Settings) -> list[str]:
+    name = settings.server_container
+    return [f"container={name}", f"container={name}{PREVIOUS_SUFFIX}",
+            f"text={settings.config_path}", f"volume={settings.data_volume}",
+            f"image={settings.server_image}", "ports"]
 
 
-# -- doing ---------------------------------------------------------------------------------
-def load_credentials(host: Host) -> Credentials:
-    """The index's passwords and session keys from the operator's machine; made on first use."""
-    path = host.settings.secrets_path
-    creds, generated = credentials.ensure(path, host.settings.accounts)
-    for user in generated:
-        host.note(f"generated a password for {user!r}: it is in {path} (mode 0600)")
-    return creds
-
-
-def container_state(host: Host, name: str) -> ContainerState | None:
-    return parse_container_state(docker.inspect(host, "container", name, STATE_TEMPLATE))
-
-
-def check_port_free(host: Host) -> None:
-    """Fail before anything changes when something other than our container holds the port."""
-    settings = host.settings
-    current = container_state(host, settings.server_container)
+def check_port(settings: Settings, facts: Facts, current: ContainerFacts | None, host_name: str) -> None:
+    """Refuse before anything changes when something else holds the published port."""
     if current is not None and current.running and current.port == settings.port:
         return
-    ports = listening_ports(host.run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], check=False).stdout)
-    if settings.port in ports:
-        raise TaskError(f"port {settings.port} is already in use on {host.name}: stop what "
+    if settings.port in facts.ports:
+        raise TaskError(f"port {settings.port} is already in use on {host_name}: stop what "
                         f"listens there or set ppc.port")
 
 
-def recover_interrupted_replacement(host: Host) -> None:
-    """A deploy killed while replacing the server leaves the old one aside: put it back."""
-    name = host.settings.server_container
-    previous = name + PREVIOUS_SUFFIX
-    if docker.inspect(host, "container", previous, "{{.Id}}") is None:
-        return
-    host.run(["docker", "rm", "--force", name], root=True, check=False)
-    host.restore_previous(host.settings.config_path)
-    host.run(["docker", "rename", previous, name], root=True)
-    host.run(["docker", "start", name], root=True)
-    failure = wait_healthy(host, name)
-    if failure:
-        raise TaskError(f"put back {name}, which an interrupted deploy was replacing, but it {failure}")
-    host.report("server.recover", True, f"put back {name}, which an interrupted deploy was replacing")
+def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials,
+                host_name: str) -> None:
+    """server.recover (after an interrupted deploy), server.config, server.container."""
+    name, previous = settings.server_container, settings.server_container + PREVIOUS_SUFFIX
+    current = facts.containers[name]
+    interrupted = facts.containers[previous]
+    if interrupted is not None:
+        plan.add(Change(
+            "server.recover", done=f"put back {name}, which an interrupted deploy was replacing",
+            would=f"put back {name}, which an interrupted deploy was replacing",
+            commands=[*([Command.of("docker", "rm", "--force", name)] if current else []),
+                      Command.of(*script_argv("restore-previous", settings.config_path)),
+                      Command.of("docker", "rename", previous, name),
+                      Command.of("docker", "start", name)],
+            run=lambda host: raise_unless_healthy(host, name, "was put back but")))
+        current = ContainerFacts(interrupted.spec, True, interrupted.port)
+    identity = image.image_identity(settings, facts, plan, settings.server_image, "server")
+    if identity is None:
+        raise TaskError(f"image {settings.server_image} is missing: run image.build first")
+    if facts.volumes[settings.data_volume] == "missing" and not plan.changes("data."):
+        raise TaskError(f"the data volume {settings.data_volume} is missing: run data.create first")
+    check_port(settings, facts, current, host_name)
 
-
-def write_config(host: Host, config: bytes) -> bool:
+    config = render_config(settings, creds)
     # 0600 and owned by the container's user: it holds password hashes and session keys.
     # The file it replaces is kept until the new server answers.
-    changed = host.put(host.settings.config_path, config, mode="600",
-                       owner=f"{PYPICLOUD_UID}:{PYPICLOUD_UID}", keep_previous=True)
-    host.report("server.config", changed, host.settings.config_path)
-    return changed
+    config_step = file_step("server.config", settings.config_path, config,
+                            facts.file(settings.config_path), mode="600",
+                            owner=f"{PYPICLOUD_UID}:{PYPICLOUD_UID}", keep_previous=True,
+                            redact=redact_config)
+    plan.add(config_step)
+    spec = container_spec(settings, identity, config)
+    action = container_action(current, spec, isinstance(config_step, Change),
+                              plan.notified("image.server"))
+    if action is None:
+        plan.add(Unchanged("server.container", f"{name} is running and up to date"))
+    elif action == "start":
+        plan.add(Change("server.container", done=f"started {name}", would=f"start {name}",
+                        commands=[Command.of("docker", "start", name)],
+                        run=lambda host: raise_unless_healthy(host, name, "")))
+    else:
+        why = action.split(": ", 1)[-1]
+        done = f"recreated {name} ({why})" if current else f"created {name}"
+        plan.add(Change(
+            "server.container", done=f"{done}, answering on 127.0.0.1:{settings.port}",
+            would=f"recreate {name}: {why}" if current else f"create {name}",
+            run=lambda host: replace_container(host, spec, had_one=current is not None),
+            preview=replacement_preview(settings, spec, had_one=current is not None)))
 
 
+def replacement_preview(settings: Settings, spec: str, had_one: bool) -> list[Command]:
+    """What replace_container runs when all goes well, for --dry."""
+    name, previous = settings.server_container, settings.server_container + PREVIOUS_SUFFIX
+    aside = [Command.of("docker", "stop", "--time", "10", name),
+             Command.of("docker", "rename", name, previous)] if had_one else []
+    after = [Command.of("docker", "rm", "--force", previous)] if had_one else []
+    return [*aside, Command.of(*run_argv(settings, spec)),
+            Command.of(*script_argv("wait-healthy", name, str(settings.start_timeout))), *after]
+
+
+# -- doing ---------------------------------------------------------------------------------
 def wait_healthy(host: Host, name: str) -> str | None:
     """None once the server in `name` answers; else why not, with its last log lines."""
     result = host.run(script_argv("wait-healthy", name, str(host.settings.start_timeout)),
@@ -163,8 +172,15 @@ def wait_healthy(host: Host, name: str) -> str | None:
     return f"{reason or 'did not start'}; its last log lines: {last_lines(logs, 5) or '(none)'}"
 
 
-def replace_container(host: Host, spec: str, had_one: bool, why: str) -> None:
-    """Start a new server container; keep the previous one aside until the new one answers."""
+def raise_unless_healthy(host: Host, name: str, context: str) -> None:
+    failure = wait_healthy(host, name)
+    if failure:
+        raise TaskError(f"server container {name} {context + ' ' if context else ''}{failure}")
+
+
+def replace_container(host: Host, spec: str, had_one: bool) -> None:
+    """Start a new server container; keep the previous one (and config.ini) aside until
+    the new one answers, and put them back if it does not."""
     settings = host.settings
     name, previous = settings.server_container, settings.server_container + PREVIOUS_SUFFIX
     if had_one:
@@ -176,48 +192,18 @@ def replace_container(host: Host, spec: str, had_one: bool, why: str) -> None:
     if failure is None:
         if had_one:
             host.run(["docker", "rm", "--force", previous], root=True)
-        host.forget_previous(settings.config_path)
-        host.report("server.container", True,
-                    f"{why}, answering on 127.0.0.1:{settings.port}")
+        host.run(["rm", "-f", "--", f"{settings.config_path}.ppc-previous"], root=True)
         return
     host.run(["docker", "rm", "--force", name], root=True, check=False)
     if not had_one:
         raise TaskError(f"server container {name} {failure}")
-    host.restore_previous(settings.config_path)
+    host.run(script_argv("restore-previous", settings.config_path), root=True)
     host.run(["docker", "rename", previous, name], root=True)
     host.run(["docker", "start", name], root=True)
     back = wait_healthy(host, name)
     raise TaskError(f"the new server container {failure}; "
                     + ("the previous one serves again" if back is None
                        else f"the previous one was put back but {back}"))
-
-
-def deploy_server(host: Host, creds: Credentials) -> None:
-    settings = host.settings
-    name = settings.server_container
-    recover_interrupted_replacement(host)
-    image_id = docker.inspect(host, "image", settings.server_image, "{{.Id}}")
-    if image_id is None:
-        raise TaskError(f"image {settings.server_image} is missing: run image.build first")
-    if docker.inspect(host, "volume", settings.data_volume, "{{.Name}}") is None:
-        raise TaskError(f"the data volume {settings.data_volume} is missing: run data.create first")
-    check_port_free(host)
-    config = render_config(settings, creds)
-    config_changed = write_config(host, config)
-    spec = container_spec(settings, image_id, config)
-    current = container_state(host, name)
-    action = container_action(current, spec, config_changed)
-    if action is None:
-        host.report("server.container", False, f"{name} is running and up to date")
-    elif action == "start":
-        host.run(["docker", "start", name], root=True)
-        failure = wait_healthy(host, name)
-        if failure:
-            raise TaskError(f"server container {name} {failure}")
-        host.report("server.container", True, f"started {name}")
-    else:
-        why = f"recreated {name} ({action.split(': ', 1)[1]})" if current else f"created {name}"
-        replace_container(host, spec, current is not None, why)
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -231,18 +217,27 @@ def deploy(host):
     replacement that does not answer is removed and the previous one serves again.
     The packages stay in the data volume.
     """
-    index.check_identity(host)
-    creds = load_credentials(host)
-    index.record_identity(host)
-    deploy_server(host, creds)
+    settings = host.settings
+    facts = host.read_facts(["platform", "docker", *index.queries(settings), *queries(settings)])
+    host.require_docker(facts)
+    index.check_identity(host, facts)
+    plan = Plan()
+    creds, secrets = credentials.prepare(host.settings.secrets_path, host.settings.accounts)
+    plan.add(secrets, index.identity_step(host.settings, facts))
+    plan_server(host.settings, facts, plan, creds, host.name)
+    host.carry_out(plan)
 
 
 @host_task
 def remove(host):
     """Stop and remove the server container; packages stay in the data volume."""
     name = host.settings.server_container
-    if docker.inspect(host, "container", name, "{{.Id}}") is None:
-        host.report("server.container", False, f"{name} does not exist")
-        return
-    host.run(["docker", "rm", "--force", name], root=True)
-    host.report("server.container", True, f"removed {name}")
+    facts = host.read_facts(["platform", "docker", f"container={name}"])
+    host.require_docker(facts)
+    plan = Plan()
+    if facts.containers[name] is None:
+        plan.add(Unchanged("server.container", f"{name} does not exist"))
+    else:
+        plan.add(Change("server.container", done=f"removed {name}", would=f"remove {name}",
+                        commands=[Command.of("docker", "rm", "--force", name)]))
+    host.carry_out(plan)

@@ -64,21 +64,11 @@ def parse_platform(output: str) -> Platform:
 class Service:
     """How to drive a service: through systemd where it runs, else directly (containers)."""
 
-    is_running: tuple[str, ...]
-    start: tuple[str, ...]
+    start: tuple[str, ...]  # start it, or reload it if it runs already (a package may start it)
     reload: tuple[str, ...]
 
 
 def nginx_service(platform: Platform) -> Service:
     if platform.systemd:
-        return Service(("systemctl", "is-active", "--quiet", "nginx"),
-                       ("systemctl", "start", "nginx"), ("systemctl", "reload", "nginx"))
-    return Service(("sh", "-c", 'test -s /run/nginx.pid && kill -0 "$(cat /run/nginx.pid)"'),
-                   ("nginx",), ("nginx", "-s", "reload"))
-
-
-def boot_commands(platform: Platform, unit: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """(is it enabled?, enable it) for a systemd unit; None without systemd."""
-    if not platform.systemd:
-        return None
-    return ("systemctl", "is-enabled", "--quiet", unit), ("systemctl", "enable", unit)
+        return Service(("systemctl", "reload-or-restart", "nginx"), ("systemctl", "reload", "nginx"))
+    return Service(("sh", "-c", "nginx -s reload 2>/dev/null || nginx"), ("nginx", "-s", "reload"))

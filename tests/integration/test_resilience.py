@@ -298,7 +298,7 @@ def test_reordered_and_added_names_keep_the_index_identity(index, legacy, fab):
     result = fab("deploy", host=index.host, settings=index.settings(server_names=names))
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert steps(result.stdout)["index.identity"] == "unchanged"
+    assert "index.identity" in result.stdout and f"{NAME} ({index.state_dir / NAME})" in result.stdout
     assert (index.state_dir / NAME / "ca.crt").read_bytes() == ca
     assert sorted(path.name for path in index.state_dir.iterdir()) == [NAME]
     assert index.get("/simple/").status == 200

@@ -4,8 +4,11 @@ import shlex
 import subprocess
 import tarfile
 
-from ppc_tasks import image
-from ppc_tasks.host import (FileState, command_line, parse_file_state, script_argv, shown)
+from ppc_tasks import facts as facts_module, image
+from ppc_tasks.facts import Facts, FileState, ImageFacts
+from ppc_tasks.host import audit_line, command_line, shown
+from ppc_tasks.plan import Change, Unchanged
+from ppc_tasks.render import script_argv
 from ppc_tasks.settings import Settings
 
 
@@ -24,19 +27,49 @@ def test_commands_are_quoted_and_go_through_sudo_only_when_needed():
     assert shlex.split(command_line(argv, as_root=True, sudo="nopasswd"))[3:] == argv
 
 
-def test_scripts_are_shown_by_name_in_errors():
+def test_scripts_are_shown_by_name_and_long_commands_cut():
     assert shown(script_argv("put-file", "/etc/x", "600")) == "put-file /etc/x 600"
+    assert len(shown(["docker", "run", "x" * 200])) == 120
+    assert len(shown(["docker", "run", "x" * 200], limit=None)) == 211
 
 
-def test_file_state_of_a_file_a_directory_and_nothing(tmp_path):
+def probe(*queries: str) -> Facts:
+    """facts.sh run here, on local files, as the host layer runs it there."""
+    result = run_script("facts", *queries)
+    assert result.returncode == 0, result.stderr
+    return facts_module.parse(result.stdout.decode())
+
+
+def test_facts_of_a_file_a_directory_and_nothing(tmp_path):
     path = tmp_path / "config.ini"
     path.write_bytes(b"hello")
     path.chmod(0o640)
-    state = parse_file_state(run_script("file-state", str(path)).stdout.decode())
-    assert state == FileState("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
-                              "640", f"{os.getuid()}:{os.getgid()}")
-    assert parse_file_state(run_script("file-state", str(tmp_path)).stdout.decode()) == "directory"
-    assert parse_file_state(run_script("file-state", str(tmp_path / "none")).stdout.decode()) is None
+    copy = tmp_path / "copy.ini"
+    copy.write_bytes(b"hello")
+    copy.chmod(0o640)
+    facts = probe(f"file={path}", f"text={copy}", f"file={tmp_path}", f"text={tmp_path / 'none'}",
+                  "platform")
+    state = FileState("2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                      "640", f"{os.getuid()}:{os.getgid()}")
+    assert facts.file(str(path)).state == state and facts.file(str(path)).content is None
+    assert facts.file(str(copy)).state == state and facts.file(str(copy)).content == b"hello"
+    assert facts.file(str(tmp_path)).is_directory
+    assert facts.file(str(tmp_path / "none")).state is None
+    assert facts.platform is not None and facts.user_ids == f"{os.getuid()}:{os.getgid()}"
+
+
+def test_text_facts_carry_the_content_and_home_is_the_users(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".pypirc").write_bytes(b"[distutils]\nindex-servers =\n    company\n")
+    facts = probe("text=~/.pypirc", "text=~/.config/pip/pip.conf", "platform")
+    assert facts.file("~/.pypirc").content == b"[distutils]\nindex-servers =\n    company\n"
+    assert facts.file("~/.config/pip/pip.conf").state is None
+    assert facts.home == str(tmp_path)
+
+
+def test_listening_ports_come_from_proc_net_tcp():
+    facts = facts_module.parse("ports\t\t0BD7 01BB \n")
+    assert facts.ports == {3031, 443}
 
 
 def test_put_file_is_private_from_the_start_and_keeps_the_previous(tmp_path):
@@ -82,6 +115,24 @@ def builds(**ppc):
     return {b.role: b for b in image.image_builds(Settings.from_config(ppc, host="h"))}
 
 
+def test_images_are_built_only_when_their_context_changed():
+    settings = Settings.from_config({}, host="h")
+    current = builds()
+    up_to_date = Facts(images={build.tag: ImageFacts("sha256:1", build.context_hash)
+                               for build in current.values()})
+    assert all(isinstance(step, Unchanged) for step in image.plan_images(settings, up_to_date))
+    stale = Facts(images={current["data"].tag: ImageFacts("sha256:1", current["data"].context_hash),
+                          current["server"].tag: None})
+    data_step, server_step = image.plan_images(settings, stale)
+    assert isinstance(data_step, Unchanged) and isinstance(server_step, Change)
+    assert server_step.notifies == ("image.server",)
+    assert server_step.commands[0].stdin == current["server"].context_tar()
+    assert server_step.would == "build ppc/pypicloud:1.3.12: it is missing"
+    forced = image.plan_images(settings, up_to_date, force=True)
+    assert all(step.would.endswith("--rebuild") for step in forced)
+    assert "--no-cache" in forced[0].commands[0].argv
+
+
 def test_image_builds_come_from_docker_dir():
     data, server = builds()["data"], builds()["server"]
     assert data.tag == "ppc/pypicloud-data:1.3.12"
@@ -117,3 +168,17 @@ def test_build_reads_its_context_from_stdin_and_labels_the_image():
     assert "BASE_IMAGE=debian:bookworm-slim" in argv
     assert argv[-1] == "-"
     assert "--no-cache" in image.build_argv(server, no_cache=True)
+
+
+def test_audit_lines_are_one_line_and_name_no_secret():
+    import datetime
+    line = audit_line(datetime.datetime(2026, 11, 25, 16, 0, tzinfo=datetime.timezone.utc),
+                      "ops@laptop", "deploy", "sha256:abc", "failed: two\nlines", ["a", "b"])
+    assert line == ("2026-11-25T16:00:00Z operator=ops@laptop task=deploy settings=sha256:abc "
+                    "result=failed: two lines changed=a,b")
+
+
+def test_the_probe_reads_the_labels_ppc_tasks_writes():
+    from ppc_tasks import docker
+    from ppc_tasks.render import script
+    assert docker.CONTEXT_LABEL in script("facts") and docker.SPEC_LABEL in script("facts")

@@ -52,9 +52,3 @@ def test_other_names_never_reach_pypicloud(site):
     default = server_blocks(site)[1]
     assert "listen 443 ssl default_server;" in default
     assert "return 444;" in default and "proxy_pass" not in default
-
-
-def test_nginx_error_is_the_emerg_line():
-    output = ('nginx: [emerg] cannot load certificate "/x.crt": BIO_new_file() failed\n'
-              "nginx: configuration file /etc/nginx/nginx.conf test failed\n")
-    assert nginx.nginx_error(output).startswith('nginx: [emerg] cannot load certificate "/x.crt"')

@@ -9,9 +9,10 @@ import shlex
 
 import pytest
 
-from ppc_tasks import certs, data, image, server
-from ppc_tasks.host import command_line, script_argv
-from ppc_tasks.settings import DATA_DIR, Settings
+from ppc_tasks import certs, data, deploy, image, server
+from ppc_tasks.host import command_line
+from ppc_tasks.render import script_argv
+from ppc_tasks.settings import Settings
 from ppc_tasks.system import FAMILIES
 
 HOSTILE = "x'\"; touch /tmp/pwned; $(touch /tmp/pwned) `id` ${IFS}\n|&<>*?"
@@ -38,7 +39,7 @@ def built_commands(settings: Settings) -> list[list[str]]:
         *(image.build_argv(build, no_cache=True) for build in builds),
         data.create_argv(settings),
         data.copy_argv(settings, HOSTILE + "volume"),
-        script_argv("data-state", settings.data_volume, settings.data_container, DATA_DIR),
+        script_argv("facts", *deploy.queries(settings)),
         server.run_argv(settings, spec=HOSTILE),
         script_argv("wait-healthy", settings.server_container, str(settings.start_timeout)),
         script_argv("put-file", settings.config_path, "600", "10001:10001", "keep"),

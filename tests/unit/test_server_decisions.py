@@ -5,6 +5,7 @@ import pytest
 
 from ppc_tasks import credentials, server
 from ppc_tasks.credentials import Credentials
+from ppc_tasks.facts import ContainerFacts
 from ppc_tasks.render import render
 from ppc_tasks.settings import Settings
 
@@ -82,6 +83,15 @@ def test_run_argv_follows_the_manual_procedure(settings):
     assert labelled[labelled.index("--label") + 1] == "ppc-tasks.spec-hash=abc"
 
 
+def test_config_is_redacted_for_dry_runs(settings, creds):
+    shown = server.redact_config(server.render_config(settings, creds).decode())
+    for secret in (*creds.password_hashes.values(), creds.session_encrypt_key,
+                   creds.session_validate_key):
+        assert secret not in shown
+    assert "user.alice = <redacted>" in shown and "session.validate_key = <redacted>" in shown
+    assert "pypi.fallback = none" in shown
+
+
 def test_container_spec_follows_image_config_and_options(settings):
     spec = server.container_spec(settings, "sha256:1", b"config")
     assert spec == server.container_spec(settings, "sha256:1", b"config")
@@ -91,29 +101,14 @@ def test_container_spec_follows_image_config_and_options(settings):
     assert spec != server.container_spec(other_port, "sha256:1", b"config")
 
 
-def test_listening_ports_reads_proc_net_tcp():
-    proc = (
-        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
-        "   0: 0100007F:0BD7 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0\n"
-        "   1: 0100007F:0016 0100007F:9C40 01 00000000:00000000 00:00000000 00000000 0\n"
-        "   0: 00000000000000000000000000000000:01BB 00000000000000000000000000000000:0000 0A 0\n"
-    )
-    assert server.listening_ports(proc) == {3031, 443}
-
-
-def test_container_state_is_parsed_from_inspect():
-    assert server.parse_container_state(None) is None
-    assert server.parse_container_state("abc|true|3031") == server.ContainerState("abc", True, 3031)
-    assert server.parse_container_state("|false|") == server.ContainerState("", False, None)
-
-
-@pytest.mark.parametrize("current, config_changed, action", [
-    (None, True, "create"),
-    (server.ContainerState("spec", True, 3031), False, None),
-    (server.ContainerState("spec", True, 3031), True, "replace: config.ini changed"),
-    (server.ContainerState("old", True, 3031), False, "replace: its image or options changed"),
-    (server.ContainerState("", True, 3031), False, "replace: its image or options changed"),
-    (server.ContainerState("spec", False, 3031), False, "start"),
+@pytest.mark.parametrize("current, config_changed, rebuilt, action", [
+    (None, True, False, "create"),
+    (ContainerFacts("spec", True, 3031), False, False, None),
+    (ContainerFacts("spec", True, 3031), True, False, "replace: config.ini changed"),
+    (ContainerFacts("spec", True, 3031), False, True, "replace: its image was rebuilt"),
+    (ContainerFacts("old", True, 3031), False, False, "replace: its image or options changed"),
+    (ContainerFacts("", True, 3031), False, False, "replace: its image or options changed"),
+    (ContainerFacts("spec", False, 3031), False, False, "start"),
 ])
-def test_container_action(current, config_changed, action):
-    assert server.container_action(current, "spec", config_changed) == action
+def test_container_action(current, config_changed, rebuilt, action):
+    assert server.container_action(current, "spec", config_changed, rebuilt) == action

@@ -12,4 +12,8 @@ def test_families_are_detected_from_os_release():
 def test_nginx_is_driven_by_systemd_where_it_runs():
     assert nginx_service(parse_platform("os=debian\nsystemd=1")).reload == ("systemctl", "reload", "nginx")
     without = nginx_service(parse_platform("os=debian\nsystemd=0"))
-    assert without.reload == ("nginx", "-s", "reload") and without.start == ("nginx",)
+    assert without.reload == ("nginx", "-s", "reload")
+    # A package may start nginx as it installs it: "start" loads the site either way.
+    assert nginx_service(parse_platform("os=debian\nsystemd=1")).start == (
+        "systemctl", "reload-or-restart", "nginx")
+    assert without.start == ("sh", "-c", "nginx -s reload 2>/dev/null || nginx")

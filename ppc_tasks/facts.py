@@ -1,0 +1,152 @@
+"""Facts: what a host is like now, read by one probe (files/sh/facts.sh) in one round trip.
+
+A task lists the queries its planners need; the probe answers each with a line; this
+module turns the lines into plain data. Planners decide from Facts alone, so they are
+pure functions, tested with facts written by hand.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+
+from .system import Platform, parse_platform
+
+
+@dataclass(frozen=True)
+class FileState:
+    sha256: str
+    mode: str  # octal, as stat prints it: "600"
+    owner: str  # numeric "uid:gid"
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    state: FileState | None  # None: no such file
+    is_directory: bool = False  # a directory stands where the file belongs
+    content: bytes | None = None  # asked for with a text query
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    id: str
+    context: str  # the context-hash label ppc-tasks built it with ("" for another image)
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    spec: str  # the spec-hash label ppc-tasks created it with ("" for another container)
+    running: bool
+    port: int | None  # the host port it publishes
+    restarts: int = 0
+    health: str = ""  # healthy | unhealthy | starting | "" (no health check)
+    started_at: str = ""
+    image_id: str = ""
+    mounts: dict[str, str] = field(default_factory=dict)  # destination -> volume name
+
+
+@dataclass(frozen=True)
+class VolumeUsage:
+    bytes: int
+    files: int
+    projects: int
+    free_bytes: int
+
+
+@dataclass
+class Facts:
+    platform: Platform | None = None
+    user_ids: str = ""  # "uid:gid" of whoever ran the probe
+    home: str = ""
+    docker: str = "unknown"  # missing | running | stopped
+    commands: dict[str, bool] = field(default_factory=dict)
+    units: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (enabled, active)
+    images: dict[str, ImageFacts | None] = field(default_factory=dict)
+    containers: dict[str, ContainerFacts | None] = field(default_factory=dict)
+    volumes: dict[str, str] = field(default_factory=dict)  # name -> missing | empty | data
+    volume_usage: dict[str, VolumeUsage] = field(default_factory=dict)
+    # "container:data dir" -> (the volume it mounts there, or missing | none; data | empty)
+    data_containers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    dangling: list[str] = field(default_factory=list)
+    nginx: tuple[bool, bool] | None = None  # (installed, running)
+    files: dict[str, FileFacts] = field(default_factory=dict)
+    ports: set[int] = field(default_factory=set)
+    nginx_test: tuple[bool, str] | None = None
+    health: dict[str, bool] = field(default_factory=dict)
+
+    def file(self, path: str) -> FileFacts:
+        return self.files[path]
+
+    def unit_enabled(self, unit: str) -> bool:
+        return self.units.get(unit, ("", ""))[0] == "enabled"
+
+    def unit_active(self, unit: str) -> bool:
+        return self.units.get(unit, ("", ""))[1] == "active"
+
+
+# -- parsing -------------------------------------------------------------------------------
+def parse_file_state(text: str) -> FileFacts:
+    words = text.split()
+    if not words or words[0] == "missing":
+        return FileFacts(None)
+    if words[0] == "directory":
+        return FileFacts(None, is_directory=True)
+    mode, owner, sha256 = words[:3]
+    return FileFacts(FileState(sha256=sha256, mode=mode, owner=owner))
+
+
+def parse_container(text: str) -> ContainerFacts | None:
+    if text == "missing":
+        return None
+    spec, running, port, restarts, health, started_at, image_id, mounts = (text.split("|") + [""] * 8)[:8]
+    return ContainerFacts(
+        spec=spec, running=running == "true", port=int(port) if port.isdigit() else None,
+        restarts=int(restarts) if restarts.isdigit() else 0, health=health,
+        started_at=started_at, image_id=image_id,
+        mounts=dict(item.split("=", 1) for item in mounts.split(",") if "=" in item))
+
+
+def parse(output: str) -> Facts:
+    """Facts from facts.sh's output (one tab-separated line per answer)."""
+    facts = Facts()
+    for line in output.splitlines():
+        kind, value, *answer = line.split("\t") + [""]
+        if kind == "platform":
+            os_words, systemd, user_ids, home = (answer + [""] * 4)[:4]
+            facts.platform = parse_platform(f"os={os_words}\nsystemd={systemd}\n")
+            facts.user_ids, facts.home = user_ids, home
+        elif kind == "command":
+            facts.commands[value] = answer[0] == "yes"
+        elif kind == "docker":
+            facts.docker = answer[0]
+        elif kind == "unit":
+            facts.units[value] = (answer[0], answer[1] if len(answer) > 1 else "")
+        elif kind == "image":
+            image_id, _, context = answer[0].partition("|")
+            facts.images[value] = None if answer[0] == "missing" else ImageFacts(image_id, context)
+        elif kind == "container":
+            facts.containers[value] = parse_container(answer[0])
+        elif kind == "volume":
+            facts.volumes[value] = answer[0]
+        elif kind == "volume-usage":
+            numbers = [int(word) if word.isdigit() else 0 for word in (answer + ["0"] * 4)[:4]]
+            facts.volume_usage[value] = VolumeUsage(*numbers)
+        elif kind == "data-container":
+            facts.data_containers[value] = (answer[0], answer[1] if len(answer) > 1 else "")
+        elif kind == "nginx":
+            facts.nginx = (answer[0] == "yes", len(answer) > 1 and answer[1] == "yes")
+        elif kind == "dangling":
+            facts.dangling.append(value)
+        elif kind in ("file", "text"):
+            state = parse_file_state(answer[0])
+            if kind == "text" and state.state is not None:
+                content = base64.b64decode(answer[1]) if len(answer) > 1 else b""
+                state = FileFacts(state.state, content=content)
+            facts.files[value] = state
+        elif kind == "ports":
+            facts.ports = {int(word, 16) for word in answer[0].split()}
+        elif kind == "nginx-test":
+            facts.nginx_test = (answer[0] == "ok", answer[1] if len(answer) > 1 else "")
+        elif kind == "health":
+            facts.health[value] = answer[0] == "ok"
+    return facts

@@ -1,0 +1,173 @@
+"""Plans: what a task would change, as data; one executor applies a plan or shows it.
+
+Planners (in each collection's module) are pure functions of the settings and the
+facts: for every step they return a Change (what to run and why) or Unchanged. "No
+change" is simply no commands. `apply` runs the changes in order and reports each step;
+`show` prints them for `fab --dry`: the reason, a unified diff of every file (secrets
+redacted) and the exact commands, changing nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .facts import Facts, FileFacts, FileState
+from .render import script_argv
+
+REDACTED = "<redacted>"
+KEEP_PREVIOUS = "keep"  # put-file.sh keeps the file it replaces as PATH.ppc-previous
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command on the host: an argv list (quoted by the host layer), never a string."""
+
+    argv: tuple[str, ...]
+    root: bool = True
+    stdin: bytes = b""
+    stdin_shown: str = ""  # what --dry says arrives on stdin ("2.1 kB")
+    failure: str = ""  # if set, a failure reads "<failure>: <the output's last lines>"
+
+    @staticmethod
+    def of(*argv: str, root: bool = True, stdin: bytes = b"", failure: str = "") -> Command:
+        return Command(tuple(argv), root, stdin, size(stdin) if stdin else "", failure)
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """A file that changes, for --dry: old and new text, with secrets redacted."""
+
+    path: str
+    old: bytes | None  # None: there is no such file yet
+    new: bytes
+    redact: Callable[[str], str] = lambda text: text
+    private: bool = False  # a private key: never shown, not even redacted
+
+
+@dataclass
+class Change:
+    step: str
+    done: str  # the report line after it ran: "recreated pypicloud (config.ini changed)"
+    would: str  # the --dry line: "recreate pypicloud: config.ini changes"
+    commands: Sequence[Command] = ()
+    diffs: Sequence[FileDiff] = ()
+    notifies: tuple[str, ...] = ()  # handlers later steps run because of this one
+    run: Callable | None = None  # doing that decides as it goes (health checks, rollback)
+    preview: Sequence[Command] = ()  # what --dry shows for a step that `run`s
+    local: Callable[[], None] | None = None  # writes on the operator's machine
+
+
+@dataclass
+class Unchanged:
+    step: str
+    detail: str
+
+
+Step = Change | Unchanged
+
+
+@dataclass
+class Plan:
+    steps: list[Step] = field(default_factory=list)
+
+    def add(self, *steps: Step | None) -> None:
+        self.steps.extend(step for step in steps if step is not None)
+
+    def notified(self, handler: str) -> bool:
+        return any(isinstance(step, Change) and handler in step.notifies for step in self.steps)
+
+    def changes(self, step_prefix: str = "") -> list[Change]:
+        return [step for step in self.steps
+                if isinstance(step, Change) and step.step.startswith(step_prefix)]
+
+
+# -- showing -------------------------------------------------------------------------------
+def unified_diff(diff: FileDiff) -> list[str]:
+    if diff.private:
+        return [f"{diff.path}: a private key (not shown)"]
+    old = diff.redact(diff.old.decode(errors="replace")) if diff.old is not None else ""
+    new = diff.redact(diff.new.decode(errors="replace"))
+    lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(),
+                                      f"{diff.path} (now)" if diff.old is not None else "/dev/null",
+                                      f"{diff.path} (after)", lineterm=""))
+    return lines or [f"{diff.path}: only its mode or owner changes"]
+
+
+def shown_commands(change: Change, shown: Callable[[Sequence[str]], str]) -> list[str]:
+    lines = []
+    for command in [*change.commands, *change.preview]:
+        line = ("sudo " if command.root else "") + shown(command.argv)
+        if command.stdin_shown:
+            line += f" < {command.stdin_shown}"
+        lines.append(f"$ {line}")
+    return lines
+
+
+def describe(plan: Plan, shown: Callable[[Sequence[str]], str]) -> list[tuple[str, bool, str, list[str]]]:
+    """(step, would change, line, details) for each step: what --dry prints."""
+    rows = []
+    for step in plan.steps:
+        if isinstance(step, Unchanged):
+            rows.append((step.step, False, step.detail, []))
+            continue
+        details = [line for diff in step.diffs for line in unified_diff(diff)]
+        rows.append((step.step, True, step.would, details + shown_commands(step, shown)))
+    return rows
+
+
+def size(data: bytes) -> str:
+    return f"{len(data)} bytes" if len(data) < 10_000 else f"{len(data) / 1000:.0f} kB"
+
+
+# -- the most common step: a file with this content, mode and owner ------------------------
+def file_step(step: str, path: str, content: bytes, current: FileFacts, *, mode: str,
+              owner: str | None, user_ids: str = "", keep_previous: bool = False,
+              redact: Callable[[str], str] = lambda text: text, private: bool = False,
+              notifies: tuple[str, ...] = (), done: str | None = None) -> Step:
+    """Change when the file differs from `content`, mode or owner; else Unchanged.
+
+    owner is numeric "uid:gid" for a system file (written as root), or None for a file
+    of the connecting user (written without sudo; user_ids are theirs)."""
+    desired = FileState(hashlib.sha256(content).hexdigest(), mode, owner or user_ids)
+    if current.state == desired:
+        return Unchanged(step, done or path)
+    if current.is_directory:
+        reason = "a directory stands where it belongs"
+    elif current.state is None:
+        reason = "it is missing"
+    elif current.state.sha256 != desired.sha256:
+        reason = "its content differs"
+    else:
+        reason = f"its mode or owner differs ({current.state.mode} {current.state.owner})"
+    command = Command.of(*script_argv("put-file", path, mode, owner or "",
+                                      KEEP_PREVIOUS if keep_previous else ""),
+                         root=owner is not None, stdin=content)
+    return Change(step, done=done or path, would=f"write {path}: {reason}", commands=[command],
+                  diffs=[FileDiff(path, current.content if current.state else None, content,
+                                  redact, private)],
+                  notifies=notifies)
+
+
+def one_step(step: str, done: str, would: str, parts: Sequence[Step],
+             extra: Sequence[Command] = ()) -> Step:
+    """Several files (and commands after them) as one step: unchanged when all are."""
+    changes = [part for part in parts if isinstance(part, Change)]
+    if not changes:
+        return Unchanged(step, done)
+    return Change(step, done=done, would=would,
+                  commands=[command for change in changes for command in change.commands] + list(extra),
+                  diffs=[diff for change in changes for diff in change.diffs],
+                  notifies=tuple(name for change in changes for name in change.notifies))
+
+
+def boot_step(step: str, unit: str, facts: Facts) -> Step:
+    """Enable a systemd unit, so the index comes back after a reboot by itself."""
+    if not facts.platform.systemd:
+        return Unchanged(step, f"no systemd: start {unit} at boot yourself")
+    if facts.unit_enabled(unit):
+        return Unchanged(step, f"{unit} starts at boot")
+    return Change(step, done=f"{unit} now starts at boot", would=f"enable {unit} at boot",
+                  commands=[Command.of("systemctl", "enable", unit)])

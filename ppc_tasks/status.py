@@ -1,0 +1,265 @@
+"""`status` and `audit`: how an index host is doing, read-only.
+
+`status` reads the same facts a deploy decides from (one round trip per host) plus a
+few more (store usage, pypicloud's /health, `nginx -t`), and checks each part against
+what the settings say it should be. Nothing changes anywhere: no lock, no audit line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from json import dumps
+from dataclasses import asdict, dataclass
+
+from cryptography import x509
+from fabric import task
+from invoke.exceptions import Exit
+
+from . import certs, credentials, deploy, image, nginx, server
+from .facts import Facts
+from .host import (AUDIT_LOG, Host, first_call, host_task, on_each_host, print_table,
+                   settings_of)
+from .settings import DATA_DIR, Settings
+
+EXPIRY_WARNING = datetime.timedelta(days=30)
+LOW_DISK = 1 << 30  # bytes free where the packages live
+
+
+@dataclass(frozen=True)
+class Check:
+    part: str
+    ok: bool
+    detail: str
+
+
+def queries(settings: Settings) -> list[str]:
+    return [*deploy.queries(settings), f"volume-usage={settings.data_volume}",
+            f"health={settings.server_container}", "nginx-test"]
+
+
+# -- deciding ------------------------------------------------------------------------------
+def check_images(settings: Settings, facts: Facts) -> Check:
+    states = []
+    for build in image.image_builds(settings):
+        current = facts.images[build.tag]
+        states.append((build.tag, "missing" if current is None else
+                       "up to date" if current.context == build.context_hash else
+                       "older than the repo (deploy rebuilds it)"))
+    return Check("images", all(state == "up to date" for _, state in states),
+                 "; ".join(f"{tag} {state}" for tag, state in states))
+
+
+def check_data(settings: Settings, facts: Facts) -> Check:
+    volume = facts.volumes[settings.data_volume]
+    holder = facts.data_containers[f"{settings.data_container}:{DATA_DIR}"][0]
+    usage = facts.volume_usage.get(settings.data_volume)
+    if volume != "data" or usage is None:
+        return Check("data", False, f"the volume {settings.data_volume} is {volume}")
+    detail = (f"{settings.data_volume}: {usage.projects} projects, {usage.files} files, "
+              f"{usage.bytes / 1e6:.1f} MB; {usage.free_bytes / 1e9:.1f} GB free")
+    if holder != settings.data_volume:
+        return Check("data", False, f"{detail}; the data container {settings.data_container} "
+                                    f"does not hold it (deploy makes it again)")
+    if usage.free_bytes < LOW_DISK:
+        return Check("data", False, f"{detail}: less than 1 GB free where packages live")
+    return Check("data", True, detail)
+
+
+def check_server(settings: Settings, facts: Facts, now: datetime.datetime) -> Check:
+    name = settings.server_container
+    container = facts.containers[name]
+    if container is None:
+        return Check("server", False, f"there is no container {name}")
+    healthy = facts.health.get(name, False)
+    started = parse_time(container.started_at)
+    uptime = f"up {format_age(now - started)}" if started and container.running else "stopped"
+    detail = (f"{name} {uptime}, /health {'answers' if healthy else 'does not answer'}, "
+              f"restarted {container.restarts} times")
+    return Check("server", container.running and healthy, detail)
+
+
+def check_config(settings: Settings, facts: Facts, creds: credentials.Credentials | None) -> Check:
+    """Does config.ini say what the settings say, and does the server run with it?"""
+    file = facts.file(settings.config_path)
+    if file.state is None:
+        return Check("config", False, f"{settings.config_path} is missing")
+    if creds is None:
+        return Check("config", True, f"{settings.config_path} (not compared: the index's "
+                                     f"secrets are not on this machine)")
+    wanted = server.render_config(settings, creds)
+    if file.state.sha256 != hashlib.sha256(wanted).hexdigest():
+        return Check("config", False, f"{settings.config_path} differs from what the settings "
+                                      f"render (edited by hand? deploy puts it right)")
+    container = facts.containers[settings.server_container]
+    current_image = facts.images[settings.server_image]
+    identity = (current_image.context or current_image.id) if current_image else ""
+    if container is None or container.spec != server.container_spec(settings, identity, wanted):
+        return Check("config", False, "the server does not run with this config.ini and "
+                                      "image (deploy replaces it)")
+    return Check("config", True, f"{settings.config_path} is what the settings render; the "
+                                 f"server runs with it")
+
+
+def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime) -> Check:
+    cert_path, _ = certs.host_cert_paths(settings)
+    content = facts.file(cert_path).content
+    if not content:
+        return Check("certificate", False, f"{cert_path} is missing")
+    try:
+        certificate = x509.load_pem_x509_certificates(content)[0]
+    except ValueError:
+        return Check("certificate", False, f"{cert_path} cannot be read")
+    left = certificate.not_valid_after_utc - now
+    names = [str(name) for name in certificate.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)]
+    names += [str(address) for address in certificate.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.IPAddress)]
+    issuer = certificate.issuer.rfc4514_string()
+    problems = []
+    if left < EXPIRY_WARNING:
+        problems.append("expired" if left.total_seconds() < 0 else f"expires in {left.days} days")
+    missing = [name for name in settings.server_names if name not in names]
+    if missing:
+        problems.append(f"does not cover {', '.join(missing)}")
+    key_matches = matches_local_key(settings, certificate)
+    if key_matches is False:
+        problems.append("is not the one issued here (server.key does not fit)")
+    ca = certs.ca_path(settings)
+    trust = facts.platform.trust_store
+    trusted = None
+    if ca and ca.exists() and trust is not None:
+        trust_file = facts.file(certs.trust_path(trust, settings.index_name))
+        trusted = trust_file.state is not None and \
+            trust_file.state.sha256 == hashlib.sha256(ca.read_bytes()).hexdigest()
+        if not trusted:
+            problems.append("its CA is not in the host's trust store")
+    detail = (f"{', '.join(names)}; {max(left.days, 0)} days left; issuer {issuer}"
+              + (f"; {'; '.join(problems)}" if problems else ""))
+    return Check("certificate", not problems, detail)
+
+
+def matches_local_key(settings: Settings, certificate: x509.Certificate) -> bool | None:
+    """Whether the certificate's key is the one kept here (None: nothing kept here)."""
+    from cryptography.hazmat.primitives import serialization
+
+    key_path = settings.server_state_dir / "server.key"
+    if settings.tls_cert:
+        key_path = settings.tls_key
+    elif settings.tls_host_cert or not key_path.exists():
+        return None
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    return key.public_key().public_numbers() == certificate.public_key().public_numbers()
+
+
+def check_nginx(settings: Settings, facts: Facts) -> Check:
+    installed, running = facts.nginx
+    tested, error = facts.nginx_test or (False, "")
+    site = facts.file(nginx.SITE_PATH)
+    current = site.state is not None and \
+        site.state.sha256 == hashlib.sha256(nginx.render_site(settings)).hexdigest()
+    at_boot = facts.unit_enabled("nginx") or not facts.platform.systemd
+    problems = [problem for problem, bad in (
+        ("not installed", not installed), ("not running", installed and not running),
+        (f"nginx -t fails: {error}", installed and not tested),
+        ("the site differs from what the settings render", not current),
+        ("not enabled at boot", not at_boot)) if bad]
+    return Check("nginx", not problems, "; ".join(problems) or
+                 "running, nginx -t passes, the site is up to date, enabled at boot")
+
+
+def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentials | None,
+                  now: datetime.datetime) -> list[Check]:
+    return [check_images(settings, facts), check_data(settings, facts),
+            check_server(settings, facts, now), check_config(settings, facts, creds),
+            check_certificate(settings, facts, now), check_nginx(settings, facts)]
+
+
+def parse_time(text: str) -> datetime.datetime | None:
+    """Docker's times: RFC 3339 with nanoseconds."""
+    try:
+        return datetime.datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00")
+    except ValueError:
+        return None
+
+
+def format_age(age: datetime.timedelta) -> str:
+    seconds = int(age.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# -- doing ---------------------------------------------------------------------------------
+def local_credentials(settings: Settings) -> credentials.Credentials | None:
+    if not settings.secrets_path.exists():
+        return None
+    return credentials.load(settings.secrets_path)
+
+
+def check_host(host: Host) -> list[Check]:
+    facts = host.gather(queries(host.settings))
+    host.require_docker(facts)
+    return status_checks(host.settings, facts, local_credentials(host.settings),
+                         datetime.datetime.now(datetime.timezone.utc))
+
+
+@task(auto_shortflags=False, help={"json": "print the checks as JSON, one object per host"})
+def status(c, json=False):
+    """How index hosts are doing, read-only: fab -H pypi1[,pypi2,...] status [--json].
+
+    Images (up to date with this repo?), the data store (volume, projects, files, size,
+    disk free), the server container (running, /health, uptime, restarts), config drift
+    (is config.ini what the settings render, and does the server run with it?), the
+    certificate (names, days left, issuer, key, trusted by the host) and nginx (running,
+    nginx -t, site up to date, enabled at boot). Exits 1 when anything is unhealthy or
+    the certificate expires within 30 days, with one line per problem.
+    """
+    if not first_call(c, "status"):
+        return
+    results: dict[str, list[Check]] = {}
+
+    def work(host: Host) -> None:
+        results[host.name] = check_host(host)
+
+    outcomes = on_each_host(c, work, lambda connection: settings_of(connection, for_server=True),
+                            require_sudo=True)
+    problems = []
+    rows = []
+    for outcome in outcomes:
+        name = outcome.host.name if outcome.host else outcome.target
+        if outcome.error is not None:
+            problems.append(f"{name}: {outcome.error}")
+            rows.append((name, "failed", outcome.error))
+            continue
+        checks = results[outcome.host.name]
+        bad = [check for check in checks if not check.ok]
+        problems += [f"{name}: {check.part}: {check.detail}" for check in bad]
+        rows.append((name, "problem" if bad else "ok",
+                     ", ".join(check.part for check in bad) or "every check passes"))
+        if not json:
+            for check in checks:
+                print(f"[{name}] {check.part:<12} {'ok' if check.ok else 'PROBLEM':<8} "
+                      f"{check.detail}", flush=True)
+    if json:
+        print(dumps([{"host": outcome.host.name if outcome.host else outcome.target,
+                      "error": outcome.error,
+                      "checks": [asdict(check) for check in
+                                 results.get(outcome.host.name if outcome.host else "", [])]}
+                     for outcome in outcomes], indent=2), flush=True)
+    elif len(rows) > 1:
+        print_table(rows)
+    if problems:
+        raise Exit("\n".join(problems), code=1)
+
+
+@host_task(docker=False, mutating=False)
+def audit(host, lines=20):
+    """Show the last lines of the host's audit log (who ran which task, when, and what changed)."""
+    result = host.run(["tail", "-n", str(int(lines)), AUDIT_LOG], root=True, check=False)
+    if not result.ok:
+        host.note(f"no audit log yet ({AUDIT_LOG})")
+        return
+    for line in result.stdout.splitlines():
+        print(line, flush=True)

@@ -1,0 +1,207 @@
+"""See before you change: `fab --dry` shows the plan and changes nothing anywhere;
+`status` reports and changes nothing; one run at a time holds the host's lock; every
+run leaves a line in the host's audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import signal
+
+
+from . import harness
+from .conftest import SERVER_NAME, password_of, steps
+
+WATCHED = ["/etc/pypicloud/config.ini", "/etc/nginx/conf.d/ppc-tasks.conf",
+           f"/etc/ssl/ppc-tasks/{SERVER_NAME}.crt", f"/etc/ssl/ppc-tasks/{SERVER_NAME}.key",
+           f"/usr/local/share/ca-certificates/ppc-tasks-{SERVER_NAME}.crt", "/etc/ppc-tasks/index"]
+
+
+def host_snapshot(host) -> str:
+    """Everything a deploy could touch on the host: files, images, containers, nginx."""
+    return host.out(check=False, command=
+        f"stat -c '%n %s %Y %a %u' {' '.join(WATCHED)} 2>&1; sha256sum {' '.join(WATCHED)} 2>&1; "
+        "docker images -q --no-trunc | sort; docker ps -aq --no-trunc | sort; "
+        "docker volume ls -q | sort; pgrep -d, nginx; "
+        "stat -c '%n %s %Y' /run/lock/ppc-tasks.lock /var/log/ppc-tasks/audit.log 2>&1")
+
+
+def local_snapshot(state_dir) -> dict:
+    if not state_dir.exists():
+        return {}
+    return {str(path): (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+            for path in sorted(state_dir.rglob("*")) if path.is_file()}
+
+
+def dry_lines(output: str) -> dict[str, str]:
+    """{step: would change|unchanged} from a dry run's report lines."""
+    rows = re.findall(r"^\[[^\]]+\] (\S+)\s+(would change|unchanged)\s", output, flags=re.M)
+    return dict(rows)
+
+
+def test_dry_run_shows_the_change_and_changes_nothing(deployed, fab, operator_home):
+    server = deployed.host
+    changed = deployed.settings(fallback="none")
+    before = host_snapshot(server), local_snapshot(operator_home / "state")
+
+    dry = fab("--dry", "deploy", host=server, settings=changed)
+
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (host_snapshot(server), local_snapshot(operator_home / "state")) == before
+    would = {step for step, state in dry_lines(dry.stdout).items() if state == "would change"}
+    assert would == {"server.config", "server.container"}, dry.stdout
+    assert "-pypi.fallback = redirect" in dry.stdout and "+pypi.fallback = none" in dry.stdout
+    assert "$ sudo put-file /etc/pypicloud/config.ini 600 10001:10001 keep" in dry.stdout \
+        or "$ put-file /etc/pypicloud/config.ini 600 10001:10001 keep" in dry.stdout
+    assert "docker run --detach --label ppc-tasks.spec-hash=" in dry.stdout
+    assert "dry run: 2 would change," in dry.stdout and "nothing was changed" in dry.stdout
+    secrets = json.loads((operator_home / "state" / SERVER_NAME / "secrets.json").read_text())
+    for secret in [*secrets["passwords"].values(), *secrets["password_hashes"].values(),
+                   secrets["session_encrypt_key"], secrets["session_validate_key"]]:
+        assert secret not in dry.stdout + dry.stderr
+    assert "user.admin = <redacted>" in dry.stdout or "user.admin" not in dry.stdout
+
+    real = fab("deploy", host=server, settings=changed)  # what the preview said, now done
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert {step for step, state in steps(real.stdout).items() if state == "changed"} == would
+    assert "pypi.fallback = none" in server.out("cat /etc/pypicloud/config.ini")
+
+    back = fab("deploy", host=server, settings=deployed.settings())
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
+def test_dry_run_on_a_bare_host_creates_nothing_here_or_there(fab, start_host, tmp_path):
+    bare = start_host("preview")
+    state = tmp_path / "state"
+    before = host_snapshot(bare)
+
+    dry = fab("--dry", "deploy", host=bare, settings={"server_names": ["preview.test"],
+                                                       "state_dir": str(state)})
+
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would change  create the local CA" in dry.stdout
+    assert "would change  generate passwords for admin" in dry.stdout
+    assert "would change  build ppc/pypicloud:1.3.12: it is missing" in dry.stdout
+    assert not state.exists()
+    assert host_snapshot(bare) == before
+
+
+def test_status_reports_every_part_and_changes_nothing(deployed, fab, operator_home):
+    server = deployed.host
+    before = host_snapshot(server), local_snapshot(operator_home / "state")
+
+    result = fab("status", host=server, settings=deployed.settings())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    parts = dict(re.findall(r"^\[[^\]]+\] (\S+)\s+(ok|PROBLEM)\s", result.stdout, flags=re.M))
+    assert parts == {part: "ok" for part in ("images", "data", "server", "config",
+                                             "certificate", "nginx")}, result.stdout
+    assert "days left" in result.stdout and "/health answers" in result.stdout
+    assert (host_snapshot(server), local_snapshot(operator_home / "state")) == before
+
+
+def test_status_names_each_problem_and_reports_many_hosts_as_a_table(deployed, fab, start_host):
+    server = deployed.host
+    bare = start_host("status-bare")
+    server.exec("sed -i 's/^pypi.fallback = .*/pypi.fallback = none/' /etc/pypicloud/config.ini")
+    try:
+        targets = f"{server.target},{bare.target}"
+        result = fab("status", host=targets, settings=deployed.settings())
+        as_json = fab("status", "--json", host=targets, settings=deployed.settings())
+    finally:
+        fab("deploy", host=server, settings=deployed.settings())
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    problems = result.stderr.strip().splitlines()
+    assert f"127.0.0.1:{server.port}: config: /etc/pypicloud/config.ini differs from what the " \
+           f"settings render" in problems[0], problems
+    assert any(line.startswith(f"127.0.0.1:{bare.port}: ") for line in problems)
+    table = result.stdout.split("\nhost ", 1)[1]
+    assert f"127.0.0.1:{server.port}  problem" in table and f"127.0.0.1:{bare.port}" in table
+    hosts = {entry["host"]: entry for entry in json.loads(as_json.stdout)}
+    checks = {check["part"]: check["ok"] for check in hosts[f"127.0.0.1:{server.port}"]["checks"]}
+    assert checks["config"] is False and checks["server"] is True
+
+
+def lock_held(host) -> bool:
+    return host.exec("test -s /run/lock/ppc-tasks.lock.holder", check=False).returncode == 0
+
+
+def test_one_run_at_a_time_and_a_killed_one_leaves_no_lock(deployed, fab):
+    server = deployed.host
+    # A first deploy that takes a while: it replaces the server (a new config).
+    first = fab("deploy", host=server, settings=deployed.settings(fallback="none"), background=True)
+    harness.wait_for(lambda: lock_held(server), "the first deploy's lock", 30)
+
+    second = fab("deploy", host=server, settings=deployed.settings())
+
+    assert second.returncode == 1
+    assert len(second.stderr.strip().splitlines()) == 1 and "Traceback" not in second.stderr
+    assert "is busy: " in second.stderr and " running deploy since " in second.stderr
+    assert "--lock-wait=SECONDS" in second.stderr
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+
+    # A fab killed while it holds the lock (replacing the server): the next run goes
+    # ahead at once and puts the host right.
+    killed = fab("deploy", host=server, settings=deployed.settings(), background=True)
+    harness.wait_for(lambda: lock_held(server), "the lock", 30)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    again = fab("deploy", host=server, settings=deployed.settings())
+    assert again.returncode == 0, again.stdout + again.stderr
+    settled = fab("deploy", host=server, settings=deployed.settings())
+    assert "done: 0 changed," in settled.stdout, settled.stdout
+
+
+def test_a_run_waits_for_the_lock_when_asked(deployed, fab):
+    server = deployed.host
+    first = fab("deploy", host=server, settings=deployed.settings(fallback="none"), background=True)
+    harness.wait_for(lambda: lock_held(server), "the first deploy's lock", 30)
+
+    second = fab("deploy", "--lock-wait=300", host=server, settings=deployed.settings())
+
+    first.communicate(timeout=300)
+    assert first.returncode == 0
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert steps(second.stdout)["server.config"] == "changed"  # back to the shared settings
+
+
+def test_every_run_leaves_an_audit_line_without_secrets(deployed, fab, operator_home):
+    server = deployed.host
+    fab("deploy", host=server, settings=deployed.settings())
+
+    result = fab("audit", "--lines=3", host=server, settings=deployed.settings())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ operator=\S+@\S+ task=deploy "
+                    r"settings=sha256:[0-9a-f]{16} result=ok changed=-$", last), last
+    assert server.out("stat -c '%a %U' /var/log/ppc-tasks/audit.log") == "640 root"
+    log = server.out("cat /var/log/ppc-tasks/audit.log")
+    assert "result=failed" not in log or "Traceback" not in log
+    for user in ("admin", "dev"):
+        assert password_of(operator_home, user) not in log
+
+
+def test_a_warm_deploy_takes_at_most_three_round_trips(deployed, fab):
+    result = fab("deploy", host=deployed.host, settings=deployed.settings())
+    assert result.returncode == 0, result.stdout + result.stderr
+    trips = int(re.search(r"\((\d+) SSH round trips\)", result.stdout).group(1))
+    assert trips <= 3, result.stdout
+
+
+def test_dry_client_configure_shows_redacted_files_and_writes_none(deployed, fab, client,
+                                                                  operator_home):
+    before = client.out("ls -la /root /root/.config 2>&1; ls /usr/local/share/ca-certificates")
+
+    dry = fab("--dry", "clients.configure", host=client, settings=deployed.settings())
+
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert client.out("ls -la /root /root/.config 2>&1; ls /usr/local/share/ca-certificates") == before
+    assert "+password = <redacted>" in dry.stdout
+    assert "+index-url = https://dev:<redacted>@pypi.test/simple/" in dry.stdout
+    assert password_of(operator_home, "dev") not in dry.stdout + dry.stderr
+    assert "would change" in dry.stdout.split("\nhost ", 1)[1]

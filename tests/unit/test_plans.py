@@ -1,0 +1,181 @@
+"""Planners are data: facts in, steps and commands out. A host that is as the settings
+say yields no command at all; each difference yields exactly the steps it needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+
+import pytest
+
+from ppc_tasks import certs, credentials, deploy, image, index, nginx, server
+from ppc_tasks.errors import TaskError
+from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, ImageFacts
+from ppc_tasks.plan import Change, Unchanged, describe
+from ppc_tasks.settings import Settings
+from ppc_tasks.system import FAMILIES, parse_platform
+
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def present(content: bytes, mode: str = "644", owner: str = "0:0") -> FileFacts:
+    return FileFacts(FileState(hashlib.sha256(content).hexdigest(), mode, owner), content=content)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    settings = Settings.from_config({"server_names": ["pypi.test"], "users": ["dev"],
+                                     "state_dir": str(tmp_path / "state")}, host=None)
+    # The index as a first deploy leaves it on the operator's machine.
+    plan = deploy.plan_deploy(settings, fresh_facts(settings), NOW, "h")
+    for step in plan.steps:
+        if isinstance(step, Change) and step.local:
+            step.local()
+    return settings
+
+
+def fresh_facts(settings: Settings) -> Facts:
+    """A bare host with Docker and systemd: nothing of the index yet."""
+    missing = FileFacts(None)
+    paths = [index.HOST_MARKER, settings.config_path, *certs.host_cert_paths(settings),
+             nginx.SITE_PATH, *(certs.trust_path(family.trust_store, settings.index_name)
+                                for family in FAMILIES.values())]
+    return Facts(
+        platform=parse_platform("os=debian\nsystemd=1\n"), user_ids="0:0", home="/root",
+        docker="running", units={"docker": ("enabled", "active"), "nginx": ("", "")},
+        images={build.tag: None for build in image.image_builds(settings)},
+        containers={"pypicloud": None, "pypicloud-previous": None},
+        volumes={"pypicloud-data": "missing"},
+        data_containers={"pypi_data:/var/lib/pypicloud": ("missing", "")},
+        files={path: missing for path in paths}, nginx=(False, False), ports={22})
+
+
+def warm_facts(settings: Settings) -> Facts:
+    """The host as a deploy with these settings left it."""
+    creds = credentials.load(settings.secrets_path)
+    tls = certs.prepare(settings, NOW)
+    config = server.render_config(settings, creds)
+    builds = image.image_builds(settings)
+    spec = server.container_spec(settings, builds[1].context_hash, config)
+    cert_path, key_path = certs.host_cert_paths(settings)
+    trust = certs.trust_path(FAMILIES["debian"].trust_store, settings.index_name)
+    facts = fresh_facts(settings)
+    facts.units["nginx"] = ("enabled", "active")
+    facts.images = {build.tag: ImageFacts("sha256:1", build.context_hash) for build in builds}
+    facts.containers["pypicloud"] = ContainerFacts(spec, True, 3031)
+    facts.volumes["pypicloud-data"] = "data"
+    facts.data_containers["pypi_data:/var/lib/pypicloud"] = ("pypicloud-data", "data")
+    facts.files.update({
+        index.HOST_MARKER: present(b"pypi.test\n"),
+        settings.config_path: present(config, "600", "10001:10001"),
+        cert_path: present(tls.certificate), key_path: present(tls.key, "600"),
+        trust: present(tls.ca), nginx.SITE_PATH: present(nginx.render_site(settings))})
+    facts.nginx = (True, True)
+    facts.ports = {22, 80, 443, 3031}
+    return facts
+
+
+def changed(plan) -> list[str]:
+    return [step.step for step in plan.steps if isinstance(step, Change)]
+
+
+def test_a_host_as_the_settings_say_yields_no_command(settings):
+    plan = deploy.plan_deploy(settings, warm_facts(settings), NOW, "h")
+    assert changed(plan) == []
+    assert [step.step for step in plan.steps] == [
+        "certs.ca", "certs.server", "index.secrets", "index.identity", "docker.boot",
+        "image.data", "image.server", "data.container", "server.config", "server.container",
+        "certs.install", "certs.trust", "nginx.install", "nginx.site", "nginx.service",
+        "nginx.boot"]
+
+
+def test_a_bare_host_gets_every_step_in_the_order_of_the_manual_procedure(tmp_path):
+    settings = Settings.from_config({"server_names": ["pypi.test"],
+                                     "state_dir": str(tmp_path / "new")}, host=None)
+    plan = deploy.plan_deploy(settings, fresh_facts(settings), NOW, "h")
+    assert changed(plan) == [
+        "certs.ca", "certs.server", "index.secrets", "index.identity", "image.data",
+        "image.server", "data.container", "server.config", "server.container",
+        "certs.install", "certs.trust", "nginx.install", "nginx.site", "nginx.service",
+        "nginx.boot"]
+    assert not (tmp_path / "new").exists()  # planning creates nothing, here either
+
+
+def test_a_new_setting_changes_the_config_and_replaces_the_server_only(settings):
+    facts = warm_facts(settings)
+    changed_settings = dataclasses.replace(settings, fallback="none")
+    plan = deploy.plan_deploy(changed_settings, facts, NOW, "h")
+    assert changed(plan) == ["server.config", "server.container"]
+    config, container = plan.changes("server.")
+    assert container.would == "recreate pypicloud: config.ini changed"
+    assert container.run is not None and container.preview  # replaced with a health check
+    shown = "\n".join(line for _, _, _, details in describe(plan, " ".join) for line in details)
+    assert "-pypi.fallback = redirect" in shown and "+pypi.fallback = none" in shown
+    creds = credentials.load(settings.secrets_path)
+    for secret in (*creds.password_hashes.values(), creds.session_encrypt_key, *creds.passwords.values()):
+        assert secret not in shown
+
+
+def test_a_rebuild_replaces_the_server_with_the_new_image(settings):
+    plan = deploy.plan_deploy(settings, warm_facts(settings), NOW, "h", rebuild=True)
+    assert changed(plan) == ["image.data", "image.server", "server.container"]
+    assert plan.changes("server.")[0].would == "recreate pypicloud: its image was rebuilt"
+
+
+def test_a_new_port_moves_the_server_and_reloads_nginx_after_nginx_t(settings):
+    moved = dataclasses.replace(settings, port=3032)
+    plan = deploy.plan_deploy(moved, warm_facts(settings), NOW, "h")
+    assert changed(plan) == ["server.container", "nginx.site", "nginx.service"]
+    site = plan.changes("nginx.site")[0]
+    assert site.commands[0].argv[3] == "put-checked" and site.commands[0].argv[-2:] == ("nginx", "-t")
+    assert [command.argv for command in plan.changes("nginx.service")[0].commands] == [
+        ("nginx", "-t"), ("systemctl", "reload", "nginx")]
+
+
+def test_a_port_taken_by_something_else_is_refused_before_any_step(settings):
+    facts = warm_facts(settings)
+    facts.ports.add(3032)
+    with pytest.raises(TaskError, match="port 3032 is already in use on h"):
+        deploy.plan_deploy(dataclasses.replace(settings, port=3032), facts, NOW, "h")
+
+
+def test_an_interrupted_replacement_is_put_back_first(settings):
+    facts = warm_facts(settings)
+    facts.containers["pypicloud-previous"] = facts.containers["pypicloud"]
+    facts.containers["pypicloud"] = ContainerFacts("half-made", False, None)
+    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    assert changed(plan) == ["server.recover"]
+    recover = plan.changes("server.recover")[0]
+    assert [command.argv[:2] for command in recover.commands] == [
+        ("docker", "rm"), ("sh", "-c"), ("docker", "rename"), ("docker", "start")]
+
+
+def test_a_changed_certificate_reloads_nginx(settings):
+    facts = warm_facts(settings)
+    cert_path, _ = certs.host_cert_paths(settings)
+    facts.files[cert_path] = present(b"an older certificate")
+    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    assert changed(plan) == ["certs.install", "nginx.service"]
+    install = plan.changes("certs.install")[0]
+    assert [diff.private for diff in install.diffs] == [False]  # the key did not change
+    facts.files[certs.host_cert_paths(settings)[1]] = present(b"another key", "600")
+    install = plan_step(settings, facts, "certs.install")
+    shown = "\n".join(line for _, _, _, details in describe(
+        deploy.plan_deploy(settings, facts, NOW, "h"), " ".join) for line in details)
+    assert "a private key (not shown)" in shown
+    assert certs.prepare(settings, NOW).key.decode().splitlines()[1] not in shown
+
+
+def plan_step(settings, facts, name):
+    return next(step for step in deploy.plan_deploy(settings, facts, NOW, "h").steps
+                if step.step == name)
+
+
+def test_nginx_not_running_is_started_and_not_enabled_is_enabled(settings):
+    facts = warm_facts(settings)
+    facts.nginx = (True, False)
+    facts.units["nginx"] = ("disabled", "inactive")
+    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    assert changed(plan) == ["nginx.service", "nginx.boot"]
+    assert isinstance(plan_step(settings, warm_facts(settings), "nginx.boot"), Unchanged)
