@@ -1,0 +1,54 @@
+"""status decides from facts alone: each check, with facts written by hand."""
+
+import datetime
+import hashlib
+
+from ppc_tasks import certs, status
+from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, VolumeUsage
+from ppc_tasks.settings import Settings
+from ppc_tasks.system import parse_platform
+
+NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def settings(tmp_path) -> Settings:
+    return Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path)},
+                                host=None)
+
+
+def certificate_facts(settings: Settings, issued: datetime.datetime) -> Facts:
+    ca, ca_key = certs.new_ca(("pypi.test",), True, issued)
+    certificate, _ = certs.new_server_certificate(ca, ca_key, ("pypi.test",), issued)
+    content = certs.pem(certificate)
+    path, _ = certs.host_cert_paths(settings)
+    return Facts(platform=parse_platform("os=debian\nsystemd=1"),
+                 files={path: FileFacts(FileState(hashlib.sha256(content).hexdigest(), "644",
+                                                  "0:0"), content=content)})
+
+
+def test_a_certificate_that_expires_within_30_days_is_a_problem(tmp_path):
+    current = settings(tmp_path)
+    fresh = status.check_certificate(current, certificate_facts(current, NOW), NOW)
+    assert fresh.detail.startswith("pypi.test; 825 days left; issuer CN=ppc-tasks CA for pypi.test")
+    almost = NOW - certs.SERVER_VALIDITY + datetime.timedelta(days=12)
+    expiring = status.check_certificate(current, certificate_facts(current, almost), NOW)
+    assert not expiring.ok and "expires in 12 days" in expiring.detail
+
+
+def test_the_server_is_healthy_only_running_and_answering():
+    current = Settings.from_config({}, host="pypi.test")
+    running = ContainerFacts("spec", True, 3031, restarts=2, started_at="2026-11-25T09:59:00.123Z")
+    facts = Facts(containers={"pypicloud": running}, health={"pypicloud": True})
+    check = status.check_server(current, facts, NOW)
+    assert check.ok and check.detail == "pypicloud up 2h, /health answers, restarted 2 times"
+    facts.health["pypicloud"] = False
+    assert not status.check_server(current, facts, NOW).ok
+
+
+def test_little_disk_left_where_packages_live_is_a_problem():
+    current = Settings.from_config({}, host="pypi.test")
+    facts = Facts(volumes={"pypicloud-data": "data"},
+                  data_containers={"pypi_data:/var/lib/pypicloud": ("pypicloud-data", "data")},
+                  volume_usage={"pypicloud-data": VolumeUsage(5_000_000, 40, 12, 200_000_000)})
+    check = status.check_data(current, facts)
+    assert not check.ok and "12 projects, 40 files" in check.detail and "less than 1 GB" in check.detail
