@@ -5,15 +5,19 @@
 
 from invoke import Collection
 
-from ppc_tasks import certs, clients, data, image, nginx, packages, server
+from ppc_tasks import backup, certs, clients, data, image, nginx, packages, server
 from ppc_tasks.deploy import deploy
-from ppc_tasks.status import audit, status
 from ppc_tasks.settings import DEFAULTS
+from ppc_tasks.status import audit, status
 
-ns = Collection(image, data, server, certs, nginx, clients, packages)
-ns.add_task(deploy)
-ns.add_task(status)
-ns.add_task(audit)
+# `fab -H HOST backup` takes a backup; `fab backup.verify FILE` checks one.
+backups = Collection("backup")
+backups.add_task(backup.create, default=True)
+backups.add_task(backup.verify)
+
+ns = Collection(image, data, server, certs, nginx, clients, packages, backups)
+for top_level in (deploy, status, audit, backup.restore):
+    ns.add_task(top_level)
 # Registering every default makes each one overridable from any config layer,
 # including FABRIC_PPC_<KEY> environment variables.
 ns.configure({"ppc": DEFAULTS, "timeouts": {"connect": 15}})

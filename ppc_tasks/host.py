@@ -29,12 +29,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import BinaryIO
 
 import paramiko
 from fabric import Connection, task
 from invoke.exceptions import Exit
 
-from . import facts as facts_module, index
+from . import facts as facts_module
+from . import index
 from .errors import ConnectionLost, TaskError
 from .facts import Facts
 from .plan import Change, Plan, describe
@@ -153,10 +155,10 @@ class Host:
         return self.sudo != "none"
 
     # -- commands -------------------------------------------------------------------------
-    def run(self, argv: Argv, *, root: bool = False, stdin: bytes = b"",
+    def run(self, argv: Argv, *, root: bool = False, stdin: bytes | BinaryIO = b"",
             check: bool = True) -> Result:
         """Run argv, as root with root=True; output is captured, never echoed (it may
-        hold secrets). stdin is sent to the command, then closed."""
+        hold secrets). stdin (bytes, or a file streamed in chunks) is sent, then closed."""
         channel = self._open(argv, root, stdin)
         stdout: list[bytes] = []
         stderr: list[bytes] = []
@@ -171,14 +173,37 @@ class Host:
                             f"{last_lines(result.stderr or result.stdout)}")
         return result
 
-    def _open(self, argv: Argv, root: bool, stdin: bytes, keep_open: bool = False) -> paramiko.Channel:
+    @contextlib.contextmanager
+    def streaming(self, argv: Argv, *, root: bool = False, stdin: bytes = b""):
+        """Run argv and read its stdout as it comes (a file object), for output too big to
+        hold: a backup. A failure of the command is raised when the reading is done."""
+        channel = self._open(argv, root, stdin)
+        stderr: list[bytes] = []
+        errors = threading.Thread(target=_drain, args=(channel.recv_stderr, stderr), daemon=True)
+        errors.start()
+        stdout = channel.makefile("rb")
+        try:
+            yield stdout
+            _drain(stdout.read, [])  # the rest, so that the exit status arrives
+        except BaseException:
+            channel.close()
+            raise
+        errors.join()
+        status = self._exit_status(channel, argv)
+        if status != 0:
+            raise TaskError(f"`{shown(argv)}` failed (exit {status}): "
+                            f"{last_lines(b''.join(stderr).decode(errors='replace'))}")
+
+    def _open(self, argv: Argv, root: bool, stdin: bytes | BinaryIO,
+              keep_open: bool = False) -> paramiko.Channel:
         """Start argv on a new channel and send stdin (after the sudo password, if sudo
         needs one); then close stdin, unless keep_open (the caller writes more later)."""
         if root and not self.can_sudo:
             raise TaskError(f"{shown(argv)} needs root on {self.name}, and there is no sudo")
         line = command_line(argv, as_root=root, sudo=self.sudo)
         if root and self.sudo == "password":
-            stdin = self.connection.config.sudo.password.encode() + b"\n" + stdin
+            password = self.connection.config.sudo.password.encode() + b"\n"
+            stdin = password + stdin if isinstance(stdin, bytes) else _Prefixed(password, stdin)
         self.round_trips += 1
         try:
             channel = self.connection.transport.open_session()
@@ -333,11 +358,29 @@ class Host:
                             f"(systemctl start docker) and run again")
 
 
-def _feed(channel: paramiko.Channel, data: bytes, close: bool) -> None:
-    """Send stdin; close it (so the command sees its end) unless it stays open."""
+class _Prefixed:
+    """A file to stream, with a few bytes (the sudo password line) before it."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO):
+        self.prefix, self.rest = prefix, rest
+
+    def read(self, size: int) -> bytes:
+        if self.prefix:
+            head, self.prefix = self.prefix, b""
+            return head
+        return self.rest.read(size)
+
+
+def _feed(channel: paramiko.Channel, data: bytes | BinaryIO, close: bool) -> None:
+    """Send stdin (a file in chunks); close it (so the command sees its end) unless it
+    stays open."""
     with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-        if data:
-            channel.sendall(data)
+        if isinstance(data, bytes):
+            if data:
+                channel.sendall(data)
+        else:
+            while chunk := data.read(65536):
+                channel.sendall(chunk)
         if close:
             channel.shutdown_write()
 

@@ -122,6 +122,11 @@ def size(data: bytes) -> str:
     return f"{len(data)} bytes" if len(data) < 10_000 else f"{len(data) / 1000:.0f} kB"
 
 
+def counted(number: int, noun: str) -> str:
+    """"1 project", "3 projects": report words."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 # -- the most common step: a file with this content, mode and owner ------------------------
 def file_step(step: str, path: str, content: bytes, current: FileFacts, *, mode: str,
               owner: str | None, user_ids: str = "", keep_previous: bool = False,

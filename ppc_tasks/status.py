@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from json import dumps
 from dataclasses import asdict, dataclass
+from json import dumps
 
 from cryptography import x509
 from fabric import task
@@ -18,8 +18,16 @@ from invoke.exceptions import Exit
 
 from . import certs, credentials, deploy, image, nginx, server
 from .facts import Facts
-from .host import (AUDIT_LOG, Host, first_call, host_task, on_each_host, print_table,
-                   settings_of)
+from .host import (
+    AUDIT_LOG,
+    Host,
+    first_call,
+    host_task,
+    on_each_host,
+    print_table,
+    settings_of,
+)
+from .plan import counted
 from .settings import DATA_DIR, Settings
 
 EXPIRY_WARNING = datetime.timedelta(days=30)
@@ -56,7 +64,8 @@ def check_data(settings: Settings, facts: Facts) -> Check:
     usage = facts.volume_usage.get(settings.data_volume)
     if volume != "data" or usage is None:
         return Check("data", False, f"the volume {settings.data_volume} is {volume}")
-    detail = (f"{settings.data_volume}: {usage.projects} projects, {usage.files} files, "
+    detail = (f"{settings.data_volume}: {counted(usage.projects, 'project')}, "
+              f"{counted(usage.files, 'file')}, "
               f"{usage.bytes / 1e6:.1f} MB; {usage.free_bytes / 1e9:.1f} GB free")
     if holder != settings.data_volume:
         return Check("data", False, f"{detail}; the data container {settings.data_container} "
