@@ -14,7 +14,7 @@ from .settings import Settings
 def queries(settings) -> list[str]:
     return ["platform", "docker", "unit=docker", *index.queries(settings),
             *image.queries(settings), *data.queries(settings), *server.queries(settings),
-            *certs.install_queries(settings), *certs.trust_queries(settings), *nginx.queries()]
+            *certs.install_queries(settings), *certs.trust_queries(settings), *nginx.queries(settings)]
 
 
 @host_task
@@ -60,10 +60,11 @@ def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_n
              *image.plan_images(settings, facts, force=rebuild, skip=skip_build))
     data_image = facts.images[settings.data_image] is not None or plan.notified("image.data")
     plan.add(data.plan_data_step(settings, facts, data_image, now))
-    server.plan_server(settings, facts, plan, creds, host_name)
+    serving = server.plan_server(settings, facts, plan, creds, host_name)
     plan.add(certs.plan_install(settings, tls, facts),
              certs.plan_trust(settings, facts, tls.ca, host_name))
-    nginx.plan_nginx(settings, facts, plan, host_name)
+    nginx.plan_nginx(settings, facts, plan, host_name, serving.port)
+    plan.add(serving.retire)
     return plan
 
 

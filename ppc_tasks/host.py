@@ -40,7 +40,7 @@ from . import index
 from .errors import ConnectionLost, TaskError
 from .facts import Facts
 from .plan import Change, Plan, describe
-from .render import script, script_argv
+from .render import script, script_argv, script_name
 from .settings import Settings, SettingsError
 
 Argv = Sequence[str]
@@ -81,7 +81,9 @@ def command_line(argv: Argv, *, as_root: bool, sudo: str) -> str:
 def shown(argv: Argv, limit: int | None = 120) -> str:
     """A command as messages show it: a script by its name (files/sh/NAME.sh), long ones
     cut to `limit` characters."""
-    text = shlex.join(argv[3:]) if list(argv[:2]) == ["sh", "-c"] else shlex.join(argv)
+    if list(argv[:2]) == ["sh", "-c"]:
+        argv = argv[3:]
+    text = shlex.join(script_name(arg) or arg for arg in argv)
     return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."
 
 

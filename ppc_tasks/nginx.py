@@ -1,6 +1,13 @@
-"""`nginx`: the TLS front door on the server (manual step 5)."""
+"""`nginx`: the TLS front door on the server (manual step 5).
+
+nginx forwards to the port of the live server container. A replacement container
+starts on the other of the two ports (`port`, `port + 1`); the site is then switched
+to it and nginx reloaded gracefully, so no request ever meets a server that is going.
+"""
 
 from __future__ import annotations
+
+import re
 
 from . import certs
 from .errors import TaskError
@@ -12,20 +19,35 @@ from .settings import Settings
 from .system import nginx_service
 
 SITE_PATH = "/etc/nginx/conf.d/ppc-tasks.conf"  # read by Debian's and RHEL's nginx.conf
+UPSTREAM_SERVER = re.compile(rb"^\s*server 127\.0\.0\.1:(\d+);", re.M)
 
 
-def render_site(settings: Settings) -> bytes:
+def render_site(settings: Settings, upstream_port: int) -> bytes:
     certificate_path, key_path = certs.host_cert_paths(settings)
     return render("nginx-site.conf.j2", server_names=settings.server_names,
-                  upstream_port=settings.port, certificate_path=certificate_path,
+                  upstream_port=upstream_port, certificate_path=certificate_path,
                   key_path=key_path)
 
 
-def queries() -> list[str]:
-    return ["nginx", f"text={SITE_PATH}", "unit=nginx"]
+def serving_port(settings: Settings, facts: Facts) -> int:
+    """The port nginx should forward to: the live server container's."""
+    live = facts.containers.get(settings.server_container)
+    return live.port if live is not None and live.port else settings.port
 
 
-def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str) -> None:
+def forwarded_port(facts: Facts) -> int | None:
+    """The port the site on the host forwards to now, if there is a site."""
+    site = facts.file(SITE_PATH)
+    found = UPSTREAM_SERVER.search(site.content or b"") if site.state is not None else None
+    return int(found[1]) if found else None
+
+
+def queries(settings: Settings) -> list[str]:
+    return ["nginx", f"text={SITE_PATH}", "unit=nginx", f"container={settings.server_container}"]
+
+
+def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str,
+               upstream_port: int) -> None:
     """nginx.install, nginx.site, nginx.service (reloaded when notified), nginx.boot."""
     installed, running = facts.nginx
     family = facts.platform.family
@@ -38,25 +60,39 @@ def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str) -> 
         plan.add(Change("nginx.install", done=f"installed nginx ({family.name} packages)",
                         would=f"install nginx ({family.name} packages)",
                         commands=[Command.of(*family.install_nginx)]))
-    plan.add(site_step(settings, facts))
-    nginx = nginx_service(facts.platform)
-    if not running:
-        plan.add(Change("nginx.service", done="started nginx", would="start nginx",
-                        commands=[Command.of(*nginx.start)]))
-    elif plan.notified("nginx.reload"):
-        plan.add(Change("nginx.service", done="reloaded nginx",
-                        would="reload nginx: its site or certificate changes",
-                        commands=[Command.of("nginx", "-t", failure="nginx rejects the new "
-                                                                   "certificate"),
-                                  Command.of(*nginx.reload)]))
+    plan.add(site_step(settings, facts, upstream_port))
+    if running:
+        plan.add(reload_step(facts, plan))
     else:
-        plan.add(Unchanged("nginx.service", "nginx is running with this configuration"))
+        plan.add(Change("nginx.service", done="started nginx", would="start nginx",
+                        commands=[Command.of(*nginx_service(facts.platform).start)]))
     plan.add(boot_step("nginx.boot", "nginx", facts))
 
 
-def site_step(settings: Settings, facts: Facts) -> Step:
+def plan_switch(settings: Settings, facts: Facts, plan: Plan, upstream_port: int) -> None:
+    """For a server replaced on its own (server.deploy): point a running nginx's site at
+    the new container. Without a site or a running nginx there is nothing to switch."""
+    running = facts.nginx is not None and facts.nginx[1]
+    if running and facts.file(SITE_PATH).state is not None:
+        plan.add(site_step(settings, facts, upstream_port), reload_step(facts, plan))
+
+
+def reload_step(facts: Facts, plan: Plan) -> Step:
+    """A graceful reload when an earlier step asked for one; it returns once the new
+    configuration is live (files/sh/reload-nginx.sh)."""
+    if not plan.notified("nginx.reload"):
+        return Unchanged("nginx.service", "nginx is running with this configuration")
+    return Change("nginx.service", done="reloaded nginx",
+                  would="reload nginx: its site or certificate changes",
+                  commands=[Command.of("nginx", "-t", failure="nginx rejects the new "
+                                                             "certificate"),
+                            Command.of(*script_argv("reload-nginx",
+                                                    *nginx_service(facts.platform).reload))])
+
+
+def site_step(settings: Settings, facts: Facts, upstream_port: int) -> Step:
     """The site, written only if `nginx -t` accepts it (else the previous one stays)."""
-    site = render_site(settings)
+    site = render_site(settings, upstream_port)
     step = file_step("nginx.site", SITE_PATH, site, facts.file(SITE_PATH), mode="644",
                      owner="0:0", notifies=("nginx.reload",))
     if isinstance(step, Change):
@@ -78,7 +114,7 @@ def configure(host):
     reloaded only when the site changed. Needs the certificate from certs.install (or
     tls_host_cert/tls_host_key).
     """
-    facts = host.read_facts(["platform", *queries()])
+    facts = host.read_facts(["platform", "docker", *queries(host.settings)])
     plan = Plan()
-    plan_nginx(host.settings, facts, plan, host.name)
+    plan_nginx(host.settings, facts, plan, host.name, serving_port(host.settings, facts))
     host.carry_out(plan)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jinja2
@@ -27,6 +28,16 @@ def render(template: str, **values) -> bytes:
 def script(name: str) -> str:
     """The text of files/sh/<name>.sh: shell logic that takes every value as an argument."""
     return (FILES_DIR / "sh" / f"{name}.sh").read_text()
+
+
+@functools.cache
+def _script_names() -> dict[str, str]:
+    return {path.read_text(): path.stem for path in (FILES_DIR / "sh").glob("*.sh")}
+
+
+def script_name(text: str) -> str | None:
+    """NAME if text is files/sh/NAME.sh (an argument that is a script is shown by name)."""
+    return _script_names().get(text)
 
 
 def script_argv(name: str, *args: str) -> list[str]:

@@ -1,9 +1,12 @@
 """`server`: config.ini and the pypicloud container (manual steps 3 and 4).
 
-A deploy never takes a working index down for a change that does not work: everything
-that can be checked is checked before the running container is touched, and a
-replacement that does not answer its health check is removed and the previous
-container (with its config.ini) serves again.
+A deploy never takes a working index down: everything that can be checked is checked
+before the live container is touched. A replacement (new image, config or options)
+starts as `<name>-next` beside the live one, on the other of the two loopback ports,
+and must answer /health and an authenticated /simple/ request; only then does nginx
+switch to it (a graceful reload), and the old container is removed once nginx's old
+workers have finished their requests. A replacement that fails is removed, config.ini
+is put back, and the live container never stopped serving.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 
-from . import credentials, docker, image, index
+from . import credentials, docker, image, index, nginx
 from .credentials import Credentials
 from .errors import TaskError
 from .facts import ContainerFacts, Facts
@@ -22,9 +26,20 @@ from .render import render, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, SERVER_PORT, Settings
 
 CONTAINER_CONFIG_DIR = "/etc/pypicloud"  # the image's CMD reads config.ini here
-PREVIOUS_SUFFIX = "-previous"  # the container being replaced, while its successor starts
+NEXT_SUFFIX = "-next"  # a replacement, until nginx serves from it
+PREVIOUS_SUFFIX = "-previous"  # how releases before blue/green set the live one aside
+# At most this long for requests nginx's old workers still forward to a retiring server.
+DRAIN_SECONDS = 120
 # Lines of config.ini that --dry never shows: password hashes and session keys.
 SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key)(\s*=\s*).*$", re.M)
+
+
+@dataclass
+class Serving:
+    """What plan_server leaves for the steps after it."""
+
+    port: int  # where the server answers once the plan ran: nginx's upstream
+    retire: Change | None = None  # the last step: remove the container nginx left
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -45,7 +60,8 @@ def redact_config(text: str) -> str:
     return SECRET_LINE.sub(lambda match: f"{match[1]}{match[3]}{REDACTED}", text)
 
 
-def run_argv(settings: Settings, spec: str | None = None) -> list[str]:
+def run_argv(settings: Settings, spec: str | None = None, *, name: str = "",
+             port: int = 0) -> list[str]:
     """`docker run` for the server container, as the manual procedure had it, hardened.
 
     The config *folder* is mounted, not the file: a file mount whose source went
@@ -53,20 +69,33 @@ def run_argv(settings: Settings, spec: str | None = None) -> list[str]:
     label = ["--label", f"{docker.SPEC_LABEL}={spec}"] if spec else []
     return [
         "docker", "run", "--detach", *label,
-        "--name", settings.server_container,
+        "--name", name or settings.server_container,
         "--restart", "unless-stopped",
         "--volume", f"{settings.config_dir}:{CONTAINER_CONFIG_DIR}:ro",
         "--volume", f"{settings.data_volume}:{DATA_DIR}",
         # Only the host (nginx) may reach pypicloud directly.
-        "--publish", f"127.0.0.1:{settings.port}:{SERVER_PORT}",
+        "--publish", f"127.0.0.1:{port or settings.port}:{SERVER_PORT}",
         settings.server_image,
     ]
 
 
 def container_spec(settings: Settings, image_identity: str, config: bytes) -> str:
-    """Hash of everything the container depends on; a change means replace it."""
+    """Hash of everything the container depends on; a change means replace it. Taken
+    with the container's own name and `port`, whichever of the two it runs on."""
     payload = json.dumps([run_argv(settings), image_identity, hashlib.sha256(config).hexdigest()])
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def replacement_port(settings: Settings, live: ContainerFacts) -> int:
+    """The loopback port a replacement starts on: of `port` and `port + 1`, the one the
+    live container does not publish."""
+    return settings.port + 1 if live.port == settings.port else settings.port
+
+
+def login_line(settings: Settings, creds: Credentials) -> bytes:
+    """An admin's login, for the check that a new container serves accounts (on stdin)."""
+    admin = settings.admins[0]
+    return f"{admin}:{creds.passwords[admin]}\n".encode()
 
 
 def container_action(current: ContainerFacts | None, spec: str, config_changed: bool,
@@ -87,42 +116,69 @@ def container_action(current: ContainerFacts | None, spec: str, config_changed: 
 
 def queries(settings: Settings) -> list[str]:
     name = settings.server_container
-    return [f"container={name}", f"container={name}{PREVIOUS_SUFFIX}",
-            f"text={settings.config_path}", f"volume={settings.data_volume}",
-            f"image={settings.server_image}", "ports"]
+    return [f"container={name}", f"container={name}{NEXT_SUFFIX}",
+            f"container={name}{PREVIOUS_SUFFIX}", f"text={settings.config_path}",
+            f"volume={settings.data_volume}", f"image={settings.server_image}", "ports",
+            *nginx.queries(settings)]
 
 
-def check_port(settings: Settings, facts: Facts, current: ContainerFacts | None, host_name: str) -> None:
-    """Refuse before anything changes when something else holds the published port."""
-    if current is not None and current.running and current.port == settings.port:
-        return
-    if settings.port in facts.ports:
-        raise TaskError(f"port {settings.port} is already in use on {host_name}: stop what "
+def check_port_free(settings: Settings, ports_in_use: set[int], port: int,
+                    host_name: str) -> None:
+    """Refuse before anything changes when something else holds the port a new
+    container needs."""
+    if port in ports_in_use:
+        raise TaskError(f"port {port} is already in use on {host_name}: the index's server "
+                        f"runs on port {settings.port} or {settings.port + 1}; stop what "
                         f"listens there or set ppc.port")
 
 
-def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials,
-                host_name: str) -> None:
-    """server.recover (after an interrupted deploy), server.config, server.container."""
-    name, previous = settings.server_container, settings.server_container + PREVIOUS_SUFFIX
-    current = facts.containers[name]
-    interrupted = facts.containers[previous]
-    if interrupted is not None:
+def plan_recovery(settings: Settings, facts: Facts,
+                  plan: Plan) -> tuple[ContainerFacts | None, set[int]]:
+    """Finish or undo what an interrupted deploy left; returns the live container after
+    that, and the ports it frees."""
+    name = settings.server_container
+    live, candidate = facts.containers[name], facts.containers[name + NEXT_SUFFIX]
+    previous = facts.containers[name + PREVIOUS_SUFFIX]
+    if candidate is not None and candidate.running and candidate.port == nginx.forwarded_port(facts):
+        plan.add(Change(
+            "server.recover", done=f"finished the switch to {name}{NEXT_SUFFIX}, which an "
+                                   f"interrupted deploy had made", would=f"finish the switch "
+            f"to {name}{NEXT_SUFFIX}, which an interrupted deploy had made",
+            commands=[Command.of(*script_argv("retire", name, name + NEXT_SUFFIX,
+                                              settings.config_path, "0"))]))
+        return candidate, {live.port} if live else set()
+    if candidate is not None:
+        # config.ini may already be the new one: the replacement below starts with it.
+        plan.add(Change(
+            "server.recover", done=f"removed {name}{NEXT_SUFFIX}, which an interrupted deploy "
+                                   f"was starting",
+            would=f"remove {name}{NEXT_SUFFIX}, which an interrupted deploy was starting",
+            commands=[Command.of("docker", "rm", "--force", name + NEXT_SUFFIX)]))
+    freed = {candidate.port} if candidate else set()
+    if previous is not None:  # left by a release before blue/green
         plan.add(Change(
             "server.recover", done=f"put back {name}, which an interrupted deploy was replacing",
             would=f"put back {name}, which an interrupted deploy was replacing",
-            commands=[*([Command.of("docker", "rm", "--force", name)] if current else []),
+            commands=[*([Command.of("docker", "rm", "--force", name)] if live else []),
                       Command.of(*script_argv("restore-previous", settings.config_path)),
-                      Command.of("docker", "rename", previous, name),
+                      Command.of("docker", "rename", name + PREVIOUS_SUFFIX, name),
                       Command.of("docker", "start", name)],
             run=lambda host: raise_unless_healthy(host, name, "was put back but")))
-        current = ContainerFacts(interrupted.spec, True, interrupted.port)
+        return ContainerFacts(previous.spec, True, previous.port), freed
+    return live, freed
+
+
+def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials,
+                host_name: str) -> Serving:
+    """server.recover (after an interrupted deploy), server.config, server.container; a
+    replacement's server.retire is for the caller to add once nginx is switched."""
+    name, next_name = settings.server_container, settings.server_container + NEXT_SUFFIX
+    live, freed = plan_recovery(settings, facts, plan)
     identity = image.image_identity(settings, facts, plan, settings.server_image, "server")
     if identity is None:
         raise TaskError(f"image {settings.server_image} is missing: run image.build first")
     if facts.volumes[settings.data_volume] == "missing" and not plan.changes("data."):
         raise TaskError(f"the data volume {settings.data_volume} is missing: run data.create first")
-    check_port(settings, facts, current, host_name)
 
     config = render_config(settings, creds)
     # 0600 and owned by the container's user: it holds password hashes and session keys.
@@ -131,79 +187,78 @@ def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials
                             facts.file(settings.config_path), mode="600",
                             owner=f"{PYPICLOUD_UID}:{PYPICLOUD_UID}", keep_previous=True,
                             redact=redact_config)
-    plan.add(config_step)
     spec = container_spec(settings, identity, config)
-    action = container_action(current, spec, isinstance(config_step, Change),
+    action = container_action(live, spec, isinstance(config_step, Change),
                               plan.notified("image.server"))
     if action is None:
-        plan.add(Unchanged("server.container", f"{name} is running and up to date"))
-    elif action == "start":
-        plan.add(Change("server.container", done=f"started {name}", would=f"start {name}",
-                        commands=[Command.of("docker", "start", name)],
-                        run=lambda host: raise_unless_healthy(host, name, "")))
-    else:
-        why = action.split(": ", 1)[-1]
-        done = f"recreated {name} ({why})" if current else f"created {name}"
-        plan.add(Change(
-            "server.container", done=f"{done}, answering on 127.0.0.1:{settings.port}",
-            would=f"recreate {name}: {why}" if current else f"create {name}",
-            run=lambda host: replace_container(host, spec, had_one=current is not None),
-            preview=replacement_preview(settings, spec, had_one=current is not None)))
-
-
-def replacement_preview(settings: Settings, spec: str, had_one: bool) -> list[Command]:
-    """What replace_container runs when all goes well, for --dry."""
-    name, previous = settings.server_container, settings.server_container + PREVIOUS_SUFFIX
-    aside = [Command.of("docker", "stop", "--time", "10", name),
-             Command.of("docker", "rename", name, previous)] if had_one else []
-    after = [Command.of("docker", "rm", "--force", previous)] if had_one else []
-    return [*aside, Command.of(*run_argv(settings, spec)),
-            Command.of(*script_argv("wait-healthy", name, str(settings.start_timeout))), *after]
+        plan.add(config_step, Unchanged("server.container", f"{name} is running and up to date"))
+        return Serving(live.port)
+    if action == "start":
+        plan.add(config_step, Change("server.container", done=f"started {name}",
+                                     would=f"start {name}",
+                                     commands=[Command.of("docker", "start", name)],
+                                     run=lambda host: raise_unless_healthy(host, name, "")))
+        return Serving(live.port)
+    port = settings.port if live is None else replacement_port(settings, live)
+    check_port_free(settings, facts.ports - freed, port, host_name)
+    login = login_line(settings, creds)
+    if live is None:
+        plan.add(config_step, Change(
+            "server.container", done=f"created {name}, answering on 127.0.0.1:{port}",
+            would=f"create {name}", commands=[Command.of(*run_argv(settings, spec))],
+            run=lambda host: raise_unless_healthy(host, name, "", login)))
+        return Serving(port)
+    why = action.split(": ", 1)[1]
+    start = Command.of(*run_argv(settings, spec, name=next_name, port=port))
+    plan.add(config_step, Change(
+        "server.container", done=f"recreated {name} ({why}): {next_name} answers on "
+                                 f"127.0.0.1:{port}",
+        would=f"recreate {name}: {why}; {next_name} starts beside it on 127.0.0.1:{port}",
+        run=lambda host: start_replacement(host, start, login),
+        preview=[start, wait_command(settings, next_name)]))
+    return Serving(port, Change(
+        "server.retire", done=f"removed the old {name}; {next_name} is {name} now",
+        would=f"remove the old {name} once nginx's old workers are done; rename {next_name}",
+        commands=[Command.of(*script_argv("retire", name, next_name, settings.config_path,
+                                          str(DRAIN_SECONDS)))]))
 
 
 # -- doing ---------------------------------------------------------------------------------
-def wait_healthy(host: Host, name: str) -> str | None:
-    """None once the server in `name` answers; else why not, with its last log lines."""
-    result = host.run(script_argv("wait-healthy", name, str(host.settings.start_timeout)),
-                      root=True, check=False)
+def wait_command(settings: Settings, name: str) -> Command:
+    return Command(tuple(script_argv("wait-healthy", name, str(settings.start_timeout))),
+                   stdin_shown="an admin's login")
+
+
+def wait_healthy(host: Host, name: str, login: bytes = b"") -> str | None:
+    """None once the server in `name` answers (given a login, an authenticated request
+    too); else why not, with its last log lines."""
+    result = host.run(wait_command(host.settings, name).argv, root=True, stdin=login,
+                      check=False)
     if result.ok:
         return None
     reason, _, logs = result.stdout.partition("\n")
     return f"{reason or 'did not start'}; its last log lines: {last_lines(logs, 5) or '(none)'}"
 
 
-def raise_unless_healthy(host: Host, name: str, context: str) -> None:
-    failure = wait_healthy(host, name)
+def raise_unless_healthy(host: Host, name: str, context: str, login: bytes = b"") -> None:
+    failure = wait_healthy(host, name, login)
     if failure:
         raise TaskError(f"server container {name} {context + ' ' if context else ''}{failure}")
 
 
-def replace_container(host: Host, spec: str, had_one: bool) -> None:
-    """Start a new server container; keep the previous one (and config.ini) aside until
-    the new one answers, and put them back if it does not."""
+def start_replacement(host: Host, start: Command, login: bytes) -> None:
+    """Start the replacement beside the live container; if it does not answer, remove
+    it and put config.ini back: the live one never stopped serving."""
     settings = host.settings
-    name, previous = settings.server_container, settings.server_container + PREVIOUS_SUFFIX
-    if had_one:
-        # Stopped first: Docker cannot rename a container in a restart loop.
-        host.run(["docker", "stop", "--time", "10", name], root=True)
-        host.run(["docker", "rename", name, previous], root=True)
-    started = host.run(run_argv(settings, spec), root=True, check=False)
-    failure = wait_healthy(host, name) if started.ok else last_lines(started.stderr, 1)
+    next_name = settings.server_container + NEXT_SUFFIX
+    started = host.run(start.argv, root=True, check=False)
+    failure = wait_healthy(host, next_name, login) if started.ok else last_lines(started.stderr, 1)
     if failure is None:
-        if had_one:
-            host.run(["docker", "rm", "--force", previous], root=True)
-        host.run(["rm", "-f", "--", f"{settings.config_path}.ppc-previous"], root=True)
         return
-    host.run(["docker", "rm", "--force", name], root=True, check=False)
-    if not had_one:
-        raise TaskError(f"server container {name} {failure}")
+    host.run(["docker", "rm", "--force", next_name], root=True, check=False)
     host.run(script_argv("restore-previous", settings.config_path), root=True)
-    host.run(["docker", "rename", previous, name], root=True)
-    host.run(["docker", "start", name], root=True)
-    back = wait_healthy(host, name)
     raise TaskError(f"the new server container {failure}; "
-                    + ("the previous one serves again" if back is None
-                       else f"the previous one was put back but {back}"))
+                    f"the running one kept serving, with its config.ini")
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -213,9 +268,10 @@ def deploy(host):
 
     config.ini (mode 0600) holds the admins' password hashes and the session keys,
     which are generated once and kept on this machine in <state_dir>/<index>/.
-    The container is replaced when its image, config.ini or run options change; a
-    replacement that does not answer is removed and the previous one serves again.
-    The packages stay in the data volume.
+    The container is replaced when its image, config.ini or run options change,
+    without downtime: the new one starts beside it and must answer (an admin's login
+    too) before nginx switches to it; one that does not is removed, and the running
+    one never stopped. The packages stay in the data volume.
     """
     settings = host.settings
     facts = host.read_facts(["platform", "docker", *index.queries(settings), *queries(settings)])
@@ -224,20 +280,25 @@ def deploy(host):
     plan = Plan()
     creds, secrets = credentials.prepare(host.settings.secrets_path, host.settings.accounts)
     plan.add(secrets, index.identity_step(host.settings, facts))
-    plan_server(host.settings, facts, plan, creds, host.name)
+    serving = plan_server(host.settings, facts, plan, creds, host.name)
+    nginx.plan_switch(host.settings, facts, plan, serving.port)
+    plan.add(serving.retire)
     host.carry_out(plan)
 
 
 @host_task
 def remove(host):
-    """Stop and remove the server container; packages stay in the data volume."""
-    name = host.settings.server_container
-    facts = host.read_facts(["platform", "docker", f"container={name}"])
+    """Stop and remove the server container (and a replacement left beside it);
+    packages stay in the data volume."""
+    names = [host.settings.server_container + suffix for suffix in ("", NEXT_SUFFIX)]
+    facts = host.read_facts(["platform", "docker", *(f"container={name}" for name in names)])
     host.require_docker(facts)
     plan = Plan()
-    if facts.containers[name] is None:
-        plan.add(Unchanged("server.container", f"{name} does not exist"))
+    present = [name for name in names if facts.containers[name] is not None]
+    if not present:
+        plan.add(Unchanged("server.container", f"{names[0]} does not exist"))
     else:
-        plan.add(Change("server.container", done=f"removed {name}", would=f"remove {name}",
-                        commands=[Command.of("docker", "rm", "--force", name)]))
+        plan.add(Change("server.container", done=f"removed {', '.join(present)}",
+                        would=f"remove {', '.join(present)}",
+                        commands=[Command.of("docker", "rm", "--force", *present)]))
     host.carry_out(plan)

@@ -165,7 +165,7 @@ class Settings:
             "data_container": _matching(raw, "data_container", _CONTAINER, "a container name"),
             "data_volume": _matching(raw, "data_volume", _CONTAINER, "a volume name"),
             "server_container": _matching(raw, "server_container", _CONTAINER, "a container name"),
-            "port": _integer(raw, "port", 1, 65535),
+            "port": _integer(raw, "port", 1, 65534),  # and port + 1, for a replacement
             "config_dir": _absolute_path(raw, "config_dir"),
             "fallback": _choice(raw, "fallback", FALLBACK_MODES),
             "start_timeout": _integer(raw, "start_timeout", 1, 3600),

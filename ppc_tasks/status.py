@@ -165,8 +165,8 @@ def check_nginx(settings: Settings, facts: Facts) -> Check:
     installed, running = facts.nginx
     tested, error = facts.nginx_test or (False, "")
     site = facts.file(nginx.SITE_PATH)
-    current = site.state is not None and \
-        site.state.sha256 == hashlib.sha256(nginx.render_site(settings)).hexdigest()
+    wanted = nginx.render_site(settings, nginx.serving_port(settings, facts))
+    current = site.state is not None and site.state.sha256 == hashlib.sha256(wanted).hexdigest()
     at_boot = facts.unit_enabled("nginx") or not facts.platform.systemd
     problems = [problem for problem, bad in (
         ("not installed", not installed), ("not running", installed and not running),

@@ -155,6 +155,11 @@ def client(start_host, deployed) -> harness.TestHost:
     return start_host("client", kind="client", add_hosts={SERVER_NAME: deployed.host.address})
 
 
+def server_port(host: harness.TestHost) -> int:
+    """The loopback port pypicloud answers on: 3031, or 3032 after a replacement."""
+    return int(host.out("docker port pypicloud 3031/tcp").rsplit(":", 1)[1])
+
+
 @contextlib.contextmanager
 def tunnel(host: harness.TestHost, key: Path, remote_port: int):
     """Forward a local port to 127.0.0.1:remote_port on the host, over SSH."""

@@ -50,7 +50,7 @@ def test_unknown_setting_is_named(fab, operator_home):
 
 
 @pytest.mark.parametrize("variable, value, expected", [
-    ("FABRIC_PPC_PORT", "x", "ppc.port: must be a whole number from 1 to 65535, got 'x'"),
+    ("FABRIC_PPC_PORT", "x", "ppc.port: must be a whole number from 1 to 65534, got 'x'"),
     ("FABRIC_PPC_ADMINS", " ,", "ppc.admins: give at least one admin"),
     ("FABRIC_PPC_CA_NAME_CONSTRAINTS", "maybe", "ppc.ca_name_constraints: must be true or false"),
     ("FABRIC_PPC_SERVERNAMES", "pypi.test", "FABRIC_PPC_SERVERNAMES: no such setting"),

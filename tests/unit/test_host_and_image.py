@@ -8,7 +8,7 @@ from ppc_tasks import facts as facts_module, image
 from ppc_tasks.facts import Facts, FileState, ImageFacts
 from ppc_tasks.host import audit_line, command_line, shown
 from ppc_tasks.plan import Change, Unchanged
-from ppc_tasks.render import script_argv
+from ppc_tasks.render import script, script_argv
 from ppc_tasks.settings import Settings
 
 
@@ -29,6 +29,9 @@ def test_commands_are_quoted_and_go_through_sudo_only_when_needed():
 
 def test_scripts_are_shown_by_name_and_long_commands_cut():
     assert shown(script_argv("put-file", "/etc/x", "600")) == "put-file /etc/x 600"
+    # A script handed to another as an argument is shown by its name too.
+    assert shown(script_argv("put-checked", script("put-file"), "/etc/x", "644", "nginx", "-t"),
+                 limit=None) == "put-checked put-file /etc/x 644 nginx -t"
     assert len(shown(["docker", "run", "x" * 200])) == 120
     assert len(shown(["docker", "run", "x" * 200], limit=None)) == 211
 

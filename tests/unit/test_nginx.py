@@ -9,7 +9,7 @@ from ppc_tasks.settings import Settings
 @pytest.fixture
 def site():
     settings = Settings.from_config({"server_names": ["pypi.example.com", "10.1.2.3"]}, host="h")
-    return nginx.render_site(settings).decode()
+    return nginx.render_site(settings, 3031).decode()
 
 
 def server_blocks(site: str) -> list[str]:
@@ -44,7 +44,7 @@ def test_plain_http_only_redirects(site):
 def test_own_certificate_on_the_host():
     settings = Settings.from_config({"tls_host_cert": "/etc/letsencrypt/live/x/fullchain.pem",
                                      "tls_host_key": "/etc/letsencrypt/live/x/privkey.pem"}, host="h")
-    site = nginx.render_site(settings).decode()
+    site = nginx.render_site(settings, 3031).decode()
     assert "ssl_certificate     /etc/letsencrypt/live/x/fullchain.pem;" in site
 
 

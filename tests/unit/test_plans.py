@@ -45,7 +45,7 @@ def fresh_facts(settings: Settings) -> Facts:
         platform=parse_platform("os=debian\nsystemd=1\n"), user_ids="0:0", home="/root",
         docker="running", units={"docker": ("enabled", "active"), "nginx": ("", "")},
         images={build.tag: None for build in image.image_builds(settings)},
-        containers={"pypicloud": None, "pypicloud-previous": None},
+        containers={"pypicloud": None, "pypicloud-next": None, "pypicloud-previous": None},
         volumes={"pypicloud-data": "missing"},
         data_containers={"pypi_data:/var/lib/pypicloud": ("missing", "")},
         files={path: missing for path in paths}, nginx=(False, False), ports={22})
@@ -70,7 +70,7 @@ def warm_facts(settings: Settings) -> Facts:
         index.HOST_MARKER: present(b"pypi.test\n"),
         settings.config_path: present(config, "600", "10001:10001"),
         cert_path: present(tls.certificate), key_path: present(tls.key, "600"),
-        trust: present(tls.ca), nginx.SITE_PATH: present(nginx.render_site(settings))})
+        trust: present(tls.ca), nginx.SITE_PATH: present(nginx.render_site(settings, 3031))})
     facts.nginx = (True, True)
     facts.ports = {22, 80, 443, 3031}
     return facts
@@ -106,9 +106,10 @@ def test_a_new_setting_changes_the_config_and_replaces_the_server_only(settings)
     facts = warm_facts(settings)
     changed_settings = dataclasses.replace(settings, fallback="none")
     plan = deploy.plan_deploy(changed_settings, facts, NOW, "h")
-    assert changed(plan) == ["server.config", "server.container"]
-    config, container = plan.changes("server.")
-    assert container.would == "recreate pypicloud: config.ini changed"
+    assert changed(plan) == SWITCH
+    container = plan.changes("server.container")[0]
+    assert container.would == ("recreate pypicloud: config.ini changed; pypicloud-next starts "
+                               "beside it on 127.0.0.1:3032")
     assert container.run is not None and container.preview  # replaced with a health check
     shown = "\n".join(line for _, _, _, details in describe(plan, " ".join) for line in details)
     assert "-pypi.fallback = redirect" in shown and "+pypi.fallback = none" in shown
@@ -117,27 +118,84 @@ def test_a_new_setting_changes_the_config_and_replaces_the_server_only(settings)
         assert secret not in shown
 
 
+# A replacement: the new container beside the live one, nginx switched to it, the old removed.
+SWITCH = ["server.config", "server.container", "nginx.site", "nginx.service", "server.retire"]
+
+
 def test_a_rebuild_replaces_the_server_with_the_new_image(settings):
     plan = deploy.plan_deploy(settings, warm_facts(settings), NOW, "h", rebuild=True)
-    assert changed(plan) == ["image.data", "image.server", "server.container"]
-    assert plan.changes("server.")[0].would == "recreate pypicloud: its image was rebuilt"
+    assert changed(plan) == ["image.data", "image.server", *SWITCH[1:]]
+    assert plan.changes("server.container")[0].would.startswith(
+        "recreate pypicloud: its image was rebuilt;")
+
+
+def test_a_replacement_starts_beside_the_live_server_then_nginx_switches(settings):
+    plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"),
+                              warm_facts(settings), NOW, "h")
+    start, wait = plan.changes("server.container")[0].preview
+    assert start.argv[:2] == ("docker", "run")
+    assert ("--name", "pypicloud-next") == start.argv[start.argv.index("--name"):][:2]
+    assert "127.0.0.1:3032:3031" in start.argv
+    assert wait.argv[3:] == ("wait-healthy", "pypicloud-next", "90")
+    assert wait.stdin_shown == "an admin's login"
+    assert "server 127.0.0.1:3032;" in plan.changes("nginx.site")[0].diffs[0].new.decode()
+    reload = plan.changes("nginx.service")[0].commands
+    assert reload[0].argv == ("nginx", "-t")
+    assert reload[1].argv[3:] == ("reload-nginx", "systemctl", "reload", "nginx")
+    retire = plan.changes("server.retire")[0].commands[0].argv
+    assert retire[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path, "120")
+    assert plan.steps[-1].step == "server.retire"  # only once nginx serves from the new one
+
+
+def test_the_next_replacement_goes_back_to_the_first_port(settings):
+    facts = warm_facts(settings)
+    live = facts.containers["pypicloud"]
+    facts.containers["pypicloud"] = dataclasses.replace(live, port=3032)
+    facts.ports = {22, 80, 443, 3032}
+    facts.files[nginx.SITE_PATH] = present(nginx.render_site(settings, 3032))
+    assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == []
+    plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
+    assert "127.0.0.1:3031:3031" in plan.changes("server.container")[0].preview[0].argv
+    assert "server 127.0.0.1:3031;" in plan.changes("nginx.site")[0].diffs[0].new.decode()
 
 
 def test_a_new_port_moves_the_server_and_reloads_nginx_after_nginx_t(settings):
-    moved = dataclasses.replace(settings, port=3032)
+    moved = dataclasses.replace(settings, port=4000)
     plan = deploy.plan_deploy(moved, warm_facts(settings), NOW, "h")
-    assert changed(plan) == ["server.container", "nginx.site", "nginx.service"]
+    assert changed(plan) == SWITCH[1:]
+    assert "127.0.0.1:4000:3031" in plan.changes("server.container")[0].preview[0].argv
     site = plan.changes("nginx.site")[0]
     assert site.commands[0].argv[3] == "put-checked" and site.commands[0].argv[-2:] == ("nginx", "-t")
-    assert [command.argv for command in plan.changes("nginx.service")[0].commands] == [
-        ("nginx", "-t"), ("systemctl", "reload", "nginx")]
 
 
 def test_a_port_taken_by_something_else_is_refused_before_any_step(settings):
     facts = warm_facts(settings)
     facts.ports.add(3032)
-    with pytest.raises(TaskError, match="port 3032 is already in use on h"):
-        deploy.plan_deploy(dataclasses.replace(settings, port=3032), facts, NOW, "h")
+    with pytest.raises(TaskError, match="port 3032 is already in use on h: the index's server runs "
+                                        "on port 3031 or 3032"):
+        deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
+    assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == []  # no replacement, no need
+
+
+def test_an_interrupted_switch_is_finished_when_nginx_serves_the_new_one(settings):
+    facts = warm_facts(settings)
+    facts.containers["pypicloud-next"] = dataclasses.replace(facts.containers["pypicloud"],
+                                                             port=3032)
+    facts.files[nginx.SITE_PATH] = present(nginx.render_site(settings, 3032))
+    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    assert changed(plan) == ["server.recover"]
+    assert plan.changes("server.recover")[0].commands[0].argv[3:] == (
+        "retire", "pypicloud", "pypicloud-next", settings.config_path, "0")
+
+
+def test_an_interrupted_replacement_nginx_never_used_is_removed(settings):
+    facts = warm_facts(settings)
+    facts.containers["pypicloud-next"] = ContainerFacts("half-made", True, 3032)
+    facts.ports.add(3032)
+    plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
+    assert changed(plan) == ["server.recover", *SWITCH]
+    assert plan.changes("server.recover")[0].commands[0].argv == (
+        "docker", "rm", "--force", "pypicloud-next")
 
 
 def test_an_interrupted_replacement_is_put_back_first(settings):

@@ -25,7 +25,7 @@ def test_every_default_is_valid():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("port", 70000, "ppc.port: must be a whole number from 1 to 65535"),
+    ("port", 70000, "ppc.port: must be a whole number from 1 to 65534"),
     ("port", True, "ppc.port"),
     ("port", "31x", "ppc.port"),
     ("server_image", "ppc/pypi cloud:1", "ppc.server_image: 'ppc/pypi cloud:1' is not an image"),

@@ -1,0 +1,127 @@
+"""Replacing the server fails no request: clients download in a loop while the server
+container is replaced for a new config, for a new image, and while a broken image is
+refused (the running server keeps serving, as it was)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from dataclasses import dataclass, field
+
+import pytest
+
+from . import web
+from .conftest import SERVER_NAME, container_started_at, password_of, steps
+
+PROJECT, VERSION = "ppc-zero-downtime", "1.0"
+CLIENTS = 3
+
+
+@dataclass
+class Loop:
+    """Authenticated downloads, in a loop on a few threads, each checked."""
+
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@pytest.fixture(scope="module")
+def release(deployed, operator_home, make_dists) -> tuple[str, str]:
+    """One wheel on the index: (its download path, its sha256)."""
+    wheel = make_dists(PROJECT, VERSION)[1]
+    body, headers = web.upload_form({":action": "file_upload", "name": PROJECT,
+                                     "version": VERSION}, wheel.name, wheel.read_bytes())
+    response = request(deployed, operator_home, "/simple/", method="POST", body=body,
+                       headers=headers)
+    assert response.status == 200, response
+    return f"/api/package/{PROJECT}/{wheel.name}", hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def request(deployed, operator_home, path: str, **options) -> web.Response:
+    return web.request(deployed.host.address, path,
+                       ca=operator_home / "state" / SERVER_NAME / "ca.crt", sni=SERVER_NAME,
+                       host=SERVER_NAME, auth=("dev", password_of(operator_home, "dev")),
+                       **options)
+
+
+@contextlib.contextmanager
+def downloading(deployed, operator_home, release):
+    path, sha256 = release
+    loop = Loop()
+
+    def client() -> None:
+        while not loop.stop.is_set():
+            try:
+                page = request(deployed, operator_home, f"/simple/{PROJECT}/")
+                download = request(deployed, operator_home, path)
+            except OSError as error:
+                loop.failures.append(f"{type(error).__name__}: {error}")
+                continue
+            if page.status != 200 or download.status != 200:
+                loop.failures.append(f"/simple/ {page.status}, download {download.status}")
+            elif hashlib.sha256(download.body).hexdigest() != sha256:
+                loop.failures.append("download with other bytes")
+            else:
+                loop.ok += 1
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield loop
+    finally:
+        loop.stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def replaced(result) -> bool:
+    changed = {step for step, state in steps(result.stdout).items() if state == "changed"}
+    return {"server.container", "nginx.site", "nginx.service", "server.retire"} <= changed
+
+
+def test_a_config_change_fails_no_request(deployed, fab, operator_home, release):
+    with downloading(deployed, operator_home, release) as loop:
+        result = fab("deploy", host=deployed.host, settings=deployed.settings(fallback="none"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        back = fab("deploy", host=deployed.host, settings=deployed.settings())
+        assert back.returncode == 0, back.stdout + back.stderr
+    assert replaced(result) and replaced(back), result.stdout + back.stdout
+    assert loop.failures == [] and loop.ok > 20, (loop.ok, loop.failures[:5])
+    names = deployed.host.out("docker ps -a --format '{{.Names}}' --filter name=pypicloud")
+    assert names == "pypicloud"
+
+
+def test_an_image_change_fails_no_request(deployed, fab, operator_home, release):
+    retagged = deployed.settings(server_image="ppc/pypicloud:zero-downtime")
+    with downloading(deployed, operator_home, release) as loop:
+        result = fab("deploy", host=deployed.host, settings=retagged)
+        assert result.returncode == 0, result.stdout + result.stderr
+        back = fab("deploy", host=deployed.host, settings=deployed.settings())
+        assert back.returncode == 0, back.stdout + back.stderr
+    assert "recreated pypicloud (its image" in result.stdout, result.stdout
+    assert replaced(result) and replaced(back), result.stdout + back.stdout
+    assert loop.failures == [] and loop.ok > 20, (loop.ok, loop.failures[:5])
+
+
+def test_a_broken_image_is_refused_while_the_running_server_keeps_serving(
+        deployed, fab, operator_home, release):
+    host = deployed.host
+    started = container_started_at(host)
+    config = host.out("sha256sum /etc/pypicloud/config.ini")
+    # An image that cannot serve (no pypicloud at all), with a new config as well.
+    broken = deployed.settings(server_image="debian:bookworm-slim", fallback="none")
+    with downloading(deployed, operator_home, release) as loop:
+        result = fab("deploy", "--skip-build", host=host, settings=broken)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "the new server container stopped; its last log lines:" in lines[0]
+    assert "the running one kept serving" in lines[0]
+    assert loop.failures == [] and loop.ok > 5, (loop.ok, loop.failures[:5])
+    assert container_started_at(host) == started
+    assert host.out("sha256sum /etc/pypicloud/config.ini") == config
+    assert host.out("docker ps -a --format '{{.Names}}' --filter name=pypicloud") == "pypicloud"
+    assert "done: 0 changed," in fab("deploy", host=host, settings=deployed.settings()).stdout
