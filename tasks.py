@@ -16,7 +16,7 @@ backups.add_task(backup.create, default=True)
 backups.add_task(backup.verify)
 
 ns = Collection(image, data, server, certs, nginx, clients, packages, backups)
-for top_level in (deploy, status, audit, backup.restore):
+for top_level in (deploy, status, audit, backup.restore, server.rollback):
     ns.add_task(top_level)
 # Registering every default makes each one overridable from any config layer,
 # including FABRIC_PPC_<KEY> environment variables.

@@ -43,6 +43,7 @@ class ContainerFacts:
     started_at: str = ""
     image_id: str = ""
     mounts: dict[str, str] = field(default_factory=dict)  # destination -> volume name
+    image: str = ""  # the image as it was named to run it
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,14 @@ def parse_file_state(text: str) -> FileFacts:
 def parse_container(text: str) -> ContainerFacts | None:
     if text == "missing":
         return None
-    spec, running, port, restarts, health, started_at, image_id, mounts = (text.split("|") + [""] * 8)[:8]
+    spec, running, port, restarts, health, started_at, image_id, mounts, image = \
+        (text.split("|") + [""] * 9)[:9]
     return ContainerFacts(
         spec=spec, running=running == "true", port=int(port) if port.isdigit() else None,
         restarts=int(restarts) if restarts.isdigit() else 0, health=health,
         started_at=started_at, image_id=image_id,
-        mounts=dict(item.split("=", 1) for item in mounts.split(",") if "=" in item))
+        mounts=dict(item.split("=", 1) for item in mounts.split(",") if "=" in item),
+        image=image)
 
 
 def parse(output: str) -> Facts:

@@ -147,7 +147,6 @@ class Host:
         self.user_ids = ""  # numeric "uid:gid" of the connecting user
         self.round_trips = 0
         self.started = time.monotonic()
-        self.facts: Facts | None = None
         self.task_name = ""
         self.lock_wait: int | None = None  # None: a run that takes no lock (read-only, --dry)
         self._lock: paramiko.Channel | None = None
@@ -236,8 +235,7 @@ class Host:
 
     def gather(self, queries: Sequence[str], *, root: bool = True) -> Facts:
         """Read the facts a task decides from, in one round trip."""
-        self.facts = facts_module.parse(self.run(script_argv("facts", *queries), root=root).stdout)
-        return self.facts
+        return facts_module.parse(self.run(script_argv("facts", *queries), root=root).stdout)
 
     def lock_and_gather(self, task_name: str, queries: Sequence[str], wait: int) -> Facts:
         """Take the host's lock for this run and read the facts under it, in one round
@@ -264,8 +262,7 @@ class Host:
         else:
             raise self._lost(argv)
         self._lock = channel
-        self.facts = facts_module.parse("\n".join(lines))
-        return self.facts
+        return facts_module.parse("\n".join(lines))
 
     def release(self, audit: str | None) -> None:
         """Write the run's audit line (if any) and let go of the lock."""

@@ -34,6 +34,12 @@ class ImageBuild:
             digest.update(f"{key}={self.build_args[key]}\0".encode())
         return digest.hexdigest()
 
+    @property
+    def content_tag(self) -> str:
+        """The image's name by content, which no later build moves: the tag and the
+        context hash (ppc/pypicloud:1.3.12-3f2a9c41d0e7). Containers run this one."""
+        return content_tag(self.tag, self.context_hash)
+
     def context_tar(self) -> bytes:
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -43,6 +49,13 @@ class ImageBuild:
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(self.files[name]))
         return buffer.getvalue()
+
+
+def content_tag(tag: str, context_hash: str) -> str:
+    name, _, version = tag.rpartition(":")
+    if not name or "/" in version:  # no tag given (a registry port is no tag): docker's "latest"
+        name, version = tag, "latest"
+    return f"{name}:{version}-{context_hash[:12]}"
 
 
 def image_builds(settings: Settings) -> list[ImageBuild]:
@@ -70,7 +83,7 @@ def _context_files(role: str) -> dict[str, bytes]:
 def build_argv(build: ImageBuild, no_cache: bool) -> list[str]:
     """`docker build` reading its context as a tar from stdin: nothing is staged on the host."""
     argv = ["docker", "build", "--label", f"{docker.CONTEXT_LABEL}={build.context_hash}",
-            "-t", build.tag]
+            "-t", build.tag, "-t", build.content_tag]
     for key, value in sorted(build.build_args.items()):
         argv += ["--build-arg", f"{key}={value}"]
     if no_cache:
@@ -79,7 +92,8 @@ def build_argv(build: ImageBuild, no_cache: bool) -> list[str]:
 
 
 def queries(settings: Settings) -> list[str]:
-    return [f"image={build.tag}" for build in image_builds(settings)]
+    return [f"image={tag}" for build in image_builds(settings)
+            for tag in (build.tag, build.content_tag)]
 
 
 def plan_images(settings: Settings, facts: Facts, *, force: bool = False,
@@ -89,17 +103,19 @@ def plan_images(settings: Settings, facts: Facts, *, force: bool = False,
     steps: list[Step] = []
     for build in image_builds(settings):
         step = f"image.{build.role}"
-        current = facts.images[build.tag]
+        built = facts.images.get(build.content_tag)
         if skip:
             steps.append(Unchanged(step, f"{build.tag}: not built (--skip-build)"))
-        elif current is not None and current.context == build.context_hash and not force:
-            steps.append(Unchanged(step, f"{build.tag} is up to date"))
+        elif built is not None and not force:
+            steps.append(Unchanged(step, f"{build.content_tag} is up to date"))
         else:
-            reason = ("--rebuild" if current is not None and current.context == build.context_hash
-                      else "its files or build options changed" if current else "it is missing")
+            current = facts.images[build.tag]
+            reason = ("--rebuild" if built is not None else "it is missing" if current is None
+                      else "it has no content tag yet" if current.context == build.context_hash
+                      else "its files or build options changed")
             context = build.context_tar()
             steps.append(Change(
-                step, done=f"built {build.tag}", would=f"build {build.tag}: {reason}",
+                step, done=f"built {build.content_tag}", would=f"build {build.tag}: {reason}",
                 commands=[Command(tuple(build_argv(build, no_cache=force)), stdin=context,
                                   stdin_shown=f"the build context of docker/{build.role}, "
                                               f"{size(context)}",
@@ -108,13 +124,15 @@ def plan_images(settings: Settings, facts: Facts, *, force: bool = False,
     return steps
 
 
-def image_identity(settings: Settings, facts: Facts, plan: Plan, tag: str, role: str) -> str | None:
-    """What the container from `tag` runs: the context hash it is (or is about to be)
-    built from; for an image ppc-tasks did not build, its ID. None: there is none."""
-    if plan.notified(f"image.{role}"):
-        return next(build.context_hash for build in image_builds(settings) if build.role == role)
-    current = facts.images[tag]
-    return (current.context or current.id) if current else None
+def server_image(settings: Settings, facts: Facts, plan: Plan) -> tuple[str, str] | None:
+    """(the image the server container runs, what it is): by content when ppc-tasks built
+    it (or is about to), then its context hash; else (--skip-build) the image as named,
+    and its ID. None: there is none."""
+    build = next(build for build in image_builds(settings) if build.role == "server")
+    if plan.notified("image.server") or facts.images.get(build.content_tag) is not None:
+        return build.content_tag, build.context_hash
+    current = facts.images.get(settings.server_image)
+    return (settings.server_image, current.context or current.id) if current else None
 
 
 @host_task

@@ -74,7 +74,8 @@ def plan_switch(settings: Settings, facts: Facts, plan: Plan, upstream_port: int
     the new container. Without a site or a running nginx there is nothing to switch."""
     running = facts.nginx is not None and facts.nginx[1]
     if running and facts.file(SITE_PATH).state is not None:
-        plan.add(site_step(settings, facts, upstream_port), reload_step(facts, plan))
+        plan.add(site_step(settings, facts, upstream_port))
+        plan.add(reload_step(facts, plan))  # after the site: it may notify the reload
 
 
 def reload_step(facts: Facts, plan: Plan) -> Step:

@@ -21,7 +21,7 @@ from .credentials import Credentials
 from .errors import TaskError
 from .facts import ContainerFacts, Facts
 from .host import Host, host_task, last_lines
-from .plan import REDACTED, Change, Command, Plan, Unchanged, file_step
+from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step
 from .render import render, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, SERVER_PORT, Settings
 
@@ -30,6 +30,9 @@ NEXT_SUFFIX = "-next"  # a replacement, until nginx serves from it
 PREVIOUS_SUFFIX = "-previous"  # how releases before blue/green set the live one aside
 # At most this long for requests nginx's old workers still forward to a retiring server.
 DRAIN_SECONDS = 120
+# What the last replacement retired (config.ini, and "IMAGE|SPEC"): `rollback` returns to it.
+ROLLBACK_DIR = "/etc/ppc-tasks/rollback"
+ROLLBACK_CONFIG, ROLLBACK_CONTAINER = f"{ROLLBACK_DIR}/config.ini", f"{ROLLBACK_DIR}/container"
 # Lines of config.ini that --dry never shows: password hashes and session keys.
 SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key)(\s*=\s*).*$", re.M)
 
@@ -60,7 +63,7 @@ def redact_config(text: str) -> str:
     return SECRET_LINE.sub(lambda match: f"{match[1]}{match[3]}{REDACTED}", text)
 
 
-def run_argv(settings: Settings, spec: str | None = None, *, name: str = "",
+def run_argv(settings: Settings, image_ref: str, spec: str | None = None, *, name: str = "",
              port: int = 0) -> list[str]:
     """`docker run` for the server container, as the manual procedure had it, hardened.
 
@@ -75,14 +78,15 @@ def run_argv(settings: Settings, spec: str | None = None, *, name: str = "",
         "--volume", f"{settings.data_volume}:{DATA_DIR}",
         # Only the host (nginx) may reach pypicloud directly.
         "--publish", f"127.0.0.1:{port or settings.port}:{SERVER_PORT}",
-        settings.server_image,
+        image_ref,
     ]
 
 
-def container_spec(settings: Settings, image_identity: str, config: bytes) -> str:
+def container_spec(settings: Settings, image_ref: str, image_identity: str, config: bytes) -> str:
     """Hash of everything the container depends on; a change means replace it. Taken
     with the container's own name and `port`, whichever of the two it runs on."""
-    payload = json.dumps([run_argv(settings), image_identity, hashlib.sha256(config).hexdigest()])
+    payload = json.dumps([run_argv(settings, image_ref), image_identity,
+                          hashlib.sha256(config).hexdigest()])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -118,8 +122,8 @@ def queries(settings: Settings) -> list[str]:
     name = settings.server_container
     return [f"container={name}", f"container={name}{NEXT_SUFFIX}",
             f"container={name}{PREVIOUS_SUFFIX}", f"text={settings.config_path}",
-            f"volume={settings.data_volume}", f"image={settings.server_image}", "ports",
-            *nginx.queries(settings)]
+            f"volume={settings.data_volume}", *image.queries(settings), "ports",
+            f"text={ROLLBACK_CONTAINER}", *nginx.queries(settings)]
 
 
 def check_port_free(settings: Settings, ports_in_use: set[int], port: int,
@@ -145,7 +149,7 @@ def plan_recovery(settings: Settings, facts: Facts,
                                    f"interrupted deploy had made", would=f"finish the switch "
             f"to {name}{NEXT_SUFFIX}, which an interrupted deploy had made",
             commands=[Command.of(*script_argv("retire", name, name + NEXT_SUFFIX,
-                                              settings.config_path, "0"))]))
+                                              settings.config_path, ROLLBACK_DIR, "0"))]))
         return candidate, {live.port} if live else set()
     if candidate is not None:
         # config.ini may already be the new one: the replacement below starts with it.
@@ -172,22 +176,18 @@ def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials
                 host_name: str) -> Serving:
     """server.recover (after an interrupted deploy), server.config, server.container; a
     replacement's server.retire is for the caller to add once nginx is switched."""
-    name, next_name = settings.server_container, settings.server_container + NEXT_SUFFIX
+    name = settings.server_container
     live, freed = plan_recovery(settings, facts, plan)
-    identity = image.image_identity(settings, facts, plan, settings.server_image, "server")
-    if identity is None:
+    server_image = image.server_image(settings, facts, plan)
+    if server_image is None:
         raise TaskError(f"image {settings.server_image} is missing: run image.build first")
+    image_ref, identity = server_image
     if facts.volumes[settings.data_volume] == "missing" and not plan.changes("data."):
         raise TaskError(f"the data volume {settings.data_volume} is missing: run data.create first")
 
     config = render_config(settings, creds)
-    # 0600 and owned by the container's user: it holds password hashes and session keys.
-    # The file it replaces is kept until the new server answers.
-    config_step = file_step("server.config", settings.config_path, config,
-                            facts.file(settings.config_path), mode="600",
-                            owner=f"{PYPICLOUD_UID}:{PYPICLOUD_UID}", keep_previous=True,
-                            redact=redact_config)
-    spec = container_spec(settings, identity, config)
+    config_step = config_file_step(settings, facts, config)
+    spec = container_spec(settings, image_ref, identity, config)
     action = container_action(live, spec, isinstance(config_step, Change),
                               plan.notified("image.server"))
     if action is None:
@@ -199,28 +199,83 @@ def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials
                                      commands=[Command.of("docker", "start", name)],
                                      run=lambda host: raise_unless_healthy(host, name, "")))
         return Serving(live.port)
-    port = settings.port if live is None else replacement_port(settings, live)
-    check_port_free(settings, facts.ports - freed, port, host_name)
     login = login_line(settings, creds)
     if live is None:
+        check_port_free(settings, facts.ports - freed, settings.port, host_name)
         plan.add(config_step, Change(
-            "server.container", done=f"created {name}, answering on 127.0.0.1:{port}",
-            would=f"create {name}", commands=[Command.of(*run_argv(settings, spec))],
+            "server.container", done=f"created {name}, answering on 127.0.0.1:{settings.port}",
+            would=f"create {name}", commands=[Command.of(*run_argv(settings, image_ref, spec))],
             run=lambda host: raise_unless_healthy(host, name, "", login)))
-        return Serving(port)
+        return Serving(settings.port)
+    plan.add(config_step)
     why = action.split(": ", 1)[1]
-    start = Command.of(*run_argv(settings, spec, name=next_name, port=port))
-    plan.add(config_step, Change(
-        "server.container", done=f"recreated {name} ({why}): {next_name} answers on "
-                                 f"127.0.0.1:{port}",
-        would=f"recreate {name}: {why}; {next_name} starts beside it on 127.0.0.1:{port}",
+    return plan_replacement(settings, facts.ports - freed, plan, live, image_ref, spec, login,
+                            f"recreated {name} ({why})", f"recreate {name}: {why}", host_name)
+
+
+def config_file_step(settings: Settings, facts: Facts, config: bytes) -> Step:
+    # 0600 and owned by the container's user: it holds password hashes and session keys.
+    # The file it replaces is kept until the new server answers.
+    return file_step("server.config", settings.config_path, config,
+                     facts.file(settings.config_path), mode="600",
+                     owner=f"{PYPICLOUD_UID}:{PYPICLOUD_UID}", keep_previous=True,
+                     redact=redact_config)
+
+
+def plan_replacement(settings: Settings, ports_in_use: set[int], plan: Plan,
+                     live: ContainerFacts, image_ref: str, spec: str, login: bytes, done: str,
+                     would: str, host_name: str) -> Serving:
+    """server.container: the replacement starts beside the live one and must answer;
+    and server.retire, for the caller to add once nginx serves from the new one."""
+    name, next_name = settings.server_container, settings.server_container + NEXT_SUFFIX
+    port = replacement_port(settings, live)
+    check_port_free(settings, ports_in_use, port, host_name)
+    start = Command.of(*run_argv(settings, image_ref, spec, name=next_name, port=port))
+    plan.add(Change(
+        "server.container", done=f"{done}: {next_name} answers on 127.0.0.1:{port}",
+        would=f"{would}; {next_name} starts beside it on 127.0.0.1:{port}",
         run=lambda host: start_replacement(host, start, login),
         preview=[start, wait_command(settings, next_name)]))
     return Serving(port, Change(
-        "server.retire", done=f"removed the old {name}; {next_name} is {name} now",
-        would=f"remove the old {name} once nginx's old workers are done; rename {next_name}",
+        "server.retire", done=f"removed the old {name} (kept for rollback); {next_name} is "
+                              f"{name} now",
+        would=f"remove the old {name} once nginx's old workers are done, keeping what it ran "
+              f"for rollback; rename {next_name}",
         commands=[Command.of(*script_argv("retire", name, next_name, settings.config_path,
-                                          str(DRAIN_SECONDS)))]))
+                                          ROLLBACK_DIR, str(DRAIN_SECONDS)))]))
+
+
+def rollback_target(facts: Facts) -> tuple[str, str] | None:
+    """(image, spec) of what the last replacement retired, if it kept one."""
+    record = (facts.file(ROLLBACK_CONTAINER).content or b"").decode().strip()
+    image_ref, _, spec = record.partition("|")
+    return (image_ref, spec) if image_ref and spec else None
+
+
+def plan_rollback(settings: Settings, facts: Facts, plan: Plan, creds: Credentials,
+                  host_name: str) -> Serving:
+    """server.config and server.container back to what the last replacement retired,
+    with the same switch as a deploy; what runs now becomes the rollback target."""
+    live, freed = plan_recovery(settings, facts, plan)
+    target = rollback_target(facts)
+    config = facts.file(ROLLBACK_CONFIG).content
+    if live is None:
+        raise TaskError(f"there is no server container on {host_name}: deploy first")
+    if target is None or config is None:
+        raise TaskError(f"there is nothing to roll back to on {host_name}: a deploy that "
+                        f"replaces the server keeps what it replaced")
+    image_ref, spec = target
+    if facts.images.get(image_ref) is None:
+        raise TaskError(f"the rollback target's image {image_ref} is no longer on {host_name}")
+    config_step = config_file_step(settings, facts, config)
+    if live.spec == spec and not isinstance(config_step, Change):
+        plan.add(config_step, Unchanged("server.container", f"{settings.server_container} "
+                                                            f"runs the rollback target"))
+        return Serving(live.port)
+    plan.add(config_step)
+    return plan_replacement(settings, facts.ports - freed, plan, live, image_ref, spec,
+                            login_line(settings, creds), f"rolled back to {image_ref}",
+                            f"roll back to {image_ref} and its config.ini", host_name)
 
 
 # -- doing ---------------------------------------------------------------------------------
@@ -282,6 +337,32 @@ def deploy(host):
     plan.add(secrets, index.identity_step(host.settings, facts))
     serving = plan_server(host.settings, facts, plan, creds, host.name)
     nginx.plan_switch(host.settings, facts, plan, serving.port)
+    plan.add(serving.retire)
+    host.carry_out(plan)
+
+
+@host_task
+def rollback(host):
+    """Go back to the server the last replacement retired: its image and config.ini.
+
+    Without downtime, as a deploy replaces: the previous server starts beside the
+    running one, must answer (an admin's login too), nginx switches to it, and what ran
+    until now becomes the rollback target (a second rollback goes forward again). The
+    next deploy puts back what the settings say.
+    """
+    settings = host.settings
+    facts = host.read_facts(["platform", "docker", *queries(settings), f"text={ROLLBACK_CONFIG}"])
+    host.require_docker(facts)
+    target = rollback_target(facts)
+    if target is not None:  # is its image still there? (named only in the record)
+        facts.images.update(host.gather([f"image={target[0]}"]).images)
+    creds = credentials.load(settings.secrets_path)
+    if settings.admins[0] not in creds.passwords:
+        raise TaskError(f"the index's passwords are not in {settings.secrets_path}: roll back "
+                        f"from the machine that deploys it")
+    plan = Plan()
+    serving = plan_rollback(settings, facts, plan, creds, host.name)
+    nginx.plan_switch(settings, facts, plan, serving.port)
     plan.add(serving.retire)
     host.carry_out(plan)
 

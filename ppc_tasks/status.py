@@ -27,7 +27,7 @@ from .host import (
     print_table,
     settings_of,
 )
-from .plan import counted
+from .plan import Plan, counted
 from .settings import DATA_DIR, Settings
 
 EXPIRY_WARNING = datetime.timedelta(days=30)
@@ -50,10 +50,11 @@ def queries(settings: Settings) -> list[str]:
 def check_images(settings: Settings, facts: Facts) -> Check:
     states = []
     for build in image.image_builds(settings):
-        current = facts.images[build.tag]
-        states.append((build.tag, "missing" if current is None else
-                       "up to date" if current.context == build.context_hash else
-                       "older than the repo (deploy rebuilds it)"))
+        if facts.images.get(build.content_tag) is not None:
+            states.append((build.content_tag, "up to date"))
+        else:
+            states.append((build.tag, "missing" if facts.images[build.tag] is None else
+                           "older than the repo (deploy rebuilds it)"))
     return Check("images", all(state == "up to date" for _, state in states),
                  "; ".join(f"{tag} {state}" for tag, state in states))
 
@@ -88,6 +89,15 @@ def check_server(settings: Settings, facts: Facts, now: datetime.datetime) -> Ch
     return Check("server", container.running and healthy, detail)
 
 
+def check_rollback(settings: Settings, facts: Facts) -> Check:
+    """Which image runs, and what `rollback` would return to."""
+    container = facts.containers[settings.server_container]
+    running = f"runs {container.image}" if container else "no server"
+    target = server.rollback_target(facts)
+    return Check("rollback", True, f"{running}; rollback target: "
+                                   f"{target[0] + ' (fab rollback)' if target else 'none yet'}")
+
+
 def check_config(settings: Settings, facts: Facts, creds: credentials.Credentials | None) -> Check:
     """Does config.ini say what the settings say, and does the server run with it?"""
     file = facts.file(settings.config_path)
@@ -101,9 +111,9 @@ def check_config(settings: Settings, facts: Facts, creds: credentials.Credential
         return Check("config", False, f"{settings.config_path} differs from what the settings "
                                       f"render (edited by hand? deploy puts it right)")
     container = facts.containers[settings.server_container]
-    current_image = facts.images[settings.server_image]
-    identity = (current_image.context or current_image.id) if current_image else ""
-    if container is None or container.spec != server.container_spec(settings, identity, wanted):
+    image_ref, identity = image.server_image(settings, facts, Plan()) or ("", "")
+    if container is None or container.spec != server.container_spec(settings, image_ref,
+                                                                     identity, wanted):
         return Check("config", False, "the server does not run with this config.ini and "
                                       "image (deploy replaces it)")
     return Check("config", True, f"{settings.config_path} is what the settings render; the "
@@ -180,7 +190,8 @@ def check_nginx(settings: Settings, facts: Facts) -> Check:
 def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentials | None,
                   now: datetime.datetime) -> list[Check]:
     return [check_images(settings, facts), check_data(settings, facts),
-            check_server(settings, facts, now), check_config(settings, facts, creds),
+            check_server(settings, facts, now), check_rollback(settings, facts),
+            check_config(settings, facts, creds),
             check_certificate(settings, facts, now), check_nginx(settings, facts)]
 
 

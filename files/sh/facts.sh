@@ -67,7 +67,7 @@ for query in "$@"; do
     container)
         docker_answers || continue
         found=$(docker container inspect --format \
-            '{{index .Config.Labels "ppc-tasks.spec-hash"}}|{{.State.Running}}|{{range $p, $b := .HostConfig.PortBindings}}{{range $b}}{{.HostPort}}{{end}}{{end}}|{{.RestartCount}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.StartedAt}}|{{.Image}}|{{range .Mounts}}{{.Destination}}={{.Name}},{{end}}' \
+            '{{index .Config.Labels "ppc-tasks.spec-hash"}}|{{.State.Running}}|{{range $p, $b := .HostConfig.PortBindings}}{{range $b}}{{.HostPort}}{{end}}{{end}}|{{.RestartCount}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.StartedAt}}|{{.Image}}|{{range .Mounts}}{{.Destination}}={{.Name}},{{end}}|{{.Config.Image}}' \
             "$value" 2>/dev/null) && answer container "$value" "$found" || answer container "$value" missing ;;
     volume)
         docker_answers || continue

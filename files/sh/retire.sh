@@ -1,14 +1,23 @@
-# retire.sh LIVE NEXT CONFIG SECONDS: after nginx switched to NEXT, retire LIVE: wait (at
-# most SECONDS) for nginx's old workers to finish the requests they had, which may still
-# go to LIVE; then remove LIVE, give NEXT its name, and drop the config LIVE ran with.
+# retire.sh LIVE NEXT CONFIG ROLLBACK SECONDS: after nginx switched to NEXT, retire LIVE:
+# wait (at most SECONDS) for nginx's old workers to finish the requests they had, which
+# may still go to LIVE; keep what LIVE ran in the folder ROLLBACK (its config.ini, and
+# "IMAGE|SPEC" in `container`) for `rollback`; remove LIVE and give NEXT its name.
 set -eu
-live=$1 next=$2 config=$3 seconds=$4
+live=$1 next=$2 config=$3 rollback=$4 seconds=$5
 end=$(( $(date +%s) + seconds ))
 # The bracket keeps grep from finding its own arguments.
 while grep -qs 'worker process is shutting dow[n]' /proc/[0-9]*/cmdline && [ "$(date +%s)" -lt "$end" ]; do
     sleep 0.2
 done
 if docker container inspect "$live" >/dev/null 2>&1; then
+    umask 077
+    mkdir -p -- "$rollback"
+    # LIVE ran the config kept aside when a deploy wrote a new one, else the current one.
+    ran="$config"
+    if [ -f "$config.ppc-previous" ]; then ran="$config.ppc-previous"; fi
+    cp -p -- "$ran" "$rollback/config.ini"
+    docker container inspect --format \
+        '{{.Config.Image}}|{{index .Config.Labels "ppc-tasks.spec-hash"}}' "$live" > "$rollback/container"
     docker stop --time 10 "$live" >/dev/null
     docker rm "$live" >/dev/null
 fi

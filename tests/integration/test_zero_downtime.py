@@ -125,3 +125,31 @@ def test_a_broken_image_is_refused_while_the_running_server_keeps_serving(
     assert host.out("sha256sum /etc/pypicloud/config.ini") == config
     assert host.out("docker ps -a --format '{{.Names}}' --filter name=pypicloud") == "pypicloud"
     assert "done: 0 changed," in fab("deploy", host=host, settings=deployed.settings()).stdout
+
+
+def test_rollback_returns_to_the_retired_server_without_failing_a_request(
+        deployed, fab, operator_home, release):
+    host = deployed.host
+    changed = deployed.settings(fallback="none")
+    assert fab("deploy", host=host, settings=changed).returncode == 0
+    before = host.out("docker inspect --format '{{.Config.Image}}' pypicloud")
+    assert before.startswith("ppc/pypicloud:1.3.12-")  # named by content
+    status = fab("status", host=host, settings=changed)
+    assert f"rollback     ok       runs {before}; rollback target: ppc/pypicloud:1.3.12-" \
+        in status.stdout, status.stdout
+
+    with downloading(deployed, operator_home, release) as loop:
+        rolled = fab("rollback", host=host, settings=changed)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert loop.failures == [] and loop.ok > 5, (loop.ok, loop.failures[:5])
+    assert "server.retire      changed" in rolled.stdout
+    assert "pypi.fallback = redirect" in host.out("cat /etc/pypicloud/config.ini")
+    assert host.out("stat -c '%a %u' /etc/pypicloud/config.ini /etc/ppc-tasks/rollback/config.ini") \
+        == "600 10001\n600 10001"
+    # Back where the earlier settings put it: their deploy changes nothing.
+    assert "done: 0 changed," in fab("deploy", host=host, settings=deployed.settings()).stdout
+    # And a second rollback goes forward again.
+    forward = fab("rollback", host=host, settings=deployed.settings())
+    assert forward.returncode == 0, forward.stdout + forward.stderr
+    assert "pypi.fallback = none" in host.out("cat /etc/pypicloud/config.ini")
+    assert fab("deploy", host=host, settings=deployed.settings()).returncode == 0

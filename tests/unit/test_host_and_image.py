@@ -4,6 +4,8 @@ import shlex
 import subprocess
 import tarfile
 
+import pytest
+
 from ppc_tasks import facts as facts_module, image
 from ppc_tasks.facts import Facts, FileState, ImageFacts
 from ppc_tasks.host import audit_line, command_line, shown
@@ -121,16 +123,21 @@ def builds(**ppc):
 def test_images_are_built_only_when_their_context_changed():
     settings = Settings.from_config({}, host="h")
     current = builds()
-    up_to_date = Facts(images={build.tag: ImageFacts("sha256:1", build.context_hash)
-                               for build in current.values()})
+    up_to_date = Facts(images={tag: ImageFacts("sha256:1", build.context_hash)
+                               for build in current.values()
+                               for tag in (build.tag, build.content_tag)})
     assert all(isinstance(step, Unchanged) for step in image.plan_images(settings, up_to_date))
-    stale = Facts(images={current["data"].tag: ImageFacts("sha256:1", current["data"].context_hash),
-                          current["server"].tag: None})
+    stale = Facts(images={**up_to_date.images, current["server"].tag: None,
+                          current["server"].content_tag: None})
     data_step, server_step = image.plan_images(settings, stale)
     assert isinstance(data_step, Unchanged) and isinstance(server_step, Change)
     assert server_step.notifies == ("image.server",)
     assert server_step.commands[0].stdin == current["server"].context_tar()
     assert server_step.would == "build ppc/pypicloud:1.3.12: it is missing"
+    # Built by a release before content tags: built again (from the layer cache).
+    untagged = Facts(images={**up_to_date.images, current["server"].content_tag: None})
+    assert image.plan_images(settings, untagged)[1].would == (
+        "build ppc/pypicloud:1.3.12: it has no content tag yet")
     forced = image.plan_images(settings, up_to_date, force=True)
     assert all(step.would.endswith("--rebuild") for step in forced)
     assert "--no-cache" in forced[0].commands[0].argv
@@ -157,6 +164,14 @@ def test_context_hash_follows_build_options(tmp_path):
     assert builds()["data"].context_hash == builds(build_ca_bundle=str(bundle))["data"].context_hash
 
 
+@pytest.mark.parametrize("tag, content_tag", [
+    ("ppc/pypicloud:1.3.12", "ppc/pypicloud:1.3.12-0123456789ab"),
+    ("registry.example:5000/pypicloud", "registry.example:5000/pypicloud:latest-0123456789ab"),
+    ("pypicloud", "pypicloud:latest-0123456789ab")])
+def test_images_are_named_by_content_too(tag, content_tag):
+    assert image.content_tag(tag, "0123456789abcdef") == content_tag
+
+
 def test_context_tar_holds_every_file():
     server = builds()["server"]
     with tarfile.open(fileobj=io.BytesIO(server.context_tar())) as tar:
@@ -166,8 +181,9 @@ def test_context_tar_holds_every_file():
 def test_build_reads_its_context_from_stdin_and_labels_the_image():
     server = builds()["server"]
     argv = image.build_argv(server, no_cache=False)
-    assert argv[:6] == ["docker", "build", "--label",
-                        f"ppc-tasks.context-hash={server.context_hash}", "-t", "ppc/pypicloud:1.3.12"]
+    assert argv[:8] == ["docker", "build", "--label",
+                        f"ppc-tasks.context-hash={server.context_hash}", "-t", "ppc/pypicloud:1.3.12",
+                        "-t", f"ppc/pypicloud:1.3.12-{server.context_hash[:12]}"]
     assert "BASE_IMAGE=debian:bookworm-slim" in argv
     assert argv[-1] == "-"
     assert "--no-cache" in image.build_argv(server, no_cache=True)

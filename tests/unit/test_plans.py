@@ -12,7 +12,7 @@ import pytest
 from ppc_tasks import certs, credentials, deploy, image, index, nginx, server
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, ImageFacts
-from ppc_tasks.plan import Change, Unchanged, describe
+from ppc_tasks.plan import Change, Plan, Unchanged, describe, unified_diff
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import FAMILIES, parse_platform
 
@@ -39,12 +39,14 @@ def fresh_facts(settings: Settings) -> Facts:
     """A bare host with Docker and systemd: nothing of the index yet."""
     missing = FileFacts(None)
     paths = [index.HOST_MARKER, settings.config_path, *certs.host_cert_paths(settings),
+             server.ROLLBACK_CONTAINER, server.ROLLBACK_CONFIG,
              nginx.SITE_PATH, *(certs.trust_path(family.trust_store, settings.index_name)
                                 for family in FAMILIES.values())]
     return Facts(
         platform=parse_platform("os=debian\nsystemd=1\n"), user_ids="0:0", home="/root",
         docker="running", units={"docker": ("enabled", "active"), "nginx": ("", "")},
-        images={build.tag: None for build in image.image_builds(settings)},
+        images={tag: None for build in image.image_builds(settings)
+                for tag in (build.tag, build.content_tag)},
         containers={"pypicloud": None, "pypicloud-next": None, "pypicloud-previous": None},
         volumes={"pypicloud-data": "missing"},
         data_containers={"pypi_data:/var/lib/pypicloud": ("missing", "")},
@@ -57,12 +59,13 @@ def warm_facts(settings: Settings) -> Facts:
     tls = certs.prepare(settings, NOW)
     config = server.render_config(settings, creds)
     builds = image.image_builds(settings)
-    spec = server.container_spec(settings, builds[1].context_hash, config)
+    spec = server.container_spec(settings, builds[1].content_tag, builds[1].context_hash, config)
     cert_path, key_path = certs.host_cert_paths(settings)
     trust = certs.trust_path(FAMILIES["debian"].trust_store, settings.index_name)
     facts = fresh_facts(settings)
     facts.units["nginx"] = ("enabled", "active")
-    facts.images = {build.tag: ImageFacts("sha256:1", build.context_hash) for build in builds}
+    facts.images = {tag: ImageFacts("sha256:1", build.context_hash)
+                    for build in builds for tag in (build.tag, build.content_tag)}
     facts.containers["pypicloud"] = ContainerFacts(spec, True, 3031)
     facts.volumes["pypicloud-data"] = "data"
     facts.data_containers["pypi_data:/var/lib/pypicloud"] = ("pypicloud-data", "data")
@@ -143,7 +146,8 @@ def test_a_replacement_starts_beside_the_live_server_then_nginx_switches(setting
     assert reload[0].argv == ("nginx", "-t")
     assert reload[1].argv[3:] == ("reload-nginx", "systemctl", "reload", "nginx")
     retire = plan.changes("server.retire")[0].commands[0].argv
-    assert retire[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path, "120")
+    assert retire[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path,
+                          "/etc/ppc-tasks/rollback", "120")
     assert plan.steps[-1].step == "server.retire"  # only once nginx serves from the new one
 
 
@@ -185,7 +189,8 @@ def test_an_interrupted_switch_is_finished_when_nginx_serves_the_new_one(setting
     plan = deploy.plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["server.recover"]
     assert plan.changes("server.recover")[0].commands[0].argv[3:] == (
-        "retire", "pypicloud", "pypicloud-next", settings.config_path, "0")
+        "retire", "pypicloud", "pypicloud-next", settings.config_path, "/etc/ppc-tasks/rollback",
+        "0")
 
 
 def test_an_interrupted_replacement_nginx_never_used_is_removed(settings):
@@ -237,3 +242,38 @@ def test_nginx_not_running_is_started_and_not_enabled_is_enabled(settings):
     plan = deploy.plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["nginx.service", "nginx.boot"]
     assert isinstance(plan_step(settings, warm_facts(settings), "nginx.boot"), Unchanged)
+
+
+def rolled_back_facts(settings):
+    """A host whose last replacement retired a server with other config and image."""
+    facts = warm_facts(settings)
+    facts.files[server.ROLLBACK_CONTAINER] = present(b"ppc/pypicloud:1.3.12-0ld0ld0ld0ld|0ldspec\n")
+    facts.files[server.ROLLBACK_CONFIG] = present(b"[app:main]\nuser.admin = $6$old\n", "600")
+    facts.images["ppc/pypicloud:1.3.12-0ld0ld0ld0ld"] = ImageFacts("sha256:0", "0ld")
+    return facts
+
+
+def test_rollback_starts_the_retired_server_beside_the_live_one(settings):
+    plan = Plan()
+    creds = credentials.load(settings.secrets_path)
+    serving = server.plan_rollback(settings, rolled_back_facts(settings), plan, creds, "h")
+    assert changed(plan) == ["server.config", "server.container"]
+    config = plan.changes("server.config")[0]
+    assert config.diffs[0].new == b"[app:main]\nuser.admin = $6$old\n"
+    assert "user.admin = <redacted>" in "\n".join(unified_diff(config.diffs[0]))
+    start = plan.changes("server.container")[0].preview[0].argv
+    assert start[-1] == "ppc/pypicloud:1.3.12-0ld0ld0ld0ld"
+    assert "ppc-tasks.spec-hash=0ldspec" in start and "127.0.0.1:3032:3031" in start
+    assert serving.port == 3032 and serving.retire.step == "server.retire"
+    nginx.plan_switch(settings, rolled_back_facts(settings), plan, serving.port)
+    assert changed(plan) == ["server.config", "server.container", "nginx.site", "nginx.service"]
+
+
+def test_rollback_needs_a_target_and_its_image(settings):
+    creds = credentials.load(settings.secrets_path)
+    with pytest.raises(TaskError, match="nothing to roll back to on h"):
+        server.plan_rollback(settings, warm_facts(settings), Plan(), creds, "h")
+    facts = rolled_back_facts(settings)
+    facts.images["ppc/pypicloud:1.3.12-0ld0ld0ld0ld"] = None
+    with pytest.raises(TaskError, match="image ppc/pypicloud:1.3.12-0ld0ld0ld0ld is no longer on h"):
+        server.plan_rollback(settings, facts, Plan(), creds, "h")

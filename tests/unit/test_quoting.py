@@ -40,7 +40,7 @@ def built_commands(settings: Settings) -> list[list[str]]:
         data.create_argv(settings),
         data.copy_argv(settings, HOSTILE + "volume"),
         script_argv("facts", *deploy.queries(settings)),
-        server.run_argv(settings, spec=HOSTILE),
+        server.run_argv(settings, HOSTILE, spec=HOSTILE),
         script_argv("wait-healthy", settings.server_container, str(settings.start_timeout)),
         script_argv("put-file", settings.config_path, "600", "10001:10001", "keep"),
         script_argv("restore-previous", settings.config_path),

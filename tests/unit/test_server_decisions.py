@@ -70,7 +70,7 @@ def test_templates_refuse_missing_values():
 
 
 def test_run_argv_follows_the_manual_procedure(settings):
-    argv = server.run_argv(settings)
+    argv = server.run_argv(settings, "ppc/pypicloud:1.3.12")
     assert argv[:3] == ["docker", "run", "--detach"]
     assert argv[argv.index("--name") + 1] == "pypicloud"
     assert argv[argv.index("--restart") + 1] == "unless-stopped"
@@ -79,7 +79,7 @@ def test_run_argv_follows_the_manual_procedure(settings):
     assert volumes == ["/etc/pypicloud:/etc/pypicloud:ro", "pypicloud-data:/var/lib/pypicloud"]
     assert argv[argv.index("--publish") + 1] == "127.0.0.1:3031:3031"
     assert argv[-1] == "ppc/pypicloud:1.3.12"
-    labelled = server.run_argv(settings, "abc")
+    labelled = server.run_argv(settings, "ppc/pypicloud:1.3.12", "abc")
     assert labelled[labelled.index("--label") + 1] == "ppc-tasks.spec-hash=abc"
 
 
@@ -93,12 +93,13 @@ def test_config_is_redacted_for_dry_runs(settings, creds):
 
 
 def test_container_spec_follows_image_config_and_options(settings):
-    spec = server.container_spec(settings, "sha256:1", b"config")
-    assert spec == server.container_spec(settings, "sha256:1", b"config")
-    assert spec != server.container_spec(settings, "sha256:2", b"config")
-    assert spec != server.container_spec(settings, "sha256:1", b"config changed")
+    spec = server.container_spec(settings, "ppc/x:1-a", "sha256:1", b"config")
+    assert spec == server.container_spec(settings, "ppc/x:1-a", "sha256:1", b"config")
+    assert spec != server.container_spec(settings, "ppc/x:1-a", "sha256:2", b"config")
+    assert spec != server.container_spec(settings, "ppc/x:1-b", "sha256:1", b"config")
+    assert spec != server.container_spec(settings, "ppc/x:1-a", "sha256:1", b"config changed")
     other_port = Settings.from_config({"port": 3032}, host="pypi.test")
-    assert spec != server.container_spec(other_port, "sha256:1", b"config")
+    assert spec != server.container_spec(other_port, "ppc/x:1-a", "sha256:1", b"config")
 
 
 @pytest.mark.parametrize("current, config_changed, rebuilt, action", [

@@ -3,7 +3,7 @@
 import datetime
 import hashlib
 
-from ppc_tasks import certs, status
+from ppc_tasks import certs, server, status
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, VolumeUsage
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
@@ -52,3 +52,17 @@ def test_little_disk_left_where_packages_live_is_a_problem():
                   volume_usage={"pypicloud-data": VolumeUsage(5_000_000, 40, 12, 200_000_000)})
     check = status.check_data(current, facts)
     assert not check.ok and "12 projects, 40 files" in check.detail and "less than 1 GB" in check.detail
+
+
+def test_rollback_says_what_runs_and_what_rollback_would_return_to():
+    settings = Settings.from_config({"server_names": ["pypi.test"]}, host=None)
+    running = ContainerFacts("spec", True, 3031, image="ppc/pypicloud:1.3.12-new")
+    record = b"ppc/pypicloud:1.3.12-old|oldspec\n"
+    facts = Facts(containers={"pypicloud": running},
+                  files={server.ROLLBACK_CONTAINER: FileFacts(None)})
+    assert status.check_rollback(settings, facts).detail == (
+        "runs ppc/pypicloud:1.3.12-new; rollback target: none yet")
+    facts.files[server.ROLLBACK_CONTAINER] = FileFacts(
+        FileState(hashlib.sha256(record).hexdigest(), "600", "0:0"), content=record)
+    assert status.check_rollback(settings, facts).detail == (
+        "runs ppc/pypicloud:1.3.12-new; rollback target: ppc/pypicloud:1.3.12-old (fab rollback)")
