@@ -87,8 +87,11 @@ def reload_step(facts: Facts, plan: Plan) -> Step:
                   would="reload nginx: its site or certificate changes",
                   commands=[Command.of("nginx", "-t", failure="nginx rejects the new "
                                                              "certificate"),
-                            Command.of(*script_argv("reload-nginx",
-                                                    *nginx_service(facts.platform).reload))])
+                            reload_command(facts)])
+
+
+def reload_command(facts: Facts) -> Command:
+    return Command.of(*script_argv("reload-nginx", *nginx_service(facts.platform).reload))
 
 
 def site_step(settings: Settings, facts: Facts, upstream_port: int) -> Step:

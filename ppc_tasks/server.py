@@ -148,8 +148,11 @@ def plan_recovery(settings: Settings, facts: Facts,
             "server.recover", done=f"finished the switch to {name}{NEXT_SUFFIX}, which an "
                                    f"interrupted deploy had made", would=f"finish the switch "
             f"to {name}{NEXT_SUFFIX}, which an interrupted deploy had made",
-            commands=[Command.of(*script_argv("retire", name, name + NEXT_SUFFIX,
-                                              settings.config_path, ROLLBACK_DIR, "0"))]))
+            # The run may have stopped between writing the site and reloading nginx.
+            commands=[*([nginx.reload_command(facts)] if facts.nginx and facts.nginx[1] else []),
+                      Command.of(*script_argv("retire", name, name + NEXT_SUFFIX,
+                                              settings.config_path, ROLLBACK_DIR,
+                                              str(DRAIN_SECONDS)))]))
         return candidate, {live.port} if live else set()
     if candidate is not None:
         # config.ini may already be the new one: the replacement below starts with it.

@@ -188,9 +188,11 @@ def test_an_interrupted_switch_is_finished_when_nginx_serves_the_new_one(setting
     facts.files[nginx.SITE_PATH] = present(nginx.render_site(settings, 3032))
     plan = deploy.plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["server.recover"]
-    assert plan.changes("server.recover")[0].commands[0].argv[3:] == (
-        "retire", "pypicloud", "pypicloud-next", settings.config_path, "/etc/ppc-tasks/rollback",
-        "0")
+    reload, retire = plan.changes("server.recover")[0].commands
+    # nginx is reloaded first: the run may have stopped between the site and the reload.
+    assert reload.argv[3:] == ("reload-nginx", "systemctl", "reload", "nginx")
+    assert retire.argv[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path,
+                               "/etc/ppc-tasks/rollback", "120")
 
 
 def test_an_interrupted_replacement_nginx_never_used_is_removed(settings):
