@@ -23,6 +23,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import shlex
 import socket
 import threading
@@ -93,7 +94,13 @@ def report_line(where: str, step: str, changed: bool, detail: str, dry: bool = F
     return f"[{where}] {step:<18} {state:<{12 if dry else 9}}  {detail}"
 
 
+COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+# docker build's echo of a failed RUN line: it says nothing the lines before do not.
+FAILED_RUN_LINE = re.compile(r"^The command '.*' returned a non-zero code: \d+$", re.M)
+
+
 def last_lines(text: str, count: int = 3) -> str:
+    text = FAILED_RUN_LINE.sub("", COLOURS.sub("", text))
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(lines[-count:])
 

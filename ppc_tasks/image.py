@@ -61,11 +61,15 @@ def content_tag(tag: str, context_hash: str) -> str:
 def image_builds(settings: Settings) -> list[ImageBuild]:
     """The data image first, then the server image, from docker/<role>/."""
     build_args = {"BASE_IMAGE": settings.base_image, "PYPICLOUD_UID": str(PYPICLOUD_UID)}
-    # The build's way through a TLS-intercepting proxy or to a private mirror: empty
-    # files unless the operator sets build_ca_bundle / build_index_url.
+    # The build's way through a TLS-intercepting proxy, to a private mirror, or to no
+    # index at all: empty files and an empty wheelhouse unless the operator sets
+    # build_ca_bundle / build_index_url / build_wheelhouse.
     pip_options = {
         "pip-ca.pem": settings.build_ca_bundle.read_bytes() if settings.build_ca_bundle else b"",
         "pip-index-url": settings.build_index_url.encode(),
+        **({f"wheelhouse/{path.name}": path.read_bytes()
+            for path in sorted(settings.build_wheelhouse.iterdir()) if path.is_file()}
+           if settings.build_wheelhouse else {"wheelhouse/.empty": b""}),
     }
     return [
         ImageBuild("data", settings.data_image, _context_files("data"), build_args),

@@ -42,6 +42,7 @@ DEFAULTS = {
     "server_image": "ppc/pypicloud:1.3.12",
     "build_ca_bundle": "",
     "build_index_url": "",
+    "build_wheelhouse": "",
     "data_container": "pypi_data",
     "data_volume": "pypicloud-data",
     "server_container": "pypicloud",
@@ -89,6 +90,7 @@ class Settings:
     server_image: str
     build_ca_bundle: Path | None
     build_index_url: str
+    build_wheelhouse: Path | None
     data_container: str
     data_volume: str
     server_container: str
@@ -162,6 +164,7 @@ class Settings:
             "server_image": _matching(raw, "server_image", _IMAGE, "an image reference like ppc/pypicloud:1"),
             "build_ca_bundle": _pem_file(raw, "build_ca_bundle", parse=False),
             "build_index_url": _url(raw, "build_index_url"),
+            "build_wheelhouse": _wheelhouse(raw, "build_wheelhouse"),
             "data_container": _matching(raw, "data_container", _CONTAINER, "a container name"),
             "data_volume": _matching(raw, "data_volume", _CONTAINER, "a volume name"),
             "server_container": _matching(raw, "server_container", _CONTAINER, "a container name"),
@@ -290,6 +293,19 @@ def _boolean(raw: dict, key: str) -> bool:
     if not isinstance(value, bool):
         raise SettingsError(f"ppc.{key}: must be true or false, got {value!r}")
     return value
+
+
+def _wheelhouse(raw: dict, key: str) -> Path | None:
+    """A folder on this machine holding the server image's packages (docker/lock
+    --wheelhouse makes one)."""
+    value = _string(raw, key)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir() or not any(path.glob("*.whl")):
+        raise SettingsError(f"ppc.{key}: {value} is no folder of wheels on this machine "
+                            f"(make one with docker/lock --wheelhouse {value})")
+    return path
 
 
 def _pem_file(raw: dict, key: str, marker: str = "BEGIN CERTIFICATE-----",

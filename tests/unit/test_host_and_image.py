@@ -1,17 +1,19 @@
 import io
 import os
+import re
 import shlex
 import subprocess
 import tarfile
 
 import pytest
 
-from ppc_tasks import facts as facts_module, image
+from ppc_tasks import facts as facts_module
+from ppc_tasks import image
 from ppc_tasks.facts import Facts, FileState, ImageFacts
-from ppc_tasks.host import audit_line, command_line, shown
+from ppc_tasks.host import audit_line, command_line, last_lines, shown
 from ppc_tasks.plan import Change, Unchanged
 from ppc_tasks.render import script, script_argv
-from ppc_tasks.settings import Settings
+from ppc_tasks.settings import Settings, SettingsError
 
 
 def run_script(name: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
@@ -201,3 +203,36 @@ def test_the_probe_reads_the_labels_ppc_tasks_writes():
     from ppc_tasks import docker
     from ppc_tasks.render import script
     assert docker.CONTEXT_LABEL in script("facts") and docker.SPEC_LABEL in script("facts")
+
+
+def test_the_server_image_installs_a_lock_with_a_hash_for_every_package():
+    server = builds()["server"]
+    lock = server.files["requirements.txt"].decode()
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$", lock, re.M)
+    requirements = [line for line in lock.splitlines() if line and not line.startswith(("#", " "))]
+    assert len(pins) == len(requirements) > 30  # every one hashed, dependencies too
+    wanted = {line.split("==")[0].split("<")[0].lower() for line in
+              server.files["requirements.in"].decode().splitlines()
+              if line and not line.startswith("#")}
+    assert wanted <= {name.lower() for name, _, _ in pins}
+    assert ("pypicloud", "1.3.12") in {(name.lower(), version) for name, version, _ in pins}
+    dockerfile = server.files["Dockerfile"].decode()
+    assert "--require-hashes --no-deps --no-build-isolation" in dockerfile
+
+
+def test_a_wheelhouse_goes_into_the_build_context_and_is_validated(tmp_path):
+    assert builds()["server"].files["wheelhouse/.empty"] == b""
+    (tmp_path / "six-1.17.0-py2.py3-none-any.whl").write_bytes(b"wheel")
+    with_wheels = builds(build_wheelhouse=str(tmp_path))["server"]
+    assert with_wheels.files["wheelhouse/six-1.17.0-py2.py3-none-any.whl"] == b"wheel"
+    assert "wheelhouse/.empty" not in with_wheels.files
+    assert with_wheels.context_hash != builds()["server"].context_hash
+    with pytest.raises(SettingsError, match=r"ppc.build_wheelhouse: .* is no folder of wheels on "
+                                            r"this machine \(make one with docker/lock"):
+        builds(build_wheelhouse=str(tmp_path / "missing"))
+
+
+def test_failure_lines_leave_out_colours_and_dockers_echo_of_the_run_line():
+    output = ("Expected sha256 4721\nGot        1793\n"
+              "\x1b[0mThe command '/bin/sh -c set -e; pip install' returned a non-zero code: 1\n")
+    assert last_lines(output) == "Expected sha256 4721 | Got        1793"

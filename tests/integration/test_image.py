@@ -1,0 +1,79 @@
+"""The server image installs the lock file (docker/server/requirements.txt) with
+pip --require-hashes: built from a wheelhouse made on this machine with no package index
+reachable, it runs exactly the locked packages; a file that differs from the lock fails
+the build loudly, and the running server stays."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from . import web
+from .conftest import REPO, SERVER_NAME, SYSTEM_CA_BUNDLE, container_started_at, password_of
+
+NO_INDEX = "https://127.0.0.1:9/simple/"  # nothing answers there: any use of an index fails
+LOCK = REPO / "docker" / "server" / "requirements.txt"
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory):
+    """What an operator makes on a machine that reaches PyPI (here: through the proxy)."""
+    directory = tmp_path_factory.mktemp("wheelhouse")
+    made = subprocess.run([str(REPO / "docker" / "lock"), "--wheelhouse", str(directory),
+                           "--ca-bundle", SYSTEM_CA_BUNDLE], capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return directory
+
+
+def test_a_host_without_a_package_index_builds_from_a_wheelhouse(deployed, fab, wheelhouse,
+                                                                 operator_home):
+    host = deployed.host
+    offline = deployed.settings(build_wheelhouse=str(wheelhouse), build_index_url=NO_INDEX)
+
+    result = fab("deploy", host=host, settings=offline)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"image\.server\s+changed\s+built ppc/pypicloud:1\.3\.12-[0-9a-f]{12}",
+                     result.stdout), result.stdout
+    locked = {(normalized(name), version) for name, version in
+              re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\$", LOCK.read_text(), re.M)}
+    installed = {(normalized(name), version) for name, version in re.findall(
+        r"^(\S+)==(\S+)$", host.out("docker exec pypicloud /opt/pypicloud/bin/pip freeze --all"),
+        re.M)}
+    assert locked <= installed and len(locked) > 30
+    answer = web.request(host.address, "/simple/", ca=operator_home / "state" / SERVER_NAME /
+                         "ca.crt", sni=SERVER_NAME, host=SERVER_NAME,
+                         auth=("dev", password_of(operator_home, "dev")))
+    assert answer.status == 200
+
+    back = fab("deploy", host=host, settings=deployed.settings())
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert re.search(r"image\.server\s+unchanged", back.stdout)  # kept, by its content tag
+
+
+def test_a_file_that_differs_from_the_lock_fails_the_build_loudly(deployed, fab, wheelhouse,
+                                                                  tmp_path):
+    host = deployed.host
+    tampered = shutil.copytree(wheelhouse, tmp_path / "tampered")
+    wheel = next(tampered.glob("six-*.whl"))
+    wheel.write_bytes(wheel.read_bytes() + b"\0")
+    started = container_started_at(host)
+
+    result = fab("deploy", host=host, settings=deployed.settings(
+        build_wheelhouse=str(tampered), build_index_url=NO_INDEX))
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "building ppc/pypicloud:1.3.12 failed: ERROR: THESE PACKAGES DO NOT MATCH THE " \
+           "HASHES" in lines[0], lines[0]
+    assert "six==1.17.0 from file:///tmp/build/wheelhouse/" in lines[0]
+    assert "Expected sha256" in lines[0] and "The command" not in lines[0], lines[0]
+    assert container_started_at(host) == started
