@@ -173,6 +173,20 @@ def tunnel(host: harness.TestHost, key: Path, remote_port: int):
         yield local_port
 
 
+NO_INDEX = "https://127.0.0.1:9/simple/"  # nothing answers there: any use of an index fails
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """The server image's locked packages, as an operator fetches them on a machine that
+    reaches PyPI (here: through the proxy), for the setting build_wheelhouse."""
+    directory = tmp_path_factory.mktemp("wheelhouse")
+    made = subprocess.run([str(REPO / "docker" / "lock"), "--wheelhouse", str(directory),
+                           "--ca-bundle", SYSTEM_CA_BUNDLE], capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return directory
+
+
 @pytest.fixture(scope="session")
 def make_dists(tmp_path_factory):
     """make_dists(name, version, payload_bytes): an sdist and a wheel, built here."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from . import web
-from .conftest import SERVER_NAME, container_started_at, password_of, steps
+from .conftest import NO_INDEX, SERVER_NAME, container_started_at, password_of, steps
 
 PROJECT, VERSION = "ppc-zero-downtime", "1.0"
 CLIENTS = 3
@@ -94,10 +94,11 @@ def test_a_config_change_fails_no_request(deployed, fab, operator_home, release)
     assert names == "pypicloud"
 
 
-def test_an_image_change_fails_no_request(deployed, fab, operator_home, release):
-    retagged = deployed.settings(server_image="ppc/pypicloud:zero-downtime")
+def test_an_image_change_fails_no_request(deployed, fab, operator_home, release, wheelhouse):
+    # Another image: built from a wheelhouse (other content, so another content tag).
+    other_image = deployed.settings(build_wheelhouse=str(wheelhouse), build_index_url=NO_INDEX)
     with downloading(deployed, operator_home, release) as loop:
-        result = fab("deploy", host=deployed.host, settings=retagged)
+        result = fab("deploy", host=deployed.host, settings=other_image)
         assert result.returncode == 0, result.stdout + result.stderr
         back = fab("deploy", host=deployed.host, settings=deployed.settings())
         assert back.returncode == 0, back.stdout + back.stderr
