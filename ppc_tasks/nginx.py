@@ -19,6 +19,8 @@ from .settings import Settings
 from .system import nginx_service
 
 SITE_PATH = "/etc/nginx/conf.d/ppc-tasks.conf"  # read by Debian's and RHEL's nginx.conf
+# sha256sum of the site, certificate and key as nginx last read them (files/sh/reload-nginx.sh).
+LOADED_PATH = "/var/lib/ppc-tasks/nginx-loaded"
 UPSTREAM_SERVER = re.compile(rb"^\s*server 127\.0\.0\.1:(\d+);", re.M)
 
 
@@ -43,7 +45,23 @@ def forwarded_port(facts: Facts) -> int | None:
 
 
 def queries(settings: Settings) -> list[str]:
-    return ["nginx", f"text={SITE_PATH}", "unit=nginx", f"container={settings.server_container}"]
+    return ["nginx", f"text={SITE_PATH}", "unit=nginx", f"container={settings.server_container}",
+            *certs.install_queries(settings), f"text={LOADED_PATH}"]
+
+
+def loaded_files(settings: Settings) -> list[str]:
+    """What nginx reads of ours: a change to any of them needs a reload."""
+    return [SITE_PATH, *certs.host_cert_paths(settings)]
+
+
+def runs_files_as_they_are(settings: Settings, facts: Facts) -> bool:
+    """Whether nginx last (re)loaded the site, certificate and key as they are now."""
+    record = facts.file(LOADED_PATH).content or b""
+    loaded = dict(reversed(line.split(maxsplit=1)) for line in record.decode().splitlines()
+                  if len(line.split(maxsplit=1)) == 2)
+    now = {path: facts.file(path).state for path in loaded_files(settings)}
+    return all(state is not None and loaded.get(path) == state.sha256
+               for path, state in now.items())
 
 
 def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str,
@@ -62,10 +80,11 @@ def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str,
                         commands=[Command.of(*family.install_nginx)]))
     plan.add(site_step(settings, facts, upstream_port))
     if running:
-        plan.add(reload_step(facts, plan))
+        plan.add(reload_step(settings, facts, plan))
     else:
+        start = nginx_service(facts.platform).start
         plan.add(Change("nginx.service", done="started nginx", would="start nginx",
-                        commands=[Command.of(*nginx_service(facts.platform).start)]))
+                        commands=[load_command(settings, facts, start)]))
     plan.add(boot_step("nginx.boot", "nginx", facts))
 
 
@@ -75,23 +94,32 @@ def plan_switch(settings: Settings, facts: Facts, plan: Plan, upstream_port: int
     running = facts.nginx is not None and facts.nginx[1]
     if running and facts.file(SITE_PATH).state is not None:
         plan.add(site_step(settings, facts, upstream_port))
-        plan.add(reload_step(facts, plan))  # after the site: it may notify the reload
+        plan.add(reload_step(settings, facts, plan))  # after the site: it may notify the reload
 
 
-def reload_step(facts: Facts, plan: Plan) -> Step:
-    """A graceful reload when an earlier step asked for one; it returns once the new
+def reload_step(settings: Settings, facts: Facts, plan: Plan) -> Step:
+    """A graceful reload when an earlier step asked for one, or when nginx has not read
+    the files as they are (a run stopped before its reload); it returns once the new
     configuration is live (files/sh/reload-nginx.sh)."""
-    if not plan.notified("nginx.reload"):
+    if plan.notified("nginx.reload"):
+        why = "its site or certificate changes"
+    elif not runs_files_as_they_are(settings, facts):
+        why = "it has not loaded the site or certificate as they are"
+    else:
         return Unchanged("nginx.service", "nginx is running with this configuration")
-    return Change("nginx.service", done="reloaded nginx",
-                  would="reload nginx: its site or certificate changes",
+    return Change("nginx.service", done=f"reloaded nginx ({why})", would=f"reload nginx: {why}",
                   commands=[Command.of("nginx", "-t", failure="nginx rejects the new "
                                                              "certificate"),
-                            reload_command(facts)])
+                            reload_command(settings, facts)])
 
 
-def reload_command(facts: Facts) -> Command:
-    return Command.of(*script_argv("reload-nginx", *nginx_service(facts.platform).reload))
+def reload_command(settings: Settings, facts: Facts) -> Command:
+    return load_command(settings, facts, nginx_service(facts.platform).reload)
+
+
+def load_command(settings: Settings, facts: Facts, command: tuple[str, ...]) -> Command:
+    return Command.of(*script_argv("reload-nginx", LOADED_PATH, *loaded_files(settings), "--",
+                                   *command))
 
 
 def site_step(settings: Settings, facts: Facts, upstream_port: int) -> Step:

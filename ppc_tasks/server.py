@@ -149,7 +149,7 @@ def plan_recovery(settings: Settings, facts: Facts,
                                    f"interrupted deploy had made", would=f"finish the switch "
             f"to {name}{NEXT_SUFFIX}, which an interrupted deploy had made",
             # The run may have stopped between writing the site and reloading nginx.
-            commands=[*([nginx.reload_command(facts)] if facts.nginx and facts.nginx[1] else []),
+            commands=[*([nginx.reload_command(settings, facts)] if facts.nginx and facts.nginx[1] else []),
                       Command.of(*script_argv("retire", name, name + NEXT_SUFFIX,
                                               settings.config_path, ROLLBACK_DIR,
                                               str(DRAIN_SECONDS)))]))

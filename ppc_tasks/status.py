@@ -182,6 +182,8 @@ def check_nginx(settings: Settings, facts: Facts) -> Check:
         ("not installed", not installed), ("not running", installed and not running),
         (f"nginx -t fails: {error}", installed and not tested),
         ("the site differs from what the settings render", not current),
+        ("it has not loaded the site or certificate as they are (deploy reloads it)",
+         running and not nginx.runs_files_as_they_are(settings, facts)),
         ("not enabled at boot", not at_boot)) if bad]
     return Check("nginx", not problems, "; ".join(problems) or
                  "running, nginx -t passes, the site is up to date, enabled at boot")

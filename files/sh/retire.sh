@@ -1,7 +1,9 @@
 # retire.sh LIVE NEXT CONFIG ROLLBACK SECONDS: after nginx switched to NEXT, retire LIVE:
 # wait (at most SECONDS) for nginx's old workers to finish the requests they had, which
 # may still go to LIVE; keep what LIVE ran in the folder ROLLBACK (its config.ini, and
-# "IMAGE|SPEC" in `container`) for `rollback`; remove LIVE and give NEXT its name.
+# "IMAGE|SPEC" in `container`) for `rollback`; remove LIVE and give NEXT its name. Last,
+# delete the server images named by content that neither the new LIVE nor the rollback
+# target runs (an image some other container uses stays).
 set -eu
 live=$1 next=$2 config=$3 rollback=$4 seconds=$5
 end=$(( $(date +%s) + seconds ))
@@ -23,3 +25,12 @@ if docker container inspect "$live" >/dev/null 2>&1; then
 fi
 docker rename "$next" "$live"
 rm -f -- "$config.ppc-previous"
+running=$(docker container inspect --format '{{.Config.Image}}' "$live")
+target=$(cut -d'|' -f1 "$rollback/container" 2>/dev/null || true)
+hex='[0-9a-f]'
+for image in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "${running%:*}"); do
+    case "$image" in
+        "$running"|"$target") ;;
+        *-$hex$hex$hex$hex$hex$hex$hex$hex$hex$hex$hex$hex) docker image rm "$image" >/dev/null 2>&1 || true ;;
+    esac
+done

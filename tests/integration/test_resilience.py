@@ -221,6 +221,22 @@ def test_an_interrupted_replacement_is_put_back_first(index, legacy, fab):
     assert index.release() == legacy
 
 
+def test_nginx_not_reloaded_by_a_stopped_run_is_reloaded_by_the_next(index, legacy, fab):
+    """What a run stopped between writing the certificate (or site) and reloading nginx
+    leaves: files nginx has not read. The next deploy reloads it, and then nothing."""
+    host = index.host
+    host.exec("sed -i 's/^[0-9a-f]*  \\(.*\\.crt\\)$/0000  \\1/' /var/lib/ppc-tasks/nginx-loaded")
+    assert "0000  /etc/ssl/ppc-tasks/" in host.out("cat /var/lib/ppc-tasks/nginx-loaded")
+    workers = host.out("pgrep -f '[n]ginx: worker'")
+
+    result = fab("deploy", host=host, settings=index.settings())
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reloaded nginx (it has not loaded the site or certificate as they are)" in result.stdout
+    assert host.out("pgrep -f '[n]ginx: worker'") != workers
+    assert "done: 0 changed," in fab("deploy", host=host, settings=index.settings()).stdout
+
+
 def server_build_running(host) -> bool:
     """The server image's build (tens of seconds without cache) is under way."""
     # The brackets keep pgrep from matching the shell that runs it.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -154,3 +155,9 @@ def test_rollback_returns_to_the_retired_server_without_failing_a_request(
     assert forward.returncode == 0, forward.stdout + forward.stderr
     assert "pypi.fallback = none" in host.out("cat /etc/pypicloud/config.ini")
     assert fab("deploy", host=host, settings=deployed.settings()).returncode == 0
+    # Server images named by content are kept only while the server or the rollback needs
+    # them (the one built from a wheelhouse above is gone).
+    tags = host.out("docker image ls --format '{{.Repository}}:{{.Tag}}' ppc/pypicloud").split()
+    live = host.out("docker inspect --format '{{.Config.Image}}' pypicloud")
+    target = host.out("cut -d'|' -f1 /etc/ppc-tasks/rollback/container")
+    assert {tag for tag in tags if re.fullmatch(r".*-[0-9a-f]{12}", tag)} == {live, target}

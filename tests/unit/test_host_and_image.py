@@ -236,3 +236,18 @@ def test_failure_lines_leave_out_colours_and_dockers_echo_of_the_run_line():
     output = ("Expected sha256 4721\nGot        1793\n"
               "\x1b[0mThe command '/bin/sh -c set -e; pip install' returned a non-zero code: 1\n")
     assert last_lines(output) == "Expected sha256 4721 | Got        1793"
+
+
+def test_reload_nginx_records_the_files_nginx_has_read(tmp_path):
+    site, certificate = tmp_path / "site.conf", tmp_path / "server.crt"
+    site.write_text("server {}\n")
+    certificate.write_text("-----BEGIN CERTIFICATE-----\n")
+    loaded = tmp_path / "state" / "nginx-loaded"
+    ran = run_script("reload-nginx", str(loaded), str(site), str(certificate), "--",
+                     "touch", str(tmp_path / "reloaded"))
+    assert ran.returncode == 0 and (tmp_path / "reloaded").exists()
+    assert loaded.read_text() == subprocess.run(["sha256sum", "--", str(site), str(certificate)],
+                                                capture_output=True, text=True).stdout
+    failed = run_script("reload-nginx", str(loaded), str(site), "--", "false")
+    assert failed.returncode != 0 and str(site) in loaded.read_text()  # record kept as it was
+    assert str(certificate) in loaded.read_text()

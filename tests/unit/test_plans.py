@@ -39,7 +39,7 @@ def fresh_facts(settings: Settings) -> Facts:
     """A bare host with Docker and systemd: nothing of the index yet."""
     missing = FileFacts(None)
     paths = [index.HOST_MARKER, settings.config_path, *certs.host_cert_paths(settings),
-             server.ROLLBACK_CONTAINER, server.ROLLBACK_CONFIG,
+             server.ROLLBACK_CONTAINER, server.ROLLBACK_CONFIG, nginx.LOADED_PATH,
              nginx.SITE_PATH, *(certs.trust_path(family.trust_store, settings.index_name)
                                 for family in FAMILIES.values())]
     return Facts(
@@ -76,7 +76,15 @@ def warm_facts(settings: Settings) -> Facts:
         trust: present(tls.ca), nginx.SITE_PATH: present(nginx.render_site(settings, 3031))})
     facts.nginx = (True, True)
     facts.ports = {22, 80, 443, 3031}
+    loaded(settings, facts)
     return facts
+
+
+def loaded(settings, facts):
+    """nginx has (re)loaded the site, certificate and key as they are now."""
+    facts.files[nginx.LOADED_PATH] = present("".join(
+        f"{facts.file(path).state.sha256}  {path}\n" for path in nginx.loaded_files(settings)
+    ).encode())
 
 
 def changed(plan) -> list[str]:
@@ -144,7 +152,8 @@ def test_a_replacement_starts_beside_the_live_server_then_nginx_switches(setting
     assert "server 127.0.0.1:3032;" in plan.changes("nginx.site")[0].diffs[0].new.decode()
     reload = plan.changes("nginx.service")[0].commands
     assert reload[0].argv == ("nginx", "-t")
-    assert reload[1].argv[3:] == ("reload-nginx", "systemctl", "reload", "nginx")
+    assert reload[1].argv[3:] == ("reload-nginx", nginx.LOADED_PATH, *nginx.loaded_files(settings),
+                                  "--", "systemctl", "reload", "nginx")
     retire = plan.changes("server.retire")[0].commands[0].argv
     assert retire[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path,
                           "/etc/ppc-tasks/rollback", "120")
@@ -157,6 +166,7 @@ def test_the_next_replacement_goes_back_to_the_first_port(settings):
     facts.containers["pypicloud"] = dataclasses.replace(live, port=3032)
     facts.ports = {22, 80, 443, 3032}
     facts.files[nginx.SITE_PATH] = present(nginx.render_site(settings, 3032))
+    loaded(settings, facts)
     assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == []
     plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
     assert "127.0.0.1:3031:3031" in plan.changes("server.container")[0].preview[0].argv
@@ -186,11 +196,12 @@ def test_an_interrupted_switch_is_finished_when_nginx_serves_the_new_one(setting
     facts.containers["pypicloud-next"] = dataclasses.replace(facts.containers["pypicloud"],
                                                              port=3032)
     facts.files[nginx.SITE_PATH] = present(nginx.render_site(settings, 3032))
+    loaded(settings, facts)
     plan = deploy.plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["server.recover"]
     reload, retire = plan.changes("server.recover")[0].commands
     # nginx is reloaded first: the run may have stopped between the site and the reload.
-    assert reload.argv[3:] == ("reload-nginx", "systemctl", "reload", "nginx")
+    assert reload.argv[3] == "reload-nginx" and reload.argv[-3:] == ("systemctl", "reload", "nginx")
     assert retire.argv[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path,
                                "/etc/ppc-tasks/rollback", "120")
 
@@ -279,3 +290,17 @@ def test_rollback_needs_a_target_and_its_image(settings):
     facts.images["ppc/pypicloud:1.3.12-0ld0ld0ld0ld"] = None
     with pytest.raises(TaskError, match="image ppc/pypicloud:1.3.12-0ld0ld0ld0ld is no longer on h"):
         server.plan_rollback(settings, facts, Plan(), creds, "h")
+
+
+def test_nginx_is_reloaded_when_it_has_not_read_the_files_as_they_are(settings):
+    facts = warm_facts(settings)
+    # A run stopped after writing a new certificate, before reloading nginx.
+    cert_path, _ = certs.host_cert_paths(settings)
+    facts.files[nginx.LOADED_PATH] = present(facts.file(nginx.LOADED_PATH).content.replace(
+        facts.file(cert_path).state.sha256.encode(), b"0" * 64))
+    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    assert changed(plan) == ["nginx.service"]
+    assert plan.changes("nginx.service")[0].would == (
+        "reload nginx: it has not loaded the site or certificate as they are")
+    facts.files[nginx.LOADED_PATH] = FileFacts(None)  # deployed by a release before the record
+    assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == ["nginx.service"]
