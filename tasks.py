@@ -6,7 +6,7 @@
 from invoke import Collection
 
 from ppc_tasks import backup, certs, clients, data, image, nginx, packages, server
-from ppc_tasks.deploy import deploy
+from ppc_tasks.deploy import deploy, rollback
 from ppc_tasks.settings import DEFAULTS
 from ppc_tasks.status import audit, status
 
@@ -16,7 +16,7 @@ backups.add_task(backup.create, default=True)
 backups.add_task(backup.verify)
 
 ns = Collection(image, data, server, certs, nginx, clients, packages, backups)
-for top_level in (deploy, status, audit, backup.restore, server.rollback):
+for top_level in (deploy, rollback, status, audit, backup.restore):
     ns.add_task(top_level)
 # Registering every default makes each one overridable from any config layer,
 # including FABRIC_PPC_<KEY> environment variables.

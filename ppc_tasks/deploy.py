@@ -1,10 +1,12 @@
-"""`deploy`: the whole server, in the order of the manual procedure."""
+"""`deploy`: the whole server, in the order of the manual procedure; `rollback`: back
+to the server the last replacement retired."""
 
 from __future__ import annotations
 
 import datetime
 
 from . import certs, credentials, data, image, index, nginx, server
+from .errors import TaskError
 from .facts import Facts
 from .host import Host, host_task
 from .plan import Plan, boot_step
@@ -66,6 +68,33 @@ def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_n
     nginx.plan_nginx(settings, facts, plan, host_name, serving.port)
     plan.add(serving.retire)
     return plan
+
+
+@host_task
+def rollback(host):
+    """Go back to the server the last replacement retired: its image and config.ini.
+
+    Without downtime, as a deploy replaces: the previous server starts beside the
+    running one, must answer (an admin's login too), nginx switches to it, and what ran
+    until now becomes the rollback target (a second rollback goes forward again). The
+    next deploy puts back what the settings say.
+    """
+    settings = host.settings
+    facts = host.read_facts(["platform", "docker", *server.queries(settings),
+                             f"text={server.ROLLBACK_CONFIG}"])
+    host.require_docker(facts)
+    target = server.rollback_target(facts)
+    if target is not None:  # is its image still there? (named only in the record)
+        facts.images.update(host.gather([f"image={target[0]}"]).images)
+    creds = credentials.load(settings.secrets_path)
+    if settings.admins[0] not in creds.passwords:
+        raise TaskError(f"the index's passwords are not in {settings.secrets_path}: roll back "
+                        f"from the machine that deploys it")
+    plan = Plan()
+    serving = server.plan_rollback(settings, facts, plan, creds, host.name)
+    nginx.plan_switch(settings, facts, plan, serving.port)
+    plan.add(serving.retire)
+    host.carry_out(plan)
 
 
 def recap(host: Host) -> None:

@@ -345,35 +345,11 @@ def deploy(host):
 
 
 @host_task
-def rollback(host):
-    """Go back to the server the last replacement retired: its image and config.ini.
-
-    Without downtime, as a deploy replaces: the previous server starts beside the
-    running one, must answer (an admin's login too), nginx switches to it, and what ran
-    until now becomes the rollback target (a second rollback goes forward again). The
-    next deploy puts back what the settings say.
-    """
-    settings = host.settings
-    facts = host.read_facts(["platform", "docker", *queries(settings), f"text={ROLLBACK_CONFIG}"])
-    host.require_docker(facts)
-    target = rollback_target(facts)
-    if target is not None:  # is its image still there? (named only in the record)
-        facts.images.update(host.gather([f"image={target[0]}"]).images)
-    creds = credentials.load(settings.secrets_path)
-    if settings.admins[0] not in creds.passwords:
-        raise TaskError(f"the index's passwords are not in {settings.secrets_path}: roll back "
-                        f"from the machine that deploys it")
-    plan = Plan()
-    serving = plan_rollback(settings, facts, plan, creds, host.name)
-    nginx.plan_switch(settings, facts, plan, serving.port)
-    plan.add(serving.retire)
-    host.carry_out(plan)
-
-
-@host_task
 def remove(host):
-    """Stop and remove the server container (and a replacement left beside it);
-    packages stay in the data volume."""
+    """Stop and remove the server container; packages stay in the data volume.
+
+    A replacement a stopped deploy left beside it (pypicloud-next) is removed too.
+    """
     names = [host.settings.server_container + suffix for suffix in ("", NEXT_SUFFIX)]
     facts = host.read_facts(["platform", "docker", *(f"container={name}" for name in names)])
     host.require_docker(facts)
