@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import signal
 import threading
 from dataclasses import dataclass, field
 
 import pytest
 
-from . import web
+from . import harness, web
 from .conftest import NO_INDEX, SERVER_NAME, container_started_at, password_of, steps
 
 PROJECT, VERSION = "ppc-zero-downtime", "1.0"
@@ -127,6 +128,41 @@ def test_a_broken_image_is_refused_while_the_running_server_keeps_serving(
     assert host.out("sha256sum /etc/pypicloud/config.ini") == config
     assert host.out("docker ps -a --format '{{.Names}}' --filter name=pypicloud") == "pypicloud"
     assert "done: 0 changed," in fab("deploy", host=host, settings=deployed.settings()).stdout
+
+
+@pytest.mark.parametrize("killed_when", ["the replacement starts", "nginx has switched"])
+def test_a_deploy_killed_mid_replacement_is_put_right_without_failing_a_request(
+        deployed, fab, operator_home, release, killed_when):
+    host = deployed.host
+    # A config change: the server is replaced.
+    changed = deployed.settings(fallback="none" if killed_when == "the replacement starts"
+                                else "cache")
+    if killed_when == "the replacement starts":
+        moment = "docker container inspect pypicloud-next"
+    else:  # the site names the new container's port; the old container is still there
+        moment = ("test \"$(docker port pypicloud-next 3031/tcp | cut -d: -f2)\" = "
+                  "\"$(sed -n 's/^ *server 127.0.0.1:\\([0-9]*\\);/\\1/p' "
+                  "/etc/nginx/conf.d/ppc-tasks.conf)\"")
+        # What an nginx worker still finishing a long download looks like to retire.sh:
+        # the run waits there, where it is killed.
+        host.exec("nohup bash -c \"exec -a 'nginx: worker process is shutting down' sleep 600\" "
+                  ">/dev/null 2>&1 &")
+    with downloading(deployed, operator_home, release) as loop:
+        run = fab("deploy", host=host, settings=changed, background=True)
+        harness.wait_for(lambda: host.exec(moment, check=False).returncode == 0, killed_when, 120)
+        run.send_signal(signal.SIGKILL)
+        run.communicate()
+        host.exec("pkill -f '^nginx: worker process is shutting dow[n]'", check=False)
+        again = fab("deploy", host=host, settings=changed)
+    assert again.returncode == 0, again.stdout + again.stderr
+    expected = ("removed pypicloud-next, which an interrupted deploy was starting"
+                if killed_when == "the replacement starts" else
+                "finished the switch to pypicloud-next, which an interrupted deploy had made")
+    assert expected in again.stdout, again.stdout
+    assert loop.failures == [] and loop.ok > 5, (loop.ok, loop.failures[:5])
+    assert host.out("docker ps -a --format '{{.Names}}' --filter name=pypicloud") == "pypicloud"
+    assert "done: 0 changed," in fab("deploy", host=host, settings=changed).stdout
+    assert fab("deploy", host=host, settings=deployed.settings()).returncode == 0
 
 
 def test_rollback_returns_to_the_retired_server_without_failing_a_request(
