@@ -51,6 +51,9 @@ Argv = Sequence[str]
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 LOCK_PATH = "/run/lock/ppc-tasks.lock"
+# Held by each command of a run that holds LOCK_PATH: a command can outlive the SSH
+# connection that started it (a killed fab), and the next run waits for it to end.
+WORK_LOCK_PATH = LOCK_PATH + ".work"
 AUDIT_LOG = "/var/log/ppc-tasks/audit.log"
 
 
@@ -208,6 +211,8 @@ class Host:
         needs one); then close stdin, unless keep_open (the caller writes more later)."""
         if root and not self.can_sudo:
             raise TaskError(f"{shown(argv)} needs root on {self.name}, and there is no sudo")
+        if root and self._lock is not None:
+            argv = ["flock", WORK_LOCK_PATH, *argv]
         line = command_line(argv, as_root=root, sudo=self.sudo)
         if root and self.sudo == "password":
             password = self.connection.config.sudo.password.encode() + b"\n"

@@ -14,6 +14,12 @@ if [ "$wait" -gt 0 ]; then flock -w "$wait" 9; else flock -n 9; fi || {
     exit 75
 }
 printf '%s\n' "$holder" > "$lock.holder"
+# A command of a killed run may still be running (it outlived its SSH connection; each
+# holds LOCK.work): wait for it to end before reading the facts.
+flock -w 300 "$lock.work" true || {
+    echo "busy a command of a stopped run, still running after 5 minutes"
+    exit 75
+}
 echo locked
 sh -c "$facts" facts "$@"
 echo end-of-facts

@@ -9,6 +9,7 @@ import hashlib
 import re
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -152,6 +153,9 @@ def test_a_deploy_killed_mid_replacement_is_put_right_without_failing_a_request(
         harness.wait_for(lambda: host.exec(moment, check=False).returncode == 0, killed_when, 120)
         run.send_signal(signal.SIGKILL)
         run.communicate()
+        # The command the run was in outlives it on the host, and the next run waits for
+        # it (the work lock). Here it is lost too, as in a crash: the next run finishes.
+        host.exec("pkill -f 'retire pypicloud pypicloud-nex[t]'", check=False)
         host.exec("pkill -f '^nginx: worker process is shutting dow[n]'", check=False)
         again = fab("deploy", host=host, settings=changed)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -162,6 +166,29 @@ def test_a_deploy_killed_mid_replacement_is_put_right_without_failing_a_request(
     assert loop.failures == [] and loop.ok > 5, (loop.ok, loop.failures[:5])
     assert host.out("docker ps -a --format '{{.Names}}' --filter name=pypicloud") == "pypicloud"
     assert "done: 0 changed," in fab("deploy", host=host, settings=changed).stdout
+    assert fab("deploy", host=host, settings=deployed.settings()).returncode == 0
+
+
+def test_the_next_run_waits_for_a_command_a_killed_run_left_running(deployed, fab):
+    host = deployed.host
+    host.exec("nohup bash -c \"exec -a 'nginx: worker process is shutting down' sleep 600\" "
+              ">/dev/null 2>&1 &")  # holds the replacement in retire.sh
+    run = fab("deploy", host=host, settings=deployed.settings(fallback="none"), background=True)
+    harness.wait_for(lambda: host.exec("pgrep -f 'retire pypicloud pypicloud-nex[t]'",
+                                       check=False).returncode == 0, "retire", 120)
+    run.send_signal(signal.SIGKILL)
+    run.communicate()
+
+    waiting = fab("deploy", host=host, settings=deployed.settings(fallback="none"),
+                  background=True)
+    time.sleep(3)
+    assert waiting.poll() is None  # the killed run's retire.sh still runs on the host
+    host.exec("pkill -f '^nginx: worker process is shutting dow[n]'")
+    out, err = waiting.communicate(timeout=120)
+
+    assert waiting.returncode == 0, out + err
+    assert "done: 0 changed," in out, out  # the left command finished the switch
+    assert host.out("docker ps -a --format '{{.Names}}' --filter name=pypicloud") == "pypicloud"
     assert fab("deploy", host=host, settings=deployed.settings()).returncode == 0
 
 
