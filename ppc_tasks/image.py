@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import tarfile
@@ -24,7 +25,7 @@ class ImageBuild:
     files: dict[str, bytes]
     build_args: dict[str, str]
 
-    @property
+    @functools.cached_property  # asked for often; a wheelhouse makes it tens of MB to hash
     def context_hash(self) -> str:
         """Changes exactly when the build would produce something different."""
         digest = hashlib.sha256()
