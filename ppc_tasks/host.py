@@ -153,8 +153,10 @@ class Host:
         self.name = display_name(connection)
         self.changed_steps: list[str] = []
         self.unchanged_steps: list[str] = []
-        self.sudo = "none"  # root | nopasswd | password | none
-        self.user_ids = ""  # numeric "uid:gid" of the connecting user
+        # How this account becomes root: root | nopasswd | password | none; "" until asked
+        # (a run that takes the lock asks on the lock's own channel: one round trip less).
+        self.sudo = ""
+        self.require_sudo = True
         self.round_trips = 0
         self.started = time.monotonic()
         self.task_name = ""
@@ -209,6 +211,8 @@ class Host:
               keep_open: bool = False) -> paramiko.Channel:
         """Start argv on a new channel and send stdin (after the sudo password, if sudo
         needs one); then close stdin, unless keep_open (the caller writes more later)."""
+        if root and not self.sudo:
+            self._ask_sudo()
         if root and not self.can_sudo:
             raise TaskError(f"{shown(argv)} needs root on {self.name}, and there is no sudo")
         if root and self._lock is not None:
@@ -256,8 +260,18 @@ class Host:
                   f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
         argv = script_argv("hold-lock", LOCK_PATH, AUDIT_LOG, str(wait), holder,
                            script("facts"), *queries)
-        channel = self._open(argv, root=True, stdin=b"", keep_open=True)
-        reader = channel.makefile("r")
+        if self.sudo:
+            channel = self._open(argv, root=True, stdin=b"", keep_open=True)
+            reader = channel.makefile("r")
+        else:  # how to become root is learned on the way
+            channel = self._open(script_argv("as-root", *argv), root=False, stdin=b"",
+                                 keep_open=True)
+            reader = channel.makefile("r")
+            try:
+                self._settle_sudo(reader.readline())
+            except TaskError:
+                self._exit_status(channel, argv)
+                raise
         first = reader.readline().strip()
         if first != "locked":
             self._exit_status(channel, argv)
@@ -328,13 +342,16 @@ class Host:
             self.note(f"dry run: {changed} would change, {unchanged} unchanged; nothing was changed")
             return
         self.note(f"done: {changed} changed, {unchanged} unchanged in "
-                  f"{time.monotonic() - self.started:.1f} s ({self.round_trips} SSH round trips)")
+                  f"{time.monotonic() - self.started:.1f} s ({self.round_trips} SSH round "
+                  f"trip{'' if self.round_trips == 1 else 's'})")
 
     # -- preflight ------------------------------------------------------------------------
     def connect(self, require_sudo: bool = True) -> None:
-        """Open the SSH connection and find out about root; errors become one clear line."""
+        """Open the SSH connection and find out how to become root: now, or (a run that
+        takes the lock) on the lock's channel. Errors become one clear line."""
         where = f"{self.connection.user}@{self.name}"
         try:
+            self._dial()
             self.connection.open()
         except paramiko.AuthenticationException:
             raise TaskError(f"SSH login as {where} was refused: check the user and key "
@@ -348,17 +365,38 @@ class Host:
             raise TaskError(f"cannot reach {self.name} over SSH: {reason}") from None
         # A dead peer is noticed within a minute instead of hanging a command forever.
         self.connection.transport.set_keepalive(15)
-        uid, gid, sudo = self.run(["sh", "-c", "id -u; id -g; sudo -n true 2>/dev/null "
-                                               "&& echo nopasswd || echo none"]).stdout.split()
-        self.user_ids = f"{uid}:{gid}"
-        self.sudo = "root" if uid == "0" else sudo
+        self.require_sudo = require_sudo
+        if self.lock_wait is None or self.connection.config.sudo.password:
+            self._ask_sudo()
+
+    def _ask_sudo(self) -> None:
+        self._settle_sudo(self.run(script_argv("as-root")).stdout)
+
+    def _settle_sudo(self, answer: str) -> None:
+        """Take as-root.sh's answer; a sudo password (--prompt-for-sudo-password) is
+        tried once. Without a way to root, a task that needs one stops here."""
+        self.sudo = (answer.split() + ["none", "none"])[1]
         if self.sudo == "none" and self.connection.config.sudo.password:
             self.sudo = "password"
             if not self.run(["true"], root=True, check=False).ok:
                 raise TaskError(f"sudo on {self.name} refused the password given")
-        if require_sudo and not self.can_sudo:
-            raise TaskError(f"{where} cannot use sudo without a password: allow it "
-                            f"(NOPASSWD) or run fab with --prompt-for-sudo-password")
+        if self.require_sudo and not self.can_sudo:
+            raise TaskError(f"{self.connection.user}@{self.name} cannot use sudo without a "
+                            f"password: allow it (NOPASSWD) or run fab with "
+                            f"--prompt-for-sudo-password")
+
+    def _dial(self) -> None:
+        """Open the TCP connection here, with Nagle's algorithm off, as OpenSSH does: with
+        it, each small SSH message written right after another waits for the peer's
+        delayed ACK (40 ms on Linux), several times per run. A gateway or ProxyCommand
+        (ssh_config) makes its own connection."""
+        connection = self.connection
+        if connection.gateway or "sock" in connection.connect_kwargs:
+            return
+        sock = socket.create_connection((connection.host, connection.port),
+                                        timeout=connection.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection.connect_kwargs = {**connection.connect_kwargs, "sock": sock}
 
     def require_docker(self, facts: Facts) -> None:
         if facts.docker == "missing":

@@ -7,7 +7,7 @@
 set -u
 lock=$1 audit=$2 wait=$3 holder=$4 facts=$5
 shift 5
-mkdir -p -- "$(dirname -- "$lock")"
+[ -d "${lock%/*}" ] || mkdir -p -- "${lock%/*}"
 exec 9>>"$lock"
 if [ "$wait" -gt 0 ]; then flock -w "$wait" 9; else flock -n 9; fi || {
     echo "busy $(cat -- "$lock.holder" 2>/dev/null)"

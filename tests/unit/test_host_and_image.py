@@ -40,6 +40,14 @@ def test_scripts_are_shown_by_name_and_long_commands_cut():
     assert len(shown(["docker", "run", "x" * 200], limit=None)) == 211
 
 
+def test_as_root_says_how_and_runs_the_command_in_the_same_go():
+    # The tests run as root; sudo's answers are proved on real hosts (test_preview.py:
+    # with and without a password; test_errors.py: no sudo at all).
+    assert run_script("as-root").stdout == b"0:0 root\n"
+    both = run_script("as-root", "sh", "-c", 'echo "ran $1"', "sh", "a b")
+    assert both.stdout == b"0:0 root\nran a b\n"
+
+
 def probe(*queries: str) -> Facts:
     """facts.sh run here, on local files, as the host layer runs it there."""
     result = run_script("facts", *queries)
