@@ -65,6 +65,19 @@ def backups_dir(settings: Settings) -> Path:
     return settings.server_state_dir / "backups"
 
 
+def require_own_store(settings: Settings) -> None:
+    """An archive holds a file store and its sqlite database. An index that keeps its
+    packages in S3, or its cache in a shared database, has them where those services'
+    own backups (bucket versioning, pg_dump, Redis snapshots) take them."""
+    shared = [f"its packages in S3 (bucket {settings.s3_bucket})"] if settings.storage == "s3" else []
+    if settings.cache is not None:
+        shared.append(f"its cache in {settings.cache.kind} ({settings.cache})")
+    if shared:
+        raise TaskError(f"backup and restore cover an index's own file store and sqlite "
+                        f"database; this one keeps {' and '.join(shared)}: back those up "
+                        f"with their own tools")
+
+
 def stream_argv(settings: Settings) -> list[str]:
     """A throwaway container of the server image that writes the index as a tar."""
     return ["docker", "run", "--rm", "-i", "--user", str(PYPICLOUD_UID),
@@ -211,6 +224,7 @@ def create(host, keep=0):
     --keep=N deletes all but the N newest archives.
     """
     settings = host.settings
+    require_own_store(settings)
     facts = host.gather(["docker", f"volume={settings.data_volume}",
                          f"image={settings.server_image}"])
     host.require_docker(facts)
@@ -262,6 +276,7 @@ def restore(host, file, confirm=""):
     index's accounts and keys stay as this machine has them (they are not in archives).
     """
     settings = host.settings
+    require_own_store(settings)
     archive = Path(file).expanduser()
     summary = verify_archive(archive)  # before anything else: a damaged one touches nothing
     name = settings.server_container

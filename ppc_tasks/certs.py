@@ -224,14 +224,14 @@ def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False) -> 
     ca_cert_path, ca_key_path = ca_paths(settings)
     if ca_cert_path.exists() and ca_key_path.exists() and not fresh:
         ca_cert, ca_key = load_ca(ca_cert_path, ca_key_path)
-        refused = [name for name in settings.server_names if not ca_permits(ca_cert, (name,))]
+        refused = [name for name in settings.certificate_names if not ca_permits(ca_cert, (name,))]
         if refused:
             raise TaskError(f"the local CA {ca_cert_path} may not sign for {', '.join(refused)} "
                             f"(its name constraints): deploy with --new-identity to make a new "
                             f"CA (and passwords), then configure every client again")
         steps.append(Unchanged("certs.ca", f"{ca_cert_path}"))
     else:
-        ca_cert, ca_key = new_ca(settings.server_names, settings.ca_name_constraints, now)
+        ca_cert, ca_key = new_ca(settings.certificate_names, settings.ca_name_constraints, now)
 
         def save_ca(ca_cert=ca_cert, ca_key=ca_key):
             state.write(ca_key_path, key_pem(ca_key), 0o600)
@@ -251,9 +251,9 @@ def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False) -> 
         except ValueError:
             reason = "the one here cannot be read"
         else:
-            reason = reissue_reason(current, ca_cert, settings.server_names, now)
+            reason = reissue_reason(current, ca_cert, settings.certificate_names, now)
     if reason:
-        certificate, key = new_server_certificate(ca_cert, ca_key, settings.server_names, now)
+        certificate, key = new_server_certificate(ca_cert, ca_key, settings.certificate_names, now)
         try:
             certificate.verify_directly_issued_by(ca_cert)
         except (ValueError, TypeError, InvalidSignature):
@@ -265,7 +265,7 @@ def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False) -> 
             state.write(key_path, key_bytes, 0o600)
             state.write(cert_path, certificate_pem, 0o644)
 
-        names = ", ".join(settings.server_names)
+        names = ", ".join(settings.certificate_names)
         steps.append(Change("certs.server", done=f"issued for {names} ({reason})",
                             would=f"issue a certificate for {names}: {reason}",
                             local=save_certificate))

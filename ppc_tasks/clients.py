@@ -16,7 +16,7 @@ import urllib.parse
 
 from . import certs, credentials
 from .errors import TaskError
-from .facts import FileFacts, Facts
+from .facts import Facts, FileFacts
 from .host import many_hosts_task
 from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step
 from .render import render, script_argv
@@ -128,7 +128,7 @@ def queries(settings: Settings, can_sudo: bool) -> list[str]:
 
 def redact_credentials(text: str) -> str:
     """pip.conf and .pypirc as --dry shows them: no password, not even in a URL."""
-    text = re.sub(r"^(password\s*=\s*).*$", rf"\g<1>{REDACTED}", text, flags=re.M)
+    text = re.sub(r"^(password\s*=\s*).*$", rf"\g<1>{REDACTED}", text, flags=re.MULTILINE)
     return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\g<1>{REDACTED}@", text)
 
 

@@ -1,4 +1,6 @@
-"""Secrets kept on the operator's machine: admin passwords and beaker session keys.
+"""Secrets kept on the operator's machine: admin passwords, beaker session keys, and the
+secrets of the services the index uses (S3, the cache database), given once in the
+environment (settings.S3_SECRET_ENV, settings.CACHE_PASSWORD_ENV).
 
 One JSON file per index, `<state_dir>/<server name>/secrets.json`, mode 0600 in a 0700
 folder. Generated once and kept, so redeploys neither change passwords nor log users out.
@@ -12,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from passlib.hash import sha512_crypt
 from . import state
 from .errors import TaskError
 from .plan import Change, Step, Unchanged
+from .settings import CACHE_PASSWORD_ENV, S3_SECRET_ENV, Settings
 
 
 @dataclass
@@ -33,6 +37,14 @@ class Credentials:
     hashed_from: dict[str, str] = field(default_factory=dict)
     session_encrypt_key: str = ""
     session_validate_key: str = ""
+    # The services' own: not the index's identity, so a new identity keeps them.
+    s3_secret_access_key: str = ""
+    cache_password: str = ""
+
+
+# field, the environment variable that gives it, what it is
+SERVICE_SECRETS = (("s3_secret_access_key", S3_SECRET_ENV, "the S3 secret access key"),
+                   ("cache_password", CACHE_PASSWORD_ENV, "the cache database's password"))
 
 
 def new_password() -> str:
@@ -68,18 +80,54 @@ def complete(credentials: Credentials, users: tuple[str, ...]) -> list[str]:
     return generated
 
 
-def prepare(path: Path, users: tuple[str, ...], fresh: bool = False) -> tuple[Credentials, Step]:
+def take_service_secrets(credentials: Credentials, settings: Settings, path: Path,
+                         environ: Mapping[str, str]) -> list[str]:
+    """Take the service secrets this run's environment gives (a changed one replaces the
+    kept one); returns the variables that changed something. A secret the settings
+    need and nobody gave stops the run here, before anything changes."""
+    taken = []
+    for name, variable, what in SERVICE_SECRETS:
+        given = environ.get(variable, "")
+        if "\n" in given or "\r" in given:
+            raise CredentialsError(f"{variable}: must be one line")
+        if given and given != getattr(credentials, name):
+            setattr(credentials, name, given)
+            taken.append(variable)
+        if name == "s3_secret_access_key" and settings.storage == "s3" \
+                and not credentials.s3_secret_access_key:
+            raise CredentialsError(f"ppc.storage = s3 needs {what}: set {variable} in the "
+                                   f"environment of one deploy; it is then kept in {path}")
+    return taken
+
+
+def prepare(settings: Settings, fresh: bool = False,
+            environ: Mapping[str, str] = os.environ) -> tuple[Credentials, Step]:
     """The credentials, completed in memory, and the step that saves them when anything
-    was generated (so --dry creates nothing). fresh ignores the file (--new-identity)."""
-    credentials = Credentials() if fresh else load(path)
+    was generated or given (so --dry creates nothing). fresh (--new-identity) starts
+    again but for the services' secrets."""
+    path = settings.secrets_path
+    credentials = load(path) if not fresh else Credentials(**{
+        name: getattr(load(path), name) for name, _, _ in SERVICE_SECRETS})
     before = asdict(credentials)
-    generated = complete(credentials, users)
-    if asdict(credentials) == before:
+    generated = complete(credentials, settings.accounts)
+    made = asdict(credentials) != before
+    taken = take_service_secrets(credentials, settings, path, environ)
+    if not made and not taken:
         return credentials, Unchanged("index.secrets", str(path))
-    what = (f"passwords for {', '.join(generated)}" if generated else "password hashes")
+    done, would = [], []
+    if generated:
+        names = ", ".join(generated)
+        done.append(f"generated passwords for {names}")
+        would.append(f"generate passwords for {names}")
+    elif made:
+        done.append("made password hashes")
+        would.append("make password hashes")
+    if taken:
+        done.append(f"kept what {' and '.join(taken)} gave")
+        would.append(f"keep what {' and '.join(taken)} gives")
     return credentials, Change(
-        "index.secrets", done=f"{path}: generated {what} (mode 0600; the output never shows them)",
-        would=f"generate {what} and keep them in {path}",
+        "index.secrets", done=f"{path}: {', '.join(done)} (mode 0600; the output never shows them)",
+        would=f"{', '.join(would)} in {path}",
         local=lambda: save(path, credentials))
 
 
@@ -110,7 +158,8 @@ def parse(path: Path, data) -> Credentials:
             if not isinstance(value, str):
                 raise CredentialsError(f"{path}: {key}[{user!r}] must be a string, "
                                        f"got {json.dumps(value)}")
-    for key in ("session_encrypt_key", "session_validate_key"):
+    for key in ("session_encrypt_key", "session_validate_key",
+                *(name for name, _, _ in SERVICE_SECRETS)):
         if not isinstance(data.get(key, ""), str):
             raise CredentialsError(f"{path}: {key!r} must be a string")
     return Credentials(**{key: data[key] for key in Credentials.__dataclass_fields__ if key in data})

@@ -1,11 +1,12 @@
 """`deploy`: the whole server, in the order of the manual procedure; `rollback`: back
-to the server the last replacement retired."""
+to the server the last replacement retired; `storage.migrate`: a deploy that first
+copies the file store into S3."""
 
 from __future__ import annotations
 
 import datetime
 
-from . import certs, credentials, data, image, index, nginx, server
+from . import balancer, certs, credentials, data, image, index, nginx, server, storage
 from .errors import TaskError
 from .facts import Facts
 from .host import Host, host_task
@@ -48,29 +49,36 @@ def deploy(host, skip_build=False, rebuild=False, new_identity=False):
 
 def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_name: str, *,
                 skip_build: bool = False, rebuild: bool = False,
-                new_identity: bool = False) -> Plan:
+                new_identity: bool = False, migrate_storage: bool = False) -> Plan:
     """Every step of a deploy, decided from the settings, the host's facts and what this
-    machine holds (the CA, the secrets: made in memory when missing)."""
+    machine holds (the CA, the secrets: made in memory when missing). With
+    migrate_storage, the file store is copied into S3 before the server is replaced."""
+    if balancer.is_balancer(facts):
+        raise TaskError(f"{host_name} is the index's balancer (balancer.deploy): an index "
+                        f"host needs a host of its own")
+    if not migrate_storage:
+        storage.refuse_to_leave_packages_behind(settings, facts, host_name)
     plan = Plan()
     if new_identity:
         plan.add(index.set_aside(settings, now))
     tls = certs.prepare(settings, now, fresh=new_identity)
-    creds, secrets = credentials.prepare(settings.secrets_path, settings.accounts,
-                                         fresh=new_identity)
+    creds, secrets = credentials.prepare(settings, fresh=new_identity)
     plan.add(*tls.steps, secrets, index.identity_step(settings, facts),
              boot_step("docker.boot", "docker", facts),
              *image.plan_images(settings, facts, force=rebuild, skip=skip_build))
     data_image = facts.images[settings.data_image] is not None or plan.notified("image.data")
     plan.add(data.plan_data_step(settings, facts, data_image, now))
+    if migrate_storage:
+        plan.add(storage.plan_migration(settings, facts, server.render_config(settings, creds)))
     serving = server.plan_server(settings, facts, plan, creds, host_name)
     plan.add(certs.plan_install(settings, tls, facts),
              certs.plan_trust(settings, facts, tls.ca, host_name))
-    nginx.plan_nginx(settings, facts, plan, host_name, serving.port)
+    nginx.plan_nginx(settings, facts, plan, host_name, nginx.render_site(settings, serving.port))
     plan.add(serving.retire)
     return plan
 
 
-@host_task
+@host_task(name="rollback")
 def rollback(host):
     """Go back to the server the last replacement retired: its image and config.ini.
 
@@ -95,6 +103,29 @@ def rollback(host):
     nginx.plan_switch(settings, facts, plan, serving.port)
     plan.add(serving.retire)
     host.carry_out(plan)
+
+
+@host_task(name="storage.migrate")
+def migrate_storage(host):
+    """Move the index's packages from its file store into S3, then switch the server to it.
+
+    Set the S3 settings first (ppc.storage = s3, s3_bucket, ...; the secret key in
+    PPC_S3_SECRET_ACCESS_KEY for this run). pypicloud's ppc-migrate copies every
+    package and its metadata into the bucket; then the server is replaced by one on S3
+    without downtime, as a deploy replaces it. The file store stays in the data volume
+    until you remove it. Running it again changes nothing.
+    """
+    settings = host.settings
+    if settings.storage != "s3":
+        raise TaskError("ppc.storage: set it to s3 (and the bucket's settings) to move the "
+                        "packages into S3")
+    facts = host.read_facts(queries(settings))
+    host.require_docker(facts)
+    index.check_identity(host, facts)
+    plan = plan_deploy(settings, facts, datetime.datetime.now(datetime.timezone.utc),
+                       host.name, migrate_storage=True)
+    host.carry_out(plan)
+    recap(host)
 
 
 def recap(host: Host) -> None:

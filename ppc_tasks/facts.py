@@ -8,6 +8,8 @@ pure functions, tested with facts written by hand.
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 from dataclasses import dataclass, field
 
 from .system import Platform, parse_platform
@@ -74,6 +76,9 @@ class Facts:
     ports: set[int] = field(default_factory=set)
     nginx_test: tuple[bool, str] | None = None
     health: dict[str, bool] = field(default_factory=dict)
+    # pypicloud's /health per part (access, cache, storage): "" when healthy, else what is
+    # wrong; empty when the server does not answer at all
+    health_report: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def file(self, path: str) -> FileFacts:
         return self.files[path]
@@ -86,6 +91,17 @@ class Facts:
 
 
 # -- parsing -------------------------------------------------------------------------------
+def parse_health_report(encoded: str) -> dict[str, str]:
+    """/health's JSON, as pypicloud-health --report printed it; {} when there is none."""
+    try:
+        report = json.loads(base64.b64decode(encoded) or b"{}")
+    except (ValueError, binascii.Error):
+        return {}
+    if not isinstance(report, dict):
+        return {}
+    return {str(part): str(message) for part, message in report.items()}
+
+
 def parse_file_state(text: str) -> FileFacts:
     words = text.split()
     if not words or words[0] == "missing":
@@ -152,4 +168,5 @@ def parse(output: str) -> Facts:
             facts.nginx_test = (answer[0] == "ok", answer[1] if len(answer) > 1 else "")
         elif kind == "health":
             facts.health[value] = answer[0] == "ok"
+            facts.health_report[value] = parse_health_report(answer[1] if len(answer) > 1 else "")
     return facts

@@ -99,7 +99,7 @@ def report_line(where: str, step: str, changed: bool, detail: str, dry: bool = F
 
 COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 # docker build's echo of a failed RUN line: it says nothing the lines before do not.
-FAILED_RUN_LINE = re.compile(r"^The command '.*' returned a non-zero code: \d+$", re.M)
+FAILED_RUN_LINE = re.compile(r"^The command '.*' returned a non-zero code: \d+$", re.MULTILINE)
 
 
 def last_lines(text: str, count: int = 3) -> str:
@@ -474,7 +474,8 @@ def with_options(wrapper, body, **options):
                 help={name: OPTION_HELP[name] for name in options})
 
 
-def host_task(body=None, *, docker: bool = True, for_server: bool = True, mutating: bool = True):
+def host_task(body=None, *, docker: bool = True, for_server: bool = True, mutating: bool = True,
+              name: str = ""):
     """Make a Fabric task of `body(host, ...)` for one host: settings validated first,
     then connected, sudo checked (and Docker, with docker=True, once the body has its
     facts: host.require_docker).
@@ -482,14 +483,15 @@ def host_task(body=None, *, docker: bool = True, for_server: bool = True, mutati
     For a server, the -H name names the index unless server_names says otherwise; a
     task for any other host (for_server=False) works with the index deployed from this
     machine, or the one --index names. A mutating task takes the host's lock (see
-    Host.lock_and_gather, --lock-wait) and leaves a line in its audit log, unless --dry.
+    Host.lock_and_gather, --lock-wait) and leaves a line in its audit log, unless --dry;
+    `name` is the task's name there and in the lock when it is not "module.function".
 
     Expected failures (bad settings, unreachable host, a failing command) end the run
     with one line on stderr and exit code 1, never a traceback.
     """
     if body is None:
         return functools.partial(host_task, docker=docker, for_server=for_server,
-                                 mutating=mutating)
+                                 mutating=mutating, name=name)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
@@ -503,8 +505,8 @@ def host_task(body=None, *, docker: bool = True, for_server: bool = True, mutati
             host = Host(c, settings, dry=bool(c.config.run.dry))
             host.lock_wait = int(lock_wait) if mutating and not host.dry else None
             collection = body.__module__.rsplit(".", 1)[-1]
-            host.task_name = body.__name__ if collection == body.__name__ else \
-                f"{collection}.{body.__name__}"
+            host.task_name = name or (body.__name__ if collection == body.__name__ else
+                                      f"{collection}.{body.__name__}")
             host.connect()
             result = "failed"
             try:

@@ -21,12 +21,12 @@ from .system import nginx_service
 SITE_PATH = "/etc/nginx/conf.d/ppc-tasks.conf"  # read by Debian's and RHEL's nginx.conf
 # sha256sum of the site, certificate and key as nginx last read them (files/sh/reload-nginx.sh).
 LOADED_PATH = "/var/lib/ppc-tasks/nginx-loaded"
-UPSTREAM_SERVER = re.compile(rb"^\s*server 127\.0\.0\.1:(\d+);", re.M)
+UPSTREAM_SERVER = re.compile(rb"^\s*server 127\.0\.0\.1:(\d+);", re.MULTILINE)
 
 
 def render_site(settings: Settings, upstream_port: int) -> bytes:
     certificate_path, key_path = certs.host_cert_paths(settings)
-    return render("nginx-site.conf.j2", server_names=settings.server_names,
+    return render("nginx-site.conf.j2", server_names=settings.certificate_names,
                   upstream_port=upstream_port, certificate_path=certificate_path,
                   key_path=key_path)
 
@@ -64,9 +64,9 @@ def runs_files_as_they_are(settings: Settings, facts: Facts) -> bool:
                for path, state in now.items())
 
 
-def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str,
-               upstream_port: int) -> None:
-    """nginx.install, nginx.site, nginx.service (reloaded when notified), nginx.boot."""
+def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str, site: bytes) -> None:
+    """nginx.install, nginx.site (the index's, or a balancer's), nginx.service (reloaded
+    when notified), nginx.boot."""
     installed, running = facts.nginx
     family = facts.platform.family
     if installed:
@@ -78,7 +78,7 @@ def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str,
         plan.add(Change("nginx.install", done=f"installed nginx ({family.name} packages)",
                         would=f"install nginx ({family.name} packages)",
                         commands=[Command.of(*family.install_nginx)]))
-    plan.add(site_step(settings, facts, upstream_port))
+    plan.add(site_step(facts, site))
     if running:
         plan.add(reload_step(settings, facts, plan))
     else:
@@ -93,7 +93,7 @@ def plan_switch(settings: Settings, facts: Facts, plan: Plan, upstream_port: int
     the new container. Without a site or a running nginx there is nothing to switch."""
     running = facts.nginx is not None and facts.nginx[1]
     if running and facts.file(SITE_PATH).state is not None:
-        plan.add(site_step(settings, facts, upstream_port))
+        plan.add(site_step(facts, render_site(settings, upstream_port)))
         plan.add(reload_step(settings, facts, plan))  # after the site: it may notify the reload
 
 
@@ -122,9 +122,8 @@ def load_command(settings: Settings, facts: Facts, command: tuple[str, ...]) -> 
                                    *command))
 
 
-def site_step(settings: Settings, facts: Facts, upstream_port: int) -> Step:
+def site_step(facts: Facts, site: bytes) -> Step:
     """The site, written only if `nginx -t` accepts it (else the previous one stays)."""
-    site = render_site(settings, upstream_port)
     step = file_step("nginx.site", SITE_PATH, site, facts.file(SITE_PATH), mode="644",
                      owner="0:0", notifies=("nginx.reload",))
     if isinstance(step, Change):
@@ -148,5 +147,6 @@ def configure(host):
     """
     facts = host.read_facts(["platform", "docker", *queries(host.settings)])
     plan = Plan()
-    plan_nginx(host.settings, facts, plan, host.name, serving_port(host.settings, facts))
+    plan_nginx(host.settings, facts, plan, host.name,
+               render_site(host.settings, serving_port(host.settings, facts)))
     host.carry_out(plan)

@@ -34,7 +34,9 @@ DRAIN_SECONDS = 120
 ROLLBACK_DIR = "/etc/ppc-tasks/rollback"
 ROLLBACK_CONFIG, ROLLBACK_CONTAINER = f"{ROLLBACK_DIR}/config.ini", f"{ROLLBACK_DIR}/container"
 # Lines of config.ini that --dry never shows: password hashes and session keys.
-SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key)(\s*=\s*).*$", re.M)
+SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key|"
+                         r"storage\.aws_secret_access_key)(\s*=\s*).*$", re.MULTILINE)
+URL_PASSWORD = re.compile(r"^(db\.url\s*=\s*[a-z]+://[^:@/\s]*:)[^@\s]*@", re.MULTILINE)
 
 
 @dataclass
@@ -56,11 +58,21 @@ def render_config(settings: Settings, creds: Credentials) -> bytes:
                   for name in settings.accounts],
         session_encrypt_key=creds.session_encrypt_key,
         session_validate_key=creds.session_validate_key,
+        settings=settings,
+        s3_secret_access_key=ini_value(creds.s3_secret_access_key),
+        cache_url=ini_value(settings.cache.url(creds.cache_password, timeouts=True)) if settings.cache else "",
     )
 
 
+def ini_value(text: str) -> str:
+    """A value as pserve's config parser reads it back: it expands %(name)s, so a literal
+    % is written twice."""
+    return text.replace("%", "%%")
+
+
 def redact_config(text: str) -> str:
-    return SECRET_LINE.sub(lambda match: f"{match[1]}{match[3]}{REDACTED}", text)
+    text = SECRET_LINE.sub(lambda match: f"{match[1]}{match[3]}{REDACTED}", text)
+    return URL_PASSWORD.sub(lambda match: f"{match[1]}{REDACTED}@", text)
 
 
 def run_argv(settings: Settings, image_ref: str, spec: str | None = None, *, name: str = "",
@@ -336,7 +348,7 @@ def deploy(host):
     host.require_docker(facts)
     index.check_identity(host, facts)
     plan = Plan()
-    creds, secrets = credentials.prepare(host.settings.secrets_path, host.settings.accounts)
+    creds, secrets = credentials.prepare(host.settings)
     plan.add(secrets, index.identity_step(host.settings, facts))
     serving = plan_server(host.settings, facts, plan, creds, host.name)
     nginx.plan_switch(host.settings, facts, plan, serving.port)

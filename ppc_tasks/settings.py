@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -34,6 +35,7 @@ FALLBACK_MODES = ("none", "redirect", "cache", "mirror")
 # Lists are comma-separated; config files may use real lists, numbers and booleans.
 DEFAULTS = {
     "server_names": "",
+    "index_hosts": "",
     "admins": "admin",
     "users": "",
     "state_dir": "~/.local/state/ppc-tasks",
@@ -59,7 +61,24 @@ DEFAULTS = {
     "index_url": "",
     "client_user": "",
     "client_index": "index-url",
+    "storage": "file",
+    "s3_bucket": "",
+    "s3_endpoint_url": "",
+    "s3_region": "us-east-1",
+    "s3_addressing_style": "auto",
+    "s3_signature_version": "s3v4",
+    "s3_access_key_id": "",
+    "s3_prefix": "",
+    "stream_files": "false",
+    "cache_url": "sqlite",
 }
+STORAGE_KINDS = ("file", "s3")
+S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
+S3_SIGNATURE_VERSIONS = ("s3v4", "s3")
+# Secrets a setting needs are never settings (those live in files and in the repo):
+# they come from the environment of one run and are then kept in secrets.json.
+S3_SECRET_ENV = "PPC_S3_SECRET_ACCESS_KEY"
+CACHE_PASSWORD_ENV = "PPC_CACHE_PASSWORD"
 CLIENT_INDEX_MODES = ("index-url", "extra-index-url")
 # How Invoke names a setting in the environment when fab reads its config.
 ENV_PREFIX = "FABRIC_PPC_"
@@ -75,13 +94,63 @@ _IMAGE = re.compile(r"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9
                     r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# AWS ids are letters and digits; Swift's s3api takes ACCOUNT:USER.
+_ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.+=/-]*$")
+_PREFIX = re.compile(r"^[A-Za-z0-9._/-]+$")
+_DATABASE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_QUERY = re.compile(r"^[A-Za-z0-9_]+=[A-Za-z0-9_./-]+(&[A-Za-z0-9_]+=[A-Za-z0-9_./-]+)*$")
+CACHE_PORTS = {"postgresql": 5432, "redis": 6379, "rediss": 6379}
+# Seconds to connect, and for Redis to answer; an option the URL gives itself wins.
+CACHE_TIMEOUTS = {"postgresql": ["connect_timeout=5"],
+                  "redis": ["socket_connect_timeout=5", "socket_timeout=15"]}
+
+
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message names the key."""
 
 
 @dataclass(frozen=True)
+class CacheUrl:
+    """pypicloud's cache database shared by every index host: PostgreSQL or Redis. Its
+    password is no setting (see CACHE_PASSWORD_ENV)."""
+
+    scheme: str  # postgresql | redis | rediss
+    user: str
+    host: str
+    port: int
+    database: str  # a PostgreSQL database name, or a Redis database number
+    query: str  # PostgreSQL connection options, e.g. sslmode=require
+
+    @property
+    def kind(self) -> str:
+        return "postgresql" if self.scheme == "postgresql" else "redis"
+
+    def url(self, password: str = "", timeouts: bool = False) -> str:
+        """The URL for pypicloud's db.url, the password percent-encoded into it. With
+        timeouts, a cache that stops answering fails a request (and /health) in seconds
+        instead of holding it for TCP's minutes."""
+        login = quote(self.user, safe="")
+        if password:
+            login += ":" + quote(password, safe="")
+        at = f"{login}@" if login else ""
+        options = [self.query] if self.query else []
+        if timeouts:
+            given = {option.split("=")[0] for option in self.query.split("&")}
+            options += [option for option in CACHE_TIMEOUTS[self.kind]
+                        if option.split("=")[0] not in given]
+        query = f"?{'&'.join(options)}" if options else ""
+        return f"{self.scheme}://{at}{self.host}:{self.port}/{self.database}{query}"
+
+    def __str__(self) -> str:
+        return self.url()
+
+
+@dataclass(frozen=True)
 class Settings:
     server_names: tuple[str, ...]
+    index_hosts: tuple[str, ...]  # several hosts serving one index: each one's own name
     admins: tuple[str, ...]
     users: tuple[str, ...]
     state_dir: Path
@@ -107,11 +176,27 @@ class Settings:
     explicit_index_url: str  # the index_url setting; see index_url
     client_user: str
     client_index: str
+    storage: str  # file (the data volume) | s3
+    s3_bucket: str
+    s3_endpoint_url: str  # empty: AWS
+    s3_region: str
+    s3_addressing_style: str
+    s3_signature_version: str
+    s3_access_key_id: str
+    s3_prefix: str
+    stream_files: bool  # pypicloud serves files itself instead of redirecting to S3
+    cache: CacheUrl | None  # None: sqlite in the data volume
     index_name: str  # the index's folder in state_dir: its identity (see index.py)
 
     @property
     def primary_name(self) -> str:
         return self.server_names[0]
+
+    @property
+    def certificate_names(self) -> tuple[str, ...]:
+        """What the index's certificate covers: its names, then each index host's own."""
+        return self.server_names + tuple(name for name in self.index_hosts
+                                         if name not in self.server_names)
 
     @property
     def index_url(self) -> str:
@@ -156,6 +241,8 @@ class Settings:
         values = {
             "server_names": tuple(_check_each(names, "server_names", _is_host_name,
                                               "a DNS name or IP address")),
+            "index_hosts": tuple(_check_each(_string_list(raw, "index_hosts"), "index_hosts",
+                                             _is_host_name, "a DNS name or IP address")),
             "admins": tuple(_check_each(_string_list(raw, "admins"), "admins", _USER.match, _USER_WHAT)),
             "users": tuple(_check_each(_string_list(raw, "users"), "users", _USER.match, _USER_WHAT)),
             "state_dir": Path(_string(raw, "state_dir")).expanduser(),
@@ -181,7 +268,21 @@ class Settings:
             "explicit_index_url": _url(raw, "index_url", schemes=("https",)),
             "client_user": _string(raw, "client_user"),
             "client_index": _choice(raw, "client_index", CLIENT_INDEX_MODES),
+            "storage": _choice(raw, "storage", STORAGE_KINDS),
+            "s3_bucket": _matching(raw, "s3_bucket", _BUCKET, "an S3 bucket name (3 to 63 "
+                                   "lowercase letters, digits, '.', '-')", required=False),
+            "s3_endpoint_url": _url(raw, "s3_endpoint_url"),
+            "s3_region": _matching(raw, "s3_region", _REGION, "a region like us-east-1"),
+            "s3_addressing_style": _choice(raw, "s3_addressing_style", S3_ADDRESSING_STYLES),
+            "s3_signature_version": _choice(raw, "s3_signature_version", S3_SIGNATURE_VERSIONS),
+            "s3_access_key_id": _matching(raw, "s3_access_key_id", _ACCESS_KEY_ID,
+                                          "an access key id", required=False),
+            "s3_prefix": _matching(raw, "s3_prefix", _PREFIX, "a key prefix of letters, "
+                                   "digits and '._/-'", required=False),
+            "stream_files": _boolean(raw, "stream_files"),
+            "cache": _cache_url(raw, "cache_url"),
         }
+        _check_storage_choice(values)
         if not values["server_names"] and require_names:
             raise SettingsError("ppc.server_names: set the name(s) of the index, or name "
                                 "its server with -H")
@@ -239,9 +340,9 @@ def _is_host_name(name: str) -> bool:
         return bool(_HOSTNAME.match(name))
 
 
-def _matching(raw: dict, key: str, pattern: re.Pattern, what: str) -> str:
+def _matching(raw: dict, key: str, pattern: re.Pattern, what: str, required: bool = True) -> str:
     value = _string(raw, key)
-    if not pattern.match(value):
+    if (value or required) and not pattern.match(value):
         raise SettingsError(f"ppc.{key}: {value!r} is not {what}")
     return value
 
@@ -331,6 +432,57 @@ def _pem_file(raw: dict, key: str, marker: str = "BEGIN CERTIFICATE-----",
     return path
 
 
+def _cache_url(raw: dict, key: str) -> CacheUrl | None:
+    """sqlite, or postgresql://USER@HOST[:PORT]/DATABASE[?OPTIONS], or
+    redis[s]://[USER@]HOST[:PORT][/NUMBER]; never with a password in it."""
+    value = _string(raw, key)
+    if value == "sqlite":
+        return None
+    usage = ("sqlite, postgresql://USER@HOST[:PORT]/DATABASE or "
+             "redis://[USER@]HOST[:PORT][/NUMBER]")
+    try:
+        if any(character.isspace() for character in value):
+            raise ValueError  # urlsplit would drop a newline silently
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"ppc.{key}: must be {usage}, got {value!r}") from None
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    if parts.password is not None:
+        raise SettingsError(f"ppc.{key}: holds a password: give it in the environment as "
+                            f"{CACHE_PASSWORD_ENV} instead (it is then kept in secrets.json)")
+    if scheme not in CACHE_PORTS or not parts.hostname or not _is_host_name(parts.hostname) \
+            or parts.fragment or (parts.username is not None and not _USER.match(parts.username)):
+        raise SettingsError(f"ppc.{key}: must be {usage}, got {value!r}")
+    database = parts.path.lstrip("/")
+    if scheme == "postgresql":
+        if not parts.username or not _DATABASE.match(database) or \
+                (parts.query and not _QUERY.match(parts.query)):
+            raise SettingsError(f"ppc.{key}: must be {usage}, got {value!r}")
+    elif not (database or "0").isdigit() or parts.query:
+        raise SettingsError(f"ppc.{key}: a Redis database is a number (redis://HOST:6379/0), "
+                            f"got {value!r}")
+    return CacheUrl(scheme, parts.username or "", parts.hostname, port or CACHE_PORTS[scheme],
+                    database or "0", parts.query)
+
+
+def _check_storage_choice(values: dict) -> None:
+    """S3 needs a bucket and a key id; S3 settings without storage = s3 are a mistake;
+    several index hosts need both stores shared (pypicloud's cache is not per host)."""
+    if len(values["index_hosts"]) > 1 and (values["storage"] != "s3" or values["cache"] is None):
+        raise SettingsError("ppc.index_hosts: several index hosts serve one index only from "
+                            "shared stores: set ppc.storage = s3 and ppc.cache_url")
+    if values["storage"] == "s3":
+        for key in ("s3_bucket", "s3_access_key_id"):
+            if not values[key]:
+                raise SettingsError(f"ppc.{key}: set it for ppc.storage = s3")
+        return
+    for key in ("s3_bucket", "s3_endpoint_url", "s3_access_key_id", "s3_prefix", "stream_files"):
+        if values[key]:
+            raise SettingsError(f"ppc.{key}: is set, but ppc.storage is {values['storage']!r}: "
+                                f"set ppc.storage = s3 to keep the packages in S3")
+
+
 def _check_tls_choice(values: dict, now: datetime.datetime) -> None:
     """Own certificate: both files of a pair, one pair at most, a key that fits, valid
     today, for every server name."""
@@ -360,10 +512,11 @@ def _check_tls_choice(values: dict, now: datetime.datetime) -> None:
         state = "expired" if now > valid_until else "not valid yet"
         raise SettingsError(f"ppc.tls_cert: {path} is {state}: valid from {valid_from:%Y-%m-%d %H:%M} "
                             f"to {valid_until:%Y-%m-%d %H:%M} UTC")
-    uncovered = [name for name in values["server_names"] if not certificate_covers(certificate, name)]
+    names = values["server_names"] + values["index_hosts"]
+    uncovered = [name for name in names if not certificate_covers(certificate, name)]
     if uncovered:
         raise SettingsError(f"ppc.tls_cert: {path} does not cover {', '.join(uncovered)} "
-                            f"(every name in ppc.server_names must be in it)")
+                            f"(every name in ppc.server_names and ppc.index_hosts must be in it)")
 
 
 def certificate_covers(certificate: x509.Certificate, name: str) -> bool:

@@ -63,6 +63,9 @@ def check_data(settings: Settings, facts: Facts) -> Check:
     volume = facts.volumes[settings.data_volume]
     holder = facts.data_containers[f"{settings.data_container}:{DATA_DIR}"][0]
     usage = facts.volume_usage.get(settings.data_volume)
+    if volume == "empty" and settings.storage == "s3" and settings.cache is not None:
+        return Check("data", True, f"{settings.data_volume} is empty: the packages are in S3 "
+                                   f"and the cache in {settings.cache.kind}")
     if volume != "data" or usage is None:
         return Check("data", False, f"the volume {settings.data_volume} is {volume}")
     detail = (f"{settings.data_volume}: {counted(usage.projects, 'project')}, "
@@ -87,6 +90,24 @@ def check_server(settings: Settings, facts: Facts, now: datetime.datetime) -> Ch
     detail = (f"{name} {uptime}, /health {'answers' if healthy else 'does not answer'}, "
               f"restarted {container.restarts} times")
     return Check("server", container.running and healthy, detail)
+
+
+def check_shared_stores(settings: Settings, facts: Facts) -> list[Check]:
+    """S3 and a shared cache, as the server sees them (pypicloud's /health)."""
+    report = facts.health_report.get(settings.server_container) or {}
+    checks = []
+    for part, used, what in (
+            ("storage", settings.storage == "s3", f"s3 bucket {settings.s3_bucket} at "
+                                                   f"{settings.s3_endpoint_url or 'AWS'}"),
+            ("cache", settings.cache is not None, f"{settings.cache}")):
+        if not used:
+            continue
+        if part not in report:
+            checks.append(Check(part, False, f"{what}: unknown (the server does not answer)"))
+        else:
+            problem = report[part]
+            checks.append(Check(part, not problem, f"{what}: {problem or 'ok'}"))
+    return checks
 
 
 def check_rollback(settings: Settings, facts: Facts) -> Check:
@@ -138,7 +159,7 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime) 
     problems = []
     if left < EXPIRY_WARNING:
         problems.append("expired" if left.total_seconds() < 0 else f"expires in {left.days} days")
-    missing = [name for name in settings.server_names if name not in names]
+    missing = [name for name in settings.certificate_names if name not in names]
     if missing:
         problems.append(f"does not cover {', '.join(missing)}")
     key_matches = matches_local_key(settings, certificate)
@@ -192,7 +213,8 @@ def check_nginx(settings: Settings, facts: Facts) -> Check:
 def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentials | None,
                   now: datetime.datetime) -> list[Check]:
     return [check_images(settings, facts), check_data(settings, facts),
-            check_server(settings, facts, now), check_rollback(settings, facts),
+            check_server(settings, facts, now), *check_shared_stores(settings, facts),
+            check_rollback(settings, facts),
             check_config(settings, facts, creds),
             check_certificate(settings, facts, now), check_nginx(settings, facts)]
 

@@ -125,11 +125,12 @@ for query in "$@"; do
         if output=$(nginx -t 2>&1); then answer nginx-test "" ok ""
         else answer nginx-test "" failed "$(printf '%s' "$output" | grep -m1 -E 'emerg|crit' | tr '\t' ' ')"
         fi ;;
-    health)  # pypicloud's own /health, asked inside its container
+    health)  # pypicloud's own /health, asked inside its container: ok|failed REPORT (base64)
         docker_answers || continue
-        if docker exec "$value" pypicloud-health >/dev/null 2>&1; then answer health "$value" ok
-        else answer health "$value" failed
-        fi ;;
+        if report=$(docker exec "$value" pypicloud-health --report 2>/dev/null); then state=ok
+        else state=failed
+        fi
+        answer health "$value" "$state" "$(printf '%s' "$report" | base64 -w0)" ;;
     *)
         echo "facts.sh: unknown query $query" >&2; exit 2 ;;
     esac

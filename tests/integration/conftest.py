@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from fabric import Connection
 
+from . import engines as shared_engines
 from . import harness
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +87,12 @@ class Fab:
 @pytest.fixture(scope="session")
 def fab(ssh_key, operator_home, tmp_path_factory) -> Fab:
     return Fab(ssh_key, operator_home, tmp_path_factory.mktemp("fab-config"))
+
+
+@pytest.fixture(scope="module")
+def engines():
+    """Swift's S3 API, PostgreSQL and Redis, started empty for each module that asks."""
+    yield from shared_engines.started()
 
 
 @pytest.fixture(scope="session")

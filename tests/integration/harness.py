@@ -69,7 +69,9 @@ def ensure_base_image() -> str:
 
 
 # Test images and the image each one is built FROM.
-IMAGE_PARENTS = {"sshd": BASE_IMAGE, "host": "ppc-test/sshd", "client": "ppc-test/sshd"}
+IMAGE_PARENTS = {"sshd": BASE_IMAGE, "host": "ppc-test/sshd", "client": "ppc-test/sshd",
+                 # Real engines for an index on more than one machine (S3, its cache).
+                 "s3": BASE_IMAGE, "postgres": BASE_IMAGE, "redis": BASE_IMAGE}
 
 
 def ensure_built_image(name: str) -> str:

@@ -4,7 +4,6 @@ byte for byte. A damaged archive is refused and changes nothing."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,16 +30,7 @@ def upload(host, ca, password: str, name: str, version: str, files) -> None:
 
 
 def files_of(host, ca, password: str, project: str, name: str = SERVER_NAME) -> dict[str, str]:
-    """{file name: sha256} of every file of a project, as a client downloads them."""
-    auth = ("dev", password)
-    page = web.request(host.address, f"/simple/{project}/", ca=ca, sni=name, host=name, auth=auth)
-    assert page.status == 200, page
-    result = {}
-    for link in re.findall(r'href="https://[^/"]+(/[^"#]+)', page.body.decode()):
-        download = web.request(host.address, link, ca=ca, sni=name, host=name, auth=auth)
-        assert download.status == 200, (link, download.status)
-        result[link.rsplit("/", 1)[1]] = hashlib.sha256(download.body).hexdigest()
-    return result
+    return web.files_of(host.address, project, ca=ca, name=name, auth=("dev", password))
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,12 @@ chosen SNI, Basic auth or none, raw multipart uploads. Certificate verification 
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
+import re
 import socket
 import ssl
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,29 @@ def request(address: str, path: str, *, ca: Path, sni: str | None, host: str,
         return Response(None, b"", {})
     finally:
         connection.close()
+
+
+# A signed download URL of an S3 store is fetched directly, never through the machine's proxy.
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def files_of(address: str, project: str, *, ca: Path, name: str,
+             auth: tuple[str, str]) -> dict[str, str]:
+    """{file name: sha256} of every file of a project, as a client downloads them (from
+    an index on S3, a download is a redirect to a signed URL of the bucket)."""
+    page = request(address, f"/simple/{project}/", ca=ca, sni=name, host=name, auth=auth)
+    assert page.status == 200, page
+    result = {}
+    for link in re.findall(r'href="https://[^/"]+(/[^"#]+)', page.body.decode()):
+        download = request(address, link, ca=ca, sni=name, host=name, auth=auth)
+        body = download.body
+        if download.status in (301, 302, 303, 307):
+            with DIRECT.open(download.headers["location"], timeout=15) as redirected:
+                body = redirected.read()
+        else:
+            assert download.status == 200, (link, download.status)
+        result[link.rsplit("/", 1)[1]] = hashlib.sha256(body).hexdigest()
+    return result
 
 
 def upload_form(fields: dict[str, str], filename: str, content: bytes) -> tuple[bytes, dict]:

@@ -149,3 +149,14 @@ def test_restore_needs_a_deployed_index(settings, archive):
     facts.containers["pypicloud"] = None
     with pytest.raises(TaskError, match="has no index to restore into: deploy it first"):
         backup.plan_restore(settings, facts, archive, backup.verify_archive(archive), "", "h")
+
+
+def test_an_index_on_shared_stores_is_refused_with_one_line():
+    on_s3 = Settings.from_config({"storage": "s3", "s3_bucket": "pypi", "s3_access_key_id": "k",
+                                  "cache_url": "postgresql://pypi@db.test/pypi"}, host="pypi.test")
+    with pytest.raises(TaskError, match=r"^backup and restore cover an index's own file store "
+                                        r"and sqlite database; this one keeps its packages in S3 "
+                                        r"\(bucket pypi\) and its cache in postgresql "
+                                        r"\(postgresql://pypi@db.test:5432/pypi\): back those up"):
+        backup.require_own_store(on_s3)
+    backup.require_own_store(Settings.from_config({}, host="pypi.test"))

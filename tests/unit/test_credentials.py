@@ -5,7 +5,9 @@ import pytest
 from passlib.hash import sha512_crypt
 
 from ppc_tasks import credentials
-from ppc_tasks.credentials import Credentials
+from ppc_tasks.credentials import Credentials, CredentialsError
+from ppc_tasks.plan import Change
+from ppc_tasks.settings import Settings
 
 
 def test_first_use_generates_password_hash_and_session_keys():
@@ -80,3 +82,40 @@ def test_a_damaged_secrets_file_is_one_clear_line(tmp_path, content, message):
     with pytest.raises(credentials.CredentialsError) as error:
         credentials.load(path)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def s3_settings(tmp_path, **ppc):
+    return Settings.from_config({"server_names": "pypi.test", "state_dir": str(tmp_path),
+                                 "storage": "s3", "s3_bucket": "pypi",
+                                 "s3_access_key_id": "test:tester", **ppc})
+
+
+def test_a_service_secret_comes_from_the_environment_once_and_is_kept(tmp_path):
+    settings = s3_settings(tmp_path, cache_url="postgresql://pypi@db.test/pypi")
+    with pytest.raises(CredentialsError, match=r"^ppc.storage = s3 needs the S3 secret access "
+                                               r"key: set PPC_S3_SECRET_ACCESS_KEY"):
+        credentials.prepare(settings, environ={})
+    creds, step = credentials.prepare(settings, environ={"PPC_S3_SECRET_ACCESS_KEY": "s3/key+1",
+                                                         "PPC_CACHE_PASSWORD": "p%w"})
+    assert (creds.s3_secret_access_key, creds.cache_password) == ("s3/key+1", "p%w")
+    assert "PPC_S3_SECRET_ACCESS_KEY and PPC_CACHE_PASSWORD" in step.done
+    assert "s3/key" not in step.done + step.would and "p%w" not in step.done + step.would
+    step.local()
+    # Kept: the next run needs no variable, and one that gives the same changes nothing.
+    kept, unchanged = credentials.prepare(settings, environ={})
+    assert kept.s3_secret_access_key == "s3/key+1" and not isinstance(unchanged, Change)
+    _, same = credentials.prepare(settings, environ={"PPC_S3_SECRET_ACCESS_KEY": "s3/key+1"})
+    assert not isinstance(same, Change)
+    # A rotated key replaces the kept one; a new identity keeps the services' secrets.
+    rotated, step = credentials.prepare(settings, environ={"PPC_S3_SECRET_ACCESS_KEY": "new"})
+    assert rotated.s3_secret_access_key == "new" and step.done.endswith(
+        "kept what PPC_S3_SECRET_ACCESS_KEY gave (mode 0600; the output never shows them)")
+    fresh, _ = credentials.prepare(settings, fresh=True, environ={})
+    assert fresh.s3_secret_access_key == "s3/key+1" and fresh.cache_password == "p%w"
+    assert fresh.passwords["admin"] != kept.passwords["admin"]
+
+
+def test_a_service_secret_is_one_line(tmp_path):
+    with pytest.raises(CredentialsError, match=r"^PPC_CACHE_PASSWORD: must be one line"):
+        credentials.prepare(s3_settings(tmp_path), environ={"PPC_S3_SECRET_ACCESS_KEY": "k",
+                                                            "PPC_CACHE_PASSWORD": "a\nb"})

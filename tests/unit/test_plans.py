@@ -25,9 +25,13 @@ def present(content: bytes, mode: str = "644", owner: str = "0:0") -> FileFacts:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
+    return deployed_here(tmp_path)
+
+
+def deployed_here(tmp_path) -> Settings:
+    """Settings of an index as a first deploy leaves it on the operator's machine."""
     settings = Settings.from_config({"server_names": ["pypi.test"], "users": ["dev"],
                                      "state_dir": str(tmp_path / "state")}, host=None)
-    # The index as a first deploy leaves it on the operator's machine.
     plan = deploy.plan_deploy(settings, fresh_facts(settings), NOW, "h")
     for step in plan.steps:
         if isinstance(step, Change) and step.local:

@@ -113,3 +113,40 @@ def test_container_spec_follows_image_config_and_options(settings):
 ])
 def test_container_action(current, config_changed, rebuilt, action):
     assert server.container_action(current, "spec", config_changed, rebuilt) == action
+
+
+def test_config_for_s3_and_a_shared_cache_reads_back_as_given(creds):
+    settings = Settings.from_config({
+        "admins": ["alice", "bob"], "users": ["ci"], "storage": "s3", "s3_bucket": "pypi", "s3_access_key_id": "test:tester",
+        "s3_endpoint_url": "http://s3.test:8080", "s3_addressing_style": "path",
+        "s3_prefix": "packages/", "cache_url": "postgresql://pypi@db.test/pypi"}, host="pypi.test")
+    creds.s3_secret_access_key, creds.cache_password = "s3%(here)s/+k", "p@ss%w:rd"
+    config = server.render_config(settings, creds)
+    # As pserve reads it: PasteDeploy's parser expands %(here)s, so a % is written twice.
+    pserve = configparser.ConfigParser(defaults={"here": "/etc/pypicloud"})
+    pserve.read_string(config.decode())
+    app = pserve["app:main"]
+    assert (app["pypi.storage"], app["storage.bucket"], app["storage.prefix"]) == ("s3", "pypi", "packages/")
+    assert (app["storage.endpoint_url"], app["storage.addressing_style"],
+            app["storage.signature_version"], app["storage.region_name"]) == \
+        ("http://s3.test:8080", "path", "s3v4", "us-east-1")
+    assert app["storage.aws_access_key_id"] == "test:tester"
+    assert app["storage.aws_secret_access_key"] == "s3%(here)s/+k"
+    assert app["pypi.stream_files"] == "false"
+    assert (app["pypi.db"], app["db.url"]) == \
+        ("sql", "postgresql://pypi:p%40ss%25w%3Ard@db.test:5432/pypi?connect_timeout=5")
+    assert "storage.dir" not in app
+
+    shown = server.redact_config(config.decode())
+    assert "s3%" not in shown and "p%40ss" not in shown
+    assert "storage.aws_secret_access_key = <redacted>" in shown
+    assert "db.url = postgresql://pypi:<redacted>@db.test:5432/pypi?connect_timeout=5" in shown
+
+
+def test_config_for_a_redis_cache(creds):
+    redis = Settings.from_config({"admins": ["alice", "bob"], "users": ["ci"],
+                                  "cache_url": "redis://cache.test/2"}, host="pypi.test")
+    app = parsed(server.render_config(redis, creds))["app:main"]
+    assert (app["pypi.db"], app["db.url"]) == (
+        "redis", "redis://cache.test:6379/2?socket_connect_timeout=5&socket_timeout=15")
+    assert (app["pypi.storage"], app["storage.dir"]) == ("file", "/var/lib/pypicloud/packages")

@@ -53,6 +53,27 @@ def test_every_default_is_valid():
     ("client_index", "both", "ppc.client_index: must be one of index-url, extra-index-url"),
     ("build_ca_bundle", "/nonexistent/ca.pem", "ppc.build_ca_bundle: /nonexistent/ca.pem is not a readable file"),
     ("server_container", "pypi_data", "ppc.server_container: must differ"),
+    ("storage", "gcs", "ppc.storage: must be one of file, s3"),
+    ("storage", "s3", "ppc.s3_bucket: set it for ppc.storage = s3"),
+    # S3 settings without storage = s3 would be silently ignored: a mistake.
+    ("s3_bucket", "packages", "ppc.s3_bucket: is set, but ppc.storage is 'file'"),
+    ("stream_files", True, "ppc.stream_files: is set, but ppc.storage is 'file'"),
+    ("s3_bucket", "Packages_1", "ppc.s3_bucket: 'Packages_1' is not an S3 bucket name"),
+    ("s3_region", "us east", "ppc.s3_region: 'us east' is not a region"),
+    ("s3_addressing_style", "dns", "ppc.s3_addressing_style: must be one of auto, path, virtual"),
+    ("s3_endpoint_url", "s3.example:9000", "ppc.s3_endpoint_url: must be an http:// or https:// URL"),
+    ("s3_access_key_id", "AKIA x", "ppc.s3_access_key_id: 'AKIA x' is not an access key id"),
+    # A password in the URL would live in the settings (the repo); it goes elsewhere.
+    ("cache_url", "postgresql://pypi:hunter2@db/pypi", "ppc.cache_url: holds a password: give "
+                                                      "it in the environment as PPC_CACHE_PASSWORD"),
+    ("cache_url", "redis://:hunter2@cache", "ppc.cache_url: holds a password"),
+    ("cache_url", "mysql://pypi@db/pypi", "ppc.cache_url: must be sqlite, postgresql://"),
+    ("cache_url", "postgresql://db/pypi", "ppc.cache_url: must be sqlite, postgresql://"),
+    ("cache_url", "postgresql://pypi@db/pypi;drop", "ppc.cache_url: must be sqlite"),
+    ("cache_url", "postgresql://pypi@db/pypi?sslmode=require\nx=1", "ppc.cache_url: must be sqlite"),
+    ("cache_url", "redis://cache:99999/0", "ppc.cache_url: must be sqlite"),
+    ("cache_url", "redis://cache/db1", "ppc.cache_url: a Redis database is a number"),
+    ("cache_url", "sqlite:///tmp/x.db", "ppc.cache_url: must be sqlite"),
 ])
 def test_bad_values_name_the_key(key, value, message):
     with pytest.raises(SettingsError) as error:
@@ -142,3 +163,39 @@ def test_own_certificate_must_cover_every_name(tmp_path):
     with pytest.raises(SettingsError, match=r"^ppc.tls_cert: .* does not cover a.b.example.com, "
                                             r"10.0.0.5 \(every name"):
         make(server_names=["pypi-internal", "a.b.example.com", "10.0.0.5"], **own)
+
+
+def test_s3_storage_and_a_shared_cache():
+    settings = make(storage="s3", s3_bucket="pypi-packages", s3_access_key_id="test:tester",
+                    s3_endpoint_url="http://s3.internal:8080", s3_addressing_style="path",
+                    stream_files="true", cache_url="postgres://pypi@db.internal/pypi?sslmode=require")
+    assert (settings.storage, settings.s3_bucket, settings.s3_region) == ("s3", "pypi-packages", "us-east-1")
+    assert settings.stream_files is True
+    assert settings.cache.kind == "postgresql"
+    # The password is percent-encoded into the URL pypicloud gets, never into the setting.
+    assert str(settings.cache) == "postgresql://pypi@db.internal:5432/pypi?sslmode=require"
+    assert settings.cache.url("p@ss/w%rd") == \
+        "postgresql://pypi:p%40ss%2Fw%25rd@db.internal:5432/pypi?sslmode=require"
+    redis = make(cache_url="rediss://cache.internal:6380").cache
+    assert (redis.kind, redis.url("pw")) == ("redis", "rediss://:pw@cache.internal:6380/0")
+    assert make().cache is None and make().storage == "file"
+    # pypicloud gets connect timeouts; one the URL gives itself wins.
+    given = make(cache_url="postgresql://pypi@db/pypi?connect_timeout=20&sslmode=require").cache
+    assert given.url(timeouts=True) == \
+        "postgresql://pypi@db:5432/pypi?connect_timeout=20&sslmode=require"
+    assert redis.url(timeouts=True).endswith("/0?socket_connect_timeout=5&socket_timeout=15")
+
+
+def test_several_index_hosts_share_one_certificate_and_need_shared_stores():
+    shared = dict(storage="s3", s3_bucket="pypi-packages", s3_access_key_id="k",
+                  cache_url="redis://cache.internal")
+    settings = make(server_names=["pypi.example.com", "pypi1.example.com"],
+                    index_hosts="pypi1.example.com,pypi2.example.com,10.0.0.7", **shared)
+    assert settings.certificate_names == ("pypi.example.com", "pypi1.example.com",
+                                          "pypi2.example.com", "10.0.0.7")
+    for alone in ({"cache_url": "sqlite"}, {"storage": "file", "s3_bucket": "",
+                                            "s3_access_key_id": ""}):
+        with pytest.raises(SettingsError, match="^ppc.index_hosts: several index hosts serve "
+                                                "one index only from shared stores"):
+            make(index_hosts=["pypi1", "pypi2"], **{**shared, **alone})
+    assert make(index_hosts=["pypi1"]).certificate_names == ("pypi-internal", "pypi1")

@@ -4,7 +4,8 @@ import datetime
 import hashlib
 
 from ppc_tasks import certs, server, status
-from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, VolumeUsage
+from ppc_tasks.facts import (ContainerFacts, Facts, FileFacts, FileState, VolumeUsage,
+                             parse_health_report)
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
 
@@ -66,3 +67,32 @@ def test_rollback_says_what_runs_and_what_rollback_would_return_to():
         FileState(hashlib.sha256(record).hexdigest(), "600", "0:0"), content=record)
     assert status.check_rollback(settings, facts).detail == (
         "runs ppc/pypicloud:1.3.12-new; rollback target: ppc/pypicloud:1.3.12-old (fab rollback)")
+
+
+def test_s3_and_a_shared_cache_are_checked_as_the_server_sees_them(tmp_path):
+    shared = Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path),
+                                   "storage": "s3", "s3_bucket": "pypi", "s3_access_key_id": "k",
+                                   "s3_endpoint_url": "http://s3.test:8080",
+                                   "cache_url": "redis://cache.test"}, host=None)
+    healthy = Facts(health_report={"pypicloud": {"access": "", "cache": "", "storage": ""}})
+    assert [(check.part, check.ok, check.detail)
+            for check in status.check_shared_stores(shared, healthy)] == [
+        ("storage", True, "s3 bucket pypi at http://s3.test:8080: ok"),
+        ("cache", True, "redis://cache.test:6379/0: ok")]
+    failing = Facts(health_report={"pypicloud": {"cache": "Error 111 connecting", "storage": ""}})
+    assert [check.ok for check in status.check_shared_stores(shared, failing)] == [True, False]
+    silent = status.check_shared_stores(shared, Facts())
+    assert silent[0].detail == "s3 bucket pypi at http://s3.test:8080: unknown (the server does not answer)"
+    # An index on its own file store and sqlite has the data row instead.
+    assert status.check_shared_stores(settings(tmp_path), healthy) == []
+    # With nothing kept on the host, its empty volume is what is expected.
+    empty = Facts(volumes={"pypicloud-data": "empty"},
+                  data_containers={"pypi_data:/var/lib/pypicloud": ("pypicloud-data", "data")})
+    assert status.check_data(shared, empty).ok
+    assert not status.check_data(settings(tmp_path), empty).ok
+
+
+def test_the_health_report_survives_what_a_server_may_print():
+    assert parse_health_report("") == {}
+    assert parse_health_report("bm90IGpzb24=") == {}  # "not json"
+    assert parse_health_report("eyJjYWNoZSI6ICIifQ==") == {"cache": ""}

@@ -1,0 +1,94 @@
+"""`balancer`: nginx in front of several index hosts that serve one index.
+
+The index hosts keep their packages in S3 and their cache in a shared database
+(ppc.storage, ppc.cache_url), so any of them answers any request. The balancer holds
+the index's certificate for the names clients use, forwards over TLS to the hosts in
+ppc.index_hosts (verified against the index's CA), leaves a failing host out for a few
+seconds and retries a failed download on the next host. Clients point at the shared
+name, which resolves to the balancer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+
+from . import certs, index, nginx
+from .errors import TaskError
+from .facts import Facts
+from .host import host_task
+from .plan import Plan, Unchanged, file_step
+from .render import render
+from .settings import Settings
+
+# The first line of the balancer's site: how deploy tells a balancer from an index host.
+MARK = b"(balancer.deploy)"
+
+
+def upstream_ca_path(settings: Settings) -> str:
+    return f"{certs.HOST_TLS_DIR}/{settings.index_name}-ca.crt"
+
+
+def upstream(host: str) -> str:
+    try:
+        return f"[{host}]:443" if ipaddress.ip_address(host).version == 6 else f"{host}:443"
+    except ValueError:
+        return f"{host}:443"
+
+
+def render_site(settings: Settings, ca_path: str) -> bytes:
+    certificate_path, key_path = certs.host_cert_paths(settings)
+    return render("balancer-site.conf.j2", server_names=settings.server_names,
+                  upstreams=[upstream(host) for host in settings.index_hosts],
+                  certificate_path=certificate_path, key_path=key_path,
+                  upstream_ca_path=ca_path)
+
+
+def is_balancer(facts: Facts) -> bool:
+    site = facts.file(nginx.SITE_PATH)
+    return site.state is not None and MARK in (site.content or b"").split(b"\n", 1)[0]
+
+
+def queries(settings: Settings) -> list[str]:
+    return ["platform", *index.queries(settings), *nginx.queries(settings),
+            f"text={upstream_ca_path(settings)}"]
+
+
+def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
+                  host_name: str) -> Plan:
+    """The index's certificate, the CA it checks the index hosts against, and nginx."""
+    if not settings.index_hosts:
+        raise TaskError("ppc.index_hosts: list the index hosts the balancer forwards to")
+    if facts.containers.get(settings.server_container) is not None:
+        raise TaskError(f"{host_name} is an index host (it runs {settings.server_container}): "
+                        f"a balancer needs a host of its own")
+    tls = certs.prepare(settings, now)
+    plan = Plan()
+    plan.add(*tls.steps, index.identity_step(settings, facts),
+             certs.plan_install(settings, tls, facts))
+    if tls.ca is None:  # a publicly trusted certificate: the system's bundle checks it
+        ca_path = facts.platform.trust_store.bundle if facts.platform.trust_store else ""
+        plan.add(Unchanged("balancer.ca", f"index hosts are checked against {ca_path}"))
+    else:
+        ca_path = upstream_ca_path(settings)
+        plan.add(file_step("balancer.ca", ca_path, tls.ca, facts.file(ca_path), mode="644",
+                           owner="0:0", notifies=("nginx.reload",)))
+    nginx.plan_nginx(settings, facts, plan, host_name, render_site(settings, ca_path))
+    return plan
+
+
+@host_task(docker=False)
+def deploy(host):
+    """Put nginx in front of the index hosts (ppc.index_hosts), for the index's names.
+
+    nginx comes from the distribution's packages. Clients reach the balancer over TLS
+    with the index's certificate; it forwards to the index hosts over TLS, checked
+    against the index's CA, leaves a failing host out for 5 s and retries a download
+    that failed on the next host (never an upload). Point the index's name at this host.
+    The index hosts need shared stores (ppc.storage = s3, ppc.cache_url).
+    """
+    facts = host.read_facts(queries(host.settings))
+    index.check_identity(host, facts)
+    plan = plan_balancer(host.settings, facts, datetime.datetime.now(datetime.timezone.utc),
+                         host.name)
+    host.carry_out(plan)

@@ -1,0 +1,68 @@
+"""Moving an index's packages out of its file store into S3 (the storage.migrate task,
+in deploy.py beside deploy, whose plan it shares).
+
+pypicloud's own `ppc-migrate` copies every package (with its metadata) from the store
+the running config.ini names into the one the settings name; the server is then
+replaced by one on S3, as a deploy replaces it (no downtime). The file store stays in
+the data volume until the operator removes it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import image
+from .errors import TaskError
+from .facts import Facts
+from .plan import Change, Command, Step, Unchanged
+from .render import script
+from .settings import DATA_DIR, PYPICLOUD_UID, Settings
+
+CONFIGURED_STORAGE = re.compile(rb"^pypi\.storage\s*=\s*(\S+)", re.MULTILINE)
+CONTAINER_CONFIG = "/etc/pypicloud/config.ini"  # where the server image reads it
+
+
+def configured_storage(settings: Settings, facts: Facts) -> str | None:
+    """The store the config.ini on the host names, if there is one."""
+    found = CONFIGURED_STORAGE.search(facts.file(settings.config_path).content or b"")
+    return found[1].decode() if found else None
+
+
+def needs_migration(settings: Settings, facts: Facts) -> bool:
+    return settings.storage == "s3" and configured_storage(settings, facts) == "file"
+
+
+def refuse_to_leave_packages_behind(settings: Settings, facts: Facts, host_name: str) -> None:
+    """A deploy that switched a file-store index to S3 would serve an empty bucket."""
+    if needs_migration(settings, facts):
+        raise TaskError(f"the index on {host_name} keeps its packages in its file store: "
+                        f"fab -H {host_name} storage.migrate moves them into S3 (bucket "
+                        f"{settings.s3_bucket}) and switches the server to it")
+
+
+def migrate_argv(settings: Settings, image_ref: str) -> list[str]:
+    """A throwaway server-image container with the data volume and the running config."""
+    return ["docker", "run", "--rm", "-i", "--user", str(PYPICLOUD_UID),
+            "--volume", f"{settings.config_dir}:/etc/pypicloud:ro",
+            "--volume", f"{settings.data_volume}:{DATA_DIR}",
+            "--entrypoint", "sh", image_ref, "-c", script("migrate-storage"), "migrate-storage",
+            CONTAINER_CONFIG]
+
+
+def plan_migration(settings: Settings, facts: Facts, config: bytes) -> Step:
+    """Copy the file store into S3, before the server is replaced by one on S3."""
+    if not needs_migration(settings, facts):
+        now = configured_storage(settings, facts)
+        return Unchanged("storage.migrate", f"the index keeps its packages in S3 (bucket "
+                                            f"{settings.s3_bucket})" if now == "s3" else
+                         "there is no file store to move")
+    server_image = image.image_builds(settings)[1].content_tag
+    where = f"S3 bucket {settings.s3_bucket}"
+    return Change("storage.migrate",
+                  done=f"copied every package of the file store into the {where} (the file "
+                       f"store stays in {settings.data_volume})",
+                  would=f"copy every package of the file store into the {where} (ppc-migrate)",
+                  commands=[Command.of(*migrate_argv(settings, server_image), stdin=config,
+                                       failure="ppc-migrate could not copy the packages; the "
+                                               "server still runs on its file store")])
+

@@ -1,0 +1,178 @@
+"""Two index hosts serve one index from S3 and a shared cache, behind a balancer: the
+client, configured with clients.configure for the shared name, uploads and installs
+through the balancer, and keeps installing while one index host's server is down."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.parse
+
+import pytest
+
+from .conftest import SYSTEM_CA_BUNDLE, steps
+from .engines import BUCKET, PG_PASSWORD, REDIS_PASSWORD, S3_SECRET, Engines
+
+INDEX = "pypi-cluster.test"
+DOWNLOADS = 12  # through the balancer while an index host is down
+
+
+@pytest.fixture(scope="module")
+def index_hosts(start_host):
+    return start_host("idx1"), start_host("idx2")
+
+
+@pytest.fixture(scope="module")
+def balancer_host(start_host):
+    return start_host("lb")
+
+
+@pytest.fixture(scope="module")
+def client(start_host, balancer_host):
+    """A developer machine that resolves the index's name to the balancer."""
+    client = start_host("cluster-client", kind="client",
+                        add_hosts={INDEX: balancer_host.address})
+    client.exec("useradd -m -s /bin/sh dev && mkdir -p ~dev/.ssh "
+                "&& cp /root/.ssh/authorized_keys ~dev/.ssh/ && chown -R dev: ~dev/.ssh")
+    return client
+
+
+def cluster_settings(engines: Engines, index_hosts, operator_home, cache: str) -> dict:
+    cache_url = {"postgresql": f"postgresql://pypi@{engines.postgres}/pypi",
+                 "redis": f"redis://{engines.redis}:6379/0"}[cache]
+    return {"server_names": [INDEX], "index_hosts": [host.address for host in index_hosts],
+            "users": ["dev"], "build_ca_bundle": SYSTEM_CA_BUNDLE,
+            "state_dir": str(operator_home / "state"), "storage": "s3", "s3_bucket": BUCKET,
+            "s3_endpoint_url": f"http://{engines.s3}:8080", "s3_addressing_style": "path",
+            "s3_access_key_id": "test:tester", "cache_url": cache_url}
+
+
+def on_all(hosts) -> str:
+    return ",".join(host.target for host in hosts)
+
+
+def as_dev(client, command: str, **env: str):
+    return client.exec(command, user="dev", check=False, env=env)
+
+
+def dev_password(operator_home) -> str:
+    return json.loads((operator_home / "state" / INDEX / "secrets.json").read_text())["passwords"]["dev"]
+
+
+def downloads_through_the_balancer(client, project: str) -> list[bytes]:
+    """pip downloads of every file of `project`, one after another; their failures."""
+    failures = []
+    for _ in range(DOWNLOADS):
+        result = as_dev(client, f"rm -rf /tmp/get && pip download --no-deps --no-cache-dir "
+                                f"-d /tmp/get {project}")
+        if result.returncode != 0:
+            failures.append(result.stdout + result.stderr)
+    return failures
+
+
+def upload(client, make_dists, name: str, version: str, repository: str = "-r internal", **env):
+    client.copy_in(make_dists(name, version), f"/tmp/dist-{version}")
+    client.exec(f"chown -R dev: /tmp/dist-{version}")
+    result = as_dev(client, f"twine upload --disable-progress-bar {repository} "
+                            f"/tmp/dist-{version}/*", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def cluster(fab, engines, index_hosts, balancer_host, client, operator_home, make_dists):
+    """Both index hosts deployed with one command (on S3 and PostgreSQL), the balancer in
+    front, the client configured for the shared name and a release uploaded through it."""
+    settings = cluster_settings(engines, index_hosts, operator_home, "postgresql")
+    deployed = fab("deploy", host=on_all(index_hosts), settings=settings,
+                   env={"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET, "PPC_CACHE_PASSWORD": PG_PASSWORD})
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    balanced = fab("balancer.deploy", host=balancer_host, settings=settings)
+    assert balanced.returncode == 0, balanced.stdout + balanced.stderr
+    configured = fab("clients.configure", host=f"dev@127.0.0.1:{client.port}", settings=settings)
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+    upload(client, make_dists, "ppc-cluster-sample", "1.0.0")
+    return balanced
+
+
+def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, index_hosts,
+                                                         balancer_host, client, operator_home,
+                                                         make_dists):
+    first, second = index_hosts
+    # Same accounts and session keys (one config.ini), one certificate for every name.
+    configs = {host.out("sha256sum /etc/pypicloud/config.ini") for host in index_hosts}
+    assert len(configs) == 1, configs
+    certificate = f"/etc/ssl/ppc-tasks/{INDEX}.crt"
+    assert len({host.out(f"sha256sum {certificate}") for host in (*index_hosts, balancer_host)}) == 1
+    names = first.out(f"openssl x509 -in {certificate} -noout -ext subjectAltName")
+    for name in (f"DNS:{INDEX}", f"IP Address:{first.address}", f"IP Address:{second.address}"):
+        assert name in names, names
+    # Secrets stay off the balancer: it holds the certificate's key (0600) and no config.
+    assert balancer_host.out(f"stat -c '%a' /etc/ssl/ppc-tasks/{INDEX}.key") == "600"
+    assert balancer_host.exec("test -e /etc/pypicloud/config.ini", check=False).returncode != 0
+
+    # An upload through one host is installable through the other within 2 s.
+    password = dev_password(operator_home)
+    ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
+    upload(client, make_dists, "ppc-cluster-sample", "2.0.0",
+           repository=f"--repository-url https://{first.address}/simple/ --cert {ca}",
+           TWINE_USERNAME="dev", TWINE_PASSWORD=password)
+    uploaded = time.monotonic()
+    other = f"https://dev:{urllib.parse.quote(password, safe='')}@{second.address}/simple/"
+    while True:
+        found = as_dev(client, "pip download --no-deps --no-cache-dir -d /tmp/other "
+                               "ppc-cluster-sample==2.0.0", PIP_INDEX_URL=other)
+        if found.returncode == 0 or time.monotonic() - uploaded > 2:
+            break
+    assert found.returncode == 0, found.stdout + found.stderr
+    assert time.monotonic() - uploaded <= 2.5
+
+    # A second run changes nothing anywhere.
+    settings = cluster_settings(engines, index_hosts, operator_home, "postgresql")
+    for task, hosts in (("deploy", on_all(index_hosts)), ("balancer.deploy", balancer_host)):
+        again = fab(task, host=hosts, settings=settings)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stdout.count("done: 0 changed,") == (2 if task == "deploy" else 1), again.stdout
+
+
+def failover(fab, settings, client, down, up, project: str) -> None:
+    """Stop `down`'s server: the client keeps installing through the balancer; `fab
+    deploy` brings it back, and changes nothing on `up`."""
+    down.exec("docker stop pypicloud")
+    failures = downloads_through_the_balancer(client, project)
+    assert failures == [], failures[0].decode(errors="replace")
+    back = fab("deploy", host=down, settings=settings)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert steps(back.stdout)["server.container"] == "changed", back.stdout
+    other = fab("deploy", host=up, settings=settings)
+    assert "done: 0 changed," in other.stdout, other.stdout
+    assert downloads_through_the_balancer(client, project) == []
+
+
+def test_a_client_keeps_installing_while_an_index_host_is_down(cluster, fab, engines, index_hosts,
+                                                                client, operator_home):
+    install = as_dev(client, "python3 -m venv ~/venv && ~/venv/bin/pip install --no-cache-dir "
+                             "ppc-cluster-sample==1.0.0")
+    assert install.returncode == 0, install.stdout + install.stderr
+    settings = cluster_settings(engines, index_hosts, operator_home, "postgresql")
+    failover(fab, settings, client, *index_hosts, "ppc-cluster-sample==1.0.0")
+
+
+def test_the_same_with_redis_as_the_cache(cluster, fab, engines, index_hosts, balancer_host,
+                                          client, operator_home, make_dists):
+    settings = cluster_settings(engines, index_hosts, operator_home, "redis")
+    moved = fab("deploy", host=on_all(index_hosts), settings=settings,
+                env={"PPC_CACHE_PASSWORD": REDIS_PASSWORD})
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    unchanged = fab("balancer.deploy", host=balancer_host, settings=settings)
+    assert "done: 0 changed," in unchanged.stdout, unchanged.stdout
+    upload(client, make_dists, "ppc-cluster-sample", "3.0.0")
+    # Every host reports both shared stores healthy.
+    status = fab("status", host=on_all(index_hosts), settings=settings)
+    assert status.returncode == 0, status.stdout + status.stderr
+    for host in index_hosts:
+        for part in ("storage", "cache"):
+            assert re.search(rf"^\[127.0.0.1:{host.port}\] {part} +ok ", status.stdout,
+                             re.MULTILINE), status.stdout
+    second, first = index_hosts
+    failover(fab, settings, client, first, second, "ppc-cluster-sample==3.0.0")

@@ -1,0 +1,162 @@
+"""An index that keeps its packages in S3 and its cache in a shared database, on real
+engines (OpenStack Swift's S3 API, PostgreSQL, Redis; all from Debian packages), proven
+with a client configured by clients.configure: twine upload, pip install over HTTPS."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from .conftest import SYSTEM_CA_BUNDLE, steps
+from .engines import (
+    BUCKET,
+    PG_PASSWORD,
+    REDIS_PASSWORD,
+    S3_SECRET,
+    Engines,
+    bucket_listing,
+    docker,
+    in_engine,
+)
+
+INDEX = "pypi-shared.test"
+@pytest.fixture(scope="module")
+def server(start_host):
+    return start_host("shared")
+
+
+@pytest.fixture(scope="module")
+def client(start_host, server):
+    """A developer machine that resolves the index's name to the server."""
+    client = start_host("shared-client", kind="client", add_hosts={INDEX: server.address})
+    client.exec("useradd -m -s /bin/sh dev && mkdir -p ~dev/.ssh "
+                "&& cp /root/.ssh/authorized_keys ~dev/.ssh/ && chown -R dev: ~dev/.ssh")
+    return client
+
+
+def shared_settings(engines: Engines, server, operator_home, **overrides) -> dict:
+    return {"server_names": [INDEX, server.address], "users": ["dev"],
+            "build_ca_bundle": SYSTEM_CA_BUNDLE, "state_dir": str(operator_home / "state"),
+            "storage": "s3", "s3_bucket": BUCKET, "s3_endpoint_url": f"http://{engines.s3}:8080",
+            "s3_addressing_style": "path", "s3_access_key_id": "test:tester",
+            "cache_url": f"postgresql://pypi@{engines.postgres}/pypi", **overrides}
+
+
+SECRETS_GIVEN = {"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET, "PPC_CACHE_PASSWORD": PG_PASSWORD}
+
+
+def as_dev(host, command: str):
+    return host.exec(command, user="dev", check=False)
+
+
+def test_s3_without_its_secret_stops_before_anything_changes(fab, engines, server, operator_home):
+    result = fab("deploy", host=server, settings=shared_settings(engines, server, operator_home))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error on 127.0.0.1:{server.port}: ppc.storage = s3 needs the S3 secret access "
+        f"key: set PPC_S3_SECRET_ACCESS_KEY in the environment of one deploy; it is then kept "
+        f"in {operator_home / 'state' / INDEX / 'secrets.json'}"], result.stderr
+    assert server.out("docker images -q 'ppc/*'; docker ps -aq") == ""
+
+
+@pytest.fixture(scope="module")
+def deployed_shared(fab, engines, server, client, operator_home, make_dists):
+    """Deployed on S3 + PostgreSQL (the secrets given once, in the environment); the client
+    configured and a release uploaded from it with twine."""
+    result = fab("deploy", host=server, settings=shared_settings(engines, server, operator_home),
+                 env=SECRETS_GIVEN)
+    assert result.returncode == 0, result.stdout + result.stderr
+    configure = fab("clients.configure", host=f"dev@127.0.0.1:{client.port}",
+                    settings=shared_settings(engines, server, operator_home))
+    assert configure.returncode == 0, configure.stdout + configure.stderr
+    client.copy_in(make_dists("ppc-shared-sample", "1.0.0"), "/tmp/dist")
+    client.exec("chown -R dev: /tmp/dist")
+    upload = as_dev(client, "twine upload --disable-progress-bar -r internal /tmp/dist/*")
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    return result
+
+
+def test_an_index_on_s3_and_postgresql(deployed_shared, server, client, operator_home):
+    output = deployed_shared.stdout + deployed_shared.stderr
+    for secret in (S3_SECRET, PG_PASSWORD, "p%40ss"):
+        assert secret not in output
+        assert secret not in server.out("cat /var/log/ppc-tasks/audit.log")
+    assert server.out("stat -c '%a %u' /etc/pypicloud/config.ini") == "600 10001"
+    secrets = json.loads((operator_home / "state" / INDEX / "secrets.json").read_text())
+    assert (secrets["s3_secret_access_key"], secrets["cache_password"]) == (S3_SECRET, PG_PASSWORD)
+
+    install = as_dev(client, "python3 -m venv ~/venv && ~/venv/bin/pip install --no-cache-dir "
+                             "ppc-shared-sample==1.0.0")
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert b"Successfully installed ppc-shared-sample-1.0.0" in install.stdout
+    # The files are in the bucket, the releases in PostgreSQL, nothing in the data volume.
+    objects = bucket_listing()
+    assert any(name.endswith("ppc_shared_sample-1.0.0-py3-none-any.whl") for name in objects), objects
+    assert any(name.endswith("ppc_shared_sample-1.0.0.tar.gz") for name in objects), objects
+    rows = in_engine("ppc-it-postgres", "psql -h 127.0.0.1 -U pypi -tA -c "
+                     "'select filename from packages' pypi", PGPASSWORD=PG_PASSWORD)
+    assert sorted(rows.split()) == ["ppc_shared_sample-1.0.0-py3-none-any.whl",
+                                    "ppc_shared_sample-1.0.0.tar.gz"]
+    assert server.out("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
+                      "find /data/packages -type f") == ""
+
+
+def test_a_warm_deploy_needs_no_secret_again(deployed_shared, fab, engines, server, operator_home):
+    again = fab("deploy", host=server, settings=shared_settings(engines, server, operator_home))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "done: 0 changed," in again.stdout, again.stdout
+
+
+def test_dry_run_shows_the_config_with_its_secrets_redacted(deployed_shared, fab, engines,
+                                                            server, operator_home):
+    dry = fab("--dry", "deploy", host=server, settings=shared_settings(
+        engines, server, operator_home, cache_url=f"redis://{engines.redis}:6379/0"),
+        env={"PPC_CACHE_PASSWORD": REDIS_PASSWORD})
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (f"+db.url = redis://:<redacted>@{engines.redis}:6379/0?socket_connect_timeout=5"
+            f"&socket_timeout=15") in dry.stdout, dry.stdout
+    assert (f"-db.url = postgresql://pypi:<redacted>@{engines.postgres}:5432/pypi"
+            f"?connect_timeout=5") in dry.stdout
+    for secret in (REDIS_PASSWORD, PG_PASSWORD, S3_SECRET, "r%40d", "p%40ss"):
+        assert secret not in dry.stdout + dry.stderr
+    secrets = json.loads((operator_home / "state" / INDEX / "secrets.json").read_text())
+    assert secrets["cache_password"] == PG_PASSWORD  # --dry keeps nothing
+
+
+def test_moving_the_cache_to_redis_keeps_every_release(deployed_shared, fab, engines, server,
+                                                       client, operator_home):
+    settings = shared_settings(engines, server, operator_home,
+                               cache_url=f"redis://{engines.redis}:6379/0")
+    moved = fab("deploy", host=server, settings=settings, env={"PPC_CACHE_PASSWORD": REDIS_PASSWORD})
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert steps(moved.stdout)["server.container"] == "changed"
+    # An empty cache is filled from the bucket when the server starts.
+    install = as_dev(client, "~/venv/bin/pip install --no-cache-dir --force-reinstall "
+                             "ppc-shared-sample==1.0.0")
+    assert install.returncode == 0, install.stdout + install.stderr
+    keys = in_engine("ppc-it-redis", "redis-cli --scan", REDISCLI_AUTH=REDIS_PASSWORD)
+    assert any("ppc_shared_sample-1.0.0.tar.gz" in key for key in keys.split()), keys
+    again = fab("deploy", host=server, settings=settings)
+    assert "done: 0 changed," in again.stdout, again.stdout
+
+
+def test_status_reports_the_bucket_and_the_cache_as_the_server_sees_them(
+        deployed_shared, fab, engines, server, operator_home):
+    settings = shared_settings(engines, server, operator_home,
+                               cache_url=f"redis://{engines.redis}:6379/0")
+    healthy = fab("status", host=server, settings=settings)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert re.search(rf"\] storage +ok +s3 bucket {BUCKET} at http://{engines.s3}:8080: ok$",
+                     healthy.stdout, re.MULTILINE), healthy.stdout
+    assert re.search(rf"\] cache +ok +redis://{engines.redis}:6379/0: ok$", healthy.stdout, re.MULTILINE)
+    docker("stop", "ppc-it-redis")
+    try:
+        broken = fab("status", host=server, settings=settings)
+    finally:
+        docker("start", "ppc-it-redis")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    # In seconds, and saying why: pypicloud's cache URL carries connect timeouts.
+    assert re.search(rf"\] cache +PROBLEM +redis://{engines.redis}:6379/0: (Timeout|Error)",
+                     broken.stdout, re.MULTILINE), broken.stdout
