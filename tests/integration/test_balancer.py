@@ -15,7 +15,8 @@ from .conftest import SYSTEM_CA_BUNDLE, steps
 from .engines import BUCKET, PG_PASSWORD, REDIS_PASSWORD, S3_SECRET, Engines
 
 INDEX = "pypi-cluster.test"
-DOWNLOADS = 12  # through the balancer while an index host is down
+HOST_NAMES = ("pypi1.cluster.test", "pypi2.cluster.test")  # each index host's own name
+INSTALLS = 10  # through the balancer while an index host is down
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +24,21 @@ def index_hosts(start_host):
     return start_host("idx1"), start_host("idx2")
 
 
-@pytest.fixture(scope="module")
-def balancer_host(start_host):
-    return start_host("lb")
+def names_of(index_hosts) -> dict[str, str]:
+    """The index hosts' DNS names, as /etc/hosts of the balancer and the client has them."""
+    return {name: host.address for name, host in zip(HOST_NAMES, index_hosts)}
 
 
 @pytest.fixture(scope="module")
-def client(start_host, balancer_host):
+def balancer_host(start_host, index_hosts):
+    return start_host("lb", add_hosts=names_of(index_hosts))
+
+
+@pytest.fixture(scope="module")
+def client(start_host, balancer_host, index_hosts):
     """A developer machine that resolves the index's name to the balancer."""
     client = start_host("cluster-client", kind="client",
-                        add_hosts={INDEX: balancer_host.address})
+                        add_hosts={INDEX: balancer_host.address, **names_of(index_hosts)})
     client.exec("useradd -m -s /bin/sh dev && mkdir -p ~dev/.ssh "
                 "&& cp /root/.ssh/authorized_keys ~dev/.ssh/ && chown -R dev: ~dev/.ssh")
     return client
@@ -41,7 +47,7 @@ def client(start_host, balancer_host):
 def cluster_settings(engines: Engines, index_hosts, operator_home, cache: str) -> dict:
     cache_url = {"postgresql": f"postgresql://pypi@{engines.postgres}/pypi",
                  "redis": f"redis://{engines.redis}:6379/0"}[cache]
-    return {"server_names": [INDEX], "index_hosts": [host.address for host in index_hosts],
+    return {"server_names": [INDEX], "index_hosts": list(names_of(index_hosts)),
             "users": ["dev"], "build_ca_bundle": SYSTEM_CA_BUNDLE,
             "state_dir": str(operator_home / "state"), "storage": "s3", "s3_bucket": BUCKET,
             "s3_endpoint_url": f"http://{engines.s3}:8080", "s3_addressing_style": "path",
@@ -60,12 +66,13 @@ def dev_password(operator_home) -> str:
     return json.loads((operator_home / "state" / INDEX / "secrets.json").read_text())["passwords"]["dev"]
 
 
-def downloads_through_the_balancer(client, project: str) -> list[bytes]:
-    """pip downloads of every file of `project`, one after another; their failures."""
+def installs_through_the_balancer(client, requirement: str) -> list[bytes]:
+    """pip installs of `requirement` (pip.conf names the balancer), one after another;
+    their failures."""
     failures = []
-    for _ in range(DOWNLOADS):
-        result = as_dev(client, f"rm -rf /tmp/get && pip download --no-deps --no-cache-dir "
-                                f"-d /tmp/get {project}")
+    for _ in range(INSTALLS):
+        result = as_dev(client, f"~/venv/bin/pip install --no-cache-dir --force-reinstall "
+                                f"--no-deps {requirement}")
         if result.returncode != 0:
             failures.append(result.stdout + result.stderr)
     return failures
@@ -92,20 +99,22 @@ def cluster(fab, engines, index_hosts, balancer_host, client, operator_home, mak
     configured = fab("clients.configure", host=f"dev@127.0.0.1:{client.port}", settings=settings)
     assert configured.returncode == 0, configured.stdout + configured.stderr
     upload(client, make_dists, "ppc-cluster-sample", "1.0.0")
+    install = as_dev(client, "python3 -m venv ~/venv && ~/venv/bin/pip install --no-cache-dir "
+                             "ppc-cluster-sample==1.0.0")
+    assert install.returncode == 0, install.stdout + install.stderr
     return balanced
 
 
 def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, index_hosts,
                                                          balancer_host, client, operator_home,
                                                          make_dists):
-    first, second = index_hosts
     # Same accounts and session keys (one config.ini), one certificate for every name.
     configs = {host.out("sha256sum /etc/pypicloud/config.ini") for host in index_hosts}
     assert len(configs) == 1, configs
     certificate = f"/etc/ssl/ppc-tasks/{INDEX}.crt"
     assert len({host.out(f"sha256sum {certificate}") for host in (*index_hosts, balancer_host)}) == 1
-    names = first.out(f"openssl x509 -in {certificate} -noout -ext subjectAltName")
-    for name in (f"DNS:{INDEX}", f"IP Address:{first.address}", f"IP Address:{second.address}"):
+    names = index_hosts[0].out(f"openssl x509 -in {certificate} -noout -ext subjectAltName")
+    for name in (f"DNS:{INDEX}", *(f"DNS:{name}" for name in HOST_NAMES)):
         assert name in names, names
     # Secrets stay off the balancer: it holds the certificate's key (0600) and no config.
     assert balancer_host.out(f"stat -c '%a' /etc/ssl/ppc-tasks/{INDEX}.key") == "600"
@@ -115,10 +124,10 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
     password = dev_password(operator_home)
     ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
     upload(client, make_dists, "ppc-cluster-sample", "2.0.0",
-           repository=f"--repository-url https://{first.address}/simple/ --cert {ca}",
+           repository=f"--repository-url https://{HOST_NAMES[0]}/simple/ --cert {ca}",
            TWINE_USERNAME="dev", TWINE_PASSWORD=password)
     uploaded = time.monotonic()
-    other = f"https://dev:{urllib.parse.quote(password, safe='')}@{second.address}/simple/"
+    other = f"https://dev:{urllib.parse.quote(password, safe='')}@{HOST_NAMES[1]}/simple/"
     while True:
         found = as_dev(client, "pip download --no-deps --no-cache-dir -d /tmp/other "
                                "ppc-cluster-sample==2.0.0", PIP_INDEX_URL=other)
@@ -135,25 +144,22 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
         assert again.stdout.count("done: 0 changed,") == (2 if task == "deploy" else 1), again.stdout
 
 
-def failover(fab, settings, client, down, up, project: str) -> None:
+def failover(fab, settings, client, down, up, requirement: str) -> None:
     """Stop `down`'s server: the client keeps installing through the balancer; `fab
     deploy` brings it back, and changes nothing on `up`."""
     down.exec("docker stop pypicloud")
-    failures = downloads_through_the_balancer(client, project)
+    failures = installs_through_the_balancer(client, requirement)
     assert failures == [], failures[0].decode(errors="replace")
     back = fab("deploy", host=down, settings=settings)
     assert back.returncode == 0, back.stdout + back.stderr
     assert steps(back.stdout)["server.container"] == "changed", back.stdout
     other = fab("deploy", host=up, settings=settings)
     assert "done: 0 changed," in other.stdout, other.stdout
-    assert downloads_through_the_balancer(client, project) == []
+    assert installs_through_the_balancer(client, requirement) == []
 
 
 def test_a_client_keeps_installing_while_an_index_host_is_down(cluster, fab, engines, index_hosts,
                                                                 client, operator_home):
-    install = as_dev(client, "python3 -m venv ~/venv && ~/venv/bin/pip install --no-cache-dir "
-                             "ppc-cluster-sample==1.0.0")
-    assert install.returncode == 0, install.stdout + install.stderr
     settings = cluster_settings(engines, index_hosts, operator_home, "postgresql")
     failover(fab, settings, client, *index_hosts, "ppc-cluster-sample==1.0.0")
 
