@@ -535,11 +535,13 @@ PARALLEL_HOSTS = 16
 
 
 def cli_hosts(c) -> list[str]:
-    """Every host given with -H to the running `fab`, or just this connection's."""
-    from fabric.main import program  # the running `fab` program: it parsed -H
+    """Every host given with -H to the running `fab` or `ppc`, or just this connection's."""
+    from fabric.main import program as fab  # the running program parsed -H
 
-    core = getattr(program, "core", None)
-    hosts = core[0].args.hosts.value if core else None
+    from .cli import program as ppc
+
+    cores = [program.core for program in (ppc, fab) if getattr(program, "core", None)]
+    hosts = cores[0][0].args.hosts.value if cores else None
     return [h for h in hosts.split(",") if h] if hosts else [c.original_host]
 
 

@@ -81,8 +81,11 @@ def image_builds(settings: Settings) -> list[ImageBuild]:
 
 def _context_files(role: str) -> dict[str, bytes]:
     directory = DOCKER_DIR / role
+    # Bytecode is no part of it: Python writes it beside the scripts when it runs them
+    # (a test, or pip installing the wheel), and it would change the context hash.
     return {path.relative_to(directory).as_posix(): path.read_bytes()
-            for path in sorted(directory.rglob("*")) if path.is_file()}
+            for path in sorted(directory.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts}
 
 
 def build_argv(build: ImageBuild, no_cache: bool) -> list[str]:

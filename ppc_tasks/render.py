@@ -7,7 +7,11 @@ from pathlib import Path
 
 import jinja2
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+# In a clone, templates/, files/ and docker/ are at the top of the repo; an installed
+# wheel carries them inside the package (pyproject.toml maps them there).
+BUNDLED = PACKAGE_DIR / "bundled"
+ROOT = BUNDLED if (BUNDLED / "templates").is_dir() else PACKAGE_DIR.parent
 TEMPLATES_DIR = ROOT / "templates"
 FILES_DIR = ROOT / "files"
 DOCKER_DIR = ROOT / "docker"

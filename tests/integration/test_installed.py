@@ -1,0 +1,101 @@
+"""ppc-tasks as an operator installs it: the wheel in a fresh venv, the `ppc` command run
+from directories that are not the clone, and a user's own fabfile that adds the
+collections beside its own tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, steps
+
+USER_FABFILE = '''\
+from fabric import task
+from invoke import Collection
+
+from ppc_tasks import namespace
+
+
+@task
+def hello(c):
+    """A task of the operator's own."""
+    print("hello from my own fabfile")
+
+
+ns = Collection(hello)
+ns.add_collection(namespace, name="ppc")
+'''
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh venv with the wheel built from this checkout: its bin/ folder."""
+    work = tmp_path_factory.mktemp("installed")
+    source = work / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "__pycache__", "*.egg-info", "build"))
+    pip = REPO / ".venv" / "bin" / "pip"
+    built = subprocess.run([str(pip), "wheel", "-q", "--no-deps", "-w", str(work / "dist"),
+                            str(source)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (work / "dist").glob("ppc_tasks-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
+    venv_pip = work / "venv" / "bin" / "pip"
+    added = subprocess.run([str(venv_pip), "install", "-q", "--disable-pip-version-check",
+                            str(wheel)], capture_output=True, text=True)
+    assert added.returncode == 0, added.stdout + added.stderr
+    return work / "venv" / "bin"
+
+
+def run(command: Path, *args: str, cwd: Path, fab) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")}
+    return subprocess.run([str(command), *args], cwd=cwd, capture_output=True, text=True,
+                          env={**environment, "HOME": str(fab.home)}, timeout=900)
+
+
+def test_ppc_lists_its_tasks_from_an_empty_directory(installed, fab, tmp_path):
+    listed = run(installed / "ppc", "--list", cwd=tmp_path, fab=fab)
+    assert listed.returncode == 0, listed.stderr
+    for name in ("deploy", "status", "clients.configure", "balancer.deploy", "storage.migrate"):
+        assert f"  {name} " in listed.stdout, listed.stdout
+    helped = run(installed / "ppc", "--help", "deploy", cwd=tmp_path, fab=fab)
+    assert "Turn the host into an HTTPS package index" in helped.stdout, helped.stdout
+    assert "--skip-build" in helped.stdout
+    version = run(installed / "ppc", "--version", cwd=tmp_path, fab=fab)
+    assert version.stdout.startswith("ppc-tasks 0."), version.stdout
+
+
+def test_ppc_deploys_from_anywhere_with_the_project_file_where_it_runs(installed, fab, deployed,
+                                                                        tmp_path):
+    # The operator's settings in fabric.yaml (JSON is YAML) of the directory ppc runs in.
+    (tmp_path / "fabric.yaml").write_text(json.dumps({"ppc": deployed.settings()}))
+    target = ["-i", str(fab.key), "-H", deployed.host.target]
+    first = run(installed / "ppc", *target, "deploy", cwd=tmp_path, fab=fab)
+    assert first.returncode == 0, first.stdout + first.stderr
+    # The installed copy builds the very same images as the clone: nothing to rebuild.
+    assert steps(first.stdout)["image.server"] == "unchanged", first.stdout
+    again = run(installed / "ppc", *target, "--dry", "deploy", cwd=tmp_path, fab=fab)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "dry run: 0 would change," in again.stdout, again.stdout
+    from_clone = fab("deploy", host=deployed.host, settings=deployed.settings())
+    assert "done: 0 changed," in from_clone.stdout, from_clone.stdout
+
+
+def test_a_users_own_fabfile_adds_the_collections(installed, fab, deployed, tmp_path):
+    (tmp_path / "fabfile.py").write_text(USER_FABFILE)
+    (tmp_path / "fabric.yaml").write_text(json.dumps({"ppc": deployed.settings()}))
+    listed = run(installed / "fab", "--list", cwd=tmp_path, fab=fab)
+    assert listed.returncode == 0, listed.stderr
+    assert "  hello " in listed.stdout and "  ppc.deploy " in listed.stdout, listed.stdout
+    assert "hello from my own fabfile" in run(installed / "fab", "hello", cwd=tmp_path,
+                                               fab=fab).stdout
+    status = run(installed / "fab", "-i", str(fab.key), "-H", deployed.host.target,
+                 "ppc.status", cwd=tmp_path, fab=fab)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "config       ok" in status.stdout, status.stdout
