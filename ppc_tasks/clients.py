@@ -30,6 +30,11 @@ PIP_CONF = ".config/pip/pip.conf"
 BACKUP_SUFFIX = ".ppc-tasks-backup"  # what backup-once.sh keeps
 # The files of the connecting user, by step; the facts probe reads them as ~/NAME.
 USER_FILES = {"clients.pypirc": PYPIRC, "clients.pip": PIP_CONF}
+# pip from 24.2 on, on Python 3.10 and newer, verifies with the system trust store
+# (truststore): once the CA is there, pip.conf needs no `cert`. twine reads certifi only,
+# so .pypirc always names the bundle.
+PIP_WITH_SYSTEM_STORE = (24, 2)
+PYTHON_WITH_SYSTEM_STORE = (3, 10)
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -82,11 +87,14 @@ def merge_pypirc(existing: str, ours: str) -> str:
     return _write(parser)
 
 
-def merge_pip_conf(existing: str, ours: str) -> str:
-    """Set our keys in [global]; an extra-index-url keeps the other indexes it lists."""
+def merge_pip_conf(existing: str, ours: str, stale_cert: str | None = None) -> str:
+    """Set our keys in [global]; an extra-index-url keeps the other indexes it lists; a
+    `cert` naming stale_cert (one configure wrote, no longer needed) goes."""
     parser, our = _parse(existing), _parse(ours)
     if not parser.has_section("global"):
         parser.add_section("global")
+    if stale_cert and parser.get("global", "cert", fallback=None) == stale_cert:
+        parser.remove_option("global", "cert")
     for key, value in our.items("global"):
         if key == "extra-index-url":
             ours_host = urllib.parse.urlsplit(value).hostname
@@ -118,12 +126,18 @@ def client_password(settings: Settings) -> str:
     return password
 
 
+def pip_trusts_system_store(facts: Facts) -> bool:
+    """Whether `python3 -m pip` on the host verifies with the system trust store."""
+    return facts.pip is not None and facts.pip[0][:2] >= PIP_WITH_SYSTEM_STORE \
+        and facts.pip[1][:2] >= PYTHON_WITH_SYSTEM_STORE
+
+
 def queries(settings: Settings, can_sudo: bool) -> list[str]:
     files = [query for name in USER_FILES.values()
              for query in (f"text=~/{name}", f"file=~/{name}{BACKUP_SUFFIX}")]
     bundles = [f"text={family.trust_store.bundle}" for family in FAMILIES.values()]
     return ["platform", *files, f"file=~/{user_bundle_name(settings)}",
-            *certs.trust_queries(settings), *([] if can_sudo else bundles)]
+            *certs.trust_queries(settings), *(["pip"] if can_sudo else bundles)]
 
 
 def redact_credentials(text: str) -> str:
@@ -137,20 +151,24 @@ def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | 
     """The CA (system store with sudo, else a bundle of the user's own), then .pypirc and
     pip.conf merged into what is there, the first change keeping a backup."""
     steps: list[Step] = []
-    bundle = None
+    bundle = pip_bundle = None
     if ca is not None and can_sudo:
         steps.append(certs.plan_trust(settings, facts, ca, host_name))
-        bundle = certs.known_trust_store(facts, host_name).bundle
+        bundle = pip_bundle = certs.known_trust_store(facts, host_name).bundle
+        if pip_trusts_system_store(facts):
+            pip_bundle = None
     elif ca is not None:
         store = facts.platform.trust_store
         system = (facts.file(store.bundle).content or b"").decode() if store else ""
-        bundle = f"{facts.home}/{user_bundle_name(settings)}"
+        bundle = pip_bundle = f"{facts.home}/{user_bundle_name(settings)}"
         steps.append(file_step("clients.ca-bundle", bundle, combined_bundle(system, ca),
                                facts.file(f"~/{user_bundle_name(settings)}"), mode="644",
                                owner=None, user_ids=facts.user_ids,
                                done=f"{bundle} (no sudo: a user-local CA bundle)"))
+    stale = bundle if pip_bundle is None else None
     ours = {"clients.pypirc": (merge_pypirc, render_pypirc(settings, password, bundle)),
-            "clients.pip": (merge_pip_conf, render_pip_conf(settings, password, bundle))}
+            "clients.pip": (lambda existing, our: merge_pip_conf(existing, our, stale),
+                            render_pip_conf(settings, password, pip_bundle))}
     for step, name in USER_FILES.items():
         merge, our_part = ours[step]
         current = facts.file(f"~/{name}")
@@ -158,7 +176,7 @@ def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | 
         path = f"{facts.home}/{name}"
         change = file_step(step, path, merge(existing, our_part).encode(), current, mode="600",
                            owner=None, user_ids=facts.user_ids, redact=redact_credentials)
-        if isinstance(change, Change) and current.state is not None:
+        if isinstance(change, Change):  # the original, or a note that there was none
             change.commands = [Command.of(*script_argv("backup-once", path), root=False),
                                *change.commands]
         steps.append(change)

@@ -63,6 +63,7 @@ class Facts:
     home: str = ""
     docker: str = "unknown"  # missing | running | stopped
     commands: dict[str, bool] = field(default_factory=dict)
+    pip: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (pip, its Python) versions
     units: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (enabled, active)
     images: dict[str, ImageFacts | None] = field(default_factory=dict)
     containers: dict[str, ContainerFacts | None] = field(default_factory=dict)
@@ -102,6 +103,17 @@ def parse_health_report(encoded: str) -> dict[str, str]:
     return {str(part): str(message) for part, message in report.items()}
 
 
+def parse_pip_versions(text: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """From "24.2 3.11" (pip, Python); None when there is no pip."""
+    words = text.split()
+    if len(words) != 2:
+        return None
+    try:
+        return tuple(map(int, words[0].split("."))), tuple(map(int, words[1].split(".")))
+    except ValueError:
+        return None
+
+
 def parse_file_state(text: str) -> FileFacts:
     words = text.split()
     if not words or words[0] == "missing":
@@ -136,6 +148,8 @@ def parse(output: str) -> Facts:
             facts.user_ids, facts.home = user_ids, home
         elif kind == "command":
             facts.commands[value] = answer[0] == "yes"
+        elif kind == "pip":
+            facts.pip = parse_pip_versions(answer[0] if answer else "")
         elif kind == "docker":
             facts.docker = answer[0]
         elif kind == "unit":

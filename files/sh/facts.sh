@@ -49,6 +49,9 @@ for query in "$@"; do
     command)
         if command -v "$value" >/dev/null 2>&1 || [ -x "/usr/sbin/$value" ]; then state=yes; else state=no; fi
         answer command "$value" "$state" ;;
+    pip)  # the versions of pip and of the Python it runs on, for `python3 -m pip`
+        answer pip "" "$(python3 -m pip --version 2>/dev/null \
+            | sed -n 's/^pip \([0-9][0-9.]*\) .*(python \([0-9][0-9.]*\))$/\1 \2/p')" ;;
     docker)
         docker_answers
         answer docker "" "$docker_state" ;;

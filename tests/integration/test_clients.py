@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from . import harness
-from .conftest import SERVER_NAME, steps
+from .conftest import REPO, SERVER_NAME, steps
 
 OTHER_PYPIRC = ("[distutils]\nindex-servers =\n    company\n\n"
                 "[company]\nrepository = https://company.example/\nusername = me\n")
@@ -107,6 +109,30 @@ def test_second_run_changes_nothing(configured, fab, deployed, dev_hosts):
     assert set(table(again.stdout).values()) == {"ok"}
     assert set(steps(again.stdout).values()) == {"unchanged"}
     assert [mtimes(host) for host in dev_hosts] == before
+
+
+def test_pip_that_trusts_the_system_store_gets_no_cert_line(configured, fab, deployed, dev_hosts,
+                                                            tmp_path):
+    """Debian 12's pip 23 needs pip.conf's `cert`; pip 24.2+ on Python 3.10+ reads the
+    system store (truststore), where certs.trust put the CA: the line goes."""
+    host = dev_hosts[1]
+    fetched = subprocess.run([str(REPO / ".venv" / "bin" / "pip"), "download", "-q", "--no-deps",
+                              "-d", str(tmp_path), "pip==24.3.1"], capture_output=True, text=True)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    host.copy_in(list(tmp_path.glob("pip-*.whl")), "/tmp/newer-pip")
+    upgraded = as_dev(host, "python3 -m pip install -q --user --break-system-packages "
+                            "/tmp/newer-pip/pip-*.whl")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+
+    result = fab("clients.configure", host=targets([host]), settings=deployed.settings())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert steps(result.stdout)["clients.pip"] == "changed"
+    assert "cert" not in as_dev(host, "cat ~/.config/pip/pip.conf").stdout.decode()
+    assert "ca_cert = /etc/ssl/certs/ca-certificates.crt" in as_dev(
+        host, "cat ~/.pypirc").stdout.decode()  # twine reads certifi only
+    download = as_dev(host, "python3 -m pip download -q --no-deps --no-cache-dir -d /tmp/got "
+                            "ppc-client-sample==1.0.0")
+    assert download.returncode == 0, download.stdout + download.stderr
 
 
 def test_twenty_one_hosts_at_once(fab, deployed, start_host):

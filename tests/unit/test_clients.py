@@ -2,8 +2,10 @@ import configparser
 
 import pytest
 
-from ppc_tasks import clients, packages
+from ppc_tasks import certs, clients, packages
+from ppc_tasks.facts import Facts, FileFacts, parse_pip_versions
 from ppc_tasks.settings import Settings, SettingsError
+from ppc_tasks.system import FAMILIES, parse_platform
 
 PASSWORD = "s3cret/+"
 
@@ -97,3 +99,33 @@ def test_user_bundle_is_system_cas_then_ours():
     system = "-----BEGIN CERTIFICATE-----\nSYSTEM\n-----END CERTIFICATE-----\n"
     assert clients.combined_bundle(system, ca) == system.encode() + ca
     assert clients.combined_bundle("", ca) == ca
+
+
+@pytest.mark.parametrize(("pip", "cert_in_pip_conf"), [
+    ("24.2 3.10", False), ("25.1.1 3.12", False),  # truststore: the system store serves
+    ("24.1.2 3.12", True), ("24.2 3.9", True), ("23.0.1 3.11", True), ("", True),
+])
+def test_pip_conf_names_the_bundle_only_where_pip_needs_it(settings, pip, cert_in_pip_conf):
+    facts = Facts(platform=parse_platform("os=debian\nsystemd=1"), home="/home/dev",
+                  user_ids="1000:1000", pip=parse_pip_versions(pip),
+                  files={path: FileFacts(None) for path in (
+                      "~/.pypirc", "~/.config/pip/pip.conf",
+                      certs.trust_path(FAMILIES["debian"].trust_store, settings.index_name))})
+    steps = {step.step: step for step in clients.plan_configure(
+        settings, facts, PASSWORD, b"-----BEGIN CERTIFICATE-----\n", True, "dev1")}
+    pip_conf = parsed(steps["clients.pip"].diffs[0].new.decode())
+    assert pip_conf.has_option("global", "cert") == cert_in_pip_conf
+    # twine reads certifi only: .pypirc names the bundle whatever pip does.
+    pypirc = parsed(steps["clients.pypirc"].diffs[0].new.decode())
+    assert pypirc["internal"]["ca_cert"] == "/etc/ssl/certs/ca-certificates.crt"
+
+
+def test_a_cert_line_configure_wrote_goes_once_pip_no_longer_needs_it(settings):
+    earlier = "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\ntimeout = 30\n"
+    merged = parsed(clients.merge_pip_conf(earlier, "[global]\nindex-url = https://x/simple/\n",
+                                           "/etc/ssl/certs/ca-certificates.crt"))
+    assert not merged.has_option("global", "cert") and merged["global"]["timeout"] == "30"
+    own = "[global]\ncert = /home/dev/corporate.pem\n"
+    kept = parsed(clients.merge_pip_conf(own, "[global]\nindex-url = https://x/simple/\n",
+                                         "/etc/ssl/certs/ca-certificates.crt"))
+    assert kept["global"]["cert"] == "/home/dev/corporate.pem"

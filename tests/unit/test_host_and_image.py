@@ -126,6 +126,17 @@ def test_backup_is_made_once_and_restored(tmp_path):
     assert run_script("restore-backup", str(path)).stdout == b""
 
 
+def test_a_file_configure_created_is_never_taken_for_an_original(tmp_path):
+    path = tmp_path / "pip" / "pip.conf"  # not even its folder yet
+    run_script("backup-once", str(path))  # there is none yet: noted
+    path.write_text("ours")
+    run_script("backup-once", str(path))  # a later change (say, a new password)
+    path.write_text("ours, changed")
+    assert not (tmp_path / "pip" / "pip.conf.ppc-tasks-backup").exists()
+    assert run_script("restore-backup", str(path)).stdout == b"removed\n"
+    assert list((tmp_path / "pip").iterdir()) == []
+
+
 def builds(**ppc):
     return {b.role: b for b in image.image_builds(Settings.from_config(ppc, host="h"))}
 
