@@ -299,8 +299,8 @@ def plan_install(settings: Settings, tls: LocalTLS, facts: Facts) -> Step:
 
 def trust_queries(settings: Settings) -> list[str]:
     """The CA's place in every trust store ppc-tasks knows (the family is a fact too)."""
-    return [f"file={trust_path(family.trust_store, settings.index_name)}"
-            for family in FAMILIES.values()]
+    return list(dict.fromkeys(f"file={trust_path(family.trust_store, settings.index_name)}"
+                              for family in FAMILIES.values()))
 
 
 def known_trust_store(facts: Facts, host_name: str) -> TrustStore:
@@ -317,10 +317,11 @@ def plan_trust(settings: Settings, facts: Facts, ca: bytes | None, host_name: st
         return Unchanged("certs.trust", "publicly trusted certificate: nothing to add")
     store = known_trust_store(facts, host_name)
     path = trust_path(store, settings.index_name)
-    refresh = " ".join(store.refresh)
+    then = [command for command in (store.fill(store.add, path), store.refresh) if command]
+    how = "; ".join(" ".join(command) for command in then)
     put = file_step("certs.trust", path, ca, facts.file(path), mode="644", owner="0:0")
-    return one_step("certs.trust", f"{path} ({refresh})", f"trust the index's CA: {path} ({refresh})",
-                    [put], extra=[Command.of(*store.refresh)])
+    return one_step("certs.trust", f"{path} ({how})", f"trust the index's CA: {path} ({how})",
+                    [put], extra=[Command.of(*command) for command in then])
 
 
 def plan_untrust(settings: Settings, facts: Facts) -> Step:
@@ -329,10 +330,12 @@ def plan_untrust(settings: Settings, facts: Facts) -> Step:
     path = trust_path(store, settings.index_name) if store else None
     if path is None or facts.file(path).state is None:
         return Unchanged("certs.trust", "the CA is not in the system trust store")
-    refresh = " ".join(store.refresh)
-    return Change("certs.trust", done=f"removed {path} ({refresh})",
-                  would=f"take the index's CA out of the trust store: {path} ({refresh})",
-                  commands=[Command.of("rm", "-f", "--", path), Command.of(*store.refresh)])
+    before, after = store.fill(store.remove, path), store.refresh
+    how = "; ".join(" ".join(command) for command in (before, after) if command)
+    commands = [command for command in (before, ("rm", "-f", "--", path), after) if command]
+    return Change("certs.trust", done=f"removed {path} ({how})",
+                  would=f"take the index's CA out of the trust store: {path} ({how})",
+                  commands=[Command.of(*command) for command in commands])
 
 
 def ca_path(settings: Settings) -> Path | None:

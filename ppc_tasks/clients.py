@@ -135,9 +135,12 @@ def pip_trusts_system_store(facts: Facts) -> bool:
 def queries(settings: Settings, can_sudo: bool) -> list[str]:
     files = [query for name in USER_FILES.values()
              for query in (f"text=~/{name}", f"file=~/{name}{BACKUP_SUFFIX}")]
-    bundles = [f"text={family.trust_store.bundle}" for family in FAMILIES.values()]
+    # The system bundle goes into a user's own when it cannot hold the index's CA: without
+    # sudo, or where it never holds a local CA (macOS).
+    bundles = list(dict.fromkeys(f"text={family.trust_store.bundle}" for family in FAMILIES.values()
+                                 if not can_sudo or not family.trust_store.bundle_holds_local))
     return ["platform", *files, f"file=~/{user_bundle_name(settings)}",
-            *certs.trust_queries(settings), *(["pip"] if can_sudo else bundles)]
+            *certs.trust_queries(settings), *(["pip"] if can_sudo else []), *bundles]
 
 
 def redact_credentials(text: str) -> str:
@@ -152,19 +155,21 @@ def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | 
     pip.conf merged into what is there, the first change keeping a backup."""
     steps: list[Step] = []
     bundle = pip_bundle = None
+    store = facts.platform.trust_store
     if ca is not None and can_sudo:
         steps.append(certs.plan_trust(settings, facts, ca, host_name))
-        bundle = pip_bundle = certs.known_trust_store(facts, host_name).bundle
+    if ca is not None and can_sudo and store.bundle_holds_local:
+        bundle = pip_bundle = store.bundle
         if pip_trusts_system_store(facts):
             pip_bundle = None
     elif ca is not None:
-        store = facts.platform.trust_store
         system = (facts.file(store.bundle).content or b"").decode() if store else ""
+        why = "the system bundle never holds it" if can_sudo else "no sudo"
         bundle = pip_bundle = f"{facts.home}/{user_bundle_name(settings)}"
         steps.append(file_step("clients.ca-bundle", bundle, combined_bundle(system, ca),
                                facts.file(f"~/{user_bundle_name(settings)}"), mode="644",
                                owner=None, user_ids=facts.user_ids,
-                               done=f"{bundle} (no sudo: a user-local CA bundle)"))
+                               done=f"{bundle} ({why}: a user-local CA bundle)"))
     stale = bundle if pip_bundle is None else None
     ours = {"clients.pypirc": (merge_pypirc, render_pypirc(settings, password, bundle)),
             "clients.pip": (lambda existing, our: merge_pip_conf(existing, our, stale),

@@ -69,6 +69,10 @@ def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str, sit
     when notified), nginx.boot."""
     installed, running = facts.nginx
     family = facts.platform.family
+    if family is not None and family.install_nginx is None:
+        raise TaskError(f"ppc-tasks serves an index from Debian/Ubuntu and RHEL/Fedora hosts; "
+                        f"{host_name} is {facts.platform.os} ({family.name}): use it as a "
+                        f"client (clients.configure, certs.trust)")
     if installed:
         plan.add(Unchanged("nginx.install", "nginx is installed"))
     elif family is None:

@@ -8,36 +8,67 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TrustStore:
+    """Where a local CA goes, and how the system learns of it (as mkcert's
+    truststore_linux.go and truststore_darwin.go do it). In commands, {path} stands for
+    the CA certificate's file."""
+
     family: str
     directory: str  # where local CA certificates go
-    refresh: tuple[str, ...]  # rebuilds the bundle from them
+    refresh: tuple[str, ...]  # rebuilds the bundle from them, after a CA comes or goes
     bundle: str  # the system bundle: every trusted CA in one PEM file
+    add: tuple[str, ...] = ()  # run once the file is in place (a keychain, not a folder)
+    remove: tuple[str, ...] = ()  # run before the file goes
+    # False: the bundle never holds a local CA (macOS's /etc/ssl/cert.pem), so pip and
+    # twine get a bundle of the user's own, the system's CAs plus the index's.
+    bundle_holds_local: bool = True
+
+    @staticmethod
+    def fill(command: tuple[str, ...], path: str) -> tuple[str, ...]:
+        return tuple(path if part == "{path}" else part for part in command)
 
 
 @dataclass(frozen=True)
 class Family:
     name: str
-    install_nginx: tuple[str, ...]
+    install_nginx: tuple[str, ...] | None  # None: ppc-tasks serves no index from it
     trust_store: TrustStore
 
 
+APT_NGINX = ("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                         "apt-get install -y -qq nginx")
+DNF_NGINX = ("sh", "-c", "if command -v dnf >/dev/null; then dnf install -y nginx; "
+                         "else yum install -y nginx; fi")
+MACOS_KEYCHAIN = "/Library/Keychains/System.keychain"
 FAMILIES = {
-    "debian": Family(
-        "debian",
-        ("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-                     "apt-get install -y -qq nginx"),
-        TrustStore("debian", "/usr/local/share/ca-certificates", ("update-ca-certificates",),
-                   "/etc/ssl/certs/ca-certificates.crt")),
-    "rhel": Family(
-        "rhel",
-        ("sh", "-c", "if command -v dnf >/dev/null; then dnf install -y nginx; "
-                     "else yum install -y nginx; fi"),
-        TrustStore("rhel", "/etc/pki/ca-trust/source/anchors", ("update-ca-trust", "extract"),
-                   "/etc/pki/tls/certs/ca-bundle.crt")),
+    "debian": Family("debian", APT_NGINX, TrustStore(
+        "debian", "/usr/local/share/ca-certificates", ("update-ca-certificates",),
+        "/etc/ssl/certs/ca-certificates.crt")),
+    "rhel": Family("rhel", DNF_NGINX, TrustStore(
+        "rhel", "/etc/pki/ca-trust/source/anchors", ("update-ca-trust", "extract"),
+        "/etc/pki/tls/certs/ca-bundle.crt")),
+    # Developer machines only: their nginx packages read no /etc/nginx/conf.d.
+    "arch": Family("arch", None, TrustStore(
+        "arch", "/etc/ca-certificates/trust-source/anchors", ("trust", "extract-compat"),
+        "/etc/ssl/certs/ca-certificates.crt")),
+    "suse": Family("suse", None, TrustStore(
+        "suse", "/usr/share/pki/trust/anchors", ("update-ca-certificates",),
+        "/etc/ssl/ca-bundle.pem")),
+    "alpine": Family("alpine", None, TrustStore(
+        "alpine", "/usr/local/share/ca-certificates", ("update-ca-certificates",),
+        "/etc/ssl/certs/ca-certificates.crt")),
+    "macos": Family("macos", None, TrustStore(
+        "macos", "/usr/local/share/ppc-tasks", (), "/etc/ssl/cert.pem",
+        add=("security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k", MACOS_KEYCHAIN,
+             "{path}"),
+        remove=("security", "remove-trusted-cert", "-d", "{path}"),
+        bundle_holds_local=False)),
 }
-# os-release IDs (and ID_LIKE words) of each family.
+# os-release IDs (and ID_LIKE words) of each family; facts.sh says "macos" for Darwin.
 FAMILY_OF_ID = {"debian": "debian", "ubuntu": "debian", "rhel": "rhel", "fedora": "rhel",
-                "centos": "rhel", "rocky": "rhel", "almalinux": "rhel"}
+                "centos": "rhel", "rocky": "rhel", "almalinux": "rhel", "arch": "arch",
+                "manjaro": "arch", "endeavouros": "arch", "opensuse": "suse",
+                "opensuse-leap": "suse", "opensuse-tumbleweed": "suse", "sles": "suse",
+                "suse": "suse", "alpine": "alpine", "macos": "macos"}
 
 
 @dataclass(frozen=True)

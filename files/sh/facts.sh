@@ -11,9 +11,13 @@ answer() {  # answer FIELD...: one line, fields joined by tabs
     printf '%s\n' "$line"
 }
 
+# GNU tools on Linux; BSD ones on a developer's Mac.
+mode_owner() { stat -c '%a %u:%g' -- "$1" 2>/dev/null || stat -f '%Lp %u:%g' -- "$1"; }
+sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi; }
+
 file_state() {  # missing | directory | MODE UID:GID SHA256
     if [ -d "$1" ]; then echo directory
-    elif [ -f "$1" ]; then echo "$(stat -c '%a %u:%g' -- "$1") $(sha256sum < "$1" | cut -d' ' -f1)"
+    elif [ -f "$1" ]; then echo "$(mode_owner "$1") $(sha256 < "$1" | cut -d' ' -f1)"
     else echo missing
     fi
 }
@@ -44,6 +48,7 @@ for query in "$@"; do
     case "$kind" in
     platform)
         . /etc/os-release 2>/dev/null || true
+        [ -r /etc/os-release ] || { [ "$(uname -s)" = Darwin ] && ID=macos; }
         if [ -d /run/systemd/system ]; then systemd=1; else systemd=0; fi
         answer platform "" "${ID:-unknown} ${ID_LIKE:-}" "$systemd" "$(id -u):$(id -g)" "$HOME" ;;
     command)
@@ -133,7 +138,7 @@ for query in "$@"; do
         if report=$(docker exec "$value" pypicloud-health --report 2>/dev/null); then state=ok
         else state=failed
         fi
-        answer health "$value" "$state" "$(printf '%s' "$report" | base64 -w0)" ;;
+        answer health "$value" "$state" "$(printf '%s' "$report" | base64 | tr -d '\n')" ;;
     *)
         echo "facts.sh: unknown query $query" >&2; exit 2 ;;
     esac

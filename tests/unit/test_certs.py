@@ -8,7 +8,10 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ppc_tasks import certs
-from ppc_tasks.system import FAMILIES
+from ppc_tasks.errors import TaskError
+from ppc_tasks.facts import Facts, FileFacts, FileState
+from ppc_tasks.settings import Settings
+from ppc_tasks.system import parse_platform
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 NAMES = ("pypi.example.com", "pypi-internal", "10.1.2.3")
@@ -104,11 +107,42 @@ def test_openssl_accepts_the_chain_for_each_name(ca, server_cert, tmp_path):
         left.close()
 
 
-def test_trust_stores_of_both_families():
-    debian, rhel = FAMILIES["debian"].trust_store, FAMILIES["rhel"].trust_store
-    assert certs.trust_path(debian, "pypi.example.com") == \
-        "/usr/local/share/ca-certificates/ppc-tasks-pypi.example.com.crt"
-    assert debian.refresh == ("update-ca-certificates",)
-    assert certs.trust_path(rhel, "pypi.example.com") == \
-        "/etc/pki/ca-trust/source/anchors/ppc-tasks-pypi.example.com.crt"
-    assert rhel.refresh == ("update-ca-trust", "extract")
+# Each family as mkcert's truststore_linux.go / truststore_darwin.go has it: os-release
+# words in, the commands certs.trust and certs.untrust run out.
+TRUST = [
+    ("ubuntu debian", "/usr/local/share/ca-certificates", [("update-ca-certificates",)]),
+    ("fedora", "/etc/pki/ca-trust/source/anchors", [("update-ca-trust", "extract")]),
+    ("rocky rhel centos fedora", "/etc/pki/ca-trust/source/anchors", [("update-ca-trust", "extract")]),
+    ("arch", "/etc/ca-certificates/trust-source/anchors", [("trust", "extract-compat")]),
+    ("manjaro arch", "/etc/ca-certificates/trust-source/anchors", [("trust", "extract-compat")]),
+    ("opensuse-leap suse opensuse", "/usr/share/pki/trust/anchors", [("update-ca-certificates",)]),
+    ("alpine", "/usr/local/share/ca-certificates", [("update-ca-certificates",)]),
+    ("macos", "/usr/local/share/ppc-tasks",
+     [("security", "add-trusted-cert", "-d", "-r", "trustRoot", "-k",
+       "/Library/Keychains/System.keychain", "/usr/local/share/ppc-tasks/ppc-tasks-pypi.test.crt")]),
+]
+
+
+@pytest.mark.parametrize(("os_words", "directory", "after_put"), TRUST)
+def test_every_common_trust_store(tmp_path, os_words, directory, after_put):
+    settings = Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path)},
+                                    host=None)
+    platform = parse_platform(f"os={os_words}\nsystemd=0")
+    path = f"{directory}/ppc-tasks-pypi.test.crt"
+    facts = Facts(platform=platform, files={path: FileFacts(None)})
+    trust = certs.plan_trust(settings, facts, b"CA", "dev1")
+    assert [command.argv for command in trust.commands][-len(after_put):] == after_put
+    assert trust.commands[0].stdin == b"CA"  # the file first, then the system learns of it
+    facts.files[path] = FileFacts(FileState("0" * 64, "644", "0:0"))
+    untrust = [command.argv for command in certs.plan_untrust(settings, facts).commands]
+    if platform.family.name == "macos":  # the keychain forgets it before the file goes
+        assert untrust == [("security", "remove-trusted-cert", "-d", path), ("rm", "-f", "--", path)]
+    else:
+        assert untrust == [("rm", "-f", "--", path), *after_put]
+
+
+def test_an_unknown_system_is_named():
+    facts = Facts(platform=parse_platform("os=gentoo\nsystemd=1"))
+    with pytest.raises(TaskError, match="^ppc-tasks does not know the trust store of dev1 "
+                                        "\\(gentoo\\)"):
+        certs.known_trust_store(facts, "dev1")

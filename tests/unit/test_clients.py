@@ -129,3 +129,25 @@ def test_a_cert_line_configure_wrote_goes_once_pip_no_longer_needs_it(settings):
     kept = parsed(clients.merge_pip_conf(own, "[global]\nindex-url = https://x/simple/\n",
                                          "/etc/ssl/certs/ca-certificates.crt"))
     assert kept["global"]["cert"] == "/home/dev/corporate.pem"
+
+
+def test_a_mac_trusts_the_ca_in_its_keychain_and_gives_pip_and_twine_a_bundle(settings):
+    """macOS's /etc/ssl/cert.pem never holds a local CA: pip and twine get the user's own
+    bundle (the system's CAs, then the index's) even with sudo."""
+    store = FAMILIES["macos"].trust_store
+    trust_path = certs.trust_path(store, settings.index_name)
+    facts = Facts(platform=parse_platform("os=macos\nsystemd=0"), home="/Users/dev",
+                  user_ids="501:20", pip=parse_pip_versions("25.0 3.12"),
+                  files={path: FileFacts(None) for path in (
+                      "~/.pypirc", "~/.config/pip/pip.conf", trust_path,
+                      f"~/{clients.user_bundle_name(settings)}")})
+    facts.files["/etc/ssl/cert.pem"] = FileFacts(None, content=b"")
+    ca = b"-----BEGIN CERTIFICATE-----\nindex\n-----END CERTIFICATE-----\n"
+    steps = {step.step: step for step in clients.plan_configure(settings, facts, PASSWORD, ca,
+                                                                True, "mac1")}
+    assert steps["certs.trust"].commands[-1].argv[:3] == ("security", "add-trusted-cert", "-d")
+    bundle = f"/Users/dev/{clients.user_bundle_name(settings)}"
+    assert steps["clients.ca-bundle"].diffs[0].path == bundle
+    assert parsed(steps["clients.pip"].diffs[0].new.decode())["global"]["cert"] == bundle
+    assert parsed(steps["clients.pypirc"].diffs[0].new.decode())["internal"]["ca_cert"] == bundle
+    assert "text=/etc/ssl/cert.pem" in clients.queries(settings, can_sudo=True)

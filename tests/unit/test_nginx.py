@@ -3,7 +3,11 @@ import re
 import pytest
 
 from ppc_tasks import nginx
+from ppc_tasks.errors import TaskError
+from ppc_tasks.facts import Facts
+from ppc_tasks.plan import Plan
 from ppc_tasks.settings import Settings
+from ppc_tasks.system import parse_platform
 
 
 @pytest.fixture
@@ -52,3 +56,13 @@ def test_other_names_never_reach_pypicloud(site):
     default = server_blocks(site)[1]
     assert "listen 443 ssl default_server;" in default
     assert "return 444;" in default and "proxy_pass" not in default
+
+
+def test_an_index_is_served_only_from_the_families_ppc_tasks_knows_nginx_on(tmp_path):
+    settings = Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path)},
+                                    host=None)
+    facts = Facts(platform=parse_platform("os=arch\nsystemd=1"), nginx=(True, True))
+    with pytest.raises(TaskError, match=r"^ppc-tasks serves an index from Debian/Ubuntu and "
+                                        r"RHEL/Fedora hosts; box is arch \(arch\): use it as a "
+                                        r"client"):
+        nginx.plan_nginx(settings, facts, Plan(), "box", b"site")
