@@ -21,21 +21,22 @@ def queries(settings) -> list[str]:
 
 
 @host_task
-def deploy(host, skip_build=False, rebuild=False, new_identity=False):
+def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=False):
     """Turn the host into an HTTPS package index: images, data, server, TLS, nginx.
 
     Every step is skipped when already done; the recap counts what changed and says
     where the admin passwords and the CA certificate are on this machine. Docker and
     nginx are enabled at boot (with systemd), so the index comes back by itself after
     a reboot. --skip-build uses the images already on the host; --rebuild rebuilds
-    them from scratch. With fab --dry, shows what would change (diffs, commands) and
-    changes nothing.
+    them from scratch; --verbose shows the image builds' own output. With fab --dry,
+    shows what would change (diffs, commands) and changes nothing.
 
     The index keeps its CA and passwords when names are added or reordered. For a host
     that serves an index whose CA and passwords are not on this machine, deploy
     refuses; --new-identity makes new ones (the old ones are set aside, never deleted;
     every client must then be configured again).
     """
+    host.verbose = verbose
     facts = host.read_facts(queries(host.settings))
     host.require_docker(facts)
     index.check_identity(host, facts, new_identity)

@@ -26,6 +26,7 @@ import os
 import re
 import shlex
 import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -97,6 +98,7 @@ def report_line(where: str, step: str, changed: bool, detail: str, dry: bool = F
     return f"[{where}] {step:<18} {state:<{12 if dry else 9}}  {detail}"
 
 
+SLOW_STEP = 2.0  # seconds after which a step says it is still running, and how long it took
 COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 # docker build's echo of a failed RUN line: it says nothing the lines before do not.
 FAILED_RUN_LINE = re.compile(r"^The command '.*' returned a non-zero code: \d+$", re.MULTILINE)
@@ -161,6 +163,7 @@ class Host:
         self.started = time.monotonic()
         self.task_name = ""
         self.lock_wait: int | None = None  # None: a run that takes no lock (read-only, --dry)
+        self.verbose = False  # stream the output of commands worth watching (builds)
         self._lock: paramiko.Channel | None = None
 
     @property
@@ -169,15 +172,18 @@ class Host:
 
     # -- commands -------------------------------------------------------------------------
     def run(self, argv: Argv, *, root: bool = False, stdin: bytes | BinaryIO = b"",
-            check: bool = True) -> Result:
-        """Run argv, as root with root=True; output is captured, never echoed (it may
-        hold secrets). stdin (bytes, or a file streamed in chunks) is sent, then closed."""
+            check: bool = True, echo: bool = False) -> Result:
+        """Run argv, as root with root=True; output is captured, and echoed only with
+        echo (a build under --verbose: output that holds no secret). stdin (bytes, or a
+        file streamed in chunks) is sent, then closed."""
         channel = self._open(argv, root, stdin)
         stdout: list[bytes] = []
         stderr: list[bytes] = []
-        errors = threading.Thread(target=_drain, args=(channel.recv_stderr, stderr), daemon=True)
+        shown_to = sys.stdout.buffer if echo else None
+        errors = threading.Thread(target=_drain, args=(channel.recv_stderr, stderr, shown_to),
+                                  daemon=True)
         errors.start()
-        _drain(channel.recv, stdout)
+        _drain(channel.recv, stdout, shown_to)
         errors.join()
         result = Result(self._exit_status(channel, argv), b"".join(stdout).decode(errors="replace"),
                         b"".join(stderr).decode(errors="replace"))
@@ -316,17 +322,55 @@ class Host:
             if not isinstance(step, Change):
                 self.report(step.step, False, step.detail)
                 continue
-            if step.local is not None:
-                step.local()
-            for command in step.commands:
-                result = self.run(command.argv, root=command.root, stdin=command.stdin,
-                                  check=not command.failure)
-                if not result.ok:
-                    raise TaskError(f"{command.failure}: "
-                                    f"{last_lines(result.stdout + result.stderr, 4)}")
-            if step.run is not None:
-                step.run(self)
-            self.report(step.step, True, step.done)
+            started = time.monotonic()
+            with self.progress(step.step, watched=self.verbose and any(
+                    command.shows_output for command in step.commands)):
+                if step.local is not None:
+                    step.local()
+                for command in step.commands:
+                    result = self.run(command.argv, root=command.root, stdin=command.stdin,
+                                      check=not command.failure,
+                                      echo=self.verbose and command.shows_output)
+                    if not result.ok:
+                        raise TaskError(f"{command.failure}: "
+                                        f"{last_lines(result.stdout + result.stderr, 4)}")
+                if step.run is not None:
+                    step.run(self)
+            took = time.monotonic() - started
+            self.report(step.step, True, step.done + (f" in {took:.1f} s" if took >= SLOW_STEP
+                                                      else ""))
+
+    @contextlib.contextmanager
+    def progress(self, step: str, watched: bool = False):
+        """A step that runs for SLOW_STEP seconds says so: on a terminal, a live line
+        with the seconds so far (cleared when the step reports); in a log, or from
+        several hosts at once, one line. Not while its own output streams (watched)."""
+        finished = threading.Event()
+        live = sys.stdout.isatty() and threading.current_thread() is threading.main_thread()
+        started = time.monotonic()
+
+        def tell() -> None:
+            if finished.wait(SLOW_STEP) or watched:
+                return
+            if not live:
+                print(f"[{self.name}] {step:<18} running   (a step that takes a while)",
+                      flush=True)
+                return
+            while not finished.is_set():
+                sys.stdout.write(f"\r[{self.name}] {step:<18} running   "
+                                 f"{time.monotonic() - started:.0f} s\x1b[K")
+                sys.stdout.flush()
+                finished.wait(1)
+            sys.stdout.write("\r\x1b[K")
+            sys.stdout.flush()
+
+        teller = threading.Thread(target=tell, daemon=True)
+        teller.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            teller.join()
 
     # -- reporting ------------------------------------------------------------------------
     def report(self, step: str, changed: bool, detail: str) -> None:
@@ -434,12 +478,15 @@ def _feed(channel: paramiko.Channel, data: bytes | BinaryIO, close: bool) -> Non
             channel.shutdown_write()
 
 
-def _drain(receive, chunks: list[bytes]) -> None:
+def _drain(receive, chunks: list[bytes], echo: BinaryIO | None = None) -> None:
     while True:
         data = receive(65536)
         if not data:
             return
         chunks.append(data)
+        if echo is not None:
+            echo.write(data)
+            echo.flush()
 
 
 # -- tasks ---------------------------------------------------------------------------------

@@ -127,7 +127,8 @@ def plan_images(settings: Settings, facts: Facts, *, force: bool = False,
                 commands=[Command(tuple(build_argv(build, no_cache=force)), stdin=context,
                                   stdin_shown=f"the build context of docker/{build.role}, "
                                               f"{size(context)}",
-                                  failure=f"building {build.tag} failed")],
+                                  failure=f"building {build.tag} failed",
+                                  shows_output=True)],
                 notifies=(step,)))
     return steps
 
@@ -144,13 +145,15 @@ def server_image(settings: Settings, facts: Facts, plan: Plan) -> tuple[str, str
 
 
 @host_task
-def build(host, force=False):
+def build(host, force=False, verbose=False):
     """Build the data and server images on the host; skipped when already up to date.
 
     The images are rebuilt when the files in docker/, the base image or the build
     options change. --force rebuilds from scratch (no layer cache), e.g. to pick up
-    security updates of the base image's packages.
+    security updates of the base image's packages. --verbose shows the build's own
+    output as it comes.
     """
+    host.verbose = verbose
     facts = host.read_facts(["platform", "docker", *queries(host.settings)])
     host.require_docker(facts)
     plan = Plan()

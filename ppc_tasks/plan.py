@@ -30,6 +30,7 @@ class Command:
     stdin: bytes = b""
     stdin_shown: str = ""  # what --dry says arrives on stdin ("2.1 kB")
     failure: str = ""  # if set, a failure reads "<failure>: <the output's last lines>"
+    shows_output: bool = False  # its output is worth watching (a build): --verbose streams it
 
     @staticmethod
     def of(*argv: str, root: bool = True, stdin: bytes = b"", failure: str = "") -> Command:

@@ -66,3 +66,24 @@ def test_a_file_that_differs_from_the_lock_fails_the_build_loudly(deployed, fab,
     assert "six==1.17.0 from file:///tmp/build/wheelhouse/" in lines[0]
     assert "Expected sha256" in lines[0] and "The command" not in lines[0], lines[0]
     assert container_started_at(host) == started
+
+
+def test_a_long_build_shows_progress_and_verbose_streams_its_output(deployed, fab, wheelhouse):
+    # Options no other test builds with: a build happens here, from the wheelhouse.
+    unique = deployed.settings(build_wheelhouse=str(wheelhouse),
+                               build_index_url="https://127.0.0.1:9/verbose/simple/")
+    quiet = fab("--dry", "image.build", host=deployed.host, settings=unique)
+    assert re.search(r"image\.server\s+would change", quiet.stdout), quiet.stdout
+
+    built = fab("image.build", "--verbose", host=deployed.host, settings=unique)
+    assert built.returncode == 0, built.stdout + built.stderr
+    # The build's own output, as it came, then the step's line with the time it took.
+    assert re.search(r"(Successfully built|naming to) ", built.stdout), built.stdout
+    assert re.search(r"image\.server\s+changed\s+built \S+ in \d+\.\d s$", built.stdout,
+                     re.MULTILINE), built.stdout
+
+    again = fab("image.build", "--force", host=deployed.host, settings=unique)
+    assert again.returncode == 0, again.stdout + again.stderr
+    # Without --verbose, a log says once that the slow step runs, and how long it took.
+    assert "image.server       running   (a step that takes a while)" in again.stdout
+    assert "Successfully built" not in again.stdout and "naming to" not in again.stdout
