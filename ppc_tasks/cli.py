@@ -19,7 +19,7 @@ from fabric import Config, Executor
 from fabric.main import Fab
 from invoke import Collection
 
-from . import backup, balancer, certs, clients, data, image, nginx, packages, server
+from . import backup, balancer, bootstrap, certs, clients, data, image, nginx, packages, server
 from .deploy import deploy, migrate_storage, rollback
 from .settings import DEFAULTS
 from .status import audit, status
@@ -33,8 +33,12 @@ backups.add_task(backup.verify)
 storage = Collection("storage")
 storage.add_task(migrate_storage, name="migrate")
 
+# `fab -H HOST host.bootstrap` installs the Docker engine (ppc_tasks/bootstrap.py).
+hosts = Collection("host")
+hosts.add_task(bootstrap.bootstrap)
+
 namespace = Collection(image, data, server, certs, nginx, clients, packages, backups, balancer,
-                       storage)
+                       storage, hosts)
 for top_level in (deploy, rollback, status, audit, backup.restore):
     namespace.add_task(top_level)
 # Registering every default makes each one overridable from any config layer,

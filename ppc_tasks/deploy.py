@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 
 from . import balancer, certs, credentials, data, image, index, nginx, server, storage
+from .bootstrap import plan_docker
 from .errors import TaskError
 from .facts import Facts
 from .host import Host, host_task
@@ -21,15 +22,17 @@ def queries(settings) -> list[str]:
 
 
 @host_task
-def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=False):
+def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=False,
+           bootstrap=False):
     """Turn the host into an HTTPS package index: images, data, server, TLS, nginx.
 
     Every step is skipped when already done; the recap counts what changed and says
     where the admin passwords and the CA certificate are on this machine. Docker and
     nginx are enabled at boot (with systemd), so the index comes back by itself after
     a reboot. --skip-build uses the images already on the host; --rebuild rebuilds
-    them from scratch; --verbose shows the image builds' own output. With fab --dry,
-    shows what would change (diffs, commands) and changes nothing.
+    them from scratch; --verbose shows the image builds' own output; --bootstrap
+    first installs the Docker engine where it is missing (as host.bootstrap). With fab
+    --dry, shows what would change (diffs, commands) and changes nothing.
 
     The index keeps its CA and passwords when names are added or reordered. For a host
     that serves an index whose CA and passwords are not on this machine, deploy
@@ -38,6 +41,14 @@ def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=Fa
     """
     host.verbose = verbose
     facts = host.read_facts(queries(host.settings))
+    if bootstrap and facts.docker != "running":
+        first = Plan()
+        first.add(plan_docker(facts, host.name))
+        host.carry_out(first)
+        if host.dry:
+            host.note("the rest of the deploy is planned once the Docker engine runs")
+            return
+        facts = host.gather(queries(host.settings))
     host.require_docker(facts)
     index.check_identity(host, facts, new_identity)
     # Everything is decided before anything changes: a refusal leaves host and here as they were.

@@ -444,8 +444,8 @@ class Host:
 
     def require_docker(self, facts: Facts) -> None:
         if facts.docker == "missing":
-            raise TaskError(f"Docker is not installed on {self.name}: install it "
-                            f"(Debian/Ubuntu: apt-get install docker.io) and run again")
+            raise TaskError(f"Docker is not installed on {self.name}: fab -H {self.name} "
+                            f"host.bootstrap installs it (or deploy --bootstrap)")
         if facts.docker != "running":
             raise TaskError(f"dockerd is not running on {self.name}: start it "
                             f"(systemctl start docker) and run again")

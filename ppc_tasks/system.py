@@ -32,20 +32,28 @@ class Family:
     name: str
     install_nginx: tuple[str, ...] | None  # None: ppc-tasks serves no index from it
     trust_store: TrustStore
+    # The Docker engine from the distribution's own packages (host.bootstrap).
+    install_docker: tuple[str, ...] | None = None
 
 
-APT_NGINX = ("sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-                         "apt-get install -y -qq nginx")
-DNF_NGINX = ("sh", "-c", "if command -v dnf >/dev/null; then dnf install -y nginx; "
-                         "else yum install -y nginx; fi")
+def apt_install(package: str) -> tuple[str, ...]:
+    return ("sh", "-c", (f"apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                         f"apt-get install -y -qq {package}"))
+
+
+def dnf_install(package: str) -> tuple[str, ...]:
+    return ("sh", "-c", (f"if command -v dnf >/dev/null; then dnf install -y {package}; "
+                         f"else yum install -y {package}; fi"))
+
 MACOS_KEYCHAIN = "/Library/Keychains/System.keychain"
 FAMILIES = {
-    "debian": Family("debian", APT_NGINX, TrustStore(
+    "debian": Family("debian", apt_install("nginx"), TrustStore(
         "debian", "/usr/local/share/ca-certificates", ("update-ca-certificates",),
-        "/etc/ssl/certs/ca-certificates.crt")),
-    "rhel": Family("rhel", DNF_NGINX, TrustStore(
+        "/etc/ssl/certs/ca-certificates.crt"), install_docker=apt_install("docker.io")),
+    # Fedora packages the engine as moby-engine; RHEL itself has none.
+    "rhel": Family("rhel", dnf_install("nginx"), TrustStore(
         "rhel", "/etc/pki/ca-trust/source/anchors", ("update-ca-trust", "extract"),
-        "/etc/pki/tls/certs/ca-bundle.crt")),
+        "/etc/pki/tls/certs/ca-bundle.crt"), install_docker=dnf_install("moby-engine")),
     # Developer machines only: their nginx packages read no /etc/nginx/conf.d.
     "arch": Family("arch", None, TrustStore(
         "arch", "/etc/ca-certificates/trust-source/anchors", ("trust", "extract-compat"),

@@ -98,14 +98,17 @@ def engines():
 @pytest.fixture(scope="session")
 def start_host(test_images, ssh_key):
     """Start test hosts by name: servers (systemd, Docker-in-Docker, with
-    debian:bookworm-slim loaded) or clients (sshd only). All are removed when the
-    session ends."""
+    debian:bookworm-slim loaded; or without Docker), or clients (sshd only). All are
+    removed when the session ends."""
     started = []
 
     def start(name: str, kind: str = "host", add_hosts: dict | None = None) -> harness.TestHost:
-        host = harness.start_host(test_images[kind], f"ppc-it-{name}",
+        """kind: host (a server with Docker), nodocker (a server without), client."""
+        image = test_images[kind] if kind in test_images else harness.ensure_built_image(kind)
+        host = harness.start_host(image, f"ppc-it-{name}",
                                   ssh_key.with_suffix(".pub").read_text().strip(),
-                                  server=kind == "host", add_hosts=add_hosts)
+                                  server=kind != "client", add_hosts=add_hosts,
+                                  docker=kind == "host")
         started.append(host)
         if kind == "host":
             harness.load_image(host, harness.BASE_IMAGE)

@@ -70,6 +70,7 @@ def ensure_base_image() -> str:
 
 # Test images and the image each one is built FROM.
 IMAGE_PARENTS = {"sshd": BASE_IMAGE, "host": "ppc-test/sshd", "client": "ppc-test/sshd",
+                 "nodocker": "ppc-test/sshd",  # a bare server host, for host.bootstrap
                  # Real engines for an index on more than one machine (S3, its cache).
                  "s3": BASE_IMAGE, "postgres": BASE_IMAGE, "redis": BASE_IMAGE}
 
@@ -145,7 +146,7 @@ class TestHost:
 
 
 def start_host(image: str, name: str, public_key: str, server: bool = True,
-               add_hosts: dict[str, str] | None = None) -> TestHost:
+               add_hosts: dict[str, str] | None = None, docker: bool = True) -> TestHost:
     """Start a host container. A server boots systemd, which starts sshd and its own
     dockerd (Docker-in-Docker); other hosts run just sshd. add_hosts maps names to IP
     addresses for the container's /etc/hosts."""
@@ -161,7 +162,7 @@ def start_host(image: str, name: str, public_key: str, server: bool = True,
         host.exec("mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys "
                   "&& chmod 600 /root/.ssh/authorized_keys", input=public_key.encode() + b"\n")
     wait_for(lambda: _ssh_banner(port), f"sshd on {name}")
-    if server:
+    if server and docker:
         wait_for(lambda: host.exec("docker info", check=False).returncode == 0,
                  f"dockerd on {name}")
     return host
