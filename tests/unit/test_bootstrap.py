@@ -10,7 +10,6 @@ from ppc_tasks.facts import Facts
 from ppc_tasks.plan import Change
 from ppc_tasks.system import parse_platform
 
-
 APT = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io"
 
 
