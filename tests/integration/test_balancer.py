@@ -136,8 +136,10 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
     assert found.returncode == 0, found.stdout + found.stderr
     assert time.monotonic() - uploaded <= 2.5
 
-    # A second run changes nothing anywhere.
+    # A second run changes nothing anywhere; a preview of one says so.
     settings = cluster_settings(engines, index_hosts, operator_home, "postgresql")
+    preview = fab("--dry", "balancer.deploy", host=balancer_host, settings=settings)
+    assert "dry run: 0 would change," in preview.stdout, preview.stdout
     for task, hosts in (("deploy", on_all(index_hosts)), ("balancer.deploy", balancer_host)):
         again = fab(task, host=hosts, settings=settings)
         assert again.returncode == 0, again.stdout + again.stderr
