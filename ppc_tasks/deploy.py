@@ -49,12 +49,17 @@ def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=Fa
             host.note("the rest of the deploy is planned once the Docker engine runs")
             return
         facts = host.gather(queries(host.settings))
+    carry_out_deploy(host, facts, skip_build=skip_build, rebuild=rebuild,
+                     new_identity=new_identity)
+
+
+def carry_out_deploy(host: Host, facts: Facts, *, new_identity: bool = False, **options) -> None:
+    """deploy's (and storage.migrate's) work once the facts are in: check, plan, apply."""
     host.require_docker(facts)
     index.check_identity(host, facts, new_identity)
     # Everything is decided before anything changes: a refusal leaves host and here as they were.
     plan = plan_deploy(host.settings, facts, datetime.datetime.now(datetime.timezone.utc),
-                       host.name, skip_build=skip_build, rebuild=rebuild,
-                       new_identity=new_identity)
+                       host.name, new_identity=new_identity, **options)
     host.carry_out(plan)
     recap(host)
 
@@ -81,7 +86,8 @@ def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_n
     data_image = facts.images[settings.data_image] is not None or plan.notified("image.data")
     plan.add(data.plan_data_step(settings, facts, data_image, now))
     if migrate_storage:
-        plan.add(storage.plan_migration(settings, facts, server.render_config(settings, creds)))
+        plan.add(storage.plan_migration(settings, facts, plan,
+                                        server.render_config(settings, creds)))
     serving = server.plan_server(settings, facts, plan, creds, host_name)
     plan.add(certs.plan_install(settings, tls, facts),
              certs.plan_trust(settings, facts, tls.ca, host_name))
@@ -127,17 +133,10 @@ def migrate_storage(host):
     without downtime, as a deploy replaces it. The file store stays in the data volume
     until you remove it. Running it again changes nothing.
     """
-    settings = host.settings
-    if settings.storage != "s3":
+    if host.settings.storage != "s3":
         raise TaskError("ppc.storage: set it to s3 (and the bucket's settings) to move the "
                         "packages into S3")
-    facts = host.read_facts(queries(settings))
-    host.require_docker(facts)
-    index.check_identity(host, facts)
-    plan = plan_deploy(settings, facts, datetime.datetime.now(datetime.timezone.utc),
-                       host.name, migrate_storage=True)
-    host.carry_out(plan)
-    recap(host)
+    carry_out_deploy(host, host.read_facts(queries(host.settings)), migrate_storage=True)
 
 
 def recap(host: Host) -> None:

@@ -107,6 +107,11 @@ CACHE_TIMEOUTS = {"postgresql": ["connect_timeout=5"],
                   "redis": ["socket_connect_timeout=5", "socket_timeout=15"]}
 
 
+def certificate_names(server_names: tuple[str, ...], index_hosts: tuple[str, ...]) -> tuple[str, ...]:
+    """What the index's certificate covers: its names, then each index host's own."""
+    return server_names + tuple(name for name in index_hosts if name not in server_names)
+
+
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message names the key."""
 
@@ -194,9 +199,7 @@ class Settings:
 
     @property
     def certificate_names(self) -> tuple[str, ...]:
-        """What the index's certificate covers: its names, then each index host's own."""
-        return self.server_names + tuple(name for name in self.index_hosts
-                                         if name not in self.server_names)
+        return certificate_names(self.server_names, self.index_hosts)
 
     @property
     def index_url(self) -> str:
@@ -512,8 +515,8 @@ def _check_tls_choice(values: dict, now: datetime.datetime) -> None:
         state = "expired" if now > valid_until else "not valid yet"
         raise SettingsError(f"ppc.tls_cert: {path} is {state}: valid from {valid_from:%Y-%m-%d %H:%M} "
                             f"to {valid_until:%Y-%m-%d %H:%M} UTC")
-    names = values["server_names"] + values["index_hosts"]
-    uncovered = [name for name in names if not certificate_covers(certificate, name)]
+    uncovered = [name for name in certificate_names(values["server_names"], values["index_hosts"])
+                 if not certificate_covers(certificate, name)]
     if uncovered:
         raise SettingsError(f"ppc.tls_cert: {path} does not cover {', '.join(uncovered)} "
                             f"(every name in ppc.server_names and ppc.index_hosts must be in it)")

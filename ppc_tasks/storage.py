@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import re
 
-from . import image
+from . import image, server
 from .errors import TaskError
 from .facts import Facts
-from .plan import Change, Command, Step, Unchanged
+from .plan import Change, Command, Plan, Step, Unchanged
 from .render import script
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
 
 CONFIGURED_STORAGE = re.compile(rb"^pypi\.storage\s*=\s*(\S+)", re.MULTILINE)
-CONTAINER_CONFIG = "/etc/pypicloud/config.ini"  # where the server image reads it
 
 
 def configured_storage(settings: Settings, facts: Facts) -> str | None:
@@ -43,20 +42,21 @@ def refuse_to_leave_packages_behind(settings: Settings, facts: Facts, host_name:
 def migrate_argv(settings: Settings, image_ref: str) -> list[str]:
     """A throwaway server-image container with the data volume and the running config."""
     return ["docker", "run", "--rm", "-i", "--user", str(PYPICLOUD_UID),
-            "--volume", f"{settings.config_dir}:/etc/pypicloud:ro",
+            "--volume", f"{settings.config_dir}:{server.CONTAINER_CONFIG_DIR}:ro",
             "--volume", f"{settings.data_volume}:{DATA_DIR}",
             "--entrypoint", "sh", image_ref, "-c", script("migrate-storage"), "migrate-storage",
-            CONTAINER_CONFIG]
+            f"{server.CONTAINER_CONFIG_DIR}/config.ini"]
 
 
-def plan_migration(settings: Settings, facts: Facts, config: bytes) -> Step:
-    """Copy the file store into S3, before the server is replaced by one on S3."""
+def plan_migration(settings: Settings, facts: Facts, plan: Plan, config: bytes) -> Step:
+    """Copy the file store into S3, before the server is replaced by one on S3: with the
+    image that server will run (built earlier in the plan)."""
     if not needs_migration(settings, facts):
         now = configured_storage(settings, facts)
         return Unchanged("storage.migrate", f"the index keeps its packages in S3 (bucket "
                                             f"{settings.s3_bucket})" if now == "s3" else
                          "there is no file store to move")
-    server_image = image.image_builds(settings)[1].content_tag
+    server_image, _ = image.server_image(settings, facts, plan)
     where = f"S3 bucket {settings.s3_bucket}"
     return Change("storage.migrate",
                   done=f"copied every package of the file store into the {where} (the file "

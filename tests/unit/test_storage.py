@@ -8,7 +8,7 @@ import pytest
 
 from ppc_tasks import deploy, server, storage
 from ppc_tasks.errors import TaskError
-from ppc_tasks.plan import Change
+from ppc_tasks.plan import Change, Plan
 
 from .test_plans import NOW, changed, deployed_here, present, warm_facts
 
@@ -50,7 +50,7 @@ def test_once_on_s3_there_is_nothing_to_move(settings, on_s3):
             step.local()  # the S3 secret is kept
     creds = deploy.credentials.load(on_s3.secrets_path)
     facts.files[on_s3.config_path] = present(server.render_config(on_s3, creds), "600", "10001:10001")
-    migration = storage.plan_migration(on_s3, facts, b"")
+    migration = storage.plan_migration(on_s3, facts, Plan(), b"")
     assert not isinstance(migration, Change)
     assert migration.detail == "the index keeps its packages in S3 (bucket pypi)"
     deploy.plan_deploy(on_s3, facts, NOW, "h")  # and a deploy no longer refuses
