@@ -1,40 +1,59 @@
 """`clients`: point developer machines at the index (manual step 7), many at once.
 
 For the connecting user on each host: `~/.pypirc` gets an `internal` repository for
-twine, `~/.config/pip/pip.conf` the index for pip, both mode 0600 (they hold the
-password) and merged into what is there (the first change keeps a backup). Both point
-at a CA bundle that includes the index's CA: the system one, after `certs.trust`, when
-the user can sudo; else a bundle of the user's own.
+twine, `~/.config/pip/pip.conf` the index for pip, and uv, Poetry and PDM, where
+installed, their own files; all mode 0600 (they hold the password) and merged into
+what is there (the first change keeps a backup). Each trusts the index's CA: the
+system store, after `certs.trust`, when the user can sudo; else a bundle of the
+user's own.
 """
 
 from __future__ import annotations
 
 import configparser
+import functools
 import io
 import re
 import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import tomlkit
 
 from . import certs, credentials
 from .errors import TaskError
 from .facts import Facts, FileFacts
 from .host import many_hosts_task
-from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step
+from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step, one_step
 from .render import render, script_argv
 from .settings import Settings
 from .system import FAMILIES
 
-REPOSITORY = "internal"  # twine upload -r internal
+REPOSITORY = "internal"  # twine upload -r internal, poetry/pdm publish -r internal
 PYPIRC = ".pypirc"
 # pip's per-user file on Linux; the seed's ~/.pip/pip.conf is the legacy location.
 PIP_CONF = ".config/pip/pip.conf"
+UV_TOML = ".config/uv/uv.toml"
+NETRC = ".netrc"  # where uv (and pip, curl) find the account for a host
+POETRY_CONFIG = ".config/pypoetry/config.toml"
+POETRY_AUTH = ".config/pypoetry/auth.toml"  # where `poetry config http-basic...` writes
+PDM_CONFIG = ".config/pdm/config.toml"
 BACKUP_SUFFIX = ".ppc-tasks-backup"  # what backup-once.sh keeps
+CREATED_SUFFIX = ".ppc-tasks-created"  # its note that there was no file before
 # The files of the connecting user, by step; the facts probe reads them as ~/NAME.
-USER_FILES = {"clients.pypirc": PYPIRC, "clients.pip": PIP_CONF}
+USER_FILES = {"clients.pypirc": (PYPIRC,), "clients.pip": (PIP_CONF,),
+              "clients.uv": (UV_TOML, NETRC), "clients.poetry": (POETRY_CONFIG, POETRY_AUTH),
+              "clients.pdm": (PDM_CONFIG,)}
+# The steps for a tool that may not be installed, and the tool's command.
+TOOL_STEPS = {"clients.uv": "uv", "clients.poetry": "poetry", "clients.pdm": "pdm"}
 # pip from 24.2 on, on Python 3.10 and newer, verifies with the system trust store
 # (truststore): once the CA is there, pip.conf needs no `cert`. twine reads certifi only,
 # so .pypirc always names the bundle.
 PIP_WITH_SYSTEM_STORE = (24, 2)
 PYTHON_WITH_SYSTEM_STORE = (3, 10)
+# uv 0.11 renamed `native-tls` (verify with the system store) to `system-certs`, and
+# warns on the old name.
+UV_WITH_SYSTEM_CERTS = (0, 11)
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -105,6 +124,120 @@ def merge_pip_conf(existing: str, ours: str, stale_cert: str | None = None) -> s
     return _write(parser)
 
 
+def _set_keys(target, ours) -> None:
+    """Our keys into target, tables key by key; a value already right is left alone (so
+    its formatting stays)."""
+    for key, value in ours.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), Mapping):
+            _set_keys(target[key], value)
+        elif key not in target or target[key] != value:
+            target[key] = value
+
+
+def merge_toml(existing: str, ours: str) -> str:
+    """Our keys set in the user's TOML file; every other key and comment stays."""
+    if not existing.strip():
+        return ours
+    document = tomlkit.parse(existing)
+    _set_keys(document, tomlkit.parse(ours))
+    return tomlkit.dumps(document)
+
+
+def merge_uv_toml(existing: str, ours: str) -> str:
+    """Our settings, and our index first among the user's (uv asks them in order),
+    replacing one of the same name. When ours is the default, no other one is."""
+    if not existing.strip():
+        return ours
+    document, our = tomlkit.parse(existing), tomlkit.parse(ours)
+    our_index = our.pop("index")[0].unwrap()
+    _set_keys(document, our)
+    others = [entry.unwrap() for entry in document.get("index", [])
+              if entry.get("name") != our_index["name"]]
+    if our_index.get("default"):
+        others = [{**entry, "default": False} if entry.get("default") else entry
+                  for entry in others]
+    wanted = [our_index, *others]
+    if [entry.unwrap() for entry in document.get("index", [])] != wanted:
+        entries = tomlkit.aot()
+        for entry in wanted:
+            entries.append(tomlkit.item(entry))
+        document["index"] = entries
+    return tomlkit.dumps(document)
+
+
+# One token of a netrc file: a comment to the end of its line, a quoted word, or a word.
+NETRC_TOKEN = re.compile(r'#[^\n]*|"(?:\\.|[^"\\])*"|\S+')
+
+
+def _netrc_entries(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, kind, machine name) of each `machine`, `default` and `macdef` entry."""
+    entries: list[list] = []
+    position = 0
+    while token := NETRC_TOKEN.search(text, position):
+        word, position = token.group(), token.end()
+        if word.startswith("#"):
+            continue
+        if word in ("machine", "default", "macdef"):
+            name = ""
+            if word != "default" and (name_token := NETRC_TOKEN.search(text, position)):
+                name, position = name_token.group(), name_token.end()
+            if word == "macdef":  # its body runs to the next empty line
+                blank = text.find("\n\n", position)
+                position = len(text) if blank < 0 else blank + 1
+            entries.append([token.start(), position, word, name])
+        elif entries:
+            entries[-1][1] = position
+    return [tuple(entry) for entry in entries]
+
+
+def merge_netrc(existing: str, ours: str) -> str:
+    """Our `machine` entry instead of any other for that host, before a `default` entry
+    (which must come last); every other entry and comment stays as written."""
+    machine = ours.split()[1]
+    text = existing
+    for start, end, kind, name in reversed(_netrc_entries(existing)):
+        if kind == "machine" and name == machine:
+            rest_of_line = re.match(r"[ \t]*\n?", text[end:]).end()
+            text = text[:start] + text[end + rest_of_line:]
+    if text and not text.endswith("\n"):
+        text += "\n"
+    default = next((start for start, _, kind, _ in _netrc_entries(text) if kind == "default"),
+                   len(text))
+    return text[:default] + ours + text[default:]
+
+
+def render_uv_toml(settings: Settings, system_certs_key: str | None) -> str:
+    return render("uv.toml.j2", name=REPOSITORY, index_url=settings.index_url,
+                  default=settings.client_index == "index-url",
+                  system_certs_key=system_certs_key).decode()
+
+
+def render_netrc(settings: Settings, password: str) -> str:
+    return render("netrc.j2", host=urllib.parse.urlsplit(settings.index_url).hostname,
+                  username=settings.client_user, password=password).decode()
+
+
+def render_poetry(settings: Settings, password: str, ca_bundle: str | None) -> tuple[str, str]:
+    """Poetry's config.toml and auth.toml parts."""
+    return (render("poetry-config.toml.j2", name=REPOSITORY, index_url=settings.index_url,
+                   ca_bundle=ca_bundle).decode(),
+            render("poetry-auth.toml.j2", name=REPOSITORY, username=settings.client_user,
+                   password=password).decode())
+
+
+def render_pdm_config(settings: Settings, password: str, ca_bundle: str | None) -> str:
+    return render("pdm-config.toml.j2", name=REPOSITORY, index_url=settings.index_url,
+                  default=settings.client_index == "index-url", username=settings.client_user,
+                  password=password, ca_bundle=ca_bundle).decode()
+
+
+def uv_system_certs_key(facts: Facts) -> str:
+    """The uv.toml key for "verify with the system store" that the host's uv knows."""
+    uv = facts.tools.get("uv")
+    return "native-tls" if uv is not None and uv[1] and uv[1] < UV_WITH_SYSTEM_CERTS \
+        else "system-certs"
+
+
 def user_bundle_name(settings: Settings) -> str:
     """The CA bundle of a user without sudo, in their home."""
     return f".config/ppc-tasks/{settings.index_name}-ca-bundle.pem"
@@ -133,26 +266,83 @@ def pip_trusts_system_store(facts: Facts) -> bool:
 
 
 def queries(settings: Settings, can_sudo: bool) -> list[str]:
-    files = [query for name in USER_FILES.values()
-             for query in (f"text=~/{name}", f"file=~/{name}{BACKUP_SUFFIX}")]
+    files = [query for names in USER_FILES.values() for name in names
+             for query in (f"text=~/{name}", f"file=~/{name}{BACKUP_SUFFIX}",
+                           f"file=~/{name}{CREATED_SUFFIX}")]
     # The system bundle goes into a user's own when it cannot hold the index's CA: without
     # sudo, or where it never holds a local CA (macOS).
     bundles = list(dict.fromkeys(f"text={family.trust_store.bundle}" for family in FAMILIES.values()
                                  if not can_sudo or not family.trust_store.bundle_holds_local))
     return ["platform", *files, f"file=~/{user_bundle_name(settings)}",
+            *(f"tool={tool}" for tool in TOOL_STEPS.values()),
             *certs.trust_queries(settings), *(["pip"] if can_sudo else []), *bundles]
 
 
 def redact_credentials(text: str) -> str:
-    """pip.conf and .pypirc as --dry shows them: no password, not even in a URL."""
-    text = re.sub(r"^(password\s*=\s*).*$", rf"\g<1>{REDACTED}", text, flags=re.MULTILINE)
+    """The files as --dry shows them: no password, not even in a URL."""
+    text = re.sub(r"^(\s*password(?:\s*=\s*|\s+)).*$", rf"\g<1>{REDACTED}", text,
+                  flags=re.MULTILINE)
     return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\g<1>{REDACTED}@", text)
 
 
+@dataclass(frozen=True)
+class Trust:
+    """How each tool verifies the index: a CA bundle that holds its CA, or None where the
+    tool's own roots do (a public certificate) or it reads the system store."""
+    bundle: str | None  # twine, Poetry, PDM
+    pip_bundle: str | None
+    stale_pip_bundle: str | None  # a `cert` an earlier configure wrote, no longer needed
+    uv_system_certs: bool  # the CA is in the system store, which uv reads only when told
+
+
+# (path under the home, our part, how it merges into the user's file)
+UserFile = tuple[str, str, Callable[[str, str], str]]
+
+
+def user_files(settings: Settings, facts: Facts, password: str, trust: Trust
+               ) -> dict[str, list[UserFile]]:
+    """Every file configure writes, by step: our part of each, and its merge."""
+    poetry_config, poetry_auth = render_poetry(settings, password, trust.bundle)
+    uv_key = uv_system_certs_key(facts) if trust.uv_system_certs else None
+    return {
+        "clients.pypirc": [(PYPIRC, render_pypirc(settings, password, trust.bundle),
+                            merge_pypirc)],
+        "clients.pip": [(PIP_CONF, render_pip_conf(settings, password, trust.pip_bundle),
+                         functools.partial(merge_pip_conf, stale_cert=trust.stale_pip_bundle))],
+        "clients.uv": [(UV_TOML, render_uv_toml(settings, uv_key), merge_uv_toml),
+                       (NETRC, render_netrc(settings, password), merge_netrc)],
+        "clients.poetry": [(POETRY_CONFIG, poetry_config, merge_toml),
+                           (POETRY_AUTH, poetry_auth, merge_toml)],
+        "clients.pdm": [(PDM_CONFIG, render_pdm_config(settings, password, trust.bundle),
+                         merge_toml)],
+    }
+
+
+def user_file_step(step: str, facts: Facts, user_file: UserFile) -> Step:
+    """One file of the user merged with our part, 0600; the first change keeps the
+    original (or a note that there was none)."""
+    name, ours, merge = user_file
+    current = facts.file(f"~/{name}")
+    path = f"{facts.home}/{name}"
+    try:
+        content = merge((current.content or b"").decode(), ours)
+    except (configparser.Error, tomlkit.exceptions.ParseError, UnicodeDecodeError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise TaskError(f"{path} cannot be read ({message}): fix or move it, "
+                        f"then configure again") from None
+    change = file_step(step, path, content.encode(), current, mode="600", owner=None,
+                       user_ids=facts.user_ids, redact=redact_credentials)
+    if isinstance(change, Change):
+        change.commands = [Command.of(*script_argv("backup-once", path), root=False),
+                           *change.commands]
+    return change
+
+
 def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | None,
-                   can_sudo: bool, host_name: str) -> list[Step]:
-    """The CA (system store with sudo, else a bundle of the user's own), then .pypirc and
-    pip.conf merged into what is there, the first change keeping a backup."""
+                   can_sudo: bool, host_name: str, all_tools: bool = False) -> list[Step]:
+    """The CA (system store with sudo, else a bundle of the user's own), then each
+    tool's files merged into what is there, the first change keeping a backup. uv,
+    Poetry and PDM only where installed, unless all_tools."""
     steps: list[Step] = []
     bundle = pip_bundle = None
     store = facts.platform.trust_store
@@ -170,40 +360,54 @@ def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | 
                                facts.file(f"~/{user_bundle_name(settings)}"), mode="644",
                                owner=None, user_ids=facts.user_ids,
                                done=f"{bundle} ({why}: a user-local CA bundle)"))
-    stale = bundle if pip_bundle is None else None
-    ours = {"clients.pypirc": (merge_pypirc, render_pypirc(settings, password, bundle)),
-            "clients.pip": (lambda existing, our: merge_pip_conf(existing, our, stale),
-                            render_pip_conf(settings, password, pip_bundle))}
-    for step, name in USER_FILES.items():
-        merge, our_part = ours[step]
-        current = facts.file(f"~/{name}")
-        existing = (current.content or b"").decode()
-        path = f"{facts.home}/{name}"
-        change = file_step(step, path, merge(existing, our_part).encode(), current, mode="600",
-                           owner=None, user_ids=facts.user_ids, redact=redact_credentials)
-        if isinstance(change, Change):  # the original, or a note that there was none
-            change.commands = [Command.of(*script_argv("backup-once", path), root=False),
-                               *change.commands]
-        steps.append(change)
+    trust = Trust(bundle=bundle, pip_bundle=pip_bundle,
+                  stale_pip_bundle=bundle if pip_bundle is None else None,
+                  uv_system_certs=ca is not None and can_sudo)
+    for step, files in user_files(settings, facts, password, trust).items():
+        tool = TOOL_STEPS.get(step)
+        if tool and facts.tools.get(tool) is None and not all_tools:
+            steps.append(Unchanged(step, f"{tool} is not installed here "
+                                         f"(--all-tools configures it anyway)"))
+            continue
+        parts = [user_file_step(step, facts, user_file) for user_file in files]
+        if len(parts) == 1:
+            steps.append(parts[0])
+            continue
+        done = ", ".join(f"{facts.home}/{name}" for name, _, _ in files)
+        if step == "clients.uv" and ca is not None and not trust.uv_system_certs:
+            done += f" (uv trusts the index with SSL_CERT_FILE={bundle} in the environment)"
+        steps.append(one_step(step, done=done, parts=parts, would="; ".join(
+            part.would for part in parts if isinstance(part, Change))))
     return steps
 
 
 def plan_unconfigure(settings: Settings, facts: Facts, can_sudo: bool) -> list[Step]:
     """Each file back as it was before the first configure; the CA out of the store."""
     steps: list[Step] = []
-    files = {**USER_FILES, "clients.ca-bundle": user_bundle_name(settings)}
-    for step, name in files.items():
-        path = f"{facts.home}/{name}"
-        restore = [Command.of(*script_argv("restore-backup", path), root=False)]
-        if facts.files.get(f"~/{name}{BACKUP_SUFFIX}", FileFacts(None)).state is not None:
-            steps.append(Change(step, done=f"restored {path}",
-                                would=f"restore {path} as it was before configure",
-                                commands=restore))
-        elif facts.file(f"~/{name}").state is not None:
-            steps.append(Change(step, done=f"removed {path}",
-                                would=f"remove {path}, which configure made", commands=restore))
-        else:
-            steps.append(Unchanged(step, f"{path} was not configured"))
+    files = {**USER_FILES, "clients.ca-bundle": (user_bundle_name(settings),)}
+    for step, names in files.items():
+        parts: list[Step] = []
+        for name in names:
+            path = f"{facts.home}/{name}"
+            restore = [Command.of(*script_argv("restore-backup", path), root=False)]
+            configured = facts.files.get(f"~/{name}{CREATED_SUFFIX}", FileFacts(None)).state
+            if facts.files.get(f"~/{name}{BACKUP_SUFFIX}", FileFacts(None)).state is not None:
+                parts.append(Change(step, done=f"restored {path}",
+                                    would=f"restore {path} as it was before configure",
+                                    commands=restore))
+            # Files from before configure noted what it created were always its own.
+            elif facts.file(f"~/{name}").state is not None and (
+                    configured is not None or step in ("clients.pypirc", "clients.pip",
+                                                       "clients.ca-bundle")):
+                parts.append(Change(step, done=f"removed {path}",
+                                    would=f"remove {path}, which configure made",
+                                    commands=restore))
+            else:
+                parts.append(Unchanged(step, f"{path} was not configured"))
+        changes = [part for part in parts if isinstance(part, Change)]
+        steps.append(parts[0] if len(parts) == 1 else one_step(
+            step, done=", ".join(part.done for part in changes) or parts[0].detail,
+            would="; ".join(part.would for part in changes), parts=parts))
     if can_sudo:
         steps.append(certs.plan_untrust(settings, facts))
     return steps
@@ -211,27 +415,32 @@ def plan_unconfigure(settings: Settings, facts: Facts, can_sudo: bool) -> list[S
 
 # -- tasks ---------------------------------------------------------------------------------
 @many_hosts_task
-def configure(host):
-    """Point developer machines at the index: pip and twine over HTTPS, no extra flags.
+def configure(host, all_tools=False):
+    """Point developer machines at the index: pip, twine, uv, Poetry and PDM, no flags.
 
     Run on many hosts at once: fab -H dev1,dev2,dev3 clients.configure. For the
-    connecting user: ~/.pypirc gains the `internal` repository (twine upload -r
-    internal) and ~/.config/pip/pip.conf the index, both 0600, merged into existing
-    files (the first change keeps a .ppc-tasks-backup). With sudo the CA goes into the
-    system trust store; without, into a CA bundle of the user's own. The index is the
-    one deployed from this machine; --index NAME picks one when there are several.
+    connecting user, each file merged into what is there (the first change keeps a
+    .ppc-tasks-backup), 0600: ~/.pypirc gains the `internal` repository (twine upload
+    -r internal), ~/.config/pip/pip.conf the index; where installed (or with
+    --all-tools), uv gets ~/.config/uv/uv.toml and ~/.netrc (uv pip install, uv add,
+    uv publish), Poetry the `internal` repository (poetry publish -r internal, a
+    project source named internal) and PDM the index and `internal` (pdm publish -r
+    internal). With sudo the CA goes into the system trust store; without, into a CA
+    bundle of the user's own. The index is the one deployed from this machine; --index
+    NAME picks one when there are several.
     """
     settings = host.settings
     password, ca = client_password(settings), certs.ca_to_trust(settings)
     facts = host.gather(queries(settings, host.can_sudo), root=False)
     plan = Plan()
-    plan.add(*plan_configure(settings, facts, password, ca, host.can_sudo, host.name))
+    plan.add(*plan_configure(settings, facts, password, ca, host.can_sudo, host.name, all_tools))
     host.carry_out(plan)
 
 
 @many_hosts_task
 def unconfigure(host):
-    """Put developer machines back: restore ~/.pypirc and pip.conf, drop the CA.
+    """Put developer machines back: every file configure wrote as it was before, the CA
+    out of the system store.
 
     --index NAME picks the index when several were deployed from this machine.
     """

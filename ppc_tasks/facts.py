@@ -64,6 +64,8 @@ class Facts:
     docker: str = "unknown"  # missing | running | stopped
     commands: dict[str, bool] = field(default_factory=dict)
     pip: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (pip, its Python) versions
+    # developer tools of the connecting user: name -> (path, version) when installed
+    tools: dict[str, tuple[str, tuple[int, ...]] | None] = field(default_factory=dict)
     units: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (enabled, active)
     images: dict[str, ImageFacts | None] = field(default_factory=dict)
     containers: dict[str, ContainerFacts | None] = field(default_factory=dict)
@@ -103,15 +105,21 @@ def parse_health_report(encoded: str) -> dict[str, str]:
     return {str(part): str(message) for part, message in report.items()}
 
 
+def parse_version(text: str) -> tuple[int, ...]:
+    """(0, 13, 9) from "0.13.9"; () when there is none."""
+    try:
+        return tuple(map(int, text.split(".")))
+    except ValueError:
+        return ()
+
+
 def parse_pip_versions(text: str) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
     """From "24.2 3.11" (pip, Python); None when there is no pip."""
     words = text.split()
     if len(words) != 2:
         return None
-    try:
-        return tuple(map(int, words[0].split("."))), tuple(map(int, words[1].split(".")))
-    except ValueError:
-        return None
+    pip, python = map(parse_version, words)
+    return (pip, python) if pip and python else None
 
 
 def parse_file_state(text: str) -> FileFacts:
@@ -148,6 +156,9 @@ def parse(output: str) -> Facts:
             facts.user_ids, facts.home = user_ids, home
         elif kind == "command":
             facts.commands[value] = answer[0] == "yes"
+        elif kind == "tool":
+            path, version = (answer + [""])[:2]
+            facts.tools[value] = (path, parse_version(version)) if path else None
         elif kind == "pip":
             facts.pip = parse_pip_versions(answer[0] if answer else "")
         elif kind == "docker":

@@ -26,6 +26,14 @@ home_path() {  # a leading ~/ means the connecting user's home
     case "$1" in "~/"*) printf '%s/%s' "$HOME" "${1#"~/"}" ;; *) printf '%s' "$1" ;; esac
 }
 
+tool_path() {  # on PATH, or where uv's and pipx's installers put it (off a non-login PATH)
+    command -v "$1" 2>/dev/null && return
+    for dir in "$HOME/.local/bin" "$HOME/.cargo/bin"; do
+        [ -x "$dir/$1" ] && { printf '%s\n' "$dir/$1"; return; }
+    done
+    return 1
+}
+
 docker_state=""
 docker_answers() {  # asked once: each docker command costs tens of milliseconds
     if [ -z "$docker_state" ]; then
@@ -54,6 +62,15 @@ for query in "$@"; do
     command)
         if command -v "$value" >/dev/null 2>&1 || [ -x "/usr/sbin/$value" ]; then state=yes; else state=no; fi
         answer command "$value" "$state" ;;
+    tool)  # a developer tool of the connecting user: its path and version (uv only: the
+           # others are Python programs that take a second to print theirs)
+        if path=$(tool_path "$value"); then
+            version=""
+            [ "$value" = uv ] && version=$("$path" --version 2>/dev/null | sed -n 's/^uv \([0-9][0-9.]*\).*/\1/p')
+            answer tool "$value" "$path" "$version"
+        else
+            answer tool "$value" "" ""
+        fi ;;
     pip)  # the versions of pip and of the Python it runs on, for `python3 -m pip`
         answer pip "" "$(python3 -m pip --version 2>/dev/null \
             | sed -n 's/^pip \([0-9][0-9.]*\) .*(python \([0-9][0-9.]*\))$/\1 \2/p')" ;;

@@ -1,9 +1,19 @@
 import configparser
 
 import pytest
+import tomllib
 
 from ppc_tasks import certs, clients, packages
-from ppc_tasks.facts import Facts, FileFacts, parse_pip_versions
+from ppc_tasks.errors import TaskError
+from ppc_tasks.facts import (
+    Facts,
+    FileFacts,
+    FileState,
+    parse,
+    parse_pip_versions,
+    parse_version,
+)
+from ppc_tasks.plan import REDACTED, Change, Unchanged
 from ppc_tasks.settings import Settings, SettingsError
 from ppc_tasks.system import FAMILIES, parse_platform
 
@@ -151,3 +161,180 @@ def test_a_mac_trusts_the_ca_in_its_keychain_and_gives_pip_and_twine_a_bundle(se
     assert parsed(steps["clients.pip"].diffs[0].new.decode())["global"]["cert"] == bundle
     assert parsed(steps["clients.pypirc"].diffs[0].new.decode())["internal"]["ca_cert"] == bundle
     assert "text=/etc/ssl/cert.pem" in clients.queries(settings, can_sudo=True)
+
+
+# -- uv, Poetry, PDM -----------------------------------------------------------------------
+CA = b"-----BEGIN CERTIFICATE-----\nindex\n-----END CERTIFICATE-----\n"
+TOOL_FILES = ["~/" + name for names in clients.USER_FILES.values() for name in names]
+
+
+def dev_facts(settings, tools=("uv", "poetry", "pdm"), uv_version="0.13.9", files=None):
+    facts = Facts(platform=parse_platform("os=debian\nsystemd=1"), home="/home/dev",
+                  user_ids="1000:1000",
+                  tools={tool: (f"/usr/local/bin/{tool}",
+                                parse_version(uv_version if tool == "uv" else ""))
+                         for tool in tools},
+                  files={path: FileFacts(None) for path in (
+                      *TOOL_FILES, f"~/{clients.user_bundle_name(settings)}",
+                      certs.trust_path(FAMILIES["debian"].trust_store,
+                                                    settings.index_name))})
+    for path, content in (files or {}).items():
+        facts.files[path] = FileFacts(FileState("0" * 64, "600", "1000:1000"), content=content)
+    return facts
+
+
+def configured(settings, facts, can_sudo=True, **options):
+    return {step.step: step for step in clients.plan_configure(
+        settings, facts, PASSWORD, CA, can_sudo, "dev1", **options)}
+
+
+def new_file(step, path):
+    return next(diff.new.decode() for diff in step.diffs if diff.path == path)
+
+
+@pytest.mark.parametrize(("uv_version", "key"), [("0.13.9", "system-certs"),
+                                                 ("0.11.0", "system-certs"),
+                                                 ("0.9.0", "native-tls")])
+def test_uv_gets_the_index_as_its_default_with_system_certs_and_netrc(settings, uv_version, key):
+    steps = configured(settings, dev_facts(settings, uv_version=uv_version))
+    uv_toml = tomllib.loads(new_file(steps["clients.uv"], "/home/dev/.config/uv/uv.toml"))
+    assert uv_toml[key] is True and uv_toml["trusted-publishing"] == "never"
+    assert uv_toml["publish-url"] == "https://pypi.example.com/simple/"
+    assert uv_toml["index"] == [{"name": "internal", "url": "https://pypi.example.com/simple/",
+                                 "publish-url": "https://pypi.example.com/simple/",
+                                 "default": True}]
+    netrc = new_file(steps["clients.uv"], "/home/dev/.netrc")
+    assert netrc.split() == ["machine", "pypi.example.com", "login", "dev", "password", PASSWORD]
+    assert all(diff.path.startswith("/home/dev/") for diff in steps["clients.uv"].diffs)
+
+
+def test_uv_without_sudo_is_told_of_ssl_cert_file(settings):
+    facts = dev_facts(settings)
+    facts.files["/etc/ssl/certs/ca-certificates.crt"] = FileFacts(None, content=b"")
+    steps = configured(settings, facts, can_sudo=False)
+    uv_toml = tomllib.loads(new_file(steps["clients.uv"], "/home/dev/.config/uv/uv.toml"))
+    assert "system-certs" not in uv_toml and "native-tls" not in uv_toml
+    bundle = f"/home/dev/{clients.user_bundle_name(settings)}"
+    assert f"SSL_CERT_FILE={bundle}" in steps["clients.uv"].done
+
+
+def test_uv_with_extra_index_url_keeps_pypi_as_the_default(tmp_path):
+    settings = Settings.from_config({"server_names": ["pypi.example.com"], "users": ["dev"],
+                                     "state_dir": str(tmp_path),
+                                     "client_index": "extra-index-url"}, host=None)
+    steps = configured(settings, dev_facts(settings))
+    uv_toml = tomllib.loads(new_file(steps["clients.uv"], "/home/dev/.config/uv/uv.toml"))
+    assert "default" not in uv_toml["index"][0]
+    pdm = tomllib.loads(new_file(steps["clients.pdm"], "/home/dev/.config/pdm/config.toml"))
+    assert pdm["pypi"]["internal"]["url"] == "https://pypi.example.com/simple/"
+    assert "url" not in pdm["pypi"]
+
+
+def test_uv_toml_merge_puts_ours_first_and_keeps_the_users_settings(settings):
+    ours = clients.render_uv_toml(settings, "system-certs")
+    existing = ('# my uv\ncache-dir = "/data/uv"\n\n[[index]]\nname = "corp"\n'
+                'url = "https://corp.example/simple/"\ndefault = true\n\n'
+                '[[index]]\nname = "internal"\nurl = "https://old.example/simple/"\n')
+    merged = clients.merge_uv_toml(existing, ours)
+    document = tomllib.loads(merged)
+    assert merged.startswith("# my uv\n") and document["cache-dir"] == "/data/uv"
+    assert [index["name"] for index in document["index"]] == ["internal", "corp"]
+    assert document["index"][0]["url"] == "https://pypi.example.com/simple/"
+    assert document["index"][1]["default"] is False  # only ours is the default
+    assert clients.merge_uv_toml(merged, ours) == merged
+
+
+def test_netrc_merge_replaces_only_our_host_before_default():
+    ours = "machine pypi.example.com\n  login dev\n  password new\n"
+    existing = ("# mine\nmachine corp.example login me password p1\n"
+                "machine pypi.example.com login dev password old\n"
+                "macdef init\ncd /\n\ndefault login anonymous password guest\n")
+    merged = clients.merge_netrc(existing, ours)
+    assert merged.startswith("# mine\nmachine corp.example login me password p1\nmacdef init\n")
+    assert merged.endswith(ours + "default login anonymous password guest\n")
+    assert "old" not in merged
+    assert clients.merge_netrc(merged, ours) == merged
+    assert clients.merge_netrc("", ours) == ours
+    assert clients.merge_netrc("machine a login b password c", ours) == \
+        "machine a login b password c\n" + ours
+
+
+def test_poetry_gets_repository_certificate_and_account(settings):
+    existing_config = '[repositories.other]\nurl = "https://other.example/"\n'
+    facts = dev_facts(settings, files={"~/.config/pypoetry/config.toml": existing_config.encode()})
+    step = configured(settings, facts)["clients.poetry"]
+    config = tomllib.loads(new_file(step, "/home/dev/.config/pypoetry/config.toml"))
+    assert config["repositories"] == {"other": {"url": "https://other.example/"},
+                                      "internal": {"url": "https://pypi.example.com/simple/"}}
+    assert config["certificates"]["internal"]["cert"] == "/etc/ssl/certs/ca-certificates.crt"
+    auth = tomllib.loads(new_file(step, "/home/dev/.config/pypoetry/auth.toml"))
+    assert auth["http-basic"]["internal"] == {"username": "dev", "password": PASSWORD}
+
+
+def test_pdm_gets_the_default_source_and_the_internal_repository(settings):
+    existing = b'[python]\nuse_venv = false\n\n[pypi]\nverify_ssl = true\n'
+    facts = dev_facts(settings, files={"~/.config/pdm/config.toml": existing})
+    pdm = tomllib.loads(new_file(configured(settings, facts)["clients.pdm"],
+                                 "/home/dev/.config/pdm/config.toml"))
+    account = {"url": "https://pypi.example.com/simple/", "username": "dev",
+               "password": PASSWORD, "ca_certs": "/etc/ssl/certs/ca-certificates.crt"}
+    assert pdm["pypi"] == {"verify_ssl": True, **account}
+    assert pdm["repository"]["internal"] == account
+    assert pdm["python"] == {"use_venv": False}
+
+
+def test_tools_that_are_not_installed_are_skipped_unless_all_tools(settings):
+    facts = dev_facts(settings, tools=("uv",))
+    steps = configured(settings, facts)
+    assert isinstance(steps["clients.uv"], Change)
+    for step in ("clients.poetry", "clients.pdm"):
+        assert isinstance(steps[step], Unchanged)
+        assert "not installed" in steps[step].detail and "--all-tools" in steps[step].detail
+    everything = configured(settings, facts, all_tools=True)
+    assert all(isinstance(everything[step], Change) for step in ("clients.poetry", "clients.pdm"))
+    # uv's version is unknown when it is not there: the current key.
+    assert "system-certs = true" in new_file(everything["clients.uv"],
+                                             "/home/dev/.config/uv/uv.toml")
+
+
+def test_each_tool_file_is_private_and_backed_up_once(settings):
+    step = configured(settings, dev_facts(settings))["clients.uv"]
+    scripts = [command.argv[3] for command in step.commands]
+    assert scripts == ["backup-once", "put-file", "backup-once", "put-file"]
+    assert {command.argv[5] for command in step.commands if command.argv[3] == "put-file"} == {"600"}
+
+
+def test_a_broken_toml_file_is_refused_in_one_line(settings):
+    facts = dev_facts(settings, files={"~/.config/pdm/config.toml": b"[pypi\nurl = 1\n"})
+    with pytest.raises(TaskError) as error:
+        configured(settings, facts)
+    message = str(error.value)
+    assert message.startswith("/home/dev/.config/pdm/config.toml cannot be read (")
+    assert message.endswith("fix or move it, then configure again") and "\n" not in message
+
+
+def test_previews_hide_every_password():
+    assert clients.redact_credentials("machine h\n  login dev\n  password s3cret\n") == \
+        "machine h\n  login dev\n  password ********\n".replace("********", REDACTED)
+    assert clients.redact_credentials('password = "s3cret"\n') == f"password = {REDACTED}\n"
+
+
+def test_unconfigure_leaves_a_users_own_netrc_alone(settings):
+    facts = dev_facts(settings, files={"~/.netrc": b"machine corp login me password p\n"})
+    for path in TOOL_FILES:
+        facts.files[path + clients.BACKUP_SUFFIX] = FileFacts(None)
+        facts.files[path + clients.CREATED_SUFFIX] = FileFacts(None)
+    steps = {step.step: step for step in clients.plan_unconfigure(settings, facts, False)}
+    assert isinstance(steps["clients.uv"], Unchanged)
+    facts.files["~/.netrc" + clients.BACKUP_SUFFIX] = FileFacts(FileState("0" * 64, "600", ""))
+    facts.files["~/.config/uv/uv.toml"] = FileFacts(FileState("0" * 64, "600", ""))
+    facts.files["~/.config/uv/uv.toml" + clients.CREATED_SUFFIX] = FileFacts(
+        FileState("0" * 64, "644", ""))
+    step = {step.step: step for step in clients.plan_unconfigure(settings, facts, False)}[
+        "clients.uv"]
+    assert step.done == "removed /home/dev/.config/uv/uv.toml, restored /home/dev/.netrc"
+
+
+def test_the_probe_reports_tools_and_uv_version():
+    facts = parse("tool\tuv\t/home/dev/.local/bin/uv\t0.13.9\ntool\tpdm\t\t\n")
+    assert facts.tools == {"uv": ("/home/dev/.local/bin/uv", (0, 13, 9)), "pdm": None}
