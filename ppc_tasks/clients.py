@@ -206,10 +206,11 @@ def merge_netrc(existing: str, ours: str) -> str:
     return text[:default] + ours + text[default:]
 
 
-def render_uv_toml(settings: Settings, system_certs_key: str | None) -> str:
+def render_uv_toml(settings: Settings, system_certs_key: str | None,
+                   user_bundle: str | None = None) -> str:
     return render("uv.toml.j2", name=REPOSITORY, index_url=settings.index_url,
                   default=settings.client_index == "index-url",
-                  system_certs_key=system_certs_key).decode()
+                  system_certs_key=system_certs_key, user_bundle=user_bundle).decode()
 
 
 def render_netrc(settings: Settings, password: str) -> str:
@@ -309,7 +310,7 @@ def user_files(settings: Settings, facts: Facts, password: str, trust: Trust
                             merge_pypirc)],
         "clients.pip": [(PIP_CONF, render_pip_conf(settings, password, trust.pip_bundle),
                          functools.partial(merge_pip_conf, stale_cert=trust.stale_pip_bundle))],
-        "clients.uv": [(UV_TOML, render_uv_toml(settings, uv_key), merge_uv_toml),
+        "clients.uv": [(UV_TOML, render_uv_toml(settings, uv_key, trust.bundle), merge_uv_toml),
                        (NETRC, render_netrc(settings, password), merge_netrc)],
         "clients.poetry": [(POETRY_CONFIG, poetry_config, merge_toml),
                            (POETRY_AUTH, poetry_auth, merge_toml)],

@@ -10,8 +10,10 @@ import base64
 import hashlib
 import io
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -92,8 +94,15 @@ def ensure_built_image(name: str) -> str:
     source_hash = digest.hexdigest()[:16]
     tag = f"ppc-test/{name}"
     if image_label(tag, HASH_LABEL) != source_hash:
-        subprocess.run(["docker", "build", "--label", f"{HASH_LABEL}={source_hash}",
-                        "-t", tag, str(context)], check=True, stdout=subprocess.DEVNULL)
+        with tempfile.TemporaryDirectory() as build_context:
+            shutil.copytree(context, build_context, dirs_exist_ok=True)
+            tools = context / "tools.txt"
+            if tools.exists():  # pinned wheels, fetched here: the build has no proxy CA
+                subprocess.run([sys.executable, "-m", "pip", "download", "-q",
+                                "--only-binary=:all:", "-r", str(tools),
+                                "-d", f"{build_context}/wheels"], check=True)
+            subprocess.run(["docker", "build", "--label", f"{HASH_LABEL}={source_hash}",
+                            "-t", tag, build_context], check=True, stdout=subprocess.DEVNULL)
     return tag
 
 

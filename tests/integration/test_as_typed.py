@@ -85,6 +85,14 @@ def test_clients_find_the_index_by_themselves(deployed_by_alias, home, machines,
     assert install.returncode == 0, install.stdout + install.stderr
     assert b"Successfully installed ppc-as-typed-1.0.0" in install.stdout
     assert b"https://pypi-internal/" in install.stdout
+    # uv: no flags where the CA is in the system store (sudo); without sudo, the
+    # SSL_CERT_FILE that the report names.
+    bundle = "/home/dev/.config/ppc-tasks/pypi-internal-ca-bundle.pem"
+    assert f"SSL_CERT_FILE={bundle}" in configured.stdout
+    for host, environment in ((dev1, ""), (dev2, f"SSL_CERT_FILE={bundle} ")):
+        uv = as_dev(host, f"uv venv -q ~/uv-venv && . ~/uv-venv/bin/activate "
+                          f"&& {environment}uv pip install --no-cache ppc-as-typed")
+        assert uv.returncode == 0 and b"+ ppc-as-typed==1.0.0" in uv.stderr, uv.stdout + uv.stderr
 
 
 def test_certs_trust_as_the_recap_says_finds_the_index_too(deployed_by_alias, home):

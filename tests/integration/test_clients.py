@@ -11,6 +11,9 @@ from .conftest import REPO, SERVER_NAME, steps
 
 OTHER_PYPIRC = ("[distutils]\nindex-servers =\n    company\n\n"
                 "[company]\nrepository = https://company.example/\nusername = me\n")
+OTHER_NETRC = "machine company.example login me password company-secret\n"
+# PDM builds with it; an index that PyPI cannot reach serves it like any package.
+PDM_BACKEND = "pdm-backend==2.5.0"
 
 
 def as_dev(host, command: str, **kwargs):
@@ -30,7 +33,17 @@ def dev_hosts(start_host, deployed):
             host.exec("echo 'dev ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/dev")
         hosts.append(host)
     as_dev(hosts[0], "cat > ~/.pypirc && chmod 600 ~/.pypirc", input=OTHER_PYPIRC.encode())
+    as_dev(hosts[0], "cat > ~/.netrc && chmod 600 ~/.netrc", input=OTHER_NETRC.encode())
     return hosts
+
+
+def download_wheel(requirement: str, directory) -> list:
+    """A pinned wheel, fetched on this machine (test hosts cannot reach PyPI)."""
+    fetched = subprocess.run([str(REPO / ".venv" / "bin" / "pip"), "download", "-q", "--no-deps",
+                              "-d", str(directory), requirement],
+                             capture_output=True, text=True, check=False)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    return list(directory.glob("*.whl"))
 
 
 def targets(hosts) -> str:
@@ -43,8 +56,13 @@ def table(output: str) -> dict[str, str]:
     return {row[0]: row[1] for row in rows if len(row) >= 2}
 
 
+TOOL_FILES = "~/.config/uv/uv.toml ~/.netrc ~/.config/pypoetry/config.toml " \
+             "~/.config/pypoetry/auth.toml ~/.config/pdm/config.toml"
+
+
 def mtimes(host) -> str:
-    return as_dev(host, "stat -c '%n %Y' ~/.pypirc ~/.config/pip/pip.conf").stdout.decode()
+    return as_dev(host, f"stat -c '%n %Y' ~/.pypirc ~/.config/pip/pip.conf {TOOL_FILES}"
+                  ).stdout.decode()
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +99,64 @@ def test_twine_and_pip_work_with_no_flags(configured, dev_hosts, make_dists):
 
 def test_credential_files_are_private_and_other_repositories_stay(configured, dev_hosts):
     for host in dev_hosts:
-        modes = as_dev(host, "stat -c '%a %U' ~/.pypirc ~/.config/pip/pip.conf").stdout.decode()
-        assert modes.split("\n")[:2] == ["600 dev", "600 dev"]
+        modes = as_dev(host, f"stat -c '%a %U' ~/.pypirc ~/.config/pip/pip.conf {TOOL_FILES}")
+        assert modes.stdout.decode().split() == ["600", "dev"] * 7, modes.stderr
     first = dev_hosts[0]
     pypirc = as_dev(first, "cat ~/.pypirc").stdout.decode()
     assert "[company]" in pypirc and "repository = https://company.example/" in pypirc
     assert as_dev(first, "cat ~/.pypirc.ppc-tasks-backup").stdout.decode() == OTHER_PYPIRC
+    assert as_dev(first, "cat ~/.netrc").stdout.decode().startswith(OTHER_NETRC)
+
+
+def run_as_dev(host, command: str) -> str:
+    result = as_dev(host, f"set -e; {command}")
+    assert result.returncode == 0, (command, result.stdout.decode() + result.stderr.decode())
+    return result.stdout.decode() + result.stderr.decode()
+
+
+def test_uv_poetry_and_pdm_publish_and_install_with_no_flags(configured, dev_hosts, tmp_path):
+    """What a developer types, on a machine clients.configure set up: no credentials,
+    no certificate, no index on the command line or in the environment."""
+    host = dev_hosts[0]
+    host.copy_in(download_wheel(PDM_BACKEND, tmp_path), "/tmp/backend")
+    host.exec("chown -R dev: /tmp/backend")
+
+    # uv: publish a project and a wheel (PDM's build backend), then install with uv pip.
+    run_as_dev(host, "uv init -q --lib --name ppc-uv-sample ~/uv-sample && cd ~/uv-sample "
+                     "&& uv build -q && uv publish && uv publish /tmp/backend/*.whl")
+    # Poetry: publish to the `internal` repository.
+    run_as_dev(host, "poetry new -q ~/ppc-poetry-sample && cd ~/ppc-poetry-sample "
+                     "&& poetry build -q && poetry publish -r internal")
+    # PDM: publish to `internal`; its build fetches pdm-backend from the default source.
+    run_as_dev(host, "mkdir ~/ppc-pdm-sample && cd ~/ppc-pdm-sample "
+                     "&& pdm init -n -q --backend pdm-backend --dist && pdm publish -r internal")
+
+    uv_add = run_as_dev(host, "cd ~/uv-sample && uv add -v ppc-poetry-sample ppc-pdm-sample")
+    assert f"https://{SERVER_NAME}/simple/" in uv_add and "pypi.org" not in uv_add
+    uv_pip = run_as_dev(host, "cd ~/uv-sample && uv venv -q ~/venv-uv "
+                              "&& . ~/venv-uv/bin/activate && uv pip install -v ppc-uv-sample")
+    assert "+ ppc-uv-sample==0.1.0" in uv_pip and "pypi.org" not in uv_pip
+    poetry_add = run_as_dev(host, f"cd ~/ppc-poetry-sample "
+                                  f"&& poetry source add -q --priority=primary internal "
+                                  f"https://{SERVER_NAME}/simple/ && poetry add ppc-uv-sample")
+    assert "ppc-uv-sample" in poetry_add
+    pdm_add = run_as_dev(host, "cd ~/ppc-pdm-sample && pdm add -v ppc-uv-sample")
+    assert f"https://{SERVER_NAME}/simple/ppc-uv-sample/" in pdm_add
+    assert "pypi.org/simple" not in pdm_add
+
+
+def test_uv_without_sudo_trusts_the_index_with_ssl_cert_file(configured, dev_hosts):
+    """No sudo, so the CA is not in the system store: uv (which reads no CA file from
+    its config) verifies with the user's bundle named in SSL_CERT_FILE, as reported."""
+    result, _ = configured
+    bundle = f"/home/dev/.config/ppc-tasks/{SERVER_NAME}-ca-bundle.pem"
+    assert f"SSL_CERT_FILE={bundle}" in result.stdout
+    host = dev_hosts[2]
+    run_as_dev(host, f"uv venv -q ~/venv-uv && . ~/venv-uv/bin/activate "
+                     f"&& SSL_CERT_FILE={bundle} uv pip install ppc-client-sample==1.0.2")
+    unverified = as_dev(host, ". ~/venv-uv/bin/activate && uv pip install --no-cache "
+                              "ppc-client-sample==1.0.1")
+    assert unverified.returncode != 0 and b"UnknownIssuer" in unverified.stderr
 
 
 def test_ca_goes_to_the_system_store_with_sudo_and_a_user_bundle_without(configured, dev_hosts):
@@ -116,10 +186,7 @@ def test_pip_that_trusts_the_system_store_gets_no_cert_line(configured, fab, dep
     """Debian 12's pip 23 needs pip.conf's `cert`; pip 24.2+ on Python 3.10+ reads the
     system store (truststore), where certs.trust put the CA: the line goes."""
     host = dev_hosts[1]
-    fetched = subprocess.run([str(REPO / ".venv" / "bin" / "pip"), "download", "-q", "--no-deps",
-                              "-d", str(tmp_path), "pip==24.3.1"], capture_output=True, text=True)
-    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
-    host.copy_in(list(tmp_path.glob("pip-*.whl")), "/tmp/newer-pip")
+    host.copy_in(download_wheel("pip==24.3.1", tmp_path), "/tmp/newer-pip")
     upgraded = as_dev(host, "python3 -m pip install -q --user --break-system-packages "
                             "/tmp/newer-pip/pip-*.whl")
     assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
@@ -170,6 +237,24 @@ def test_packages_upload_from_the_operator_machine(configured, fab, deployed, tm
     assert missing.returncode == 1 and "no files match" in missing.stderr
 
 
+def test_a_broken_config_file_fails_that_host_in_one_line_and_changes_nothing(
+        configured, fab, deployed, dev_hosts):
+    host = dev_hosts[1]
+    as_dev(host, "cp ~/.config/pdm/config.toml /tmp/pdm.toml && echo '[pypi' >> ~/.config/pdm/config.toml")
+    before = mtimes(host)
+    try:
+        result = fab("clients.configure", host=targets([host]), settings=deployed.settings())
+        after = mtimes(host)
+    finally:
+        as_dev(host, "cp /tmp/pdm.toml ~/.config/pdm/config.toml")
+    assert result.returncode == 1
+    assert table(result.stdout) == {f"dev@127.0.0.1:{host.port}": "failed"}
+    assert "/home/dev/.config/pdm/config.toml cannot be read (" in result.stdout
+    assert "fix or move it, then configure again" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert after == before
+
+
 def test_unconfigure_puts_clients_back(configured, fab, deployed, dev_hosts):
     result = fab("clients.unconfigure", host=targets(dev_hosts), settings=deployed.settings())
 
@@ -177,8 +262,11 @@ def test_unconfigure_puts_clients_back(configured, fab, deployed, dev_hosts):
     assert set(table(result.stdout).values()) == {"changed"}
     first = dev_hosts[0]
     assert as_dev(first, "cat ~/.pypirc").stdout.decode() == OTHER_PYPIRC
+    assert as_dev(first, "cat ~/.netrc").stdout.decode() == OTHER_NETRC
     for host in dev_hosts:
         assert as_dev(host, "test -e ~/.config/pip/pip.conf").returncode != 0
+        left = as_dev(host, "find ~/.config/uv ~/.config/pypoetry ~/.config/pdm -type f")
+        assert left.stdout.decode().split() == [], left.stdout
         assert host.exec(f"test -e /usr/local/share/ca-certificates/ppc-tasks-{SERVER_NAME}.crt",
                          check=False).returncode != 0
     assert as_dev(dev_hosts[1], "test -e ~/.pypirc").returncode != 0

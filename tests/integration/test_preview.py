@@ -236,7 +236,8 @@ def test_dry_client_configure_shows_redacted_files_and_writes_none(deployed, fab
 
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert client.out("ls -la /root /root/.config 2>&1; ls /usr/local/share/ca-certificates") == before
-    assert "+password = <redacted>" in dry.stdout
+    assert "+password = <redacted>" in dry.stdout  # .pypirc, and PDM's and Poetry's TOML
+    assert "+  password <redacted>" in dry.stdout  # ~/.netrc, for uv
     assert "+index-url = https://dev:<redacted>@pypi.test/simple/" in dry.stdout
     assert password_of(operator_home, "dev") not in dry.stdout + dry.stderr
     assert "would change" in dry.stdout.split("\nhost ", 1)[1]

@@ -212,10 +212,12 @@ def test_uv_without_sudo_is_told_of_ssl_cert_file(settings):
     facts = dev_facts(settings)
     facts.files["/etc/ssl/certs/ca-certificates.crt"] = FileFacts(None, content=b"")
     steps = configured(settings, facts, can_sudo=False)
-    uv_toml = tomllib.loads(new_file(steps["clients.uv"], "/home/dev/.config/uv/uv.toml"))
+    text = new_file(steps["clients.uv"], "/home/dev/.config/uv/uv.toml")
+    uv_toml = tomllib.loads(text)
     assert "system-certs" not in uv_toml and "native-tls" not in uv_toml
     bundle = f"/home/dev/{clients.user_bundle_name(settings)}"
-    assert f"SSL_CERT_FILE={bundle}" in steps["clients.uv"].done
+    assert f"SSL_CERT_FILE={bundle}" in steps["clients.uv"].done  # for the operator
+    assert f"# from its settings: run uv with SSL_CERT_FILE={bundle}\n" in text  # the developer
 
 
 def test_uv_with_extra_index_url_keeps_pypi_as_the_default(tmp_path):
