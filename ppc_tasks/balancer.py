@@ -49,6 +49,14 @@ def is_balancer(facts: Facts) -> bool:
     return site.state is not None and MARK in (site.content or b"").split(b"\n", 1)[0]
 
 
+def upstream_trust(settings: Settings, facts: Facts) -> str:
+    """The CA file nginx checks the index hosts against: the index's CA, or the system's
+    bundle for a publicly trusted certificate."""
+    if certs.ca_path(settings) is None:
+        return facts.platform.trust_store.bundle if facts.platform.trust_store else ""
+    return upstream_ca_path(settings)
+
+
 def queries(settings: Settings) -> list[str]:
     return ["platform", *index.queries(settings), *nginx.queries(settings),
             f"text={upstream_ca_path(settings)}"]
@@ -66,11 +74,10 @@ def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
     plan = Plan()
     plan.add(*tls.steps, index.identity_step(settings, facts),
              certs.plan_install(settings, tls, facts))
+    ca_path = upstream_trust(settings, facts)
     if tls.ca is None:  # a publicly trusted certificate: the system's bundle checks it
-        ca_path = facts.platform.trust_store.bundle if facts.platform.trust_store else ""
         plan.add(Unchanged("balancer.ca", f"index hosts are checked against {ca_path}"))
     else:
-        ca_path = upstream_ca_path(settings)
         plan.add(file_step("balancer.ca", ca_path, tls.ca, facts.file(ca_path), mode="644",
                            owner="0:0", notifies=("nginx.reload",)))
     nginx.plan_nginx(settings, facts, plan, host_name, render_site(settings, ca_path))

@@ -33,17 +33,10 @@ REPOSITORY = "internal"  # twine upload -r internal, poetry/pdm publish -r inter
 PYPIRC = ".pypirc"
 # pip's per-user file on Linux; the seed's ~/.pip/pip.conf is the legacy location.
 PIP_CONF = ".config/pip/pip.conf"
-UV_TOML = ".config/uv/uv.toml"
+UV_TOML = ".config/uv/uv.toml"  # on a Mac too
 NETRC = ".netrc"  # where uv (and pip, curl) find the account for a host
-POETRY_CONFIG = ".config/pypoetry/config.toml"
-POETRY_AUTH = ".config/pypoetry/auth.toml"  # where `poetry config http-basic...` writes
-PDM_CONFIG = ".config/pdm/config.toml"
 BACKUP_SUFFIX = ".ppc-tasks-backup"  # what backup-once.sh keeps
 CREATED_SUFFIX = ".ppc-tasks-created"  # its note that there was no file before
-# The files of the connecting user, by step; the facts probe reads them as ~/NAME.
-USER_FILES = {"clients.pypirc": (PYPIRC,), "clients.pip": (PIP_CONF,),
-              "clients.uv": (UV_TOML, NETRC), "clients.poetry": (POETRY_CONFIG, POETRY_AUTH),
-              "clients.pdm": (PDM_CONFIG,)}
 # The steps for a tool that may not be installed, and the tool's command.
 TOOL_STEPS = {"clients.uv": "uv", "clients.poetry": "poetry", "clients.pdm": "pdm"}
 # pip from 24.2 on, on Python 3.10 and newer, verifies with the system trust store
@@ -57,6 +50,21 @@ UV_WITH_SYSTEM_CERTS = (0, 11)
 
 
 # -- deciding ------------------------------------------------------------------------------
+def user_file_names(on_mac: bool) -> dict[str, tuple[str, ...]]:
+    """The files of the connecting user, by step, as ~/NAME. Poetry and PDM keep theirs
+    where platformdirs puts a program's settings, which differs on a Mac."""
+    config = "Library/Application Support" if on_mac else ".config"
+    return {"clients.pypirc": (PYPIRC,), "clients.pip": (PIP_CONF,),
+            "clients.uv": (UV_TOML, NETRC),
+            # auth.toml: where `poetry config http-basic...` writes without a keyring
+            "clients.poetry": (f"{config}/pypoetry/config.toml", f"{config}/pypoetry/auth.toml"),
+            "clients.pdm": (f"{config}/pdm/config.toml",)}
+
+
+def on_mac(facts: Facts) -> bool:
+    return facts.platform.family is not None and facts.platform.family.name == "macos"
+
+
 def _parse(text: str) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep keys as written
@@ -267,7 +275,9 @@ def pip_trusts_system_store(facts: Facts) -> bool:
 
 
 def queries(settings: Settings, can_sudo: bool) -> list[str]:
-    files = [query for names in USER_FILES.values() for name in names
+    names = dict.fromkeys(name for mac in (False, True)  # the platform is learned with them
+                          for names in user_file_names(mac).values() for name in names)
+    files = [query for name in names
              for query in (f"text=~/{name}", f"file=~/{name}{BACKUP_SUFFIX}",
                            f"file=~/{name}{CREATED_SUFFIX}")]
     # The system bundle goes into a user's own when it cannot hold the index's CA: without
@@ -305,18 +315,17 @@ def user_files(settings: Settings, facts: Facts, password: str, trust: Trust
     """Every file configure writes, by step: our part of each, and its merge."""
     poetry_config, poetry_auth = render_poetry(settings, password, trust.bundle)
     uv_key = uv_system_certs_key(facts) if trust.uv_system_certs else None
-    return {
-        "clients.pypirc": [(PYPIRC, render_pypirc(settings, password, trust.bundle),
-                            merge_pypirc)],
-        "clients.pip": [(PIP_CONF, render_pip_conf(settings, password, trust.pip_bundle),
+    ours = {
+        "clients.pypirc": [(render_pypirc(settings, password, trust.bundle), merge_pypirc)],
+        "clients.pip": [(render_pip_conf(settings, password, trust.pip_bundle),
                          functools.partial(merge_pip_conf, stale_cert=trust.stale_pip_bundle))],
-        "clients.uv": [(UV_TOML, render_uv_toml(settings, uv_key, trust.bundle), merge_uv_toml),
-                       (NETRC, render_netrc(settings, password), merge_netrc)],
-        "clients.poetry": [(POETRY_CONFIG, poetry_config, merge_toml),
-                           (POETRY_AUTH, poetry_auth, merge_toml)],
-        "clients.pdm": [(PDM_CONFIG, render_pdm_config(settings, password, trust.bundle),
-                         merge_toml)],
+        "clients.uv": [(render_uv_toml(settings, uv_key, trust.bundle), merge_uv_toml),
+                       (render_netrc(settings, password), merge_netrc)],
+        "clients.poetry": [(poetry_config, merge_toml), (poetry_auth, merge_toml)],
+        "clients.pdm": [(render_pdm_config(settings, password, trust.bundle), merge_toml)],
     }
+    return {step: [(name, *part) for name, part in zip(names, ours[step], strict=True)]
+            for step, names in user_file_names(on_mac(facts)).items()}
 
 
 def user_file_step(step: str, facts: Facts, user_file: UserFile) -> Step:
@@ -385,7 +394,7 @@ def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | 
 def plan_unconfigure(settings: Settings, facts: Facts, can_sudo: bool) -> list[Step]:
     """Each file back as it was before the first configure; the CA out of the store."""
     steps: list[Step] = []
-    files = {**USER_FILES, "clients.ca-bundle": (user_bundle_name(settings),)}
+    files = {**user_file_names(on_mac(facts)), "clients.ca-bundle": (user_bundle_name(settings),)}
     for step, names in files.items():
         parts: list[Step] = []
         for name in names:

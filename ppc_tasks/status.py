@@ -1,4 +1,4 @@
-"""`status` and `audit`: how an index host is doing, read-only.
+"""`status` and `audit`: how an index host (or a balancer) is doing, read-only.
 
 `status` reads the same facts a deploy decides from (one round trip per host) plus a
 few more (store usage, pypicloud's /health, `nginx -t`), and checks each part against
@@ -16,7 +16,7 @@ from cryptography import x509
 from fabric import task
 from invoke.exceptions import Exit
 
-from . import certs, credentials, deploy, image, nginx, server
+from . import balancer, certs, credentials, deploy, image, nginx, server
 from .facts import Facts
 from .host import (
     AUDIT_LOG,
@@ -141,7 +141,10 @@ def check_config(settings: Settings, facts: Facts, creds: credentials.Credential
                                  f"server runs with it")
 
 
-def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime) -> Check:
+def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
+                      trusted_here: bool = True) -> Check:
+    """The certificate nginx serves; trusted_here: its CA belongs in the host's store
+    (an index host's own tools reach the index; a balancer's do not need to)."""
     cert_path, _ = certs.host_cert_paths(settings)
     content = facts.file(cert_path).content
     if not content:
@@ -168,7 +171,7 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime) 
     ca = certs.ca_path(settings)
     trust = facts.platform.trust_store
     trusted = None
-    if ca and ca.exists() and trust is not None:
+    if trusted_here and ca and ca.exists() and trust is not None:
         trust_file = facts.file(certs.trust_path(trust, settings.index_name))
         trusted = trust_file.state is not None and \
             trust_file.state.sha256 == hashlib.sha256(ca.read_bytes()).hexdigest()
@@ -192,11 +195,11 @@ def matches_local_key(settings: Settings, certificate: x509.Certificate) -> bool
     return key.public_key().public_numbers() == certificate.public_key().public_numbers()
 
 
-def check_nginx(settings: Settings, facts: Facts) -> Check:
+def check_nginx(settings: Settings, facts: Facts, wanted: bytes) -> Check:
+    """nginx serving the site it should (`wanted`, as the settings render it)."""
     installed, running = facts.nginx
     tested, error = facts.nginx_test or (False, "")
     site = facts.file(nginx.SITE_PATH)
-    wanted = nginx.render_site(settings, nginx.serving_port(settings, facts))
     current = site.state is not None and site.state.sha256 == hashlib.sha256(wanted).hexdigest()
     at_boot = facts.unit_enabled("nginx") or not facts.platform.systemd
     problems = [problem for problem, bad in (
@@ -216,7 +219,22 @@ def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentia
             check_server(settings, facts, now), *check_shared_stores(settings, facts),
             check_rollback(settings, facts),
             check_config(settings, facts, creds),
-            check_certificate(settings, facts, now), check_nginx(settings, facts)]
+            check_certificate(settings, facts, now),
+            check_nginx(settings, facts,
+                        nginx.render_site(settings, nginx.serving_port(settings, facts)))]
+
+
+def balancer_checks(settings: Settings, facts: Facts, now: datetime.datetime) -> list[Check]:
+    """A balancer holds no index: its certificate, nginx, and where it forwards (each
+    index host's own status tells how that one is doing)."""
+    site = balancer.render_site(settings, balancer.upstream_trust(settings, facts))
+    return [Check("role", True, f"balancer for {', '.join(settings.server_names)} "
+                                f"(balancer.deploy)"),
+            check_certificate(settings, facts, now, trusted_here=False),
+            check_nginx(settings, facts, site),
+            Check("upstreams", True, f"forwards to {', '.join(settings.index_hosts)} "
+                                     f"(fab -H {','.join(settings.index_hosts)} status "
+                                     f"checks them)")]
 
 
 def parse_time(text: str) -> datetime.datetime | None:
@@ -244,9 +262,11 @@ def local_credentials(settings: Settings) -> credentials.Credentials | None:
 
 def check_host(host: Host) -> list[Check]:
     facts = host.gather(queries(host.settings))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if balancer.is_balancer(facts):
+        return balancer_checks(host.settings, facts, now)
     host.require_docker(facts)
-    return status_checks(host.settings, facts, local_credentials(host.settings),
-                         datetime.datetime.now(datetime.timezone.utc))
+    return status_checks(host.settings, facts, local_credentials(host.settings), now)
 
 
 @task(auto_shortflags=False, help={"json": "print the checks as JSON, one object per host"})
@@ -257,8 +277,9 @@ def status(c, json=False):
     disk free), the server container (running, /health, uptime, restarts), config drift
     (is config.ini what the settings render, and does the server run with it?), the
     certificate (names, days left, issuer, key, trusted by the host) and nginx (running,
-    nginx -t, site up to date, enabled at boot). Exits 1 when anything is unhealthy or
-    the certificate expires within 30 days, with one line per problem.
+    nginx -t, site up to date, enabled at boot). On a balancer (balancer.deploy): its
+    certificate, nginx and the index hosts it forwards to. Exits 1 when anything is
+    unhealthy or the certificate expires within 30 days, with one line per problem.
     """
     if not first_call(c, "status"):
         return

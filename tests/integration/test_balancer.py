@@ -11,6 +11,7 @@ import urllib.parse
 
 import pytest
 
+from . import harness
 from .conftest import SYSTEM_CA_BUNDLE, steps
 from .engines import BUCKET, PG_PASSWORD, REDIS_PASSWORD, S3_SECRET, Engines
 
@@ -66,11 +67,11 @@ def dev_password(operator_home) -> str:
     return json.loads((operator_home / "state" / INDEX / "secrets.json").read_text())["passwords"]["dev"]
 
 
-def installs_through_the_balancer(client, requirement: str) -> list[bytes]:
+def installs_through_the_balancer(client, requirement: str, times: int = INSTALLS) -> list[bytes]:
     """pip installs of `requirement` (pip.conf names the balancer), one after another;
     their failures."""
     failures = []
-    for _ in range(INSTALLS):
+    for _ in range(times):
         result = as_dev(client, f"~/venv/bin/pip install --no-cache-dir --force-reinstall "
                                 f"--no-deps {requirement}")
         if result.returncode != 0:
@@ -146,6 +147,25 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
         assert again.stdout.count("done: 0 changed,") == (2 if task == "deploy" else 1), again.stdout
 
 
+def test_status_checks_the_balancer_as_a_balancer(cluster, fab, engines, index_hosts,
+                                                   balancer_host, operator_home):
+    settings = cluster_settings(engines, index_hosts, operator_home, "postgresql")
+    every_host = on_all([*index_hosts, balancer_host])
+    status = fab("status", host=every_host, settings=settings)
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = re.findall(rf"^\[127.0.0.1:{balancer_host.port}\] (\S+) +(\S+) ", status.stdout,
+                      re.MULTILINE)
+    assert rows == [("role", "ok"), ("certificate", "ok"), ("nginx", "ok"), ("upstreams", "ok")]
+    site = "/etc/nginx/conf.d/ppc-tasks.conf"
+    balancer_host.exec(f"cp -p {site} /tmp/site && echo '# edited' >> {site}")
+    try:
+        drifted = fab("status", host=balancer_host, settings=settings)
+    finally:
+        balancer_host.exec(f"cp -p /tmp/site {site}")
+    assert drifted.returncode == 1
+    assert "nginx: the site differs from what the settings render" in drifted.stderr
+
+
 def failover(fab, settings, client, down, up, requirement: str) -> None:
     """Stop `down`'s server: the client keeps installing through the balancer; `fab
     deploy` brings it back, and changes nothing on `up`."""
@@ -184,3 +204,16 @@ def test_the_same_with_redis_as_the_cache(cluster, fab, engines, index_hosts, ba
                              re.MULTILINE), status.stdout
     second, first = index_hosts
     failover(fab, settings, client, first, second, "ppc-cluster-sample==3.0.0")
+
+
+def test_the_balancer_serves_again_after_a_reboot_by_itself(cluster, balancer_host, client):
+    harness.reboot(balancer_host)
+    # A server keeps its address across a reboot; a restarted container may get another,
+    # so the client's name for the index follows it, as DNS would.
+    client.exec(f"sed -E '/[[:space:]]{re.escape(INDEX)}$/d' /etc/hosts > /tmp/hosts "
+                f"&& echo '{balancer_host.address} {INDEX}' >> /tmp/hosts "
+                f"&& cat /tmp/hosts > /etc/hosts")
+    harness.wait_for(lambda: not installs_through_the_balancer(client, "ppc-cluster-sample==1.0.0",
+                                                               times=1),
+                     "an install through the rebooted balancer", 60)
+    assert installs_through_the_balancer(client, "ppc-cluster-sample==1.0.0") == []

@@ -203,11 +203,14 @@ def test_pip_that_trusts_the_system_store_gets_no_cert_line(configured, fab, dep
 
 
 def test_twenty_one_hosts_at_once(fab, deployed, start_host):
-    """21 targets in one run: users of one machine, so each is a separate SSH login."""
+    """21 targets in one run: users of one machine, so each is a separate SSH login. No
+    tool is on the machine's PATH; one user has uv where its installer puts it."""
     machine = start_host("many", kind="client", add_hosts={SERVER_NAME: deployed.host.address})
     users = [f"u{number:02}" for number in range(1, 22)]
     machine.exec(" && ".join(f"useradd -m {user} && mkdir ~{user}/.ssh && cp /root/.ssh/authorized_keys "
                              f"~{user}/.ssh/ && chown -R {user}: ~{user}/.ssh" for user in users))
+    machine.exec("rm /usr/local/bin/uv /usr/local/bin/poetry /usr/local/bin/pdm "
+                 "&& install -D -o u01 /opt/devtools/bin/uv ~u01/.local/bin/uv")
     hosts = ",".join(f"{user}@127.0.0.1:{machine.port}" for user in users)
 
     result = fab("clients.configure", host=hosts, settings=deployed.settings())
@@ -216,6 +219,9 @@ def test_twenty_one_hosts_at_once(fab, deployed, start_host):
     assert list(table(result.stdout).values()) == ["changed"] * 21
     for user in users:
         assert machine.out(f"stat -c %a ~{user}/.config/pip/pip.conf") == "600"
+    assert machine.out("stat -c %a ~u01/.config/uv/uv.toml") == "600"
+    assert machine.exec("test -e ~u02/.config/uv/uv.toml", check=False).returncode != 0
+    assert "uv is not installed here (--all-tools configures it anyway)" in result.stdout
 
 
 def test_packages_upload_from_the_operator_machine(configured, fab, deployed, tmp_path):

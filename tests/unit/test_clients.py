@@ -165,7 +165,8 @@ def test_a_mac_trusts_the_ca_in_its_keychain_and_gives_pip_and_twine_a_bundle(se
 
 # -- uv, Poetry, PDM -----------------------------------------------------------------------
 CA = b"-----BEGIN CERTIFICATE-----\nindex\n-----END CERTIFICATE-----\n"
-TOOL_FILES = ["~/" + name for names in clients.USER_FILES.values() for name in names]
+TOOL_FILES = ["~/" + name for names in clients.user_file_names(on_mac=False).values()
+              for name in names]
 
 
 def dev_facts(settings, tools=("uv", "poetry", "pdm"), uv_version="0.13.9", files=None):
@@ -335,6 +336,24 @@ def test_unconfigure_leaves_a_users_own_netrc_alone(settings):
     step = {step.step: step for step in clients.plan_unconfigure(settings, facts, False)}[
         "clients.uv"]
     assert step.done == "removed /home/dev/.config/uv/uv.toml, restored /home/dev/.netrc"
+
+
+def test_poetry_and_pdm_settings_live_in_application_support_on_a_mac(settings):
+    names = clients.user_file_names(on_mac=True)
+    assert names["clients.poetry"] == ("Library/Application Support/pypoetry/config.toml",
+                                       "Library/Application Support/pypoetry/auth.toml")
+    assert names["clients.pdm"] == ("Library/Application Support/pdm/config.toml",)
+    assert names["clients.uv"] == (".config/uv/uv.toml", ".netrc")
+    queries = clients.queries(settings, can_sudo=True)
+    assert "text=~/Library/Application Support/pdm/config.toml" in queries
+    assert "text=~/.config/pdm/config.toml" in queries
+    facts = Facts(platform=parse_platform("os=macos\nsystemd=0"), home="/Users/dev",
+                  user_ids="501:20", files={f"~/{name}": FileFacts(None)
+                                            for names in names.values() for name in names})
+    steps = {step.step: step for step in clients.plan_configure(
+        settings, facts, PASSWORD, None, False, "mac1", all_tools=True)}
+    assert steps["clients.pdm"].diffs[0].path == \
+        "/Users/dev/Library/Application Support/pdm/config.toml"
 
 
 def test_the_probe_reports_tools_and_uv_version():

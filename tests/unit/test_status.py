@@ -3,7 +3,7 @@
 import datetime
 import hashlib
 
-from ppc_tasks import certs, server, status
+from ppc_tasks import balancer, certs, nginx, server, status
 from ppc_tasks.facts import (ContainerFacts, Facts, FileFacts, FileState, VolumeUsage,
                              parse_health_report)
 from ppc_tasks.settings import Settings
@@ -18,8 +18,9 @@ def settings(tmp_path) -> Settings:
 
 
 def certificate_facts(settings: Settings, issued: datetime.datetime) -> Facts:
-    ca, ca_key = certs.new_ca(("pypi.test",), True, issued)
-    certificate, _ = certs.new_server_certificate(ca, ca_key, ("pypi.test",), issued)
+    names = tuple(settings.certificate_names)
+    ca, ca_key = certs.new_ca(names, True, issued)
+    certificate, _ = certs.new_server_certificate(ca, ca_key, names, issued)
     content = certs.pem(certificate)
     path, _ = certs.host_cert_paths(settings)
     return Facts(platform=parse_platform("os=debian\nsystemd=1"),
@@ -96,3 +97,27 @@ def test_the_health_report_survives_what_a_server_may_print():
     assert parse_health_report("") == {}
     assert parse_health_report("bm90IGpzb24=") == {}  # "not json"
     assert parse_health_report("eyJjYWNoZSI6ICIifQ==") == {"cache": ""}
+
+
+def test_a_balancer_is_checked_for_its_certificate_and_nginx_not_for_an_index(tmp_path):
+    cluster = Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path),
+                                    "index_hosts": ["idx1", "idx2"], "storage": "s3",
+                                    "s3_bucket": "packages", "s3_access_key_id": "key",
+                                    "cache_url": "redis://cache/0"},
+                                   host=None)
+    facts = certificate_facts(cluster, NOW)
+    site = balancer.render_site(cluster, balancer.upstream_trust(cluster, facts))
+    facts.files[nginx.SITE_PATH] = FileFacts(FileState(hashlib.sha256(site).hexdigest(), "644",
+                                                       "0:0"), content=site)
+    facts.nginx, facts.nginx_test = (True, True), (True, "")
+    facts.units["nginx"] = ("enabled", "active")
+    facts.files[certs.host_cert_paths(cluster)[1]] = FileFacts(FileState("1" * 64, "600", "0:0"))
+    facts.files[nginx.LOADED_PATH] = FileFacts(None, content="".join(
+        f"{facts.file(path).state.sha256} {path}\n" for path in nginx.loaded_files(cluster)
+    ).encode())
+    assert balancer.is_balancer(facts)
+    checks = {check.part: check for check in status.balancer_checks(cluster, facts, NOW)}
+    assert list(checks) == ["role", "certificate", "nginx", "upstreams"]
+    # The certificate's CA need not be in a balancer's own trust store.
+    assert all(check.ok for check in checks.values()), checks
+    assert checks["upstreams"].detail.startswith("forwards to idx1, idx2")
