@@ -158,14 +158,16 @@ def merge_uv_toml(existing: str, ours: str) -> str:
         return ours
     document, our = tomlkit.parse(existing), tomlkit.parse(ours)
     our_index = our.pop("index")[0].unwrap()
+    indexes = document.get("index", [])
+    if not isinstance(indexes, list) or not all(isinstance(entry, Mapping) for entry in indexes):
+        raise ValueError("`index` is not a list of tables")
     _set_keys(document, our)
-    others = [entry.unwrap() for entry in document.get("index", [])
-              if entry.get("name") != our_index["name"]]
+    others = [entry.unwrap() for entry in indexes if entry.get("name") != our_index["name"]]
     if our_index.get("default"):
         others = [{**entry, "default": False} if entry.get("default") else entry
                   for entry in others]
     wanted = [our_index, *others]
-    if [entry.unwrap() for entry in document.get("index", [])] != wanted:
+    if [entry.unwrap() for entry in indexes] != wanted:
         entries = tomlkit.aot()
         for entry in wanted:
             entries.append(tomlkit.item(entry))
@@ -336,7 +338,7 @@ def user_file_step(step: str, facts: Facts, user_file: UserFile) -> Step:
     path = f"{facts.home}/{name}"
     try:
         content = merge((current.content or b"").decode(), ours)
-    except (configparser.Error, tomlkit.exceptions.ParseError, UnicodeDecodeError) as error:
+    except (configparser.Error, ValueError) as error:  # TOML's and UTF-8's errors are ValueErrors
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise TaskError(f"{path} cannot be read ({message}): fix or move it, "
                         f"then configure again") from None

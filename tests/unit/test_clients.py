@@ -307,12 +307,19 @@ def test_each_tool_file_is_private_and_backed_up_once(settings):
     assert {command.argv[5] for command in step.commands if command.argv[3] == "put-file"} == {"600"}
 
 
-def test_a_broken_toml_file_is_refused_in_one_line(settings):
-    facts = dev_facts(settings, files={"~/.config/pdm/config.toml": b"[pypi\nurl = 1\n"})
+@pytest.mark.parametrize(("name", "content"), [
+    (".config/pdm/config.toml", b"[pypi\nurl = 1\n"),  # not TOML
+    (".config/uv/uv.toml", b'index = "https://corp.example/simple/"\n'),  # not uv's shape
+    (".config/uv/uv.toml", b"index = [1, 2]\n"),
+    (".pypirc", b"[internal\n"),
+    (".netrc", b"\xff\xfe"),  # not UTF-8
+])
+def test_a_file_configure_cannot_merge_into_is_refused_in_one_line(settings, name, content):
+    facts = dev_facts(settings, files={f"~/{name}": content})
     with pytest.raises(TaskError) as error:
         configured(settings, facts)
     message = str(error.value)
-    assert message.startswith("/home/dev/.config/pdm/config.toml cannot be read (")
+    assert message.startswith(f"/home/dev/{name} cannot be read (")
     assert message.endswith("fix or move it, then configure again") and "\n" not in message
 
 
