@@ -223,7 +223,15 @@ def render_uv_toml(settings: Settings, system_certs_key: str | None,
                   system_certs_key=system_certs_key, user_bundle=user_bundle).decode()
 
 
+# What a netrc word cannot hold: parsers differ on quoting, so nothing is quoted.
+NETRC_UNSAFE = re.compile(r'[\s"\\]|^#')
+
+
 def render_netrc(settings: Settings, password: str) -> str:
+    if NETRC_UNSAFE.search(password):
+        raise TaskError(f"the password of {settings.client_user} in {settings.secrets_path} has "
+                        f"a space, quote or backslash, which ~/.netrc (uv reads the account "
+                        f"there) cannot hold: choose another one and deploy again")
     return render("netrc.j2", host=urllib.parse.urlsplit(settings.index_url).hostname,
                   username=settings.client_user, password=password).decode()
 
@@ -312,22 +320,25 @@ class Trust:
 UserFile = tuple[str, str, Callable[[str, str], str]]
 
 
-def user_files(settings: Settings, facts: Facts, password: str, trust: Trust
-               ) -> dict[str, list[UserFile]]:
-    """Every file configure writes, by step: our part of each, and its merge."""
-    poetry_config, poetry_auth = render_poetry(settings, password, trust.bundle)
+def user_files(step: str, settings: Settings, facts: Facts, password: str, trust: Trust
+               ) -> list[UserFile]:
+    """The files configure writes for one step: our part of each, and its merge."""
     uv_key = uv_system_certs_key(facts) if trust.uv_system_certs else None
     ours = {
-        "clients.pypirc": [(render_pypirc(settings, password, trust.bundle), merge_pypirc)],
-        "clients.pip": [(render_pip_conf(settings, password, trust.pip_bundle),
-                         functools.partial(merge_pip_conf, stale_cert=trust.stale_pip_bundle))],
-        "clients.uv": [(render_uv_toml(settings, uv_key, trust.bundle), merge_uv_toml),
-                       (render_netrc(settings, password), merge_netrc)],
-        "clients.poetry": [(poetry_config, merge_toml), (poetry_auth, merge_toml)],
-        "clients.pdm": [(render_pdm_config(settings, password, trust.bundle), merge_toml)],
-    }
-    return {step: [(name, *part) for name, part in zip(names, ours[step], strict=True)]
-            for step, names in user_file_names(on_mac(facts)).items()}
+        "clients.pypirc": lambda: [(render_pypirc(settings, password, trust.bundle),
+                                    merge_pypirc)],
+        "clients.pip": lambda: [(render_pip_conf(settings, password, trust.pip_bundle),
+                                 functools.partial(merge_pip_conf,
+                                                   stale_cert=trust.stale_pip_bundle))],
+        "clients.uv": lambda: [(render_uv_toml(settings, uv_key, trust.bundle), merge_uv_toml),
+                               (render_netrc(settings, password), merge_netrc)],
+        "clients.poetry": lambda: [(part, merge_toml) for part in
+                                   render_poetry(settings, password, trust.bundle)],
+        "clients.pdm": lambda: [(render_pdm_config(settings, password, trust.bundle),
+                                 merge_toml)],
+    }[step]()
+    names = user_file_names(on_mac(facts))[step]
+    return [(name, *part) for name, part in zip(names, ours, strict=True)]
 
 
 def user_file_step(step: str, facts: Facts, user_file: UserFile) -> Step:
@@ -375,12 +386,13 @@ def plan_configure(settings: Settings, facts: Facts, password: str, ca: bytes | 
     trust = Trust(bundle=bundle, pip_bundle=pip_bundle,
                   stale_pip_bundle=bundle if pip_bundle is None else None,
                   uv_system_certs=ca is not None and can_sudo)
-    for step, files in user_files(settings, facts, password, trust).items():
+    for step in user_file_names(on_mac(facts)):
         tool = TOOL_STEPS.get(step)
         if tool and facts.tools.get(tool) is None and not all_tools:
             steps.append(Unchanged(step, f"{tool} is not installed here "
                                          f"(--all-tools configures it anyway)"))
             continue
+        files = user_files(step, settings, facts, password, trust)
         parts = [user_file_step(step, facts, user_file) for user_file in files]
         if len(parts) == 1:
             steps.append(parts[0])
@@ -407,10 +419,10 @@ def plan_unconfigure(settings: Settings, facts: Facts, can_sudo: bool) -> list[S
                 parts.append(Change(step, done=f"restored {path}",
                                     would=f"restore {path} as it was before configure",
                                     commands=restore))
-            # Files from before configure noted what it created were always its own.
+            # A tool's file is ours only with configure's note; pip's, twine's and the
+            # bundle always were, also from before configure wrote notes.
             elif facts.file(f"~/{name}").state is not None and (
-                    configured is not None or step in ("clients.pypirc", "clients.pip",
-                                                       "clients.ca-bundle")):
+                    configured is not None or step not in TOOL_STEPS):
                 parts.append(Change(step, done=f"removed {path}",
                                     would=f"remove {path}, which configure made",
                                     commands=restore))

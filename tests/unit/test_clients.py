@@ -184,9 +184,9 @@ def dev_facts(settings, tools=("uv", "poetry", "pdm"), uv_version="0.13.9", file
     return facts
 
 
-def configured(settings, facts, can_sudo=True, **options):
+def configured(settings, facts, can_sudo=True, password=PASSWORD, **options):
     return {step.step: step for step in clients.plan_configure(
-        settings, facts, PASSWORD, CA, can_sudo, "dev1", **options)}
+        settings, facts, password, CA, can_sudo, "dev1", **options)}
 
 
 def new_file(step, path):
@@ -366,3 +366,15 @@ def test_poetry_and_pdm_settings_live_in_application_support_on_a_mac(settings):
 def test_the_probe_reports_tools_and_uv_version():
     facts = parse("tool\tuv\t/home/dev/.local/bin/uv\t0.13.9\ntool\tpdm\t\t\n")
     assert facts.tools == {"uv": ("/home/dev/.local/bin/uv", (0, 13, 9)), "pdm": None}
+
+
+@pytest.mark.parametrize("password", ["two words", 'a"quote', "back\\slash", "#hash"])
+def test_a_password_netrc_cannot_hold_is_refused_in_one_line(settings, password):
+    with pytest.raises(TaskError, match=r"has a space, quote or backslash, which ~/.netrc"):
+        clients.render_netrc(settings, password)
+    assert "machine" in clients.render_netrc(settings, "fine/+=#-in-the-middle")
+
+
+def test_a_password_netrc_cannot_hold_stops_no_one_without_uv(settings):
+    steps = configured(settings, dev_facts(settings, tools=("poetry",)), password="two words")
+    assert isinstance(steps["clients.uv"], Unchanged) and isinstance(steps["clients.poetry"], Change)
