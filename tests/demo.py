@@ -2,7 +2,7 @@
 
 Run through `tests/demo` (which installs what is missing first). Everything it makes
 is local: two containers (a server host with sshd + Docker, a developer machine with
-sshd, pip and twine, set up with clients.configure),
+sshd, pip, twine, uv, Poetry and PDM, set up with clients.configure),
 and the folder .demo/ in the repo (SSH key, settings, the index's secrets and CA).
 `tests/demo --down` removes the containers.
 """
@@ -82,6 +82,10 @@ def main() -> None:
     show(client.exec("python3 -m venv /tmp/venv && /tmp/venv/bin/pip install --no-cache-dir "
                      "ppc-demo-sample && /tmp/venv/bin/python -c 'import ppc_demo_sample; "
                      "print(\"imported ppc_demo_sample\", ppc_demo_sample.VALUE)'"))
+
+    say("on the client: the same with uv, which clients.configure set up too")
+    show(client.exec("uv venv -q /tmp/uv-venv && . /tmp/uv-venv/bin/activate "
+                     "&& uv pip install --no-cache ppc-demo-sample 2>&1"))
 
     say("done")
     print(f"""

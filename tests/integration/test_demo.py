@@ -13,6 +13,7 @@ def test_demo_runs_end_to_end_and_tears_down(test_images):
     assert "done: 0 changed," in demo.stdout  # the second deploy
     assert "Successfully installed ppc-demo-sample-1.0.0" in demo.stdout
     assert "imported ppc_demo_sample 42" in demo.stdout
+    assert "+ ppc-demo-sample==1.0.0" in demo.stdout  # uv, configured with no flags
 
     subprocess.run([sys.executable, "-m", "tests.demo", "--down"], cwd=REPO, check=True,
                    capture_output=True)
