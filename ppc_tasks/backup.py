@@ -30,7 +30,7 @@ from fabric import task
 from . import state
 from .errors import TaskError
 from .facts import Facts
-from .host import expected_failures, host_task, settings_fingerprint
+from .host import OPTION_HELP, expected_failures, host_task, settings_fingerprint
 from .plan import Change, Command, Plan, counted
 from .render import FILES_DIR, script
 from .server import raise_unless_healthy
@@ -254,7 +254,7 @@ def create(host, keep=0):
         host.report("backup.prune", True, f"deleted {old.name} (--keep={keep})")
 
 
-@task(auto_shortflags=False)
+@task(auto_shortflags=False, help={"file": OPTION_HELP["file"]})
 def verify(c, file):
     """Check a backup archive offline: fab backup.verify FILE (no -H).
 

@@ -502,10 +502,24 @@ def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
     return index.for_servers(settings) if for_server else index.for_clients(settings, index_option)
 
 
+# `fab --help TASK` lines for the tasks' options, by name (one meaning per name).
 OPTION_HELP = {
     "index": "the index to work with, when several were deployed from this machine",
     "lock_wait": "wait up to this many seconds for another run's lock on the host "
                  "(default: stop at once, naming who holds it)",
+    "all_tools": "configure uv, Poetry and PDM even where they are not installed",
+    "bootstrap": "first install the Docker engine where it is missing (as host.bootstrap)",
+    "confirm": "the name the task asks for, to let it delete or replace packages",
+    "file": "a backup archive (made by backup.create)",
+    "files": "the distributions, as a quoted pattern: 'dist/*'",
+    "force": "rebuild from scratch, without the layer cache",
+    "keep": "then delete all but this many newest archives (0: keep all)",
+    "lines": "how many of the last lines to show",
+    "new_identity": "make a new CA and passwords for an index whose own are not on "
+                    "this machine (every client must be configured again)",
+    "rebuild": "rebuild the images from scratch",
+    "skip_build": "use the images already on the host",
+    "verbose": "show the image builds' own output",
 }
 
 
@@ -518,7 +532,8 @@ def with_options(wrapper, body, **options):
         for name, default in options.items()]
     wrapper.__signature__ = signature.replace(parameters=parameters)
     return task(wrapper, auto_shortflags=False,  # -i, -H and friends belong to fab
-                help={name: OPTION_HELP[name] for name in options})
+                help={parameter.name: OPTION_HELP[parameter.name] for parameter in parameters
+                      if parameter.name in OPTION_HELP})
 
 
 def host_task(body=None, *, docker: bool = True, for_server: bool = True, mutating: bool = True,

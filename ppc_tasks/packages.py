@@ -13,7 +13,7 @@ from fabric import task
 from . import certs
 from .clients import client_password
 from .errors import TaskError
-from .host import expected_failures, last_lines, report_line, settings_of
+from .host import OPTION_HELP, expected_failures, last_lines, report_line, settings_of
 from .settings import Settings
 
 
@@ -35,7 +35,7 @@ def upload_error(output: str, files: list[str]) -> str:
     return f"twine upload failed: {last_lines(output, 2)}"
 
 
-@task(auto_shortflags=False)
+@task(auto_shortflags=False, help={name: OPTION_HELP[name] for name in ("files", "index")})
 def upload(c, files, index=""):
     """Upload distributions to the index with twine: fab packages.upload 'dist/*'.
 

@@ -9,6 +9,7 @@ import pytest
 
 from ppc_tasks import facts as facts_module
 from ppc_tasks import image
+from ppc_tasks.cli import namespace
 from ppc_tasks.facts import Facts, FileState, ImageFacts
 from ppc_tasks.host import audit_line, command_line, last_lines, shown
 from ppc_tasks.plan import Change, Unchanged
@@ -270,3 +271,15 @@ def test_reload_nginx_records_the_files_nginx_has_read(tmp_path):
     failed = run_script("reload-nginx", str(loaded), str(site), "--", "false")
     assert failed.returncode != 0 and str(site) in loaded.read_text()  # record kept as it was
     assert str(certificate) in loaded.read_text()
+
+
+def test_every_task_option_has_a_help_line():
+    """`fab --help TASK` explains each option, not only the docstring."""
+    def tasks(collection, prefix=""):
+        yield from ((prefix + name, task) for name, task in collection.tasks.items())
+        for name, child in collection.collections.items():
+            yield from tasks(child, f"{prefix}{name}.")
+
+    bare = {name: [argument.name for argument in task.get_arguments() if not argument.help]
+            for name, task in tasks(namespace)}
+    assert {name: options for name, options in bare.items() if options} == {}
