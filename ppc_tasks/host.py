@@ -322,9 +322,8 @@ class Host:
             if not isinstance(step, Change):
                 self.report(step.step, False, step.detail)
                 continue
-            started = time.monotonic()
             with self.progress(step.step, watched=self.verbose and any(
-                    command.shows_output for command in step.commands)):
+                    command.shows_output for command in step.commands)) as elapsed:
                 if step.local is not None:
                     step.local()
                 for command in step.commands:
@@ -336,7 +335,7 @@ class Host:
                                         f"{last_lines(result.stdout + result.stderr, 4)}")
                 if step.run is not None:
                     step.run(self)
-            took = time.monotonic() - started
+            took = elapsed()
             self.report(step.step, True, step.done + (f" in {took:.1f} s" if took >= SLOW_STEP
                                                       else ""))
 
@@ -344,7 +343,8 @@ class Host:
     def progress(self, step: str, watched: bool = False):
         """A step that runs for SLOW_STEP seconds says so: on a terminal, a live line
         with the seconds so far (cleared when the step reports); in a log, or from
-        several hosts at once, one line. Not while its own output streams (watched)."""
+        several hosts at once, one line. Not while its own output streams (watched).
+        Yields the step's clock: the seconds since it started."""
         finished = threading.Event()
         live = sys.stdout.isatty() and threading.current_thread() is threading.main_thread()
         started = time.monotonic()
@@ -367,7 +367,7 @@ class Host:
         teller = threading.Thread(target=tell, daemon=True)
         teller.start()
         try:
-            yield
+            yield lambda: time.monotonic() - started
         finally:
             finished.set()
             teller.join()
