@@ -9,6 +9,8 @@ measures through nginx with TLS, as clients see the index:
   p50/p95/p99 latency, each run after the index has worked off the one before;
 - 100 concurrent `pip download --no-deps` of the 20 packages: failures, wall time;
 - the same 20 downloads through nginx+TLS against direct to 127.0.0.1:3031, on the host;
+- a wrong-password flood: the plain account's requests, one after another, alone and
+  while 64 clients send it a new wrong password each (wrk): median, failures;
 - a deploy that changes nothing against its floor: the same probe as a shell script
   over one plain ssh connection (this checkout only; --only-deploy measures just this).
 
@@ -42,6 +44,7 @@ NAME = "bench.test"
 PACKAGES = [f"bench-pkg-{number:02}" for number in range(1, 21)]
 CONCURRENCY = (1, 10, 50, 100)
 PIP_CLIENTS = 100
+FLOOD_CLIENTS = 64
 
 
 def say(message: str) -> None:
@@ -150,6 +153,60 @@ def front_door(host: harness.TestHost, packages: list[list[str]], password: str)
     return timings
 
 
+def plain_account(host: harness.TestHost, state: Path, password: str, seconds: float) -> dict:
+    """The plain account's requests through nginx+TLS, one after another on one
+    connection, for `seconds`: median and p95 in ms, and how many failed."""
+    import http.client
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
+    context.check_hostname = False
+    headers = {"Host": NAME, "Authorization": "Basic " + base64.b64encode(
+        f"dev:{password}".encode()).decode()}
+    timings, failed = [], 0
+    connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=30)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            connection.request("GET", f"/simple/{PACKAGES[0]}/", headers=headers)
+            response = connection.getresponse()
+            response.read()
+            failed += response.status != 200
+        except OSError:
+            failed += 1
+            connection.close()
+            connection = http.client.HTTPSConnection(host.address, 443, context=context,
+                                                     timeout=30)
+        timings.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    timings.sort()
+    return {"requests": len(timings), "failed": failed,
+            "p50_ms": round(statistics.median(timings), 2),
+            "p95_ms": round(timings[int(len(timings) * 0.95)], 2)}
+
+
+def wrong_password_flood(host: harness.TestHost, state: Path, password: str, work: Path) -> dict:
+    """The plain account alone, then while FLOOD_CLIENTS clients guess its password."""
+    idle = plain_account(host, state, password, 10)
+    guesses = work / "guesses.txt"
+    guesses.write_text("".join("Basic " + base64.b64encode(f"dev:guess-{number}".encode()).decode()
+                               + "\n" for number in range(5000)))
+    flood = subprocess.Popen(
+        ["wrk", "-t", "2", "-c", str(FLOOD_CLIENTS), "-d", "25s", "--timeout", "30s",
+         "-s", str(HERE / "wrk-wrong-passwords.lua"), "-H", f"Host: {NAME}",
+         f"https://{host.address}/simple/", "--", str(guesses)],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(5)  # the flood under way
+    under = plain_account(host, state, password, 15)
+    output, _ = flood.communicate()
+    sent = json.loads(output.strip().splitlines()[-1])
+    return {"clients": FLOOD_CLIENTS, "idle": idle, "flood": under,
+            "flood_rps": round(sent["requests"] / sent["seconds"], 1),
+            "flood_refused": sent["non_2xx"],
+            "ratio": round(under["p50_ms"] / idle["p50_ms"], 2)}
+
+
 def milliseconds(timings: dict, label: str) -> str:
     if timings[label] is None:
         return f"failed ({timings[label + '_error']})"
@@ -193,9 +250,11 @@ def warm_deploy(tree: Path, host: harness.TestHost, work: Path, runs: int = 11) 
             "ratio": round(fab_median / ssh_median, 2), "round_trips": trips}
 
 
-def table(results: dict, deploy_only: bool = False) -> str:
+def table(results: dict, deploy_only: bool = False, flood_only: bool = False) -> str:
     if deploy_only:
         return warm_line(results["warm_deploy"])
+    if flood_only:
+        return f"{results['revision']}: {flood_line(results['wrong_password_flood'])}"
     lines = [f"revision: {results['revision']}",
              "",
              "requests through nginx+TLS (wrk, 5 s each)",
@@ -214,10 +273,21 @@ def table(results: dict, deploy_only: bool = False) -> str:
               f"{len(PACKAGES)} downloads (page + file) on the host: nginx+TLS "
               f"{milliseconds(door, 'nginx_tls')}, direct {milliseconds(door, 'direct')}, "
               f"ratio {door['ratio']}x"]
+    flood = results.get("wrong_password_flood")
+    if flood:
+        lines.append(flood_line(flood))
     warm = results.get("warm_deploy")
     if warm:
         lines.append(warm_line(warm))
     return "\n".join(lines)
+
+
+def flood_line(flood: dict) -> str:
+    return (f"the plain account while {flood['clients']} clients guess its password "
+            f"({flood['flood_rps']} req/s, {flood['flood_refused']} refused): p50 "
+            f"{flood['flood']['p50_ms']} ms against {flood['idle']['p50_ms']} ms alone "
+            f"({flood['ratio']}x), p95 {flood['flood']['p95_ms']} ms, "
+            f"{flood['flood']['failed']} of {flood['flood']['requests']} failed")
 
 
 def warm_line(warm: dict) -> str:
@@ -234,6 +304,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the host container")
     parser.add_argument("--only-deploy", action="store_true",
                         help="measure the warm deploy only (not the serving)")
+    parser.add_argument("--only-flood", action="store_true",
+                        help="measure the wrong-password flood only")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ppc-bench-") as directory:
@@ -250,13 +322,19 @@ def main() -> None:
             tree = checkout(options.ref, work)
             state = deploy(tree, host, work)
             say("a warm deploy against its floor")
-            warm = None if options.ref else warm_deploy(tree, host, work)
+            warm = None if options.ref or options.only_flood else warm_deploy(tree, host, work)
             if options.only_deploy:
                 print(table({"revision": "", "warm_deploy": warm}, deploy_only=True))
                 return
             say(f"uploading {len(PACKAGES)} packages")
             packages = upload_packages(host, state, work)
             password = json.loads((state / "secrets.json").read_text())["passwords"]["dev"]
+            if options.only_flood:
+                say(f"a wrong-password flood: {FLOOD_CLIENTS} clients guessing")
+                flood = wrong_password_flood(host, state, password, work)
+                print(table({"revision": options.ref or "this checkout",
+                             "wrong_password_flood": flood}, flood_only=True))
+                return
             authorization = "Basic " + base64.b64encode(f"dev:{password}".encode()).decode()
             rows = []
             for path, credentials in (("/health", None), (f"/simple/{PACKAGES[0]}/", authorization)):
@@ -271,6 +349,9 @@ def main() -> None:
             say("front door: nginx+TLS against direct, on the host")
             settle(host, state)
             door = front_door(host, packages, password)
+            say(f"a wrong-password flood: {FLOOD_CLIENTS} clients guessing")
+            settle(host, state)
+            flood = wrong_password_flood(host, state, password, work)
         finally:
             if not options.keep:
                 host.remove()
@@ -284,6 +365,7 @@ def main() -> None:
                                               / at_one["/health"], 2),
         "pip_clients": pip,
         "front_door": door,
+        "wrong_password_flood": flood,
         "warm_deploy": warm,
     }
     print(table(results))

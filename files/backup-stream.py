@@ -2,10 +2,10 @@
 volume at /var/lib/pypicloud): write the index to stdout as an uncompressed tar stream.
 
 First db.sqlite, a consistent snapshot taken with sqlite's online backup API (never a
-copy of the live file), then every package file with its .meta file. pypicloud writes
-a package's files before its database row, so every release the snapshot lists has
-its files in the stream; files still being written (dot files) are left out. Last,
-about.json: the pypicloud version. Nothing is written to the volume.
+copy of the live file), then the file of every release the snapshot lists, with its
+.meta file (each path of the shape ppc_guard.archive allows): exactly what the snapshot saw (pypicloud writes a release's file before its
+database row, so each one is there). Last, about.json: the pypicloud version. Nothing
+is written to the volume.
 """
 
 import importlib.metadata
@@ -16,6 +16,8 @@ import sqlite3
 import sys
 import tarfile
 
+from ppc_guard.archive import member_problem
+
 DATA = "/var/lib/pypicloud"
 SNAPSHOT = "/tmp/db.sqlite"
 OWNER = 10001  # the server image's user: what a restore gives every file
@@ -23,6 +25,8 @@ OWNER = 10001  # the server image's user: what a restore gives every file
 source = sqlite3.connect(f"file:{DATA}/db.sqlite?mode=ro", uri=True)
 target = sqlite3.connect(SNAPSHOT)
 source.backup(target)
+releases = target.execute("SELECT name, version, filename FROM packages "
+                          "ORDER BY name, version, filename").fetchall()
 target.close()
 source.close()
 
@@ -35,13 +39,18 @@ def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as stream:
     stream.add(SNAPSHOT, "db.sqlite", filter=owned)
-    for root, directories, files in os.walk(f"{DATA}/packages"):
-        directories.sort()
-        for name in sorted(files):
-            if name.startswith("."):  # an upload still being written
+    for name, version, filename in releases:
+        path = f"packages/{name}/{version}/{filename}"
+        problem = member_problem(path, True)
+        if problem:  # only a restore of a forged database could have put it there
+            sys.exit(f"the database lists {problem}")
+        for member in (path, path + ".meta"):
+            if member != path and not os.path.exists(os.path.join(DATA, member)):
                 continue
-            path = os.path.join(root, name)
-            stream.add(path, os.path.relpath(path, DATA), filter=owned)
+            try:
+                stream.add(os.path.join(DATA, member), member, filter=owned, recursive=False)
+            except FileNotFoundError:
+                sys.exit(f"{member} was deleted while the backup ran: run it again")
     about = json.dumps({"pypicloud": importlib.metadata.version("pypicloud")}).encode()
     info = tarfile.TarInfo("about.json")
     info.size = len(about)

@@ -1,13 +1,19 @@
-"""`backup`: the index in one verified archive on the operator's machine, and back.
+"""`backup`: the index in one verified, signed archive on the operator's machine, and back.
 
 `fab -H HOST backup` streams the index over SSH (nothing is staged on the host): a
-consistent snapshot of the database (sqlite's online backup API) and every package
-file with its metadata, taken by a throwaway container of the server image while the
-server keeps serving. The archive (`<state_dir>/<index>/backups/<time>.tar.gz`, 0600)
-carries a manifest: the sha256 of every file, the releases the database lists, the
-pypicloud version and the settings' fingerprint. `fab backup.verify FILE` checks an
-archive offline; `fab -H HOST restore FILE` puts one into a host's index. Secrets are
-never in an archive: they stay in the index's folder on this machine.
+consistent snapshot of the database (sqlite's online backup API) and the file of every
+release it lists, taken by a throwaway container of the server image while the server
+keeps serving. The archive (`<state_dir>/<index>/backups/<time>.tar.gz`, 0600) carries
+a manifest (the sha256 of every file, the releases, the pypicloud version, the
+settings' fingerprint) signed with the index's own key (HMAC-SHA256, the key in
+secrets.json). Secrets are never in an archive.
+
+What an archive may hold is defined once, in the server image's guard
+(docker/server/ppc_guard/archive.py): `backup.verify` checks it here, and a restore
+checks it again as it extracts on the host. A restore stages the archive inside the
+data volume, swaps it in with renames and keeps the old store until the server answers
+from the new one: no archive, and no failure on the way (a full disk, a server that
+does not start, a killed fab), leaves the index without a store it can serve.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from __future__ import annotations
 import datetime
 import gzip
 import hashlib
+import hmac
 import io
 import json
 import os
-import sqlite3
 import tarfile
 import tempfile
 import zlib
@@ -27,17 +33,20 @@ from pathlib import Path
 
 from fabric import task
 
-from . import state
+from . import credentials, state
 from .errors import TaskError
 from .facts import Facts
-from .host import OPTION_HELP, expected_failures, host_task, settings_fingerprint
+from .host import OPTION_HELP, expected_failures, host_task, last_lines, settings_fingerprint
 from .plan import Change, Command, Plan, counted
-from .render import FILES_DIR, script
-from .server import raise_unless_healthy
+from .render import FILES_DIR, guard_module, script, script_argv
+from .server import login_line
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
 
-MANIFEST = "manifest.json"
-FORMAT = 1
+archive_rules = guard_module("archive")
+MANIFEST = archive_rules.MANIFEST
+DATABASE = archive_rules.DATABASE
+FORMAT = 2  # 1: unsigned, before archives were checked member by member
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,16 @@ class Summary:
         return (f"{counted(self.projects, 'project')}, {counted(self.releases, 'release')}, "
                 f"{counted(self.files, 'file')}, {self.bytes / 1e6:.1f} MB "
                 f"(pypicloud {self.pypicloud})")
+
+
+@dataclass(frozen=True)
+class Verified:
+    """An archive that verified: what it holds, and what it says of who made it."""
+
+    summary: Summary
+    index: str  # the index its manifest names
+    signature: str  # "" for an archive from before archives were signed
+    signed: bytes  # what the signature covers
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -85,31 +104,60 @@ def stream_argv(settings: Settings) -> list[str]:
             "--entrypoint", "/opt/pypicloud/bin/python", settings.server_image, "-"]
 
 
-def restore_argv(settings: Settings) -> list[str]:
-    """A throwaway container that puts an archive (on stdin) into the data volume."""
+def store_argv(settings: Settings, action: str) -> list[str]:
+    """files/restore-volume.py ACTION in a throwaway container of the server image."""
     return ["docker", "run", "--rm", "-i", "--user", "0",
             "--volume", f"{settings.data_volume}:{DATA_DIR}",
-            "--entrypoint", "sh", settings.server_image, "-c", script("restore-volume")]
+            "--entrypoint", "/opt/pypicloud/bin/python", settings.server_image,
+            "-c", (FILES_DIR / "restore-volume.py").read_text(), action]
 
 
-def releases_in(database: bytes) -> dict[str, str]:
-    """{file name: "project/version"} of every release a database snapshot lists."""
-    with tempfile.NamedTemporaryFile(suffix=".sqlite") as copy:
-        copy.write(database)
-        copy.flush()
-        connection = sqlite3.connect(f"file:{copy.name}?mode=ro", uri=True)
-        try:
-            rows = connection.execute("SELECT filename, name, version FROM packages").fetchall()
-        except sqlite3.DatabaseError as error:
-            raise TaskError(f"the archive's database cannot be read ({error})") from None
-        finally:
-            connection.close()
-    return {filename: f"{name}/{version}" for filename, name, version in rows}
+def swap_argv(settings: Settings) -> list[str]:
+    """files/sh/restore-swap.sh: the staged store in, kept only if the server answers."""
+    return script_argv("restore-swap", settings.server_container, settings.data_volume,
+                       settings.server_image, str(settings.start_timeout),
+                       (FILES_DIR / "restore-volume.py").read_text(), script("wait-healthy"))
 
 
-def expected_files(releases: dict[str, str]) -> set[str]:
-    """The archive paths of the files the database lists."""
-    return {f"packages/{place}/{filename}" for filename, place in releases.items()}
+def signature(key: bytes, signed: bytes) -> str:
+    return hmac.new(key, signed, "sha256").hexdigest()
+
+
+def signed_part(manifest: dict) -> bytes:
+    """What an archive's signature covers: its manifest but the signature, canonically."""
+    unsigned = {key: value for key, value in manifest.items() if key != "signature"}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":")).encode()
+
+
+def made_by(verified: Verified, key: bytes | None) -> str:
+    """"index" (its signature checks with this key), "unsigned", "unknown" (no key to
+    check it with) or "forged" (the key says it was changed after it was made)."""
+    if not verified.signature:
+        return "unsigned"
+    if key is None:
+        return "unknown"
+    return "index" if hmac.compare_digest(signature(key, verified.signed), verified.signature) \
+        else "forged"
+
+
+def restore_refusal(settings: Settings, archive: Path, verified: Verified, key: bytes | None,
+                    from_other_index: bool) -> str | None:
+    """Why this index may not take the archive (without --from-other-index), or None."""
+    own = verified.index == settings.index_name
+    origin = made_by(verified, key if own else None)
+    if origin == "forged":
+        return (f"{archive.name} says the index {verified.index} made it, but its signature "
+                f"does not match that index's key: it was changed after it was made; use "
+                f"another backup")
+    if origin == "index" or from_other_index:
+        return None
+    if origin == "unsigned":
+        return (f"{archive.name} is not signed (made before ppc-tasks signed its archives): "
+                f"nothing tells which index made it; if you know it is this index's, "
+                f"restore it with --from-other-index")
+    return (f"{archive.name} was made by the index {verified.index or '(unnamed)'}, not "
+            f"{settings.index_name}: restoring it moves that index's packages here; confirm "
+            f"with --from-other-index")
 
 
 def prune(directory: Path, keep: int) -> list[Path]:
@@ -118,8 +166,73 @@ def prune(directory: Path, keep: int) -> list[Path]:
     return archives[:-keep] if keep > 0 and len(archives) > keep else []
 
 
-# -- the operator's machine ----------------------------------------------------------------
-class _Hashing:
+def summary_of(manifest: dict) -> Summary:
+    releases = manifest["releases"]
+    return Summary(projects=len({place.split("/")[0] for place in releases.values()}),
+                   releases=len(releases), files=len(manifest["files"]),
+                   bytes=sum(entry["size"] for entry in manifest["files"].values()),
+                   pypicloud=manifest.get("pypicloud", "?"))
+
+
+# -- reading and writing archives, a member at a time --------------------------------------
+def copy_hashing(source, target) -> tuple[str, int]:
+    """Copy a member in chunks (constant memory); its sha256 and size."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        target.write(chunk)
+    return digest.hexdigest(), size
+
+
+def database_check(database: Path, members: set[str], where: str,
+                   stray_files: bool = False) -> dict[str, str]:
+    """The releases the database lists, once it fits the archive's members."""
+    problem, releases = archive_rules.database_problem(str(database), members, stray_files)
+    if problem:
+        raise TaskError(f"{where}: {problem}")
+    return releases
+
+
+def repack(incoming, archive: Path, about_run: dict, key: bytes) -> Summary:
+    """Write the host's tar stream as a gzip'd archive with a signed manifest, checking as
+    it goes: members of the places an index has, each once, the database listing only
+    releases whose files came with it."""
+    files: dict[str, dict] = {}
+    about = {}
+    with tempfile.TemporaryDirectory() as work, \
+            tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as out, \
+            tarfile.open(fileobj=incoming, mode="r|") as stream:
+        database = Path(work) / DATABASE
+        for member in stream:
+            source = stream.extractfile(member)
+            if member.name == "about.json" and member.isfile():
+                about = json.loads(source.read(1 << 16))
+                continue
+            problem = archive_rules.member_problem(member.name, member.isfile())
+            if problem or member.name in files or member.name == MANIFEST:
+                raise TaskError(f"the host sent {problem or member.name + ' twice'}: no backup made")
+            if member.name == DATABASE:
+                with database.open("wb") as copy:
+                    copy_hashing(source, copy)
+                source = database.open("rb")
+            with _HashingReader(source) as hashing:
+                out.addfile(member, hashing)
+            files[member.name] = {"sha256": hashing.sha256.hexdigest(), "size": hashing.size}
+        if DATABASE not in files:
+            raise TaskError("the host sent no database: is the data volume an index?")
+        releases = database_check(database, set(files), "the host's index")
+        manifest = {"format": FORMAT, **about_run, "pypicloud": about.get("pypicloud", ""),
+                    "files": files, "releases": releases}
+        manifest["signature"] = signature(key, signed_part(manifest))
+        data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mode = len(data), 0o600
+        out.addfile(info, io.BytesIO(data))
+    return summary_of(manifest)
+
+
+class _HashingReader:
     """Reads a member of the incoming stream, hashing what passes."""
 
     def __init__(self, source):
@@ -131,86 +244,87 @@ class _Hashing:
         self.size += len(data)
         return data
 
+    def __enter__(self):
+        return self
 
-def repack(incoming, archive: Path, about_run: dict) -> Summary:
-    """Write the incoming tar stream as a gzip'd archive with a manifest, checking as it
-    goes that every release the database lists has its file."""
-    files: dict[str, dict] = {}
-    database = b""
-    about = {}
-    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as out, \
-            tarfile.open(fileobj=incoming, mode="r|") as stream:
-        for member in stream:
-            if not member.isfile():
-                continue
-            source = _Hashing(stream.extractfile(member))
-            if member.name == "about.json":
-                about = json.loads(source.read())
-                continue
-            if member.name == "db.sqlite":
-                database = source.read()
-                source = _Hashing(io.BytesIO(database))
-            out.addfile(member, source)
-            files[member.name] = {"sha256": source.sha256.hexdigest(), "size": source.size}
-        if not database:
-            raise TaskError("the host sent no database: is the data volume an index?")
-        releases = releases_in(database)
-        missing = sorted(expected_files(releases) - set(files))
-        if missing:
-            raise TaskError(f"the host's store lacks files its database lists: {', '.join(missing[:3])}")
-        manifest = {"format": FORMAT, **about_run, "pypicloud": about.get("pypicloud", ""),
-                    "files": files, "releases": releases}
-        data = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
-        info = tarfile.TarInfo(MANIFEST)
-        info.size, info.mode = len(data), 0o600
-        out.addfile(info, io.BytesIO(data))
-    return summary_of(manifest)
+    def __exit__(self, *_) -> None:
+        self.source.close()
 
 
-def summary_of(manifest: dict) -> Summary:
-    releases = manifest["releases"]
-    return Summary(projects=len({place.split("/")[0] for place in releases.values()}),
-                   releases=len(releases), files=len(manifest["files"]),
-                   bytes=sum(entry["size"] for entry in manifest["files"].values()),
-                   pypicloud=manifest.get("pypicloud", "?"))
-
-
-def verify_archive(archive: Path) -> Summary:
-    """Check an archive offline: it reads to the end, every file matches the manifest's
-    sha256 and the manifest lists no file the archive lacks, and the database opens and
-    lists releases whose files are all there. One line says what is wrong."""
+def verify_archive(archive: Path) -> Verified:
+    """Check an archive offline, a member at a time: it reads to the end; it holds
+    regular files at the places an index has, each once, nothing else; each matches the
+    manifest's sha256 and the manifest lists no file it lacks; the database holds only
+    an index's tables, its rows have the shapes uploads have, and lists no release
+    whose file is missing. One line says what is wrong."""
     if not archive.is_file():
         raise TaskError(f"{archive}: no such file")
     seen: dict[str, str] = {}
     manifest = None
-    database = b""
-    try:
-        with tarfile.open(archive, "r:gz") as stream:
-            for member in stream:
-                if not member.isfile():
-                    continue
-                data = stream.extractfile(member).read()
-                if member.name == MANIFEST:
-                    manifest = json.loads(data)
-                    continue
-                if member.name == "db.sqlite":
-                    database = data
-                seen[member.name] = hashlib.sha256(data).hexdigest()
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as error:
-        raise TaskError(f"{archive} is damaged or truncated ({error or type(error).__name__}): "
-                        f"use another backup") from None
-    if manifest is None or manifest.get("format") != FORMAT:
-        raise TaskError(f"{archive} is damaged, or no ppc-tasks backup (it holds no manifest): "
-                        f"use another backup")
-    wanted = {path: entry["sha256"] for path, entry in manifest["files"].items()}
-    if seen != wanted:
-        wrong = sorted(path for path in set(seen) | set(wanted) if seen.get(path) != wanted.get(path))
-        raise TaskError(f"{archive} does not match its manifest ({', '.join(wrong[:3])}): "
-                        f"it is damaged; use another backup")
-    releases = releases_in(database)
-    if releases != manifest["releases"] or not expected_files(releases) <= set(seen):
-        raise TaskError(f"{archive}: its database and its files disagree; use another backup")
-    return summary_of(manifest)
+    with tempfile.TemporaryDirectory() as work:
+        database = Path(work) / DATABASE
+        try:
+            with tarfile.open(archive, "r:gz") as stream:
+                for member in stream:
+                    problem = archive_rules.member_problem(member.name, member.isfile())
+                    if problem:
+                        raise TaskError(f"{archive} holds {problem}: it is no backup of an "
+                                        f"index; use another one")
+                    if member.name in seen or (member.name == MANIFEST and manifest is not None):
+                        raise TaskError(f"{archive} holds {member.name} twice: it is no backup "
+                                        f"of an index; use another one")
+                    source = stream.extractfile(member)
+                    if member.name == MANIFEST:
+                        manifest = json.loads(source.read(256 << 20))
+                        continue
+                    with (database.open("wb") if member.name == DATABASE else _Discard()) as copy:
+                        seen[member.name] = copy_hashing(source, copy)[0]
+                while stream.fileobj.read(CHUNK):  # to the end: gzip checks its CRC there
+                    pass
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError,
+                ValueError) as error:
+            raise TaskError(f"{archive} is damaged or truncated ({error or type(error).__name__}): "
+                            f"use another backup") from None
+        if not isinstance(manifest, dict) or manifest.get("format") not in (1, FORMAT):
+            raise TaskError(f"{archive} is damaged, or no ppc-tasks backup (it holds no manifest): "
+                            f"use another backup")
+        try:
+            wanted = {path: entry["sha256"] for path, entry in manifest["files"].items()}
+            summary = summary_of(manifest)
+        except (KeyError, TypeError, AttributeError):
+            raise TaskError(f"{archive} has a damaged manifest: use another backup") from None
+        if seen != wanted:
+            wrong = sorted(path for path in set(seen) | set(wanted) if seen.get(path) != wanted.get(path))
+            raise TaskError(f"{archive} does not match its manifest ({', '.join(wrong[:3])}): "
+                            f"it is damaged; use another backup")
+        if DATABASE not in seen:
+            raise TaskError(f"{archive} holds no database: use another backup")
+        releases = database_check(database, set(seen), str(archive),
+                                  stray_files=manifest["format"] == 1)
+        if releases != manifest["releases"]:
+            raise TaskError(f"{archive}: its database and its manifest disagree; use another backup")
+    return Verified(summary, str(manifest.get("index", "")), str(manifest.get("signature", "")),
+                    signed_part(manifest))
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_) -> None:
+        pass
+
+
+def index_key(state_dir: Path, index: str) -> bytes | None:
+    """The backup key of an index whose folder is on this machine."""
+    path = state_dir / index / "secrets.json"
+    if not index or not path.is_file():
+        return None
+    key = credentials.load(path).backup_key
+    return bytes.fromhex(key) if key else None
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -218,10 +332,11 @@ def verify_archive(archive: Path) -> Summary:
 def create(host, keep=0):
     """Back the index up to this machine: <state_dir>/<index>/backups/<UTC time>.tar.gz.
 
-    A consistent snapshot of the database and every package file, streamed over SSH
-    while the server keeps serving, checked as it arrives (every release the database
-    lists has its file) and verified once written. Mode 0600; secrets are not in it.
-    --keep=N deletes all but the N newest archives.
+    A consistent snapshot of the database and the file of every release it lists,
+    streamed over SSH while the server keeps serving, checked as it arrives, signed with
+    the index's key and verified once written. Mode 0600; secrets are not in it.
+    --keep=N deletes all but the N newest archives. With fab --dry, says what it would
+    write and writes nothing.
     """
     settings = host.settings
     require_own_store(settings)
@@ -236,6 +351,14 @@ def create(host, keep=0):
     now = datetime.datetime.now(datetime.timezone.utc)
     directory = backups_dir(settings)
     archive = directory / archive_name(now)
+    if host.dry:
+        host.carry_out(Plan([Change("backup.archive", done="", would=f"write {archive}: the "
+                                    f"index as the host has it, signed with its key",
+                                    preview=[Command(tuple(stream_argv(settings)),
+                                                     stdin_shown="files/backup-stream.py")])]))
+        host.summary()
+        return
+    key = credentials.backup_key(settings)
     partial = archive.with_name(archive.name + ".partial")
     state.write(partial, b"")  # 0600 in a 0700 folder, before a byte of the index is in it
     try:
@@ -243,8 +366,8 @@ def create(host, keep=0):
                             stdin=(FILES_DIR / "backup-stream.py").read_bytes()) as incoming:
             repack(incoming, partial, {"created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                                        "index": settings.index_name, "host": host.name,
-                                       "settings": settings_fingerprint(settings)})
-        summary = verify_archive(partial)
+                                       "settings": settings_fingerprint(settings)}, key)
+        summary = verify_archive(partial).summary
         os.replace(partial, archive)
     finally:
         partial.unlink(missing_ok=True)
@@ -258,37 +381,63 @@ def create(host, keep=0):
 def verify(c, file):
     """Check a backup archive offline: fab backup.verify FILE (no -H).
 
-    Every file against the manifest's sha256, nothing missing, the database readable
-    and listing only releases whose files are there.
+    Every member a regular file where an index has one, each once; every file against
+    the manifest's sha256, nothing missing; the database holding only an index's tables
+    and releases whose files are there. Then who made it: the index its manifest names,
+    checked with that index's key when its folder is on this machine.
     """
     with expected_failures():
         path = Path(file).expanduser()
-        print(f"verified {path}: {verify_archive(path)}", flush=True)
+        verified = verify_archive(path)
+        state_dir = Settings.from_config(dict(c.config.ppc), require_names=False).state_dir
+        origin = made_by(verified, index_key(state_dir, verified.index))
+        if origin == "forged":
+            raise TaskError(f"{path} says the index {verified.index} made it, but its "
+                            f"signature does not match that index's key: it was changed "
+                            f"after it was made; use another backup")
+        made = {"index": f"made by the index {verified.index} (its signature checks)",
+                "unknown": f"made by the index {verified.index}, says its manifest (that "
+                           f"index's key is not on this machine to check it)",
+                "unsigned": "not signed (made before ppc-tasks signed its archives)"}[origin]
+        print(f"verified {path}: {verified.summary}; {made}", flush=True)
 
 
 @host_task
-def restore(host, file, confirm=""):
+def restore(host, file, confirm="", from_other_index=False):
     """Put a backup archive into the host's index: fab -H HOST restore FILE.
 
-    The archive is verified first; a damaged one is refused and nothing changes. A
-    store that holds packages is replaced only with --confirm=<index name>. The server
-    is stopped while the data volume is replaced, then started and checked; the
-    index's accounts and keys stay as this machine has them (they are not in archives).
+    The archive is verified here first (a damaged or forged one is refused and nothing
+    changes), then staged inside the data volume and checked again while the server
+    keeps serving. Only then is the server stopped, the store swapped for the staged
+    one with renames, and the server started: if it does not answer from it, the old
+    store goes back and the old index serves again. A store that holds packages is
+    replaced only with --confirm=<index name>; an archive of another index (or one not
+    signed) only with --from-other-index. The index's accounts and keys stay as this
+    machine has them (they are not in archives).
     """
     settings = host.settings
     require_own_store(settings)
     archive = Path(file).expanduser()
-    summary = verify_archive(archive)  # before anything else: a damaged one touches nothing
+    verified = verify_archive(archive)  # before anything else: a damaged one touches nothing
+    refusal = restore_refusal(settings, archive, verified,
+                              index_key(settings.state_dir, settings.index_name), from_other_index)
+    if refusal:
+        raise TaskError(refusal)
+    creds = credentials.load(settings.secrets_path)
+    if settings.admins[0] not in creds.passwords:
+        raise TaskError(f"the index's passwords are not in {settings.secrets_path}: restore "
+                        f"from the machine that deploys it")
     name = settings.server_container
     facts = host.read_facts(["docker", f"volume={settings.data_volume}",
                              f"volume-usage={settings.data_volume}", f"container={name}",
                              f"image={settings.server_image}"])
     host.require_docker(facts)
-    host.carry_out(plan_restore(settings, facts, archive, summary, confirm, host.name))
+    host.carry_out(plan_restore(settings, facts, archive, verified.summary, confirm,
+                                login_line(settings, creds), host.name))
 
 
 def plan_restore(settings: Settings, facts: Facts, archive: Path, summary: Summary,
-                 confirm: str, host_name: str) -> Plan:
+                 confirm: str, login: bytes, host_name: str) -> Plan:
     name = settings.server_container
     if facts.containers[name] is None or facts.images[settings.server_image] is None:
         raise TaskError(f"{host_name} has no index to restore into: deploy it first")
@@ -296,19 +445,37 @@ def plan_restore(settings: Settings, facts: Facts, archive: Path, summary: Summa
     if usage is not None and usage.files and confirm != settings.index_name:
         raise TaskError(f"the index on {host_name} holds {counted(usage.projects, 'project')}: a restore "
                         f"replaces all it holds; confirm with --confirm={settings.index_name}")
-    restore_command = Command(tuple(restore_argv(settings)), stdin_shown=str(archive))
+    stage = Command(tuple(store_argv(settings, "stage")), stdin_shown=str(archive))
+    swap = Command(tuple(swap_argv(settings)), stdin_shown="an admin's login")
 
     def put_archive(host) -> None:
         with archive.open("rb") as stream:  # streamed: an index may be bigger than memory
-            host.run(restore_command.argv, root=True, stdin=stream)
+            result = host.run(stage.argv, root=True, stdin=stream, check=False)
+        if not result.ok:
+            raise TaskError(f"{archive.name} was not restored: {last_line(result)}; the index "
+                            f"on {host_name} was not touched")
+
+    def swap_in(host) -> None:
+        result = host.run(swap.argv, root=True, stdin=login, check=False)
+        if result.stdout.strip() != "restored":
+            raise TaskError(f"{archive.name} was not restored: "
+                            f"{last_lines(result.stdout or result.stderr, 3)}; the old index "
+                            f"is serving again")
 
     plan = Plan()
-    plan.add(Change("restore.data", done=f"restored {archive.name}: {summary}",
-                    would=f"replace the data volume {settings.data_volume} with {archive}",
-                    commands=[Command.of("docker", "stop", name)]
-                    if facts.containers[name].running else [],
-                    run=put_archive, preview=[restore_command]))
-    plan.add(Change("restore.server", done=f"started {name}, answering", would=f"start {name}",
-                    commands=[Command.of("docker", "start", name)],
-                    run=lambda host: raise_unless_healthy(host, name, "after the restore")))
+    plan.add(Change("restore.stage", done=f"staged {archive.name} in {settings.data_volume}: "
+                                          f"every file checked",
+                    would=f"stage {archive} in the data volume {settings.data_volume}, "
+                          f"checking every file, while {name} keeps serving",
+                    run=put_archive, preview=[stage]))
+    plan.add(Change("restore.data", done=f"restored {archive.name}: {summary}; {name} answers "
+                                         f"from it",
+                    would=f"stop {name}, swap the store for the staged one, start {name}; "
+                          f"the old store stays until it answers",
+                    run=swap_in, preview=[swap]))
     return plan
+
+
+def last_line(result) -> str:
+    lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit {result.exited}"

@@ -41,7 +41,7 @@ def render_site(settings: Settings, ca_path: str) -> bytes:
     return render("balancer-site.conf.j2", server_names=settings.server_names,
                   upstreams=[upstream(host) for host in settings.index_hosts],
                   certificate_path=certificate_path, key_path=key_path,
-                  upstream_ca_path=ca_path)
+                  upstream_ca_path=ca_path, max_upload_size=settings.max_upload_size)
 
 
 def is_balancer(facts: Facts) -> bool:

@@ -51,9 +51,16 @@ class Ppc(Fab):
 
     def create_config(self) -> None:
         super().create_config()
-        # The project file: fabric.yaml where ppc runs, as fab reads its fabfile's.
+        # The project file: fabric.yaml where ppc runs, as fab reads its fabfile's. Data
+        # only (.yaml, .yml, .json): a fabric.py in whatever directory ppc runs in is
+        # never executed (fab runs the one beside the fabfile it was asked to load).
         self.config.set_project_location(os.getcwd())
-        self.config.load_project(merge=True)
+        suffixes = self.config._file_suffixes
+        self.config._set(_file_suffixes=tuple(suffix for suffix in suffixes if suffix != "py"))
+        try:
+            self.config.load_project(merge=True)
+        finally:
+            self.config._set(_file_suffixes=suffixes)
 
 
 def installed_version() -> str:

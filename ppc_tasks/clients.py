@@ -24,9 +24,9 @@ from . import certs, credentials
 from .errors import TaskError
 from .facts import Facts, FileFacts
 from .host import many_hosts_task
-from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step, one_step
+from .plan import Change, Command, Plan, Step, Unchanged, file_step, one_step
 from .render import render, script_argv
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .system import FAMILIES
 
 REPOSITORY = "internal"  # twine upload -r internal, poetry/pdm publish -r internal
@@ -299,13 +299,6 @@ def queries(settings: Settings, can_sudo: bool) -> list[str]:
             *certs.trust_queries(settings), *(["pip"] if can_sudo else []), *bundles]
 
 
-def redact_credentials(text: str) -> str:
-    """The files as --dry shows them: no password, not even in a URL."""
-    text = re.sub(r"^(\s*password(?:\s*=\s*|\s+)).*$", rf"\g<1>{REDACTED}", text,
-                  flags=re.MULTILINE)
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", rf"\g<1>{REDACTED}@", text)
-
-
 @dataclass(frozen=True)
 class Trust:
     """How each tool verifies the index: a CA bundle that holds its CA, or None where the
@@ -354,7 +347,7 @@ def user_file_step(step: str, facts: Facts, user_file: UserFile) -> Step:
         raise TaskError(f"{path} cannot be read ({message}): fix or move it, "
                         f"then configure again") from None
     change = file_step(step, path, content.encode(), current, mode="600", owner=None,
-                       user_ids=facts.user_ids, redact=redact_credentials)
+                       user_ids=facts.user_ids)
     if isinstance(change, Change):
         change.commands = [Command.of(*script_argv("backup-once", path), root=False),
                            *change.commands]
@@ -437,8 +430,17 @@ def plan_unconfigure(settings: Settings, facts: Facts, can_sudo: bool) -> list[S
     return steps
 
 
+def refuse_admin_client(settings: Settings) -> None:
+    """Developer machines hold the client account's password in files: an admin's would
+    let any developer, or malware on any laptop, delete releases and manage accounts."""
+    if settings.client_user in settings.admins and not settings.allow_admin_client:
+        raise SettingsError(f"ppc.client_user: {settings.client_user!r} is an admin, whose "
+                            f"password would be on every developer machine: name a plain "
+                            f"account (ppc.users), or set ppc.allow_admin_client: true")
+
+
 # -- tasks ---------------------------------------------------------------------------------
-@many_hosts_task
+@many_hosts_task(preflight=refuse_admin_client)
 def configure(host, all_tools=False):
     """Point developer machines at the index: pip, twine, uv, Poetry and PDM, no flags.
 

@@ -37,6 +37,9 @@ class Credentials:
     hashed_from: dict[str, str] = field(default_factory=dict)
     session_encrypt_key: str = ""
     session_validate_key: str = ""
+    # Signs the manifest of every backup archive of this index (HMAC-SHA256): a restore
+    # tells this index's archives from any other's, and from forged ones.
+    backup_key: str = ""
     # The services' own: not the index's identity, so a new identity keeps them.
     s3_secret_access_key: str = ""
     cache_password: str = ""
@@ -77,7 +80,25 @@ def complete(credentials: Credentials, users: tuple[str, ...]) -> list[str]:
             credentials.hashed_from[user] = digest
     credentials.session_encrypt_key = credentials.session_encrypt_key or new_session_key()
     credentials.session_validate_key = credentials.session_validate_key or new_session_key()
+    credentials.backup_key = credentials.backup_key or secrets.token_hex(32)
     return generated
+
+
+def backup_key(settings: Settings) -> bytes:
+    """The key that signs this index's backups, made (and kept) when it has none yet."""
+    path = settings.secrets_path
+    credentials = load(path)
+    if not credentials.backup_key:
+        credentials.backup_key = secrets.token_hex(32)
+        save(path, credentials)
+    return bytes.fromhex(credentials.backup_key)
+
+
+def client_account_is_new(settings: Settings) -> bool:
+    """Whether this deploy makes the client account of an index that has others: one
+    deployed when developer machines got an admin's password (the old default)."""
+    passwords = load(settings.secrets_path).passwords
+    return bool(passwords) and settings.client_user not in passwords
 
 
 def take_service_secrets(credentials: Credentials, settings: Settings, path: Path,
@@ -110,18 +131,23 @@ def prepare(settings: Settings, fresh: bool = False,
         name: getattr(load(path), name) for name, _, _ in SERVICE_SECRETS})
     before = asdict(credentials)
     generated = complete(credentials, settings.accounts)
-    made = asdict(credentials) != before
+    new_key = not before["backup_key"]
+    hashed = {key: value for key, value in asdict(credentials).items() if key != "backup_key"} != \
+        {key: value for key, value in before.items() if key != "backup_key"}
     taken = take_service_secrets(credentials, settings, path, environ)
-    if not made and not taken:
+    if not new_key and not hashed and not taken:
         return credentials, Unchanged("index.secrets", str(path))
     done, would = [], []
     if generated:
         names = ", ".join(generated)
         done.append(f"generated passwords for {names}")
         would.append(f"generate passwords for {names}")
-    elif made:
+    elif hashed:
         done.append("made password hashes")
         would.append("make password hashes")
+    if new_key and not generated:
+        done.append("made the key that signs backups")
+        would.append("make the key that signs backups")
     if taken:
         done.append(f"kept what {' and '.join(taken)} gave")
         would.append(f"keep what {' and '.join(taken)} gives")
@@ -158,10 +184,15 @@ def parse(path: Path, data) -> Credentials:
             if not isinstance(value, str):
                 raise CredentialsError(f"{path}: {key}[{user!r}] must be a string, "
                                        f"got {json.dumps(value)}")
-    for key in ("session_encrypt_key", "session_validate_key",
+    for key in ("session_encrypt_key", "session_validate_key", "backup_key",
                 *(name for name, _, _ in SERVICE_SECRETS)):
         if not isinstance(data.get(key, ""), str):
             raise CredentialsError(f"{path}: {key!r} must be a string")
+    backup_key = data.get("backup_key", "")
+    if backup_key and (len(backup_key) != 64 or any(char not in "0123456789abcdef"
+                                                     for char in backup_key)):
+        raise CredentialsError(f"{path}: 'backup_key' must be 64 hexadecimal digits (or absent: "
+                               f"a new one is made)")
     return Credentials(**{key: data[key] for key in Credentials.__dataclass_fields__ if key in data})
 
 

@@ -57,11 +57,12 @@ def carry_out_deploy(host: Host, facts: Facts, *, new_identity: bool = False, **
     """deploy's (and storage.migrate's) work once the facts are in: check, plan, apply."""
     host.require_docker(facts)
     index.check_identity(host, facts, new_identity)
+    new_client_account = credentials.client_account_is_new(host.settings)
     # Everything is decided before anything changes: a refusal leaves host and here as they were.
     plan = plan_deploy(host.settings, facts, datetime.datetime.now(datetime.timezone.utc),
                        host.name, new_identity=new_identity, **options)
     host.carry_out(plan)
-    recap(host)
+    recap(host, new_client_account)
 
 
 def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_name: str, *,
@@ -139,11 +140,16 @@ def migrate_storage(host):
     carry_out_deploy(host, host.read_facts(queries(host.settings)), migrate_storage=True)
 
 
-def recap(host: Host) -> None:
+def recap(host: Host, new_client_account: bool = False) -> None:
     settings = host.settings
     host.note(f"index:       {settings.index_url}")
     host.note(f"admins:      {', '.join(settings.admins)}; passwords in "
               f"{settings.secrets_path}")
+    if new_client_account:
+        host.note(f"clients:     the account {settings.client_user!r} is new: run "
+                  f"`fab -H DEV1,DEV2,... clients.configure` again, so that developer machines "
+                  f"use it instead of an admin's password; then change the admin passwords "
+                  f"they held (delete them from {settings.secrets_path} and deploy)")
     ca = certs.ca_path(settings)
     if ca:
         host.note(f"CA:          {ca} (trust it on clients: fab -H CLIENT certs.trust)")

@@ -78,6 +78,7 @@ class Facts:
     files: dict[str, FileFacts] = field(default_factory=dict)
     ports: set[int] = field(default_factory=set)
     nginx_test: tuple[bool, str] | None = None
+    uid_accounts: dict[int, tuple[str, ...]] = field(default_factory=dict)  # uid -> account names
     health: dict[str, bool] = field(default_factory=dict)
     # pypicloud's /health per part (access, cache, storage): "" when healthy, else what is
     # wrong; empty when the server does not answer at all
@@ -187,6 +188,8 @@ def parse(output: str) -> Facts:
                 content = base64.b64decode(answer[1]) if len(answer) > 1 else b""
                 state = FileFacts(state.state, content=content)
             facts.files[value] = state
+        elif kind == "uid":
+            facts.uid_accounts[int(value)] = tuple(name for name in answer[0].split(",") if name)
         elif kind == "ports":
             facts.ports = {int(word, 16) for word in answer[0].split()}
         elif kind == "nginx-test":

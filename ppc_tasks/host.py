@@ -38,7 +38,7 @@ from fabric import Connection, task
 from invoke.exceptions import Exit
 
 from . import facts as facts_module
-from . import index
+from . import index, known_hosts
 from .errors import ConnectionLost, TaskError
 from .facts import Facts
 from .plan import Change, Plan, describe
@@ -395,14 +395,17 @@ class Host:
         takes the lock) on the lock's channel. Errors become one clear line."""
         where = f"{self.connection.user}@{self.name}"
         try:
+            known_hosts.prepare(self.connection, self.name)
             self._dial()
             self.connection.open()
+            known_hosts.check_revoked(self.connection, self.name)
         except paramiko.AuthenticationException:
             raise TaskError(f"SSH login as {where} was refused: check the user and key "
                             f"(-i KEYFILE, ssh-agent, ~/.ssh/config)") from None
-        except paramiko.BadHostKeyException:
-            raise TaskError(f"the SSH host key of {self.name} does not match known_hosts: "
-                            f"if the host was rebuilt, remove its old entry") from None
+        except paramiko.BadHostKeyException as error:
+            raise known_hosts.changed_key_error(self.connection, self.name, error) from None
+        except known_hosts.UnknownHostKey as error:
+            raise TaskError(str(error)) from None
         except (socket.gaierror, socket.timeout, TimeoutError, OSError,
                 paramiko.SSHException) as error:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
@@ -513,6 +516,8 @@ OPTION_HELP = {
     "file": "a backup archive (made by backup.create)",
     "files": "the distributions, as a quoted pattern: 'dist/*'",
     "force": "rebuild from scratch, without the layer cache",
+    "from_other_index": "restore an archive another index made (or one not signed): its "
+                        "packages replace this index's",
     "keep": "then delete all but this many newest archives (0: keep all)",
     "lines": "how many of the last lines to show",
     "new_identity": "make a new CA and passwords for an index whose own are not on "
@@ -658,21 +663,26 @@ def first_call(c, name: str) -> bool:
     return True
 
 
-def many_hosts_task(body):
+def many_hosts_task(body=None, *, preflight=None):
     """Make a Fabric task of `body(host, ...)` for many hosts at once (`fab -H a,b,c`).
 
     The first call Fabric makes runs `body` on every -H host in parallel (see
     on_each_host); the others find the work done. A table ends the run, one line per
     host; the exit code is non-zero if any host failed. Sudo is optional:
     `host.can_sudo` says whether there is any. The index is the one deployed from this
-    machine (--index picks one).
+    machine (--index picks one). preflight(settings) may refuse the run before any host
+    is touched (a SettingsError or TaskError: one line).
     """
+    if body is None:
+        return functools.partial(many_hosts_task, preflight=preflight)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
         index_option = kwargs.pop("index", "")
         with expected_failures():
             settings = settings_of(c, for_server=False, index_option=index_option)
+            if preflight is not None:
+                preflight(settings)
         if not first_call(c, body.__name__):
             return
         outcomes = on_each_host(c, lambda host: body(host, *args, **kwargs),

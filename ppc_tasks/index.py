@@ -124,8 +124,9 @@ def queries(settings: Settings) -> list[str]:
 def host_has_index(settings: Settings, facts: Facts) -> bool:
     config = facts.file(settings.config_path)
     data_container = facts.data_containers[f"{settings.data_container}:{DATA_DIR}"][0]
+    # An empty volume is no index: an operator may make it beforehand (on a disk of its own).
     return (config.state is not None or config.is_directory
-            or facts.volumes[settings.data_volume] != "missing" or data_container != "missing")
+            or facts.volumes[settings.data_volume] == "data" or data_container != "missing")
 
 
 def marker_of(facts: Facts) -> str | None:

@@ -28,7 +28,7 @@ def render_site(settings: Settings, upstream_port: int) -> bytes:
     certificate_path, key_path = certs.host_cert_paths(settings)
     return render("nginx-site.conf.j2", server_names=settings.certificate_names,
                   upstream_port=upstream_port, certificate_path=certificate_path,
-                  key_path=key_path)
+                  key_path=key_path, max_upload_size=settings.max_upload_size)
 
 
 def serving_port(settings: Settings, facts: Facts) -> int:

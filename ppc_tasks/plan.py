@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +19,17 @@ from .facts import Facts, FileFacts, FileState
 from .render import script_argv
 
 REDACTED = "<redacted>"
+# Credential-shaped values in any file a preview shows: key = value (INI, TOML, YAML,
+# inline tables), netrc's `password WORD` anywhere in a line, the user info of a URL
+# (user:password@, :token@, token@), and every value in a section named for tokens or
+# passwords (Poetry's [pypi-token]).
+_SECRET_KEY = r"[\w.-]*(?:password|passwd|token|secret|api[-_]?key|credential)[\w.-]*"
+_KEY_VALUE = re.compile(rf"(?i)((?<![\w.-]){_SECRET_KEY}[\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,}}]+)")
+_NETRC_WORD = re.compile(r"(?i)(\b(?:password|account)\s+)(?![=:])(\S+)")
+_URL_USERINFO = re.compile(r"(://)(?:([^/@\s:]*):)?[^/@\s:]+@")
+_SECRET_SECTION = re.compile(r"(?i)^\s*\[[^\]]*(?:token|password|secret|credential)[^\]]*\]\s*$")
+_SECTION = re.compile(r"^\s*\[")
+_ANY_VALUE = re.compile(r"^(\s*[^=\s#;][^=]*?\s*=\s*).+$")
 KEEP_PREVIOUS = "keep"  # put-file.sh keeps the file it replaces as PATH.ppc-previous
 
 
@@ -86,11 +98,27 @@ class Plan:
 
 
 # -- showing -------------------------------------------------------------------------------
+def redact_secrets(text: str) -> str:
+    """A file as --dry shows it: no credential-shaped value of any service."""
+    lines, in_secret_section = [], False
+    for line in text.splitlines(keepends=True):
+        if _SECTION.match(line):
+            in_secret_section = bool(_SECRET_SECTION.match(line))
+        elif in_secret_section:
+            line = _ANY_VALUE.sub(rf"\g<1>{REDACTED}", line)
+        line = _KEY_VALUE.sub(rf"\g<1>{REDACTED}", line)
+        line = _NETRC_WORD.sub(rf"\g<1>{REDACTED}", line)
+        line = _URL_USERINFO.sub(lambda match: f"{match[1]}{'' if match[2] is None else match[2] + ':'}"
+                                               f"{REDACTED}@", line)
+        lines.append(line)
+    return "".join(lines)
+
+
 def unified_diff(diff: FileDiff) -> list[str]:
     if diff.private:
         return [f"{diff.path}: a private key (not shown)"]
-    old = diff.redact(diff.old.decode(errors="replace")) if diff.old is not None else ""
-    new = diff.redact(diff.new.decode(errors="replace"))
+    old = redact_secrets(diff.redact(diff.old.decode(errors="replace"))) if diff.old is not None else ""
+    new = redact_secrets(diff.redact(diff.new.decode(errors="replace")))
     lines = list(difflib.unified_diff(old.splitlines(), new.splitlines(),
                                       f"{diff.path} (now)" if diff.old is not None else "/dev/null",
                                       f"{diff.path} (after)", lineterm=""))

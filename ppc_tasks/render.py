@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import jinja2
 
@@ -47,3 +51,16 @@ def script_name(text: str) -> str | None:
 def script_argv(name: str, *args: str) -> list[str]:
     """Run files/sh/<name>.sh with its arguments; the script's $0 is its name."""
     return ["sh", "-c", script(name), name, *args]
+
+
+def guard_module(name: str) -> ModuleType:
+    """A module of the server image's guard (docker/server/ppc_guard/<name>.py): the rules
+    an index and this machine must agree on (what an archive may hold) have one home."""
+    if "ppc_guard" not in sys.modules:
+        package = DOCKER_DIR / "server" / "ppc_guard"
+        spec = importlib.util.spec_from_file_location(
+            "ppc_guard", package / "__init__.py", submodule_search_locations=[str(package)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["ppc_guard"] = module
+        spec.loader.exec_module(module)
+    return importlib.import_module(f"ppc_guard.{name}")

@@ -37,6 +37,13 @@ ROLLBACK_CONFIG, ROLLBACK_CONTAINER = f"{ROLLBACK_DIR}/config.ini", f"{ROLLBACK_
 SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key|"
                          r"storage\.aws_secret_access_key)(\s*=\s*).*$", re.MULTILINE)
 URL_PASSWORD = re.compile(r"^(db\.url\s*=\s*[a-z]+://[^:@/\s]*:)[^@\s]*@", re.MULTILINE)
+# The accounts in config.ini (templates/config-accounts.ini.j2), which a rollback replaces.
+ACCOUNTS_BLOCK = re.compile(r"^# -- accounts:.*?^# -- end of accounts\n", re.MULTILINE | re.DOTALL)
+# The same lines in a config.ini from before the block was marked.
+ACCOUNT_LINES = re.compile(r"^(?:auth\.admins\s*=.*\n(?:[ \t]+\S.*\n)*|user\.[^=\s]+\s*=.*\n|"
+                           r"session\.(?:encrypt|validate)_key\s*=.*\n)", re.MULTILINE)
+# waitress has no "no limit": a body this large never arrives.
+UNLIMITED_BODY = 2 ** 62
 
 
 @dataclass
@@ -48,20 +55,47 @@ class Serving:
 
 
 # -- deciding ------------------------------------------------------------------------------
+def account_values(settings: Settings, creds: Credentials) -> dict:
+    return {
+        "admins": settings.admins,
+        "accounts": [{"name": name, "password_hash": creds.password_hashes[name]}
+                     for name in settings.accounts],
+        "session_encrypt_key": creds.session_encrypt_key,
+        "session_validate_key": creds.session_validate_key,
+    }
+
+
 def render_config(settings: Settings, creds: Credentials) -> bytes:
     return render(
         "config.ini.j2",
         fallback=settings.fallback,
         data_dir=DATA_DIR,
-        admins=settings.admins,
-        accounts=[{"name": name, "password_hash": creds.password_hashes[name]}
-                  for name in settings.accounts],
-        session_encrypt_key=creds.session_encrypt_key,
-        session_validate_key=creds.session_validate_key,
         settings=settings,
         s3_secret_access_key=ini_value(creds.s3_secret_access_key),
         cache_url=ini_value(settings.cache.url(creds.cache_password, timeouts=True)) if settings.cache else "",
+        max_request_body_size=settings.max_upload_size or UNLIMITED_BODY,
+        **account_values(settings, creds),
     )
+
+
+def with_current_accounts(config: bytes, settings: Settings, creds: Credentials) -> bytes:
+    """A config.ini kept for rollback, with the accounts, password hashes and session
+    keys of today: a rollback never brings back an account that was removed, or a
+    password that was changed."""
+    block = render("config-accounts.ini.j2", **account_values(settings, creds)).decode()
+    text = config.decode()
+    if ACCOUNTS_BLOCK.search(text):
+        return ACCOUNTS_BLOCK.sub(lambda _: block, text, count=1).encode()
+    found = []  # from before the block was marked: the first account line makes way for it
+
+    def first_makes_way(match: re.Match) -> str:
+        found.append(match)
+        return block if len(found) == 1 else ""
+
+    text = ACCOUNT_LINES.sub(first_makes_way, text)
+    if not found:
+        raise TaskError("the rollback target's config.ini holds no accounts: deploy instead")
+    return text.encode()
 
 
 def ini_value(text: str) -> str:
@@ -135,7 +169,18 @@ def queries(settings: Settings) -> list[str]:
     return [f"container={name}", f"container={name}{NEXT_SUFFIX}",
             f"container={name}{PREVIOUS_SUFFIX}", f"text={settings.config_path}",
             f"volume={settings.data_volume}", *image.queries(settings), "ports",
-            f"text={ROLLBACK_CONTAINER}", *nginx.queries(settings)]
+            f"text={ROLLBACK_CONTAINER}", f"uid={PYPICLOUD_UID}", *nginx.queries(settings)]
+
+
+def refuse_shared_uid(facts: Facts, host_name: str) -> None:
+    """config.ini (every password hash, the session keys, the services' secrets) and the
+    packages belong to the server image's uid: an account of the host with that uid
+    could read and change them all."""
+    accounts = facts.uid_accounts.get(PYPICLOUD_UID, ())
+    if accounts:
+        raise TaskError(f"the account {accounts[0]!r} on {host_name} has uid {PYPICLOUD_UID}, "
+                        f"which owns config.ini (password hashes, session keys) and the "
+                        f"packages: give it another uid (usermod -u) and run again")
 
 
 def check_port_free(settings: Settings, ports_in_use: set[int], port: int,
@@ -192,6 +237,7 @@ def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials
     """server.recover (after an interrupted deploy), server.config, server.container; a
     replacement's server.retire is for the caller to add once nginx is switched."""
     name = settings.server_container
+    refuse_shared_uid(facts, host_name)
     live, freed = plan_recovery(settings, facts, plan)
     server_image = image.server_image(settings, facts, plan)
     if server_image is None:
@@ -271,6 +317,7 @@ def plan_rollback(settings: Settings, facts: Facts, plan: Plan, creds: Credentia
                   host_name: str) -> Serving:
     """server.config and server.container back to what the last replacement retired,
     with the same switch as a deploy; what runs now becomes the rollback target."""
+    refuse_shared_uid(facts, host_name)
     live, freed = plan_recovery(settings, facts, plan)
     target = rollback_target(facts)
     config = facts.file(ROLLBACK_CONFIG).content
@@ -282,7 +329,7 @@ def plan_rollback(settings: Settings, facts: Facts, plan: Plan, creds: Credentia
     image_ref, spec = target
     if facts.images.get(image_ref) is None:
         raise TaskError(f"the rollback target's image {image_ref} is no longer on {host_name}")
-    config_step = config_file_step(settings, facts, config)
+    config_step = config_file_step(settings, facts, with_current_accounts(config, settings, creds))
     if live.spec == spec and not isinstance(config_step, Change):
         plan.add(config_step, Unchanged("server.container", f"{settings.server_container} "
                                                             f"runs the rollback target"))

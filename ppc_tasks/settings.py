@@ -71,6 +71,13 @@ DEFAULTS = {
     "s3_prefix": "",
     "stream_files": "false",
     "cache_url": "sqlite",
+    # A mapping: Invoke cannot merge one from a config file into a string default, so
+    # this one default is a dict, and FABRIC_PPC_OWNERS is read by from_config itself.
+    "owners": {},
+    "release_window": "2h",
+    "private_names": "",
+    "allow_admin_client": "false",
+    "max_upload_size": "0",
 }
 STORAGE_KINDS = ("file", "s3")
 S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
@@ -80,6 +87,9 @@ S3_SIGNATURE_VERSIONS = ("s3v4", "s3")
 S3_SECRET_ENV = "PPC_S3_SECRET_ACCESS_KEY"
 CACHE_PASSWORD_ENV = "PPC_CACHE_PASSWORD"
 CLIENT_INDEX_MODES = ("index-url", "extra-index-url")
+# The account developer machines get when ppc.users names none: never an admin's, whose
+# password would then be on every laptop.
+CLIENT_ACCOUNT = "client"
 # How Invoke names a setting in the environment when fab reads its config.
 ENV_PREFIX = "FABRIC_PPC_"
 
@@ -99,6 +109,11 @@ _REGION = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # AWS ids are letters and digits; Swift's s3api takes ACCOUNT:USER.
 _ACCESS_KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.+=/-]*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._/-]+$")
+# A glob pattern of project names: name characters and the wildcards * ? [ ].
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9*?\[\]._-]+$")
+_NAME_PATTERN_WHAT = "a project name pattern of letters, digits, '._-' and the wildcards '*?[]'"
+_DURATION = re.compile(r"^([0-9]+)\s*([smh]?)$")
+_SIZE = re.compile(r"^([0-9]+)\s*([kmgt]?)b?$", re.IGNORECASE)
 _DATABASE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _QUERY = re.compile(r"^[A-Za-z0-9_]+=[A-Za-z0-9_./-]+(&[A-Za-z0-9_]+=[A-Za-z0-9_./-]+)*$")
 CACHE_PORTS = {"postgresql": 5432, "redis": 6379, "rediss": 6379}
@@ -191,6 +206,11 @@ class Settings:
     s3_prefix: str
     stream_files: bool  # pypicloud serves files itself instead of redirecting to S3
     cache: CacheUrl | None  # None: sqlite in the data volume
+    owners: tuple[tuple[str, tuple[str, ...]], ...]  # (project name pattern, accounts) pairs
+    release_window: int  # seconds after a release's first file that its owners may add more
+    private_names: tuple[str, ...]  # project name patterns never looked up upstream
+    allow_admin_client: bool  # clients.configure may hand an admin's password to clients
+    max_upload_size: int  # bytes; 0: no limit
     index_name: str  # the index's folder in state_dir: its identity (see index.py)
 
     @property
@@ -240,6 +260,8 @@ class Settings:
             raise SettingsError(f"{unknown[0]}: no such setting (known: "
                                 f"{', '.join(ENV_PREFIX + key.upper() for key in DEFAULTS)})")
         raw = {**DEFAULTS, **ppc}
+        if not raw["owners"] and (environ or {}).get(ENV_PREFIX + "OWNERS"):
+            raw["owners"] = environ[ENV_PREFIX + "OWNERS"]
         names = _string_list(raw, "server_names") or ([host] if host else [])
         values = {
             "server_names": tuple(_check_each(names, "server_names", _is_host_name,
@@ -284,6 +306,12 @@ class Settings:
                                    "digits and '._/-'", required=False),
             "stream_files": _boolean(raw, "stream_files"),
             "cache": _cache_url(raw, "cache_url"),
+            "owners": _owners(raw, "owners"),
+            "release_window": _duration(raw, "release_window"),
+            "private_names": tuple(_check_each(_string_list(raw, "private_names"), "private_names",
+                                               _NAME_PATTERN.match, _NAME_PATTERN_WHAT)),
+            "allow_admin_client": _boolean(raw, "allow_admin_client"),
+            "max_upload_size": _size(raw, "max_upload_size"),
         }
         _check_storage_choice(values)
         if not values["server_names"] and require_names:
@@ -295,10 +323,17 @@ class Settings:
         both = set(values["admins"]) & set(values["users"])
         if both:
             raise SettingsError(f"ppc.users: {sorted(both)[0]!r} is an admin already")
+        if not values["users"] and CLIENT_ACCOUNT not in values["admins"]:
+            values["users"] = (CLIENT_ACCOUNT,)  # developer machines never get an admin's password
         accounts = values["admins"] + values["users"]
         values["client_user"] = values["client_user"] or (values["users"] or accounts)[0]
         if values["client_user"] not in accounts:
             raise SettingsError(f"ppc.client_user: {values['client_user']!r} is not in ppc.admins or ppc.users")
+        for pattern, owners in values["owners"]:
+            strangers = [owner for owner in owners if owner not in accounts]
+            if strangers:
+                raise SettingsError(f"ppc.owners: {strangers[0]!r} (for {pattern!r}) is not in "
+                                    f"ppc.admins or ppc.users")
         values["index_name"] = values["server_names"][0] if values["server_names"] else ""
         if values["data_container"] == values["server_container"]:
             raise SettingsError("ppc.server_container: must differ from ppc.data_container")
@@ -397,6 +432,54 @@ def _boolean(raw: dict, key: str) -> bool:
     if not isinstance(value, bool):
         raise SettingsError(f"ppc.{key}: must be true or false, got {value!r}")
     return value
+
+
+def _duration(raw: dict, key: str) -> int:
+    """Seconds, from a whole number of seconds or one like 90s, 30m, 2h."""
+    value = raw[key]
+    match = _DURATION.match(str(value).strip().lower()) if not isinstance(value, bool) else None
+    if not match:
+        raise SettingsError(f"ppc.{key}: must be a duration like 90s, 30m or 2h, got {value!r}")
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def _size(raw: dict, key: str) -> int:
+    """Bytes, from a whole number or one like 512k, 100m, 2g (powers of 1024); 0: no limit."""
+    value = raw[key]
+    match = _SIZE.match(str(value).strip()) if not isinstance(value, bool) else None
+    if not match:
+        raise SettingsError(f"ppc.{key}: must be a size like 500m or 2g (0: no limit), "
+                            f"got {value!r}")
+    return int(match[1]) * {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3,
+                            "t": 1024 ** 4}[match[2].lower()]
+
+
+def _owners(raw: dict, key: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """{pattern: [account, ...]}, in a config file; in the environment (FABRIC_PPC_OWNERS)
+    "PATTERN=ACCOUNT ACCOUNT;PATTERN=ACCOUNT"."""
+    value = raw[key]
+    if isinstance(value, str):
+        pairs = [part.partition("=") for part in value.split(";") if part.strip()]
+        if any(not separator for _, separator, _ in pairs):
+            raise SettingsError(f"ppc.{key}: must map project name patterns to accounts, "
+                                f"e.g. acme-*=ci release (several joined by ';'), got {value!r}")
+        value = {pattern.strip(): accounts.split() for pattern, _, accounts in pairs}
+    if hasattr(value, "items") and not isinstance(value, dict):  # Invoke's DataProxy
+        value = dict(value.items())
+    if not isinstance(value, dict):
+        raise SettingsError(f"ppc.{key}: must map project name patterns to lists of accounts, "
+                            f"got {value!r}")
+    owners = []
+    for pattern, accounts in value.items():
+        accounts = [accounts] if isinstance(accounts, str) else accounts
+        if not isinstance(pattern, str) or not _NAME_PATTERN.match(pattern):
+            raise SettingsError(f"ppc.{key}: {pattern!r} is not {_NAME_PATTERN_WHAT}")
+        if not isinstance(accounts, (list, tuple)) or not accounts or \
+                not all(isinstance(account, str) and _USER.match(account) for account in accounts):
+            raise SettingsError(f"ppc.{key}: {pattern!r} must name a list of accounts, "
+                                f"got {accounts!r}")
+        owners.append((pattern, tuple(accounts)))
+    return tuple(owners)
 
 
 def _wheelhouse(raw: dict, key: str) -> Path | None:

@@ -141,6 +141,26 @@ def check_config(settings: Settings, facts: Facts, creds: credentials.Credential
                                  f"server runs with it")
 
 
+UPSTREAM = {"none": "no name is looked up on PyPI",
+            "redirect": "a name the index never held is redirected to PyPI",
+            "cache": "a name the index never held is fetched from PyPI and kept",
+            "mirror": "a name the index never held is fetched from PyPI and kept, and PyPI's "
+                      "releases of names it mirrors are listed beside its own"}
+
+
+def check_publishing(settings: Settings) -> Check:
+    """What the index promises about names and releases (the README's Security section)."""
+    private = ", ".join(settings.private_names) or "none set"
+    owners = "; ".join(f"{pattern}: {', '.join(accounts)}" for pattern, accounts in settings.owners)
+    window = settings.release_window
+    closes = f"{window // 3600} h" if window % 3600 == 0 else \
+        f"{window // 60} min" if window % 60 == 0 else f"{window} s"
+    return Check("publishing", True,
+                 f"fallback {settings.fallback}: {UPSTREAM[settings.fallback]}; private names: "
+                 f"{private}, and every project ever published here; a release closes "
+                 f"{closes} after its first file; owners granted: {owners or 'none'}")
+
+
 def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
                       trusted_here: bool = True) -> Check:
     """The certificate nginx serves; trusted_here: its CA belongs in the host's store
@@ -218,7 +238,7 @@ def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentia
     return [check_images(settings, facts), check_data(settings, facts),
             check_server(settings, facts, now), *check_shared_stores(settings, facts),
             check_rollback(settings, facts),
-            check_config(settings, facts, creds),
+            check_config(settings, facts, creds), check_publishing(settings),
             check_certificate(settings, facts, now),
             check_nginx(settings, facts,
                         nginx.render_site(settings, nginx.serving_port(settings, facts)))]

@@ -29,8 +29,10 @@ def say(message: str) -> None:
 
 
 def fab(*args: str) -> None:
-    """Run the real fab command line, showing it and its output as an operator sees them."""
-    argv = [str(FAB), "-f", str(WORK / "fabric.json"), "-i", str(WORK / "id_ed25519"), *args]
+    """Run the real fab command line, showing it and its output as an operator sees them.
+    Its SSH config (-S) keeps the demo hosts' keys in .demo/known_hosts, not the user's."""
+    argv = [str(FAB), "-f", str(WORK / "fabric.json"), "-S", str(WORK / "ssh_config"),
+            "-i", str(WORK / "id_ed25519"), *args]
     print("$ " + shlex.join(["fab", *argv[1:]]).replace(str(REPO) + "/", ""), flush=True)
     subprocess.run(argv, cwd=REPO, check=True)
 
@@ -54,13 +56,15 @@ def main() -> None:
     if not key.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     # The machine's CA bundle lets the image build's pip through a TLS-intercepting proxy.
+    (WORK / "ssh_config").write_text(f"Host *\n    UserKnownHostsFile {WORK / 'known_hosts'}\n")
     (WORK / "fabric.json").write_text(json.dumps({"ppc": {
         "server_names": [INDEX_NAME], "users": ["developer"], "state_dir": str(WORK / "state"),
         "build_ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}}, indent=2))
 
     say(f"starting a bare host {SERVER}: sshd and Docker, nothing else")
     public_key = key.with_suffix(".pub").read_text().strip()
-    server = harness.start_host(images["host"], SERVER, public_key)
+    server = harness.start_host(images["host"], SERVER, public_key, key=key,
+                                known_hosts=WORK / "known_hosts")
     harness.load_image(server, harness.BASE_IMAGE)
 
     say("deploying the index to it")
@@ -70,7 +74,8 @@ def main() -> None:
 
     say(f"starting a developer machine {CLIENT} that resolves {INDEX_NAME} to the server")
     client = harness.start_host(images["client"], CLIENT, public_key, server=False,
-                                add_hosts={INDEX_NAME: server.address})
+                                add_hosts={INDEX_NAME: server.address}, key=key,
+                                known_hosts=WORK / "known_hosts")
     fab("-H", client.target, "clients.configure")
 
     say("on the client: twine upload -r internal, over HTTPS, no other flags")

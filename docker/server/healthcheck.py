@@ -11,7 +11,8 @@ import sys
 import urllib.error
 import urllib.request
 
-request = urllib.request.Request("http://127.0.0.1:3031/health")
+# The deep check (access, cache, storage): ppc_guard answers /health without it otherwise.
+request = urllib.request.Request("http://127.0.0.1:3031/health", headers={"X-PPC-Health": "deep"})
 if sys.argv[1:] == ["--login"]:
     login = sys.stdin.readline().rstrip("\n").encode()
     request = urllib.request.Request("http://127.0.0.1:3031/simple/", headers={

@@ -54,6 +54,10 @@ for query in "$@"; do
     value=${query#*=}
     [ "$value" = "$query" ] && value=""
     case "$kind" in
+    uid)  # the accounts that have this numeric uid
+        answer uid "$value" "$( (getent passwd 2>/dev/null || cat /etc/passwd) \
+            | awk -F: -v uid="$value" '$3 == uid { printf "%s%s", sep, $1; sep = "," }')"
+        ;;
     platform)
         . /etc/os-release 2>/dev/null || true
         [ -r /etc/os-release ] || { [ "$(uname -s)" = Darwin ] && ID=macos; }

@@ -96,10 +96,11 @@ def engines():
 
 
 @pytest.fixture(scope="session")
-def start_host(test_images, ssh_key):
+def start_host(test_images, ssh_key, operator_home):
     """Start test hosts by name: servers (systemd, Docker-in-Docker, with
-    debian:bookworm-slim loaded; or without Docker), or clients (sshd only). All are
-    removed when the session ends."""
+    debian:bookworm-slim loaded; or without Docker), or clients (sshd only). Each one's
+    SSH key is in the operator's known_hosts, as their first ssh to it leaves it. All
+    are removed when the session ends."""
     started = []
 
     def start(name: str, kind: str = "host", add_hosts: dict | None = None) -> harness.TestHost:
@@ -108,7 +109,8 @@ def start_host(test_images, ssh_key):
         host = harness.start_host(image, f"ppc-it-{name}",
                                   ssh_key.with_suffix(".pub").read_text().strip(),
                                   server=kind != "client", add_hosts=add_hosts,
-                                  docker=kind == "host")
+                                  docker=kind == "host", key=ssh_key,
+                                  known_hosts=operator_home / ".ssh" / "known_hosts")
         started.append(host)
         if kind == "host":
             harness.load_image(host, harness.BASE_IMAGE)

@@ -155,10 +155,12 @@ class TestHost:
 
 
 def start_host(image: str, name: str, public_key: str, server: bool = True,
-               add_hosts: dict[str, str] | None = None, docker: bool = True) -> TestHost:
+               add_hosts: dict[str, str] | None = None, docker: bool = True,
+               known_hosts: Path | None = None, key: Path | None = None) -> TestHost:
     """Start a host container. A server boots systemd, which starts sshd and its own
     dockerd (Docker-in-Docker); other hosts run just sshd. add_hosts maps names to IP
-    addresses for the container's /etc/hosts."""
+    addresses for the container's /etc/hosts. With known_hosts (and the private key),
+    the host's SSH key is recorded there as a user's first ssh records it."""
     sh("docker", "rm", "-f", "-v", name, check=False)
     port = free_port()
     flags = SERVER_FLAGS if server else []
@@ -171,10 +173,23 @@ def start_host(image: str, name: str, public_key: str, server: bool = True,
         host.exec("mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys "
                   "&& chmod 600 /root/.ssh/authorized_keys", input=public_key.encode() + b"\n")
     wait_for(lambda: _ssh_banner(port), f"sshd on {name}")
+    if known_hosts is not None:
+        record_host_key(host, known_hosts, key)
     if server and docker:
         wait_for(lambda: host.exec("docker info", check=False).returncode == 0,
                  f"dockerd on {name}")
     return host
+
+
+def record_host_key(host: TestHost, known_hosts: Path, key: Path) -> None:
+    """What a user's first `ssh` to the host does (StrictHostKeyChecking accept-new,
+    hashed as Debian's ssh_config has it), after `ssh-keygen -R` of what an earlier host
+    on the same port left there."""
+    known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sh("ssh-keygen", "-R", f"[127.0.0.1]:{host.port}", "-f", str(known_hosts), check=False)
+    sh("ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=accept-new", "-o",
+       f"UserKnownHostsFile={known_hosts}", "-o", "HashKnownHosts=yes", "-o", "BatchMode=yes",
+       "-i", str(key), "-p", str(host.port), "root@127.0.0.1", "true")
 
 
 def reboot(host: TestHost) -> None:
@@ -205,6 +220,38 @@ def _ssh_banner(port: int) -> bool:
         return False
 
 
+def sample_metadata(name: str, version: str) -> str:
+    """Metadata-Version 2.1 keeps it readable by every twine and pip a client may have
+    (Debian 12's twine 4.0 rejects the 2.4 metadata current setuptools writes)."""
+    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: ppc-tasks sample\n"
+
+
+def build_wheel(name: str, version: str, directory: Path, *, tag: str = "py3-none-any",
+                build: str = "", value: int = 42, payload: bytes = b"") -> Path:
+    """A valid wheel of `name` `version`, written by hand: any tag, a build number if
+    given, `VALUE = value` in its module (so two wheels of one release can differ)."""
+    module = name.replace("-", "_")
+    metadata = sample_metadata(name, version)
+    wheel = directory / f"{module}-{version}{f'-{build}' if build else ''}-{tag}.whl"
+    dist_info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": f"VALUE = {value}\n".encode(),
+        **({f"{module}/payload.bin": payload} if payload else {}),
+        f"{dist_info}/METADATA": metadata.encode(),
+        f"{dist_info}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: ppc-tasks-tests\n"
+                               f"Root-Is-Purelib: {'true' if tag.endswith('-none-any') else 'false'}\n"
+                               f"Tag: {tag}\n{f'Build: {build}' + chr(10) if build else ''}").encode(),
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+        f"{len(data)}\n" for path, data in files.items()) + f"{dist_info}/RECORD,,\n"
+    directory.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, data in {**files, f"{dist_info}/RECORD": record.encode()}.items():
+            archive.writestr(path, data)
+    return wheel
+
+
 def wait_for(predicate, what: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -217,31 +264,13 @@ def wait_for(predicate, what: str, timeout: float = 90) -> None:
 def build_sample_dists(name: str, version: str, directory: Path,
                        payload_bytes: int = 0) -> list[Path]:
     """An sdist and a wheel of a small package `name`, written by hand into `directory`;
-    with payload_bytes, the wheel carries that much incompressible data as well.
-
-    Metadata-Version 2.1 keeps them readable by every twine and pip a client may have
-    (Debian 12's twine 4.0 rejects the 2.4 metadata current setuptools writes).
-    """
+    with payload_bytes, the wheel carries that much incompressible data as well."""
     module = name.replace("-", "_")
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: ppc-tasks sample\n"
+    metadata = sample_metadata(name, version)
     code = b"VALUE = 42\n"
     directory.mkdir(parents=True, exist_ok=True)
-
-    wheel = directory / f"{module}-{version}-py3-none-any.whl"
-    dist_info = f"{module}-{version}.dist-info"
-    files = {
-        f"{module}/__init__.py": code,
-        **({f"{module}/payload.bin": os.urandom(payload_bytes)} if payload_bytes else {}),
-        f"{dist_info}/METADATA": metadata.encode(),
-        f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: ppc-tasks-tests\n"
-                              b"Root-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
-        f"{len(data)}\n" for path, data in files.items()) + f"{dist_info}/RECORD,,\n"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, data in {**files, f"{dist_info}/RECORD": record.encode()}.items():
-            archive.writestr(path, data)
+    wheel = build_wheel(name, version, directory,
+                        payload=os.urandom(payload_bytes) if payload_bytes else b"")
 
     sdist = directory / f"{module}-{version}.tar.gz"
     root = f"{module}-{version}"

@@ -5,6 +5,8 @@ Every request goes through nginx over HTTPS with verification on, as a client's 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from . import harness, web
@@ -97,9 +99,15 @@ def test_a_wrong_password_is_anonymous(deployed, operator_home):
     assert response.status == 401
 
 
-def test_health_stays_public(index):
-    response = index("/health")
-    assert response.status == 200 and b"storage" in response.body
+def test_health_stays_public_and_tells_nothing_of_the_backends(index, deployed):
+    """Anonymous /health answers without asking the cache or the store (nor showing
+    their errors), even when the client asks for the deep check; the server container's
+    own health check (and status) gets it."""
+    for headers in ({}, {"X-PPC-Health": "deep"}):
+        response = index("/health", headers=headers)
+        assert (response.status, response.body) == (200, b'{"status": "ok"}')
+    deep = deployed.host.out("docker exec pypicloud pypicloud-health --report")
+    assert json.loads(deep) == {"access": "", "cache": "", "storage": ""}
 
 
 @pytest.mark.parametrize("sni", [SERVER_NAME, None, "evil.example"])

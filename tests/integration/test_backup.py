@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+
+from ppc_tasks import backup
+from tests.forged_archives import forged, rewritten, with_symlink
 
 from . import web
 from .conftest import SERVER_NAME, SYSTEM_CA_BUNDLE, password_of
@@ -63,6 +67,7 @@ def test_the_archive_is_private_consistent_and_verifies(drill, fab, deployed):
     verified = fab("backup.verify", archive, settings=deployed.settings())
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith(f"verified {archive}: ")
+    assert verified.stdout.rstrip().endswith("; made by the index pypi.test (its signature checks)")
     with tarfile.open(archive) as contents:
         names = contents.getnames()
     assert "db.sqlite" in names and "manifest.json" in names
@@ -102,9 +107,16 @@ def test_a_damaged_archive_is_refused_and_changes_nothing(drill, restored, fab, 
 
 def test_every_release_comes_back_byte_for_byte_on_a_fresh_host(drill, restored, fab, client):
     host_b, settings = restored
-    result = fab("restore", drill["archive"], host=host_b, settings=settings)
+    # A's archive is no archive of B's: moving an index takes a flag, typed on purpose.
+    moved = fab("restore", drill["archive"], host=host_b, settings=settings)
+    assert moved.returncode == 1 and moved.stderr.strip().endswith(
+        "was made by the index pypi.test, not restore-b.test: restoring it moves that index's "
+        "packages here; confirm with --from-other-index"), moved.stderr
+    result = fab("restore", drill["archive"], "--from-other-index", host=host_b, settings=settings)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "restore.stage      changed" in result.stdout
     assert "restore.data       changed" in result.stdout
+    assert host_b.out("ls -A /var/lib/docker/volumes/pypicloud-data/_data") == "db.sqlite\npackages"
 
     state = settings["state_dir"]
     ca_b = f"{state}/restore-b.test/ca.crt"
@@ -125,14 +137,119 @@ def test_every_release_comes_back_byte_for_byte_on_a_fresh_host(drill, restored,
     assert "done: 0 changed," in again.stdout, again.stdout
 
     # B now holds packages: replacing them takes the index's name, typed on purpose.
-    unconfirmed = fab("restore", drill["archive"], host=host_b, settings=settings)
+    unconfirmed = fab("restore", drill["archive"], "--from-other-index", host=host_b,
+                      settings=settings)
     assert unconfirmed.returncode == 1
-    assert re.fullmatch(r"Error on \S+: the index on \S+ holds [67] projects: a restore "
+    assert re.fullmatch(r"Error on \S+: the index on \S+ holds \d+ projects: a restore "
                         r"replaces all it holds; confirm with --confirm=restore-b\.test\n",
                         unconfirmed.stderr), unconfirmed.stderr
-    confirmed = fab("restore", drill["archive"], "--confirm=restore-b.test", host=host_b,
-                    settings=settings)
+    confirmed = fab("restore", drill["archive"], "--confirm=restore-b.test", "--from-other-index",
+                    host=host_b, settings=settings)
     assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
     assert files_of(host_b, ca_b, password_b, PROJECTS[0], "restore-b.test") \
         == drill["expected"][PROJECTS[0]]
 
+
+
+def volume_state(host, volume: str = "pypicloud-data") -> str:
+    """The server's start time and every file of the store, with its content."""
+    return host.out("docker inspect --format '{{.State.StartedAt}}' pypicloud; "
+                    f"cd /var/lib/docker/volumes/{volume}/_data && find . -type f | sort "
+                    "| xargs sha256sum")
+
+
+def test_a_consistent_signed_hostile_archive_is_refused_and_changes_nothing(
+        drill, restored, fab, operator_home, tmp_path):
+    """As someone holding the index's key would forge them: every one consistent with its
+    manifest and signed, so that only the checks of what an index may hold stand."""
+    host_b, settings = restored
+    key = bytes.fromhex(json.loads((operator_home / "state" / SERVER_NAME / "secrets.json")
+                                   .read_text())["backup_key"])
+    archive = Path(drill["archive"])
+    with tarfile.open(archive) as contents:
+        database = contents.extractfile("db.sqlite").read()
+    copy = tmp_path / "db.sqlite"
+    copy.write_bytes(database)
+    with sqlite3.connect(copy) as connection:
+        connection.execute("INSERT INTO packages VALUES ('config.ini', '..', '..', "
+                           "'2026-11-29 00:00:00', '', '{}')")
+    cases = {
+        "a member that leaves the store": ({"packages/../x": b"x"}, {}, "has no place in an index"),
+        "a second database": ({"db.sqlite": b"SQLite format 3\0"}, {}, "holds db.sqlite twice"),
+        "a row that climbs out": ({}, {"db.sqlite": copy.read_bytes()},
+                                  "its database lists a release it may not"),
+    }
+    before = volume_state(host_b)
+    for case, (added, replaced, reason) in cases.items():
+        hostile = forged(archive, tmp_path / f"{case}.tar.gz", key, added, replaced)
+        result = fab("restore", str(hostile), "--from-other-index", "--confirm=restore-b.test",
+                     host=host_b, settings=settings)
+        assert result.returncode == 1 and reason in result.stderr, (case, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    link = with_symlink(archive, tmp_path / "link.tar.gz",
+                        "packages/ppc-drill-1/1.0.0/ppc_drill_1-9.tar.gz", "/etc/pypicloud/config.ini")
+    result = fab("restore", str(link), "--from-other-index", "--confirm=restore-b.test",
+                 host=host_b, settings=settings)
+    assert result.returncode == 1 and "is no regular file" in result.stderr, result.stderr
+    # Signed with another key, while it says it is B's own: refused whatever the flags say.
+    own = json.loads(Path(settings["state_dir"], "restore-b.test", "secrets.json").read_text())
+    claimed = tmp_path / "claimed.tar.gz"
+    rewritten(archive, claimed, lambda name, content: [(name, content if name != backup.MANIFEST
+                                                        else _claim(content, "restore-b.test"))])
+    result = fab("restore", str(claimed), "--from-other-index", "--confirm=restore-b.test",
+                 host=host_b, settings=settings)
+    assert result.returncode == 1 and "its signature does not match that index's key" \
+        in result.stderr, result.stderr
+    assert own["backup_key"] not in result.stdout + result.stderr
+    assert volume_state(host_b) == before
+
+
+def _claim(manifest: bytes, index: str) -> bytes:
+    """The manifest of another index, saying it is `index`'s (its signature left as it is)."""
+    data = json.loads(manifest)
+    data["index"] = index
+    return json.dumps(data).encode()
+
+
+@pytest.fixture(scope="module")
+def small(start_host, fab, make_dists, tmp_path_factory):
+    """An index whose data volume (tmpfs, 5 MB) holds one release of 2.6 MB: a restore of
+    its own backup cannot be staged beside it. A container keeps the tmpfs mounted."""
+    host = start_host("restore-small")
+    host.exec("docker volume create --driver local --opt type=tmpfs --opt device=tmpfs "
+              "--opt o=size=5m,uid=10001 small-data >/dev/null && docker run -d --name keeper "
+              "-v small-data:/keep debian:bookworm-slim sleep infinity >/dev/null")
+    settings = {"server_names": ["small.test", host.address], "users": ["dev"],
+                "data_volume": "small-data", "build_ca_bundle": SYSTEM_CA_BUNDLE,
+                "state_dir": str(tmp_path_factory.mktemp("small-state"))}
+    deployed = fab("deploy", host=host, settings=settings)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    ca = Path(settings["state_dir"], "small.test", "ca.crt")
+    password = json.loads(Path(settings["state_dir"], "small.test", "secrets.json")
+                          .read_text())["passwords"]["dev"]
+    wheel = make_dists("ppc-big", "1.0", payload_bytes=2_600_000)[1]
+    body, headers = web.upload_form({":action": "file_upload", "name": "ppc-big", "version": "1.0"},
+                                    wheel.name, wheel.read_bytes())
+    uploaded = web.request(host.address, "/simple/", ca=ca, sni="small.test", host="small.test",
+                           method="POST", body=body, headers=headers, auth=("dev", password))
+    assert uploaded.status == 200, uploaded
+    return host, settings, ca, password
+
+
+def test_a_restore_that_does_not_fit_leaves_the_old_index_serving(small, fab):
+    host, settings, ca, password = small
+    made = fab("backup", host=host, settings=settings)
+    assert made.returncode == 0, made.stdout + made.stderr
+    archive = re.search(r"backup\.archive\s+changed\s+(\S+\.tar\.gz):", made.stdout).group(1)
+    expected = web.files_of(host.address, "ppc-big", ca=ca, name="small.test", auth=("dev", password))
+    before = volume_state(host, "small-data")
+
+    result = fab("restore", archive, "--confirm=small.test", host=host, settings=settings)
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().endswith(
+        "was not restored: the archive does not fit in the data volume (no space left on it); "
+        "the index on " + host.target.split("@")[1] + " was not touched"), result.stderr
+    assert volume_state(host, "small-data") == before
+    assert web.files_of(host.address, "ppc-big", ca=ca, name="small.test",
+                        auth=("dev", password)) == expected

@@ -75,6 +75,10 @@ def test_ppc_deploys_from_anywhere_with_the_project_file_where_it_runs(installed
                                                                         tmp_path):
     # The operator's settings in fabric.yaml (JSON is YAML) of the directory ppc runs in.
     (tmp_path / "fabric.yaml").write_text(json.dumps({"ppc": deployed.settings()}))
+    # Code in that directory is never run: ppc reads data files only (a fabric.py of a
+    # repository someone cloned would otherwise run with the operator's keys).
+    marker = tmp_path / "fabric.py ran"
+    (tmp_path / "fabric.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     target = ["-i", str(fab.key), "-H", deployed.host.target]
     first = run(installed / "ppc", *target, "deploy", cwd=tmp_path, fab=fab)
     assert first.returncode == 0, first.stdout + first.stderr
@@ -85,6 +89,7 @@ def test_ppc_deploys_from_anywhere_with_the_project_file_where_it_runs(installed
     assert "dry run: 0 would change," in again.stdout, again.stdout
     from_clone = fab("deploy", host=deployed.host, settings=deployed.settings())
     assert "done: 0 changed," in from_clone.stdout, from_clone.stdout
+    assert not marker.exists()
 
 
 def test_a_users_own_fabfile_adds_the_collections(installed, fab, deployed, tmp_path):

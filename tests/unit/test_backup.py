@@ -1,11 +1,17 @@
-"""Backup archives, checked without a host: what repack writes, verify accepts, and every
-way an archive can be damaged is refused with one line."""
+"""Backup archives, checked without a host: what repack writes and verify accepts, every
+way an archive can be damaged refused with one line naming the damage, well-formed
+hostile archives (consistent, even signed) refused, and the restore's own script run on
+local files."""
 
 from __future__ import annotations
 
 import datetime
 import io
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -14,18 +20,28 @@ import pytest
 from ppc_tasks import backup
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, ImageFacts, VolumeUsage
+from ppc_tasks.render import DOCKER_DIR, FILES_DIR
 from ppc_tasks.settings import Settings
+from tests.forged_archives import forged, refit, rewritten, with_symlink
 
 RELEASES = {"demo-1.0.tar.gz": ("demo", "1.0"), "demo-1.0-py3-none-any.whl": ("demo", "1.0"),
             "other-2.0.tar.gz": ("other", "2.0")}
+KEY = bytes(range(32))
+LOGIN = b"admin:pw\n"
 
 
-def database(releases=RELEASES) -> bytes:
-    """An sqlite file with pypicloud's packages table."""
+def database(releases=RELEASES, extra_sql: str = "") -> bytes:
+    """An sqlite file with pypicloud's packages table and the guard's registry."""
     connection = sqlite3.connect(":memory:")
-    connection.execute("CREATE TABLE packages (filename TEXT, name TEXT, version TEXT)")
-    connection.executemany("INSERT INTO packages VALUES (?, ?, ?)",
+    connection.execute("CREATE TABLE packages (filename TEXT PRIMARY KEY, name TEXT, version TEXT, "
+                       "last_modified DATETIME, summary TEXT, data TEXT)")
+    connection.execute("CREATE TABLE ppc_projects (name TEXT PRIMARY KEY, owner TEXT)")
+    connection.executemany("INSERT INTO packages VALUES (?, ?, ?, '2026-11-29', '', '{}')",
                            [(filename, *place) for filename, place in releases.items()])
+    connection.executemany("INSERT INTO ppc_projects VALUES (?, 'dev')",
+                           sorted({(name,) for name, _ in releases.values()}))
+    if extra_sql:
+        connection.executescript(extra_sql)
     connection.commit()
     return connection.serialize()
 
@@ -54,14 +70,16 @@ def index_files(releases=RELEASES) -> dict[str, bytes]:
 @pytest.fixture
 def archive(tmp_path) -> Path:
     path = tmp_path / "index.tar.gz"
-    backup.repack(host_stream(index_files()), path, {"index": "pypi.test"})
+    backup.repack(host_stream(index_files()), path, {"index": "pypi.test"}, KEY)
     return path
 
 
 def test_a_repacked_archive_verifies_and_says_what_it_holds(archive):
-    summary = backup.verify_archive(archive)
+    verified = backup.verify_archive(archive)
+    summary = verified.summary
     assert (summary.projects, summary.releases, summary.files) == (2, 3, 7)
     assert str(summary).startswith("2 projects, 3 releases, 7 files, ")
+    assert verified.index == "pypi.test" and backup.made_by(verified, KEY) == "index"
     with tarfile.open(archive) as contents:
         assert "about.json" not in contents.getnames()
         assert contents.getnames()[-1] == backup.MANIFEST
@@ -70,13 +88,27 @@ def test_a_repacked_archive_verifies_and_says_what_it_holds(archive):
 def test_a_store_missing_a_listed_file_is_no_backup(tmp_path):
     files = index_files()
     del files["packages/other/2.0/other-2.0.tar.gz"]
-    with pytest.raises(TaskError, match="lacks files its database lists: packages/other/2.0/"):
-        backup.repack(host_stream(files), tmp_path / "x.tar.gz", {})
+    with pytest.raises(TaskError, match="^the host's index: its database lists other-2.0.tar.gz, "
+                                        "whose file it lacks$"):
+        backup.repack(host_stream(files), tmp_path / "x.tar.gz", {}, KEY)
 
 
-@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "no manifest", "missing file",
-                                    "database disagrees", "no such file"])
-def test_a_damaged_archive_is_refused_with_one_line(archive, tmp_path, damage):
+def test_what_a_host_sends_is_checked_as_it_comes(tmp_path):
+    files = {**index_files(), "packages/../../etc/passwd": b"x"}
+    with pytest.raises(TaskError, match=r"^the host sent 'packages/../../etc/passwd' has no place"):
+        backup.repack(host_stream(files), tmp_path / "x.tar.gz", {}, KEY)
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("flipped byte", "is damaged or truncated"),
+    ("truncated", "is damaged or truncated"),
+    ("no manifest", "is damaged, or no ppc-tasks backup (it holds no manifest)"),
+    ("missing file", "does not match its manifest (packages/other/2.0/other-2.0.tar.gz)"),
+    ("database disagrees", "its database and its manifest disagree"),
+    ("no such file", "no such file"),
+])
+def test_a_damaged_archive_is_refused_with_one_line_naming_the_damage(archive, tmp_path, damage,
+                                                                      reason):
     data = archive.read_bytes()
     broken = tmp_path / "broken.tar.gz"
     if damage == "flipped byte":
@@ -84,23 +116,89 @@ def test_a_damaged_archive_is_refused_with_one_line(archive, tmp_path, damage):
         broken.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
     elif damage == "truncated":
         broken.write_bytes(data[: len(data) * 2 // 3])
+    elif damage == "no such file":
+        pass
     else:
-        with tarfile.open(archive) as source, tarfile.open(broken, "w:gz") as out:
-            for member in source:
-                content = source.extractfile(member).read()
-                if damage == "no manifest" and member.name == backup.MANIFEST:
-                    continue
-                if damage == "missing file" and member.name.endswith("other-2.0.tar.gz"):
-                    continue
-                if damage == "database disagrees" and member.name == "db.sqlite":
-                    content = database({"demo-1.0.tar.gz": ("demo", "1.0")})
-                member.size = len(content)
-                out.addfile(member, io.BytesIO(content))
-        if damage == "no such file":
-            broken.unlink()
+        def change(name, content):
+            if damage == "no manifest" and name == backup.MANIFEST:
+                return []
+            if damage == "missing file" and name.endswith("other-2.0.tar.gz"):
+                return []
+            if damage == "database disagrees" and name == backup.MANIFEST:
+                manifest = json.loads(content)  # one release fewer than the database lists
+                del manifest["releases"]["other-2.0.tar.gz"]
+                return [(name, refit(json.dumps(manifest).encode(), {}, KEY))]
+            return [(name, content)]
+        rewritten(archive, broken, change)
     with pytest.raises(TaskError) as refused:
         backup.verify_archive(broken)
-    assert "\n" not in str(refused.value) and str(broken) in str(refused.value)
+    message = str(refused.value)
+    assert "\n" not in message and str(broken) in message and reason in message, message
+
+
+# Well-formed, consistent, signed archives that must never reach a host's store.
+HOSTILE = {
+    "a member that leaves the store": ({"packages/../x": b"x"}, None, "'packages/../x' has no place in an index"),
+    "a member of another kind": ({"config.ini": b"x"}, None, "'config.ini' has no place in an index"),
+    "a second database": ({"db.sqlite": b"SQLite format 3\0 forged"}, None, "holds db.sqlite twice"),
+    "a version that climbs out": ({"packages/demo/..%2F/demo-1.0.tar.gz": b"x"}, None,
+                                  "invalid version"),
+    "a row that climbs out": ({}, "INSERT INTO packages VALUES ('config.ini', '../../../etc', "
+                                  "'pypicloud', '2026-11-29', '', '{}')",
+                              "its database lists a release it may not: invalid distribution file name"),
+    "a trigger": ({}, "CREATE TRIGGER t AFTER INSERT ON packages BEGIN DELETE FROM packages; END",
+                  "its database holds 't', which no index has"),
+    "another table": ({}, "CREATE TABLE users (name TEXT)", "its database holds 'users'"),
+    "a table of another shape": ({}, "ALTER TABLE packages DROP COLUMN data",
+                                 "its table packages is not pypicloud's (filename, last_modified, "
+                                 "name, summary, version)"),
+    "a forged owner": ({}, "INSERT INTO ppc_projects VALUES ('evil/../x', 'dev')",
+                       "its registry of projects holds 'evil/../x'"),
+    "a file no release lists": ({"packages/demo/1.0/demo-1.0-1-py3-none-any.whl": b"shadow"}, None,
+                                "it holds packages/demo/1.0/demo-1.0-1-py3-none-any.whl, a file "
+                                "its database does not list"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_consistent_hostile_archive_is_refused(archive, tmp_path, case):
+    extra_members, extra_sql, reason = HOSTILE[case]
+    hostile = forged(archive, tmp_path / "hostile.tar.gz", KEY, added=extra_members,
+                     replaced={"db.sqlite": database(extra_sql=extra_sql)} if extra_sql else {})
+    with pytest.raises(TaskError) as refused:
+        backup.verify_archive(hostile)
+    assert reason in str(refused.value) and "\n" not in str(refused.value), str(refused.value)
+
+
+def test_a_symlink_member_is_refused(archive, tmp_path):
+    hostile = with_symlink(archive, tmp_path / "link.tar.gz", "packages/demo/1.0/demo-2.0.tar.gz",
+                           "/etc/pypicloud/config.ini")
+    with pytest.raises(TaskError, match="'packages/demo/1.0/demo-2.0.tar.gz' is no regular file"):
+        backup.verify_archive(hostile)
+
+
+# -- who made it ---------------------------------------------------------------------------
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path)},
+                                host=None)
+
+
+def test_an_archive_says_which_index_made_it(archive, settings, tmp_path):
+    verified = backup.verify_archive(archive)
+    assert backup.restore_refusal(settings, archive, verified, KEY, False) is None
+    other = backup.restore_refusal(settings, archive, verified, bytes(32), False)
+    assert other.startswith("index.tar.gz says the index pypi.test made it, but its signature "
+                            "does not match that index's key")
+    assert backup.restore_refusal(settings, archive, verified, bytes(32), True) == other
+    elsewhere = Settings.from_config({"server_names": ["pypi.other"],
+                                      "state_dir": str(tmp_path)}, host=None)
+    moved = backup.restore_refusal(elsewhere, archive, verified, bytes(32), False)
+    assert moved == ("index.tar.gz was made by the index pypi.test, not pypi.other: restoring "
+                     "it moves that index's packages here; confirm with --from-other-index")
+    assert backup.restore_refusal(elsewhere, archive, verified, bytes(32), True) is None
+    unsigned = backup.Verified(verified.summary, "pypi.test", "", verified.signed)
+    assert "is not signed" in backup.restore_refusal(settings, archive, unsigned, KEY, False)
 
 
 def test_prune_keeps_the_newest(tmp_path):
@@ -119,36 +217,33 @@ def restore_facts(projects: int, running: bool = True) -> Facts:
                  volume_usage={"pypicloud-data": VolumeUsage(1, projects * 2, projects, 10**10)})
 
 
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path)},
-                                host=None)
-
-
-def test_restore_into_an_empty_store_stops_replaces_and_starts(settings, archive):
-    summary = backup.verify_archive(archive)
-    plan = backup.plan_restore(settings, restore_facts(0), archive, summary, "", "h")
+def test_a_restore_stages_then_swaps_while_the_old_store_waits(settings, archive):
+    summary = backup.verify_archive(archive).summary
+    plan = backup.plan_restore(settings, restore_facts(0), archive, summary, "", LOGIN, "h")
     steps = plan.changes()
-    assert [step.step for step in steps] == ["restore.data", "restore.server"]
-    assert [command.argv for command in steps[0].commands] == [("docker", "stop", "pypicloud")]
-    assert steps[0].preview[0].argv[:6] == ("docker", "run", "--rm", "-i", "--user", "0")
-    assert [command.argv for command in steps[1].commands] == [("docker", "start", "pypicloud")]
+    assert [step.step for step in steps] == ["restore.stage", "restore.data"]
+    stage, swap = steps[0].preview[0], steps[1].preview[0]
+    assert stage.argv[:6] == ("docker", "run", "--rm", "-i", "--user", "0")
+    assert stage.argv[-1] == "stage" and stage.stdin_shown == str(archive)
+    assert swap.argv[3] == "restore-swap" and swap.stdin_shown == "an admin's login"
+    assert all(b"pw" not in part.encode() for part in swap.argv)
 
 
 def test_restore_over_packages_takes_the_index_name(settings, archive):
-    summary = backup.verify_archive(archive)
+    summary = backup.verify_archive(archive).summary
     with pytest.raises(TaskError, match=r"holds 1 project: .* --confirm=pypi\.test$"):
-        backup.plan_restore(settings, restore_facts(1), archive, summary, "", "h")
+        backup.plan_restore(settings, restore_facts(1), archive, summary, "", LOGIN, "h")
     with pytest.raises(TaskError, match="holds 3 projects"):
-        backup.plan_restore(settings, restore_facts(3), archive, summary, "pypi", "h")
-    assert backup.plan_restore(settings, restore_facts(3), archive, summary, "pypi.test", "h")
+        backup.plan_restore(settings, restore_facts(3), archive, summary, "pypi", LOGIN, "h")
+    assert backup.plan_restore(settings, restore_facts(3), archive, summary, "pypi.test", LOGIN, "h")
 
 
 def test_restore_needs_a_deployed_index(settings, archive):
     facts = restore_facts(0)
     facts.containers["pypicloud"] = None
     with pytest.raises(TaskError, match="has no index to restore into: deploy it first"):
-        backup.plan_restore(settings, facts, archive, backup.verify_archive(archive), "", "h")
+        backup.plan_restore(settings, facts, archive, backup.verify_archive(archive).summary,
+                            "", LOGIN, "h")
 
 
 def test_an_index_on_shared_stores_is_refused_with_one_line():
@@ -160,3 +255,117 @@ def test_an_index_on_shared_stores_is_refused_with_one_line():
                                         r"\(postgresql://pypi@db.test:5432/pypi\): back those up"):
         backup.require_own_store(on_s3)
     backup.require_own_store(Settings.from_config({}, host="pypi.test"))
+
+
+# -- files/restore-volume.py, run on local files -------------------------------------------
+def store(data: Path, action: str, archive: Path | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(DOCKER_DIR / "server")}
+    return subprocess.run([sys.executable, str(FILES_DIR / "restore-volume.py"), action, str(data)],
+                          stdin=archive.open("rb") if archive else subprocess.DEVNULL,
+                          capture_output=True, text=True, env=environment)
+
+
+@pytest.fixture
+def live_store(tmp_path) -> Path:
+    data = tmp_path / "volume"
+    (data / "packages" / "old" / "1.0").mkdir(parents=True)
+    (data / "packages" / "old" / "1.0" / "old-1.0.tar.gz").write_bytes(b"the old index")
+    (data / "db.sqlite").write_bytes(b"the old database")
+    return data
+
+
+def listing(data: Path) -> list[str]:
+    return sorted(str(path.relative_to(data)) for path in data.rglob("*") if path.is_file())
+
+
+def test_stage_swap_and_finish_put_the_archive_in_place(archive, live_store):
+    staged = store(live_store, "stage", archive)
+    assert staged.returncode == 0 and staged.stdout == "staged 7 files\n", staged.stderr
+    assert (live_store / "db.sqlite").read_bytes() == b"the old database"  # untouched so far
+    assert store(live_store, "swap").returncode == 0
+    assert (live_store / ".restore" / "old" / "db.sqlite").read_bytes() == b"the old database"
+    assert store(live_store, "finish").returncode == 0
+    assert listing(live_store) == sorted(
+        name for name in index_files() if name != "about.json")
+
+
+def test_back_puts_the_old_store_back_even_after_a_cut_short_swap(archive, live_store):
+    before = listing(live_store)
+    assert store(live_store, "stage", archive).returncode == 0
+    assert store(live_store, "swap").returncode == 0
+    (live_store / "db.sqlite-journal").write_bytes(b"the new server's journal")
+    assert store(live_store, "back").returncode == 0
+    assert listing(live_store) == before
+    # A swap killed after setting aside only the packages: back keeps the database.
+    assert store(live_store, "stage", archive).returncode == 0
+    (live_store / ".restore" / "old").mkdir()
+    (live_store / "packages").rename(live_store / ".restore" / "old" / "packages")
+    assert store(live_store, "stage", archive).returncode == 0  # a new restore undoes it first
+    assert (live_store / "db.sqlite").read_bytes() == b"the old database"
+    assert (live_store / "packages" / "old" / "1.0" / "old-1.0.tar.gz").exists()
+
+
+def test_stage_refuses_a_hostile_archive_and_leaves_nothing(archive, live_store, tmp_path):
+    def change(name, content):
+        if name == backup.MANIFEST:
+            return [("packages/../../escaped", b"x"), (name, content)]
+        return [(name, content)]
+
+    hostile = rewritten(archive, tmp_path / "hostile.tar.gz", change)
+    before = listing(live_store)
+    refused = store(live_store, "stage", hostile)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ("the archive holds 'packages/../../escaped': invalid "
+                                      "distribution file name: 'escaped'")
+    assert listing(live_store) == before and not (live_store / ".restore").exists()
+    assert not (tmp_path / "escaped").exists()
+
+
+# -- files/sh/restore-swap.sh, with a stand-in docker --------------------------------------
+STUB_DOCKER = """#!/bin/sh
+# docker, as restore-swap.sh and wait-healthy.sh use it, on local files.
+echo "$1" >> "$DOCKER_LOG"
+case "$1" in
+    run) eval "script=\\${$(( $# - 1 ))}"; eval "action=\\${$#}"
+         exec python3 -c "$script" "$action" "$DATA" ;;
+    exec) exit "$HEALTH" ;;
+    inspect) echo "false 0" ;;
+esac
+"""
+
+
+def swap(tmp_path, data: Path, healthy: bool) -> tuple[subprocess.CompletedProcess, list[str]]:
+
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    (stub / "docker").write_text(STUB_DOCKER)
+    (stub / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    log.write_text("")
+    settings = Settings.from_config({"server_names": ["pypi.test"], "start_timeout": "2"}, host=None)
+    environment = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "DOCKER_LOG": str(log),
+                   "DATA": str(data), "HEALTH": "0" if healthy else "1",
+                   "PYTHONPATH": str(DOCKER_DIR / "server")}
+    result = subprocess.run(backup.swap_argv(settings), input=LOGIN, capture_output=True,
+                            env=environment)
+    return result, log.read_text().split()
+
+
+def test_the_swap_keeps_the_restored_store_once_the_server_answers(archive, live_store, tmp_path):
+    assert store(live_store, "stage", archive).returncode == 0
+    result, calls = swap(tmp_path, live_store, healthy=True)
+    assert result.stdout == b"restored\n" and result.returncode == 0, result.stderr
+    assert calls == ["stop", "run", "start", "exec", "exec", "run"]
+    assert listing(live_store) == sorted(name for name in index_files() if name != "about.json")
+
+
+def test_the_swap_puts_the_old_store_back_when_the_server_does_not_answer(
+        archive, live_store, tmp_path):
+    before = listing(live_store)
+    assert store(live_store, "stage", archive).returncode == 0
+    result, calls = swap(tmp_path, live_store, healthy=False)
+    assert result.returncode == 1
+    assert result.stdout.decode().startswith("kept the old store: the server did not answer "
+                                             "from the restored store: stopped")
+    assert calls[:3] == ["stop", "run", "start"] and calls[-3:] == ["stop", "run", "start"]
+    assert listing(live_store) == before and not (live_store / ".restore").exists()

@@ -13,7 +13,7 @@ from ppc_tasks.facts import (
     parse_pip_versions,
     parse_version,
 )
-from ppc_tasks.plan import REDACTED, Change, Unchanged
+from ppc_tasks.plan import REDACTED, Change, Unchanged, redact_secrets
 from ppc_tasks.settings import Settings, SettingsError
 from ppc_tasks.system import FAMILIES, parse_platform
 
@@ -71,15 +71,16 @@ def test_pip_conf_extra_index_url_keeps_other_indexes(tmp_path):
     merged = clients.merge_pip_conf(existing, ours)
     urls = parsed(merged)["global"]["extra-index-url"].split()
     assert urls == ["https://mirror.example/simple/",
-                    "https://admin:s3cret%2F%2B@pypi.example.com/simple/"]
+                    "https://client:s3cret%2F%2B@pypi.example.com/simple/"]
     assert "index-url" not in parsed(merged)["global"]
     assert clients.merge_pip_conf(merged, ours) == merged
 
 
 def test_client_user_defaults_to_the_first_plain_user(settings, tmp_path):
     assert settings.client_user == "dev"
-    admins_only = Settings.from_config({"server_names": ["p"], "state_dir": str(tmp_path)}, host=None)
-    assert admins_only.client_user == "admin"
+    # No users named: deploy makes the account `client`, never an admin's, for developers.
+    defaults = Settings.from_config({"server_names": ["p"], "state_dir": str(tmp_path)}, host=None)
+    assert (defaults.users, defaults.client_user) == (("client",), "client")
 
 
 def test_clients_need_the_index_name_not_their_own():
@@ -323,10 +324,20 @@ def test_a_file_configure_cannot_merge_into_is_refused_in_one_line(settings, nam
     assert message.endswith("fix or move it, then configure again") and "\n" not in message
 
 
-def test_previews_hide_every_password():
-    assert clients.redact_credentials("machine h\n  login dev\n  password s3cret\n") == \
-        "machine h\n  login dev\n  password ********\n".replace("********", REDACTED)
-    assert clients.redact_credentials('password = "s3cret"\n') == f"password = {REDACTED}\n"
+@pytest.mark.parametrize("text, shown", [
+    ("machine h\n  login dev\n  password s3cret\n", "machine h\n  login dev\n  password <r>\n"),
+    ('password = "s3cret"\n', "password = <r>\n"),
+    # Other services' credentials in the same files: every shape they come in.
+    ("machine github.com login a password ghp_abc123\n", "machine github.com login a password <r>\n"),
+    ("[pypi-token]\npypi = \"pypi-AgEIcHlwaS5vcmc\"\n", "[pypi-token]\npypi = <r>\n"),
+    ("index-url = https://:glpat-xyz@gitlab.example/api/\n", "index-url = https://:<r>@gitlab.example/api/\n"),
+    ("url = https://ghp_token@github.com/o/r\n", "url = https://<r>@github.com/o/r\n"),
+    ("extra = https://me:pw@mirror.example/simple/\n", "extra = https://me:<r>@mirror.example/simple/\n"),
+    ('x = { url = "u", password = "pw", token = "t" }\n', 'x = { url = "u", password = <r>, token = <r> }\n'),
+    ("[http-basic.internal]\nusername = \"dev\"\n", "[http-basic.internal]\nusername = \"dev\"\n"),
+])
+def test_previews_hide_every_credential(text, shown):
+    assert redact_secrets(text) == shown.replace("<r>", REDACTED)
 
 
 def test_unconfigure_leaves_a_users_own_netrc_alone(settings):

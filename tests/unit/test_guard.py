@@ -1,14 +1,18 @@
-"""The guard the server image includes into pypicloud (docker/server/ppc_guard.py)."""
+"""The guard the server image includes into pypicloud (docker/server/ppc_guard/): its
+modules that need no pyramid."""
 
-import importlib.util
+import datetime
+import sys
 
 import pytest
 
 from ppc_tasks.render import DOCKER_DIR
 
-spec = importlib.util.spec_from_file_location("ppc_guard", DOCKER_DIR / "server" / "ppc_guard.py")
-guard = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(guard)
+sys.path.insert(0, str(DOCKER_DIR / "server"))
+from ppc_guard import hooks, logins, names, projects  # noqa: E402  (the image's, not ours)
+
+sys.path.remove(str(DOCKER_DIR / "server"))
+guard = names
 
 
 @pytest.mark.parametrize("filename, name, version", [
@@ -41,25 +45,167 @@ def test_anything_that_could_leave_the_package_store_is_refused(filename, name, 
 
 
 def test_only_health_is_public():
-    assert guard.is_public("/health")
+    assert hooks.is_public("/health")
     for path in ("/", "/simple/", "/simple/missing/", "/api/package/", "/pypi", "/health/x"):
-        assert not guard.is_public(path)
+        assert not hooks.is_public(path)
 
 
-def test_a_login_is_verified_slowly_once_and_a_wrong_password_every_time():
-    logins = guard.VerifiedLogins()
-    calls = []
+@pytest.mark.parametrize("filename, name, version", [
+    ("ppc_sample-1.0-1-py3-none-any.whl", "ppc-sample", "1.0"),  # a build tag: still 1.0
+    ("ppc_sample-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "PPC.Sample", "1.0"),
+    ("ppc_sample-1.0.0.tar.gz", "ppc-sample", "1.0"),  # 1.0.0 is 1.0 to pip
+    ("ppc-sample-1.0.tar.bz2", "ppc_sample", "1.0"),
+    ("ppc_sample-1.0-py3.11.egg", "ppc-sample", "1.0"),
+])
+def test_a_file_of_the_project_and_version_passes(filename, name, version):
+    assert names.upload_error(filename, name, version) is None
 
-    def slow(result):
-        return lambda: calls.append(result) or result
 
-    assert logins.verify("dev", "right", "$6$hash", slow(True))
-    assert logins.verify("dev", "right", "$6$hash", slow(True))
-    assert calls == [True]
-    assert not logins.verify("dev", "wrong", "$6$hash", slow(False))
-    assert not logins.verify("dev", "wrong", "$6$hash", slow(False))
-    assert calls == [True, False, False]
+@pytest.mark.parametrize("filename, name, version, of", [
+    ("other-1.0-py3-none-any.whl", "ppc-sample", "1.0", "ppc-sample"),  # another's file name
+    ("ppc_sample-1.0-py3-none-any.whl", "ppc-sample-1", "0", "ppc-sample-1"),
+    ("ppc_sample-1.0.tar.gz", "ppc", "1.0", "ppc"),
+    ("ppc_sample-2.0-py3-none-any.whl", "ppc-sample", "1.0", "ppc-sample 1.0"),
+])
+def test_a_file_of_another_project_or_version_is_refused(filename, name, version, of):
+    assert names.upload_error(filename, name, version) == f"the file {filename} is no distribution of {of}"
+
+
+def test_patterns_match_names_as_pip_compares_them():
+    assert names.matches("Acme_Tools", ("acme-*",))
+    assert names.matches("acme.tools", ("ACME_*",))
+    assert not names.matches("acmetools", ("acme-*",))
+    assert not names.matches("tools", ())
+
+
+# -- owners and closed releases -----------------------------------------------------------
+NOW = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.timezone.utc)
+RULES = projects.Rules(owners=(("acme-*", ("ci",)),), release_window=datetime.timedelta(hours=2),
+                       private_names=())
+
+
+def file(version, minutes_ago, uploader="alice"):
+    return projects.StoredFile(version, NOW - datetime.timedelta(minutes=minutes_ago), uploader)
+
+
+def refusal(user, name, version, recorded, files):
+    return projects.upload_refusal(user, name, version, recorded, files, RULES, NOW)
+
+
+def test_a_new_project_is_anyones_and_its_owners_only_after():
+    assert refusal("bob", "tool", "1.0", None, []) is None
+    assert refusal("alice", "tool", "2.0", "alice", [file("1.0", 500)]) is None
+    refused = refusal("bob", "tool", "2.0", "alice", [file("1.0", 500)])
+    assert refused == ("tool belongs to alice and the admins: bob may not upload to it "
+                       "(an admin can grant it with ppc.owners)")
+
+
+def test_a_deleted_project_keeps_its_owner():
+    assert refusal("bob", "tool", "1.0", "alice", []).startswith("tool belongs to alice")
+
+
+def test_settings_grant_more_owners_by_pattern():
+    assert refusal("ci", "Acme_Lib", "2.0", "alice", [file("1.0", 500)]) is None
+    assert refusal("ci", "other", "2.0", "alice", [file("1.0", 500)]) is not None
+
+
+def test_a_project_nobody_owns_is_the_admins():
+    refused = refusal("alice", "cached", "2.0", projects.NOBODY, [file("1.0", 5, uploader="")])
+    assert refused.startswith("cached belongs to the admins: alice may not")
+    assert refusal("ci", "acme-cached", "2.0", None, [file("1.0", 5, uploader="")]) is None
+
+
+def test_a_release_takes_files_within_its_window_then_is_closed():
+    assert refusal("alice", "tool", "1.0", "alice", [file("1.0", 119)]) is None
+    refused = refusal("alice", "tool", "1.0", "alice", [file("1.0", 121), file("1.0", 1)])
+    assert refused == ("tool 1.0 was published at 2026-11-29 09:59:00 UTC and is closed: files "
+                       "are added to a release only within 2 hours of its first one (publish a "
+                       "new version, or ask an admin)")
+    # The same release written otherwise (1.0.0 is 1.0 to pip) is closed too.
+    assert refusal("alice", "tool", "1.0.0", "alice", [file("1.0", 121)]) is not None
+    assert refusal("alice", "tool", "1.1", "alice", [file("1.0", 121)]) is None
+
+
+def test_the_first_uploader_owns_a_project_from_before_owners_were_recorded():
+    assert projects.first_uploader([file("1.0", 5, "bob"), file("0.9", 50, "alice")]) == "alice"
+    assert projects.first_uploader([file("1.0", 5, "")]) == projects.NOBODY
+    assert projects.first_uploader([]) == projects.NOBODY
+
+
+def test_rules_come_from_config_ini_lines():
+    rules = projects.parse_rules({"ppc_guard.owners": "\nacme-* = ci release\ntools-? = bob",
+                                  "ppc_guard.release_window": "90",
+                                  "ppc_guard.private_names": "acme-* tools-?"})
+    assert rules.owners == (("acme-*", ("ci", "release")), ("tools-?", ("bob",)))
+    assert rules.release_window == datetime.timedelta(seconds=90)
+    assert rules.private_names == ("acme-*", "tools-?")
+    assert rules.granted("ACME_x") == {"ci", "release"}
+
+
+# -- logins -------------------------------------------------------------------------------
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def counting(result, calls):
+    return lambda: calls.append(result) or result
+
+
+def test_a_login_right_or_wrong_costs_one_slow_hash_once():
+    checker, calls = logins.Logins(), []
+    for _ in range(3):
+        assert checker.verify("dev", "right", "$6$hash", "10.0.0.1", counting(True, calls))
+        assert not checker.verify("dev", "wrong", "$6$hash", "10.0.0.1", counting(False, calls))
+    assert calls == [True, False]
     # A changed stored hash (a new password in config.ini) is verified afresh.
-    assert logins.verify("dev", "right", "$6$other", slow(True))
-    assert calls == [True, False, False, True]
-    assert b"right" not in b"".join(logins._seen)
+    assert checker.verify("dev", "right", "$6$other", "10.0.0.1", counting(True, calls))
+    assert calls == [True, False, True]
+    assert b"right" not in repr(checker.memory._outcomes).encode()
+
+
+def test_an_address_that_keeps_guessing_is_throttled_but_known_logins_pass():
+    clock = Clock()
+    checker, calls = logins.Logins(throttle=logins.AddressThrottle(limit=3, window=60, clock=clock)), []
+    assert checker.verify("dev", "right", "$6$hash", "10.0.0.9", counting(True, calls))
+    for guess in range(3):
+        assert not checker.verify("dev", f"guess{guess}", "$6$hash", "10.0.0.9", counting(False, calls))
+    with pytest.raises(logins.TooManyFailures) as refused:
+        checker.verify("dev", "guess9", "$6$hash", "10.0.0.9", counting(False, calls))
+    assert refused.value.retry_after == 61
+    assert len(calls) == 4  # the refused guess cost no hash
+    assert checker.verify("dev", "right", "$6$hash", "10.0.0.9", counting(True, calls))
+    assert checker.verify("ops", "other", "$6$ops", "10.0.0.8", counting(True, calls))  # another address
+    clock.now += 61
+    assert not checker.verify("dev", "guess9", "$6$hash", "10.0.0.9", counting(False, calls))
+
+
+def test_slow_hashes_never_take_every_thread():
+    import threading
+
+    checker = logins.Logins(slow_hashes=1)
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(5)
+        return True
+
+    first = threading.Thread(target=checker.verify, args=("a", "pw", "$6$a", "10.0.0.1", slow))
+    first.start()
+    started.wait(5)
+    with pytest.raises(logins.TooBusy):
+        checker.verify("b", "pw", "$6$b", "10.0.0.2", lambda: True)
+    # The very same login waits for the hash already running for it.
+    same = []
+    waiter = threading.Thread(target=lambda: same.append(
+        checker.verify("a", "pw", "$6$a", "10.0.0.3", lambda: pytest.fail("hashed twice"))))
+    waiter.start()
+    release.set()
+    first.join(5)
+    waiter.join(5)
+    assert same == [True]
+    assert checker.verify("b", "pw", "$6$b", "10.0.0.2", lambda: True)

@@ -171,7 +171,7 @@ def test_image_builds_come_from_docker_dir():
     assert "Dockerfile" in data.files and "pip-ca.pem" not in data.files
     assert server.files["pip-ca.pem"] == b"" and server.files["pip-index-url"] == b""
     assert b"pypicloud==1.3.12" in server.files["requirements.txt"]
-    assert "ppc_guard.py" in server.files
+    assert "ppc_guard/__init__.py" in server.files and "ppc_guard/hooks.py" in server.files
     assert server.build_args == {"BASE_IMAGE": "debian:bookworm-slim", "PYPICLOUD_UID": "10001"}
 
 

@@ -261,11 +261,19 @@ def test_nginx_not_running_is_started_and_not_enabled_is_enabled(settings):
     assert isinstance(plan_step(settings, warm_facts(settings), "nginx.boot"), Unchanged)
 
 
+# A config.ini as releases before the accounts block was marked wrote it, with an account
+# since removed and session keys since changed.
+OLD_CONFIG = (b"[app:main]\npypi.fallback = none\n\nauth.admins =\n    admin\n\n"
+              b"user.admin = $6$old\nuser.gone = $6$gone\n\nsession.encrypt_key = old-key\n"
+              b"session.validate_key = old-key-2\nsession.secure = true\n\n"
+              b"[server:main]\nport = 3031\n")
+
+
 def rolled_back_facts(settings):
     """A host whose last replacement retired a server with other config and image."""
     facts = warm_facts(settings)
     facts.files[server.ROLLBACK_CONTAINER] = present(b"ppc/pypicloud:1.3.12-0ld0ld0ld0ld|0ldspec\n")
-    facts.files[server.ROLLBACK_CONFIG] = present(b"[app:main]\nuser.admin = $6$old\n", "600")
+    facts.files[server.ROLLBACK_CONFIG] = present(OLD_CONFIG, "600")
     facts.images["ppc/pypicloud:1.3.12-0ld0ld0ld0ld"] = ImageFacts("sha256:0", "0ld")
     return facts
 
@@ -276,14 +284,36 @@ def test_rollback_starts_the_retired_server_beside_the_live_one(settings):
     serving = server.plan_rollback(settings, rolled_back_facts(settings), plan, creds, "h")
     assert changed(plan) == ["server.config", "server.container"]
     config = plan.changes("server.config")[0]
-    assert config.diffs[0].new == b"[app:main]\nuser.admin = $6$old\n"
-    assert "user.admin = <redacted>" in "\n".join(unified_diff(config.diffs[0]))
+    # Its own settings, but today's accounts, password hashes and session keys.
+    assert config.diffs[0].new == server.with_current_accounts(OLD_CONFIG, settings, creds)
+    shown = "\n".join(unified_diff(config.diffs[0]))
+    assert "pypi.fallback = none" in shown and creds.password_hashes["admin"] not in shown
     start = plan.changes("server.container")[0].preview[0].argv
     assert start[-1] == "ppc/pypicloud:1.3.12-0ld0ld0ld0ld"
     assert "ppc-tasks.spec-hash=0ldspec" in start and "127.0.0.1:3032:3031" in start
     assert serving.port == 3032 and serving.retire.step == "server.retire"
     nginx.plan_switch(settings, rolled_back_facts(settings), plan, serving.port)
     assert changed(plan) == ["server.config", "server.container", "nginx.site", "nginx.service"]
+
+
+def test_a_rollback_serves_only_todays_accounts(settings):
+    creds = credentials.load(settings.secrets_path)
+    current = server.with_current_accounts(OLD_CONFIG, settings, creds).decode()
+    assert "user.gone" not in current and "$6$old" not in current and "old-key" not in current
+    assert f"user.admin = {creds.password_hashes['admin']}\n" in current
+    assert f"user.dev = {creds.password_hashes['dev']}\n" in current
+    assert f"session.encrypt_key = {creds.session_encrypt_key}\n" in current
+    assert current.startswith("[app:main]\npypi.fallback = none\n\n# -- accounts:")
+    assert current.endswith("# -- end of accounts\n\n\nsession.secure = true\n\n[server:main]\nport = 3031\n")
+    # A config.ini this release wrote: its accounts block is replaced, nothing else.
+    before = dataclasses.replace(settings, users=("dev", "gone"), fallback="none")
+    old_creds = dataclasses.replace(creds, password_hashes={**creds.password_hashes, "gone": "$6$g"},
+                                    session_encrypt_key="old-key")
+    rendered_then = server.render_config(before, old_creds)
+    assert server.with_current_accounts(rendered_then, settings, creds) == \
+        server.render_config(dataclasses.replace(settings, fallback="none"), creds)
+    with pytest.raises(TaskError, match="holds no accounts"):
+        server.with_current_accounts(b"[app:main]\n", settings, creds)
 
 
 def test_rollback_needs_a_target_and_its_image(settings):

@@ -64,6 +64,37 @@ def test_config_trusts_the_proxy_scheme(settings, creds):
     assert "x-forwarded-proto" in waitress["trusted_proxy_headers"]
 
 
+def test_the_guard_gets_the_publishing_rules(creds):
+    settings = Settings.from_config({"users": ["ci", "dev"], "owners": {"acme-*": ["ci", "dev"]},
+                                     "release_window": "30m", "private_names": "acme-*,tools"},
+                                    host="pypi.test")
+    creds = Credentials()
+    credentials.complete(creds, settings.accounts)
+    app = parsed(server.render_config(settings, creds))["app:main"]
+    assert app["ppc_guard.owners"].strip().splitlines() == ["acme-* = ci dev"]
+    assert app["ppc_guard.release_window"] == "1800"
+    assert app["ppc_guard.private_names"] == "acme-* tools"
+
+
+@pytest.mark.parametrize("limit, waitress, nginx", [("0", str(2 ** 62), "0"),
+                                                    ("1m", "1048576", "1048576")])
+def test_one_upload_limit_for_nginx_and_waitress(limit, waitress, nginx):
+    from ppc_tasks import nginx as nginx_module
+
+    settings = Settings.from_config({"max_upload_size": limit}, host="pypi.test")
+    creds = Credentials()
+    credentials.complete(creds, settings.accounts)
+    assert parsed(server.render_config(settings, creds))["server:main"][
+        "max_request_body_size"] == waitress
+    assert f"client_max_body_size {nginx};" in nginx_module.render_site(settings, 3031).decode()
+
+
+def test_waitress_takes_the_client_address_from_nginx_only(settings, creds):
+    waitress = parsed(server.render_config(settings, creds))["server:main"]
+    assert "x-forwarded-for" in waitress["trusted_proxy_headers"].split()
+    assert waitress["trusted_proxy_count"] == "1"  # the last entry: what nginx appended
+
+
 def test_templates_refuse_missing_values():
     with pytest.raises(jinja2.UndefinedError):
         render("config.ini.j2")

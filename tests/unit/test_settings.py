@@ -74,6 +74,17 @@ def test_every_default_is_valid():
     ("cache_url", "redis://cache:99999/0", "ppc.cache_url: must be sqlite"),
     ("cache_url", "redis://cache/db1", "ppc.cache_url: a Redis database is a number"),
     ("cache_url", "sqlite:///tmp/x.db", "ppc.cache_url: must be sqlite"),
+    ("owners", {"acme-*": ["nobody"]}, "ppc.owners: 'nobody' (for 'acme-*') is not in ppc.admins or ppc.users"),
+    ("owners", {"acme/*": ["admin"]}, "ppc.owners: 'acme/*' is not a project name pattern"),
+    ("owners", {"acme-*": []}, "ppc.owners: 'acme-*' must name a list of accounts"),
+    ("owners", ["acme-*"], "ppc.owners: must map project name patterns to lists of accounts"),
+    ("owners", "acme-* ci", "ppc.owners: must map project name patterns to accounts"),
+    ("release_window", "two hours", "ppc.release_window: must be a duration like 90s, 30m or 2h"),
+    ("release_window", True, "ppc.release_window: must be a duration"),
+    ("private_names", ["acme-*", "x y"], "ppc.private_names: 'x y' is not a project name pattern"),
+    ("private_names", ["acme\n*"], "ppc.private_names: 'acme\\n*' is not a project name pattern"),
+    ("max_upload_size", "lots", "ppc.max_upload_size: must be a size like 500m or 2g"),
+    ("max_upload_size", "-1", "ppc.max_upload_size: must be a size"),
 ])
 def test_bad_values_name_the_key(key, value, message):
     with pytest.raises(SettingsError) as error:
@@ -85,6 +96,25 @@ def test_bad_values_name_the_key(key, value, message):
 def test_unknown_key_is_rejected():
     with pytest.raises(SettingsError, match=r"^ppc.adminz: unknown setting"):
         make(adminz=["x"])
+
+
+def test_publishing_settings_as_files_and_the_environment_give_them():
+    settings = make(owners={"acme-*": ["admin"], "tools": "admin"}, release_window="90m",
+                    private_names=["acme-*"], max_upload_size="2g")
+    assert settings.owners == (("acme-*", ("admin",)), ("tools", ("admin",)))
+    assert (settings.release_window, settings.max_upload_size) == (5400, 2 * 1024 ** 3)
+    from_environment = Settings.from_config(
+        {"users": "ci,dev", "release_window": "3600", "max_upload_size": "512k"}, host="h",
+        environ={"FABRIC_PPC_OWNERS": "acme-*=ci dev;tools-?=ci"})
+    assert from_environment.owners == (("acme-*", ("ci", "dev")), ("tools-?", ("ci",)))
+    assert (from_environment.release_window, from_environment.max_upload_size) == (3600, 524288)
+
+
+def test_developer_machines_get_a_plain_account_by_default():
+    settings = make()
+    assert settings.users == ("client",) and settings.client_user == "client"
+    assert make(users=["dev"]).users == ("dev",)
+    assert make(admins=["client"]).users == ()  # never the admin's name twice
 
 
 def test_environment_strings_are_accepted():

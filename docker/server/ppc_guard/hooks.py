@@ -1,0 +1,215 @@
+"""How the guard goes into pypicloud: wrappers around its cache (uploads, deletes), its
+access backend (logins) and its upstream look-ups, and one tween in front of every
+request."""
+import json
+
+from . import registry
+from .logins import Logins, TooBusy, TooManyFailures
+from .names import canonical, matches, project_of, upload_error
+from .projects import NOBODY, StoredFile, first_uploader, parse_rules, upload_refusal
+
+PUBLIC_PATHS = ("/health",)
+# Asks /health for the deep check. nginx clears it on every request it forwards: only
+# Docker's health check and `fab status`, inside the container, send it.
+DEEP_HEALTH_HEADER = "X-PPC-Health"
+
+
+def install(config):
+    rules = parse_rules(config.get_settings())
+    _guard_uploads(rules)
+    _remember_deletes()
+    _remember_logins(Logins())
+    _keep_private_names_home(config, rules)
+    config.add_tween("ppc_guard.hooks.front_door")
+
+
+def is_public(path):
+    return path in PUBLIC_PATHS
+
+
+def refused(code, message):
+    """An HTTP error whose status line says why: what twine shows of a refused upload.
+    (Not an HTTPForbidden: pypicloud turns those into a bare login prompt.)"""
+    from pyramid.httpexceptions import HTTPClientError
+
+    error = type("Refused", (HTTPClientError,), {"code": code, "title": "Refused"})(message)
+    # A status line is ASCII: anything else a client sent is shown escaped.
+    error.status = f"{code} {message.encode('ascii', 'backslashreplace').decode()}"
+    return error
+
+
+def stored(package):
+    from pypicloud.dateutil import UTC
+
+    uploaded = package.last_modified
+    if uploaded.tzinfo is None:
+        uploaded = uploaded.replace(tzinfo=UTC)
+    return StoredFile(package.version, uploaded, package.data.get("uploader") or NOBODY)
+
+
+# -- uploads and deletes ------------------------------------------------------------------
+def publish_refusal(cache, user, name, version, rules):
+    """Why `user` may not add this file to `name` (see projects.py), recording the
+    project's owner on the way: its first uploader, or `user` for a new project."""
+    from pypicloud.dateutil import utcnow
+
+    projects = registry.of(cache)
+    files = [stored(package) for package in cache.all(name)]
+    recorded = projects.owner(name)
+    if recorded is None and first_uploader(files):  # held from before owners were recorded
+        recorded = projects.claim(name, first_uploader(files))
+    if cache.request.access.is_admin(user):
+        if recorded is None:
+            projects.claim(name, user)
+        return None
+    refusal = upload_refusal(user, name, version, recorded, files, rules, utcnow())
+    if refusal is None and recorded is None and not files:
+        owner = projects.claim(name, user)  # a concurrent first upload may have won
+        if owner != user:
+            refusal = upload_refusal(user, name, version, owner, files, rules, utcnow())
+    return refusal
+
+
+def _guard_uploads(rules):
+    from pypicloud.cache.base import ICache
+
+    upload = ICache.upload
+
+    def guarded_upload(self, filename, data, name=None, version=None, *args, **kwargs):
+        error = upload_error(filename, name, version)
+        if error:
+            raise refused(400, error)
+        project, file_version = project_of(filename)
+        uploader = kwargs.get("uploader")
+        # An account's upload; pypicloud's own copies of upstream files (fallback =
+        # cache) have no uploader, and come only for names that are not private.
+        if uploader is not None:
+            refusal = publish_refusal(self, uploader, canonical(name or project),
+                                      version or file_version, rules)
+            if refusal:
+                raise refused(403, refusal)
+        return upload(self, filename, data, name, version, *args, **kwargs)
+
+    ICache.upload = guarded_upload
+
+
+def _remember_deletes():
+    """A project whose files an admin deletes stays in the registry: its name never
+    falls back upstream, and its owner keeps it."""
+    from pypicloud.cache.base import ICache
+
+    delete = ICache.delete
+
+    def remembering_delete(self, package):
+        owner = first_uploader([stored(other) for other in self.all(package.name)])
+        if owner:
+            registry.of(self).claim(package.name, owner)
+        return delete(self, package)
+
+    ICache.delete = remembering_delete
+
+
+# -- logins -------------------------------------------------------------------------------
+def _remember_logins(logins):
+    from pypicloud.access.base import IAccessBackend
+
+    verify_user = IAccessBackend.verify_user
+
+    def remembering_verify_user(self, username, password):
+        if self.mutable:  # not what ppc-tasks configures: hashes may change under us
+            return verify_user(self, username, password)
+        # REMOTE_ADDR: the client nginx saw (waitress trusts its X-Forwarded-For).
+        return logins.verify(username, password, self._get_password_hash(username) or "",
+                             self.request.remote_addr or "",
+                             lambda: verify_user(self, username, password))
+
+    IAccessBackend.verify_user = remembering_verify_user
+
+
+# -- names that stay home -----------------------------------------------------------------
+def is_private(request, name, rules):
+    """Whether the upstream index is never asked for `name`: a ppc.private_names match,
+    or a project an account ever published here (files now, or in the registry)."""
+    name = canonical(name)
+    if matches(name, rules.private_names):
+        return True
+    if request is None:
+        return False
+    cache = request.db
+    if any(package.data.get("uploader") for package in cache.all(name)):
+        return True
+    return registry.of(cache).owner(name) is not None
+
+
+def private_name_response(name):
+    from pyramid.httpexceptions import HTTPNotFound
+
+    return HTTPNotFound(f"{canonical(name)} is a private name of this index: it is never "
+                        f"looked up on the upstream index")
+
+
+class PrivateAwareLocator:
+    """pypicloud's upstream locator, which finds nothing for a private name (fallback =
+    cache or mirror would fetch, store and serve it)."""
+
+    def __init__(self, locator, rules):
+        self.locator, self.rules = locator, rules
+
+    def get_releases(self, project_name):
+        from pyramid.threadlocal import get_current_request
+
+        if is_private(get_current_request(), project_name, self.rules):
+            return []
+        return self.locator.get_releases(project_name)
+
+    def __getattr__(self, attribute):
+        return getattr(self.locator, attribute)
+
+
+def _keep_private_names_home(config, rules):
+    import pypicloud.views.simple as simple
+    from pyramid.events import ApplicationCreated
+
+    redirect = simple._redirect  # fallback = redirect: a 302 to the upstream index
+
+    def guarded_redirect(context, request):
+        if is_private(request, context.name, rules):
+            return private_name_response(context.name)
+        return redirect(context, request)
+
+    simple._redirect = guarded_redirect
+
+    def wrap_locator(event):  # pypicloud makes its locator after this include
+        event.app.registry.locator = PrivateAwareLocator(event.app.registry.locator, rules)
+
+    config.add_subscriber(wrap_locator, ApplicationCreated)
+
+
+# -- every request ------------------------------------------------------------------------
+def front_door(handler, registry_):
+    """A tween: the cheap /health, 429/503 for logins the guard turns away, and 401
+    with a Basic challenge for anonymous requests to non-public paths."""
+    from pyramid.response import Response
+
+    realm = registry_.settings.get("pypi.realm", "pypi")
+
+    def answer(status, message, **headers):
+        return Response(status=status, content_type="application/json", charset="utf-8",
+                        body=json.dumps({"message": message}).encode(), headers=headers)
+
+    def tween(request):
+        if request.path_info == "/health" and not request.headers.get(DEEP_HEALTH_HEADER):
+            return Response(content_type="application/json", charset="utf-8",
+                            body=b'{"status": "ok"}')
+        try:
+            user = request.authenticated_userid
+        except TooManyFailures as error:
+            return answer(429, str(error), **{"Retry-After": str(error.retry_after)})
+        except TooBusy as error:
+            return answer(503, str(error), **{"Retry-After": "1"})
+        if is_public(request.path_info) or user is not None:
+            return handler(request)
+        return answer(401, "log in with an account of this index",
+                      **{"WWW-Authenticate": f'Basic realm="{realm}"'})
+
+    return tween

@@ -1,0 +1,237 @@
+"""Which host we talk to: SSH host keys checked against known_hosts, as OpenSSH does.
+
+Fabric alone accepts any host key (paramiko's AutoAddPolicy, no known_hosts file read),
+so a host whose key changed, or a machine in between, would get the sudo password,
+the TLS key and every secret a task sends. Before a connection opens, the host's
+entries are read from the files ssh_config names (UserKnownHostsFile,
+GlobalKnownHostsFile; HostKeyAlias and StrictHostKeyChecking are honoured):
+
+- a key that differs from the recorded one stops the run, naming the file and line,
+  whatever ssh_config says (a run hands the host secrets);
+- a key recorded as @revoked stops it too;
+- an unknown host is recorded and accepted (OpenSSH's accept-new), unless ssh_config
+  says `StrictHostKeyChecking yes`.
+
+Matching follows OpenSSH: `host` on port 22, `[host]:port` otherwise, hashed (`|1|`)
+entries and wildcards; new entries are hashed when ssh_config says HashKnownHosts yes.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import getpass
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from paramiko.hostkeys import HostKeys, InvalidHostKey
+
+from .errors import TaskError
+
+USER_FILES = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
+GLOBAL_FILES = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
+_recording = threading.Lock()  # many hosts connect at once (clients.configure)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path
+    line: int
+    patterns: tuple[str, ...]
+    key: paramiko.PKey
+    revoked: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"{_shown(self.path)} line {self.line}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What ssh_config says about one host's key."""
+
+    name: str  # how the host is looked up: HostKeyAlias, host, or [host]:port
+    user_files: tuple[Path, ...]
+    global_files: tuple[Path, ...]
+    strict: str  # yes | accept-new
+    hash_new: bool
+
+
+# -- deciding ------------------------------------------------------------------------------
+def lookup_name(host: str, port: int, alias: str = "") -> str:
+    """The name OpenSSH looks a host up by in known_hosts."""
+    if alias:
+        return alias
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _expand(path: str, host: str) -> Path:
+    home = os.path.expanduser("~")
+    for token, value in (("%d", home), ("%u", getpass.getuser()), ("%h", host)):
+        path = path.replace(token, value)
+    return Path(os.path.expanduser(path.replace("%%", "%")))
+
+
+def _files(value: str | list, host: str) -> tuple[Path, ...]:
+    words = value.split() if isinstance(value, str) else [word for item in value
+                                                            for word in item.split()]
+    return tuple(_expand(word, host) for word in words if word.lower() != "none")
+
+
+def policy_of(ssh_config: dict, host: str, port: int) -> Policy:
+    """The policy for a host, from its ssh_config (paramiko's lookup: lowercase keys)."""
+    strict = str(ssh_config.get("stricthostkeychecking", "")).lower()
+    strict = "yes" if strict == "yes" else "accept-new"  # ask: there is no one to ask
+    return Policy(
+        name=lookup_name(host, port, ssh_config.get("hostkeyalias", "")),
+        user_files=_files(ssh_config.get("userknownhostsfile", USER_FILES), host),
+        global_files=_files(ssh_config.get("globalknownhostsfile", GLOBAL_FILES), host),
+        strict=strict,
+        hash_new=str(ssh_config.get("hashknownhosts", "no")).lower() == "yes")
+
+
+def matches(patterns: tuple[str, ...], name: str) -> bool:
+    """Whether a known_hosts line's host patterns name `name` (hashed, wildcards, !negated)."""
+    found = False
+    for pattern in patterns:
+        if pattern.startswith("|1|"):
+            try:
+                if HostKeys.hash_host(name, pattern) == pattern:
+                    found = True
+            except (ValueError, AssertionError, base64.binascii.Error):
+                continue
+        elif pattern.startswith("!"):
+            if _wildcard(pattern[1:]).fullmatch(name):
+                return False
+        elif _wildcard(pattern).fullmatch(name):
+            found = True
+    return found
+
+
+def _wildcard(pattern: str) -> re.Pattern:
+    """OpenSSH's host patterns: * and ? are wildcards; brackets are plain ([host]:port)."""
+    return re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."), re.IGNORECASE)
+
+
+def read_entries(path: Path, name: str) -> list[Entry]:
+    """The entries of one known_hosts file for `name` (a missing file has none)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    entries = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = ""
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            if marker != "@revoked":  # @cert-authority: host certificates, not supported
+                continue
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line.strip(), number)
+        except (InvalidHostKey, ValueError):
+            continue
+        if entry is not None and matches(tuple(entry.hostnames), name):
+            entries.append(Entry(path, number, tuple(entry.hostnames), entry.key,
+                                 revoked=marker == "@revoked"))
+    return entries
+
+
+def known_line(name: str, key: paramiko.PKey, hashed: bool) -> str:
+    shown_name = HostKeys.hash_host(name) if hashed else name
+    return f"{shown_name} {key.get_name()} {key.get_base64()}\n"
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    return key.fingerprint  # "SHA256:..." as ssh-keygen -l shows it
+
+
+def _shown(path: Path) -> str:
+    home = os.path.expanduser("~")
+    text = str(path)
+    return "~" + text[len(home):] if text.startswith(home + "/") else text
+
+
+# -- doing ---------------------------------------------------------------------------------
+class _Checked(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko for a host with no recorded key: record it, or refuse."""
+
+    def __init__(self, policy: Policy, shown_host: str):
+        self.policy, self.shown_host = policy, shown_host
+
+    def missing_host_key(self, client, hostname, key):
+        policy = self.policy
+        if policy.strict == "yes" or not policy.user_files:
+            where = _shown(policy.user_files[0]) if policy.user_files else "a known_hosts file"
+            raise UnknownHostKey(
+                f"the SSH host key of {self.shown_host} is not known and ssh_config says "
+                f"StrictHostKeyChecking yes: check its fingerprint ({fingerprint(key)}), add "
+                f"it to {where} (ssh once, or ssh-keyscan) and run again")
+        record(policy.user_files[0], known_line(policy.name, key, policy.hash_new))
+        print(f"[{self.shown_host}] recorded its SSH host key ({key.get_name()} "
+              f"{fingerprint(key)}) in {_shown(policy.user_files[0])}", file=sys.stderr, flush=True)
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """StrictHostKeyChecking yes, and the host is not in known_hosts."""
+
+
+def record(path: Path, line: str) -> None:
+    """Append a line to a known_hosts file (its folder 0700, the file 0600 if new)."""
+    with _recording:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "a") as known_hosts:
+            fcntl.flock(known_hosts, fcntl.LOCK_EX)  # another fab may append too
+            known_hosts.write(line)
+
+
+def prepare(connection, shown_host: str) -> Policy:
+    """Give the connection's paramiko client the host's recorded keys and our policy for
+    an unknown one, before it opens (its gateway too, when that is an SSH connection)."""
+    gateway = getattr(connection, "gateway", None)
+    if gateway is not None and hasattr(gateway, "client"):
+        prepare(gateway, f"{shown_host}'s ProxyJump {gateway.original_host}")
+    policy = policy_of(connection.ssh_config, connection.host, connection.port)
+    entries = [entry for path in policy.user_files + policy.global_files
+               for entry in read_entries(path, policy.name)]
+    # Under the name paramiko looks the host up by (it knows no HostKeyAlias).
+    paramiko_name = lookup_name(connection.host, connection.port)
+    keys = connection.client.get_host_keys()
+    for entry in entries:
+        if not entry.revoked:
+            keys.add(paramiko_name, entry.key.get_name(), entry.key)
+    connection.client.set_missing_host_key_policy(_Checked(policy, shown_host))
+    connection.ppc_known_entries = entries
+    connection.ppc_host_policy = policy
+    return policy
+
+
+def changed_key_error(connection, shown_host: str, error: paramiko.BadHostKeyException) -> TaskError:
+    """One line for a key that is not the recorded one."""
+    policy: Policy = connection.ppc_host_policy
+    entry = next((entry for entry in connection.ppc_known_entries
+                  if not entry.revoked and entry.key == error.expected_key), None)
+    where = entry.where if entry else "known_hosts"
+    file = _shown(entry.path) if entry else "~/.ssh/known_hosts"
+    return TaskError(f"the SSH host key of {shown_host} has changed ({error.key.get_name()} "
+                     f"{fingerprint(error.key)}; {where} holds another): someone may be in "
+                     f"between; if the host was rebuilt, remove that line (ssh-keygen -R "
+                     f"'{policy.name}' -f {file}) and run again")
+
+
+def check_revoked(connection, shown_host: str) -> None:
+    """Refuse a host whose key known_hosts marks @revoked (after the handshake)."""
+    key = connection.client.get_transport().get_remote_server_key()
+    for entry in connection.ppc_known_entries:
+        if entry.revoked and entry.key == key:
+            connection.close()
+            raise TaskError(f"the SSH host key of {shown_host} ({fingerprint(key)}) is "
+                            f"revoked in {entry.where}: do not use this host")
