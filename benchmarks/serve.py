@@ -221,7 +221,9 @@ def warm_deploy(tree: Path, host: harness.TestHost, work: Path, runs: int = 11) 
 
     settings = index.for_servers(Settings.from_config(
         json.loads((work / "fabric.json").read_text())["ppc"], host=None))
-    queries = list(dict.fromkeys(deploy_task.queries(settings)))
+    from ppc_tasks.facts import probe_args
+
+    queries = probe_args(list(dict.fromkeys(deploy_task.queries(settings))))
     fab_argv = [str(FAB), "-f", str(work / "fabric.json"), "-i", str(work / "id_ed25519"),
                 "-H", host.target, "deploy"]
     ssh_argv = ["ssh", "-q", "-i", str(work / "id_ed25519"), "-p", str(host.port),

@@ -34,13 +34,15 @@ from pathlib import Path
 from fabric import task
 
 from . import credentials, state
+from .apply import settings_fingerprint
 from .errors import TaskError
 from .facts import Facts
-from .host import OPTION_HELP, expected_failures, host_task, last_lines, settings_fingerprint
 from .plan import Change, Command, Plan, counted
 from .render import FILES_DIR, guard_module, script, script_argv
 from .server import login_line
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
+from .ssh import last_lines
+from .wiring import OPTION_HELP, expected_failures, host_task
 
 archive_rules = guard_module("archive")
 MANIFEST = archive_rules.MANIFEST

@@ -16,10 +16,10 @@ import ipaddress
 from . import certs, index, nginx
 from .errors import TaskError
 from .facts import Facts
-from .host import host_task
 from .plan import Plan, Unchanged, file_step
 from .render import render
 from .settings import Settings
+from .wiring import host_task
 
 # The first line of the balancer's site: how deploy tells a balancer from an index host.
 MARK = b"(balancer.deploy)"
@@ -84,7 +84,7 @@ def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
     return plan
 
 
-@host_task(docker=False)
+@host_task
 def deploy(host):
     """Put nginx in front of the index hosts (ppc.index_hosts), for the index's names.
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from .errors import TaskError
 from .facts import Facts
-from .host import host_task
 from .plan import Change, Command, Plan, Step, Unchanged, boot_step
+from .wiring import host_task
 
 QUERIES = ["platform", "docker", "unit=docker"]
 ANSWERS = Command.of("docker", "info", "--format", "{{.ServerVersion}}",
@@ -37,7 +37,7 @@ def plan_docker(facts: Facts, host_name: str) -> Step:
     return docker
 
 
-@host_task(docker=False)
+@host_task
 def bootstrap(host):
     """Install the Docker engine from the distribution's packages, if missing.
 

@@ -22,13 +22,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import index, state
+from . import certificates, index, state
 from .errors import TaskError
 from .facts import Facts
-from .host import host_task
 from .plan import Change, Command, Plan, Step, Unchanged, file_step, one_step
 from .settings import Settings
 from .system import FAMILIES, TrustStore
+from .wiring import host_task
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=825)  # the most browsers and Apple platforms accept
@@ -191,7 +191,7 @@ def load_ca(cert_path: Path, key_path: Path):
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise TaskError(f"the CA key {key_path} cannot be read (damaged?): restore it from a "
                         f"backup of {key_path.parent}") from None
-    if ca_key.public_key().public_numbers() != ca_cert.public_key().public_numbers():
+    if not certificates.key_fits(ca_key, ca_cert):
         raise TaskError(f"the CA key {key_path} does not belong to {cert_path}: restore both "
                         f"from a backup of {key_path.parent}")
     return ca_cert, ca_key
@@ -356,7 +356,7 @@ def ca_to_trust(settings: Settings) -> bytes | None:
 
 
 # -- tasks ---------------------------------------------------------------------------------
-@host_task(docker=False)
+@host_task
 def install(host):
     """Issue the server certificate (from the local CA, made once) and put it on the host."""
     facts = host.read_facts(["platform", *index.queries(host.settings),
@@ -369,7 +369,7 @@ def install(host):
     host.carry_out(plan)
 
 
-@host_task(docker=False, for_server=False)
+@host_task(for_server=False)
 def trust(host):
     """Add the index's CA certificate to the host's system trust store.
 

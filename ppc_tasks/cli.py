@@ -19,7 +19,19 @@ from fabric import Config, Executor
 from fabric.main import Fab
 from invoke import Collection
 
-from . import backup, balancer, bootstrap, certs, clients, data, image, nginx, packages, server
+from . import (
+    backup,
+    balancer,
+    bootstrap,
+    certs,
+    clients,
+    data,
+    image,
+    nginx,
+    packages,
+    server,
+    wiring,
+)
 from .deploy import deploy, migrate_storage, rollback
 from .settings import DEFAULTS
 from .status import audit, status
@@ -72,6 +84,17 @@ def installed_version() -> str:
 
 program = Ppc(name="ppc-tasks", namespace=namespace, executor_class=Executor,
               config_class=Config, version=installed_version())
+
+
+def given_hosts() -> str | None:
+    """The -H list of the running program: `ppc`, or Fabric's own `fab` with a fabfile."""
+    from fabric.main import program as fab
+
+    cores = [running.core for running in (program, fab) if getattr(running, "core", None)]
+    return cores[0][0].args.hosts.value if cores else None
+
+
+wiring.given_hosts = given_hosts  # the many-hosts tasks run on every -H host
 
 
 def main() -> None:

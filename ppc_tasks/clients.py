@@ -23,11 +23,11 @@ import tomlkit
 from . import certs, credentials
 from .errors import TaskError
 from .facts import Facts, FileFacts
-from .host import many_hosts_task
 from .plan import Change, Command, Plan, Step, Unchanged, file_step, one_step
 from .render import render, script_argv
 from .settings import Settings, SettingsError
 from .system import FAMILIES
+from .wiring import many_hosts_task
 
 REPOSITORY = "internal"  # twine upload -r internal, poetry/pdm publish -r internal
 PYPIRC = ".pypirc"

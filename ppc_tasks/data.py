@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from .errors import TaskError
 from .facts import Facts
-from .host import host_task
 from .plan import Change, Command, Plan, Step, Unchanged
 from .render import script
 from .settings import DATA_DIR, Settings
+from .wiring import host_task
 
 
 @dataclass(frozen=True)

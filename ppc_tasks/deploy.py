@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime
 
 from . import balancer, certs, credentials, data, image, index, nginx, server, storage
+from .apply import Host
 from .bootstrap import plan_docker
 from .errors import TaskError
 from .facts import Facts
-from .host import Host, host_task
 from .plan import Plan, boot_step
 from .settings import Settings
+from .wiring import host_task
 
 
 def queries(settings) -> list[str]:

@@ -12,6 +12,8 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
+from .docker import CONTEXT_LABEL, SPEC_LABEL
+from .render import script_argv
 from .system import Platform, parse_platform
 
 
@@ -92,6 +94,15 @@ class Facts:
 
     def unit_active(self, unit: str) -> bool:
         return self.units.get(unit, ("", ""))[1] == "active"
+
+
+def probe_args(queries) -> list[str]:
+    """The arguments of the probe (files/sh/facts.sh): the labels it reads, the queries."""
+    return [CONTEXT_LABEL, SPEC_LABEL, *queries]
+
+
+def probe_argv(queries) -> list[str]:
+    return script_argv("facts", *probe_args(queries))
 
 
 # -- parsing -------------------------------------------------------------------------------

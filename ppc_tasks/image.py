@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from . import docker
 from .facts import Facts
-from .host import host_task
 from .plan import Change, Command, Plan, Step, Unchanged, size
 from .render import DOCKER_DIR
 from .settings import PYPICLOUD_UID, Settings
+from .wiring import host_task
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def content_tag(tag: str, context_hash: str) -> str:
     name, _, version = tag.rpartition(":")
     if not name or "/" in version:  # no tag given (a registry port is no tag): docker's "latest"
         name, version = tag, "latest"
-    return f"{name}:{version}-{context_hash[:12]}"
+    return f"{name}:{version}-{context_hash[:docker.CONTENT_TAG_WIDTH]}"
 
 
 def image_builds(settings: Settings) -> list[ImageBuild]:

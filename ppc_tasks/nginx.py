@@ -12,11 +12,11 @@ import re
 from . import certs
 from .errors import TaskError
 from .facts import Facts
-from .host import host_task
 from .plan import Change, Command, Plan, Step, Unchanged, boot_step, file_step
 from .render import render, script, script_argv
 from .settings import Settings
 from .system import nginx_service
+from .wiring import host_task
 
 SITE_PATH = "/etc/nginx/conf.d/ppc-tasks.conf"  # read by Debian's and RHEL's nginx.conf
 # sha256sum of the site, certificate and key as nginx last read them (files/sh/reload-nginx.sh).
@@ -139,7 +139,7 @@ def site_step(facts: Facts, site: bytes) -> Step:
     return step
 
 
-@host_task(docker=False)
+@host_task
 def configure(host):
     """Install nginx if missing and serve the index over HTTPS; HTTP only redirects.
 

@@ -11,10 +11,12 @@ import sys
 from fabric import task
 
 from . import certs
+from .apply import report_line
 from .clients import client_password
 from .errors import TaskError
-from .host import OPTION_HELP, expected_failures, last_lines, report_line, settings_of
 from .settings import Settings
+from .ssh import last_lines
+from .wiring import OPTION_HELP, expected_failures, settings_of
 
 
 def twine_argv(settings: Settings, files: list[str]) -> list[str]:

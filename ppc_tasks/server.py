@@ -17,13 +17,15 @@ import re
 from dataclasses import dataclass
 
 from . import credentials, docker, image, index, nginx
+from .apply import Host
 from .credentials import Credentials
 from .errors import TaskError
 from .facts import ContainerFacts, Facts
-from .host import Host, host_task, last_lines
 from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step
 from .render import render, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, SERVER_PORT, Settings
+from .ssh import last_lines
+from .wiring import host_task
 
 CONTAINER_CONFIG_DIR = "/etc/pypicloud"  # the image's CMD reads config.ini here
 NEXT_SUFFIX = "-next"  # a replacement, until nginx serves from it
@@ -207,9 +209,7 @@ def plan_recovery(settings: Settings, facts: Facts,
             f"to {name}{NEXT_SUFFIX}, which an interrupted deploy had made",
             # The run may have stopped between writing the site and reloading nginx.
             commands=[*([nginx.reload_command(settings, facts)] if facts.nginx and facts.nginx[1] else []),
-                      Command.of(*script_argv("retire", name, name + NEXT_SUFFIX,
-                                              settings.config_path, ROLLBACK_DIR,
-                                              str(DRAIN_SECONDS)))]))
+                      Command.of(*retire_argv(settings, name + NEXT_SUFFIX))]))
         return candidate, {live.port} if live else set()
     if candidate is not None:
         # config.ini may already be the new one: the replacement below starts with it.
@@ -302,8 +302,14 @@ def plan_replacement(settings: Settings, ports_in_use: set[int], plan: Plan,
                               f"{name} now",
         would=f"remove the old {name} once nginx's old workers are done, keeping what it ran "
               f"for rollback; rename {next_name}",
-        commands=[Command.of(*script_argv("retire", name, next_name, settings.config_path,
-                                          ROLLBACK_DIR, str(DRAIN_SECONDS)))]))
+        commands=[Command.of(*retire_argv(settings, next_name))]))
+
+
+def retire_argv(settings: Settings, next_name: str) -> list[str]:
+    """files/sh/retire.sh: the old container out once nginx's old workers are done."""
+    return script_argv("retire", settings.server_container, next_name, settings.config_path,
+                       ROLLBACK_DIR, str(DRAIN_SECONDS), docker.SPEC_LABEL,
+                       str(docker.CONTENT_TAG_WIDTH))
 
 
 def rollback_target(facts: Facts) -> tuple[str, str] | None:

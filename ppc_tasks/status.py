@@ -16,19 +16,12 @@ from cryptography import x509
 from fabric import task
 from invoke.exceptions import Exit
 
-from . import balancer, certs, credentials, deploy, image, nginx, server
+from . import balancer, certificates, certs, credentials, deploy, image, nginx, server
+from .apply import AUDIT_LOG, Host
 from .facts import Facts
-from .host import (
-    AUDIT_LOG,
-    Host,
-    first_call,
-    host_task,
-    on_each_host,
-    print_table,
-    settings_of,
-)
 from .plan import Plan, counted
 from .settings import DATA_DIR, Settings
+from .wiring import first_call, host_task, on_each_host, print_table, settings_of
 
 EXPIRY_WARNING = datetime.timedelta(days=30)
 LOW_DISK = 1 << 30  # bytes free where the packages live
@@ -174,15 +167,12 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
     except ValueError:
         return Check("certificate", False, f"{cert_path} cannot be read")
     left = certificate.not_valid_after_utc - now
-    names = [str(name) for name in certificate.extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)]
-    names += [str(address) for address in certificate.extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value.get_values_for_type(x509.IPAddress)]
+    names = certificates.names_in(certificate)
     issuer = certificate.issuer.rfc4514_string()
     problems = []
     if left < EXPIRY_WARNING:
         problems.append("expired" if left.total_seconds() < 0 else f"expires in {left.days} days")
-    missing = [name for name in settings.certificate_names if name not in names]
+    missing = certificates.uncovered(certificate, settings.certificate_names)
     if missing:
         problems.append(f"does not cover {', '.join(missing)}")
     key_matches = matches_local_key(settings, certificate)
@@ -212,7 +202,7 @@ def matches_local_key(settings: Settings, certificate: x509.Certificate) -> bool
     elif settings.tls_host_cert or not key_path.exists():
         return None
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    return key.public_key().public_numbers() == certificate.public_key().public_numbers()
+    return certificates.key_fits(key, certificate)
 
 
 def check_nginx(settings: Settings, facts: Facts, wanted: bytes) -> Check:
@@ -339,7 +329,7 @@ def status(c, json=False):
         raise Exit("\n".join(problems), code=1)
 
 
-@host_task(docker=False, mutating=False)
+@host_task(mutating=False)
 def audit(host, lines=20):
     """Show the last lines of the host's audit log (who ran which task, when, and what changed)."""
     result = host.run(["tail", "-n", str(int(lines)), AUDIT_LOG], root=True, check=False)

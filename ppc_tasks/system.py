@@ -91,7 +91,7 @@ class Platform:
 
 
 def parse_platform(output: str) -> Platform:
-    """From files/sh/platform.sh's output."""
+    """From what facts.sh answers for `platform`: lines "os=ID ID_LIKE..." and "systemd=1"."""
     facts = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
     ids = facts.get("os", "unknown").split()
     family = next((FAMILIES[FAMILY_OF_ID[word]] for word in ids if word in FAMILY_OF_ID), None)

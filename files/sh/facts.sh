@@ -1,8 +1,12 @@
-# facts.sh QUERY...: everything a task decides from, read in one round trip, changing
-# nothing. Each QUERY is KIND or KIND=VALUE; each answer is one line of tab-separated
-# fields, KIND VALUE ANSWER... (see ppc_tasks/facts.py). Values never hold tabs or
-# newlines: paths and names are validated, file contents are base64.
+# facts.sh CONTEXT_LABEL SPEC_LABEL QUERY...: everything a task decides from, read in one
+# round trip, changing nothing. The labels are those ppc-tasks puts on its images and on
+# the server container (ppc_tasks/docker.py). Each QUERY is KIND or KIND=VALUE; each
+# answer is one line of tab-separated fields, KIND VALUE ANSWER... (see
+# ppc_tasks/facts.py). Values never hold tabs or newlines: paths and names are
+# validated, file contents are base64.
 set -u
+context_label=$1 spec_label=$2
+shift 2
 tab=$(printf '\t')
 
 answer() {  # answer FIELD...: one line, fields joined by tabs
@@ -91,12 +95,12 @@ for query in "$@"; do
     image)
         docker_answers || continue
         found=$(docker image inspect --format \
-            '{{.Id}}|{{index .Config.Labels "ppc-tasks.context-hash"}}' "$value" 2>/dev/null) \
+            "{{.Id}}|{{index .Config.Labels \"$context_label\"}}" "$value" 2>/dev/null) \
             && answer image "$value" "$found" || answer image "$value" missing ;;
     container)
         docker_answers || continue
         found=$(docker container inspect --format \
-            '{{index .Config.Labels "ppc-tasks.spec-hash"}}|{{.State.Running}}|{{range $p, $b := .HostConfig.PortBindings}}{{range $b}}{{.HostPort}}{{end}}{{end}}|{{.RestartCount}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.StartedAt}}|{{.Image}}|{{range .Mounts}}{{.Destination}}={{.Name}},{{end}}|{{.Config.Image}}' \
+            "{{index .Config.Labels \"$spec_label\"}}"'|{{.State.Running}}|{{range $p, $b := .HostConfig.PortBindings}}{{range $b}}{{.HostPort}}{{end}}{{end}}|{{.RestartCount}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.StartedAt}}|{{.Image}}|{{range .Mounts}}{{.Destination}}={{.Name}},{{end}}|{{.Config.Image}}' \
             "$value" 2>/dev/null) && answer container "$value" "$found" || answer container "$value" missing ;;
     volume)
         docker_answers || continue

@@ -75,6 +75,16 @@ def test_the_archive_is_private_consistent_and_verifies(drill, fab, deployed):
     assert not any("secrets" in name or name.endswith(".key") for name in names)
 
 
+def test_a_preview_of_a_backup_writes_nothing(drill, fab, deployed, operator_home):
+    backups = operator_home / "state" / SERVER_NAME / "backups"
+    before = sorted(backups.iterdir())
+    preview = fab("--dry", "backup", host=deployed.host, settings=deployed.settings())
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert "backup.archive     would change  write " in preview.stdout
+    assert "dry run: 1 would change, 0 unchanged; nothing was changed" in preview.stdout
+    assert sorted(backups.iterdir()) == before
+
+
 @pytest.fixture(scope="module")
 def restored(drill, fab, start_host, tmp_path_factory):
     """A fresh host B, deployed as its own index, restored from A's archive."""

@@ -9,12 +9,13 @@ import pytest
 
 from ppc_tasks import facts as facts_module
 from ppc_tasks import image
+from ppc_tasks.apply import audit_line
 from ppc_tasks.cli import namespace
 from ppc_tasks.facts import Facts, FileState, ImageFacts
-from ppc_tasks.host import audit_line, command_line, last_lines, shown
 from ppc_tasks.plan import Change, Unchanged
 from ppc_tasks.render import script, script_argv
 from ppc_tasks.settings import Settings, SettingsError
+from ppc_tasks.ssh import command_line, last_lines, shown
 
 
 def run_script(name: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
@@ -51,7 +52,7 @@ def test_as_root_says_how_and_runs_the_command_in_the_same_go():
 
 def probe(*queries: str) -> Facts:
     """facts.sh run here, on local files, as the host layer runs it there."""
-    result = run_script("facts", *queries)
+    result = run_script("facts", *facts_module.probe_args(queries))
     assert result.returncode == 0, result.stderr
     return facts_module.parse(result.stdout.decode())
 
@@ -219,10 +220,12 @@ def test_audit_lines_are_one_line_and_name_no_secret():
                     "result=failed: two lines changed=a,b")
 
 
-def test_the_probe_reads_the_labels_ppc_tasks_writes():
+def test_the_scripts_get_the_labels_and_tag_width_from_one_definition():
     from ppc_tasks import docker
     from ppc_tasks.render import script
-    assert docker.CONTEXT_LABEL in script("facts") and docker.SPEC_LABEL in script("facts")
+    for name in ("facts", "retire"):  # none written again in a script
+        assert "ppc-tasks." not in script(name) and "[0-9a-f]" * 2 not in script(name)
+    assert facts_module.probe_args(["docker"]) == [docker.CONTEXT_LABEL, docker.SPEC_LABEL, "docker"]
 
 
 def test_the_server_image_installs_a_lock_with_a_hash_for_every_package():

@@ -160,7 +160,7 @@ def test_a_replacement_starts_beside_the_live_server_then_nginx_switches(setting
                                   "--", "systemctl", "reload", "nginx")
     retire = plan.changes("server.retire")[0].commands[0].argv
     assert retire[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path,
-                          "/etc/ppc-tasks/rollback", "120")
+                          "/etc/ppc-tasks/rollback", "120", "ppc-tasks.spec-hash", "12")
     assert plan.steps[-1].step == "server.retire"  # only once nginx serves from the new one
 
 
@@ -207,7 +207,7 @@ def test_an_interrupted_switch_is_finished_when_nginx_serves_the_new_one(setting
     # nginx is reloaded first: the run may have stopped between the site and the reload.
     assert reload.argv[3] == "reload-nginx" and reload.argv[-3:] == ("systemctl", "reload", "nginx")
     assert retire.argv[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path,
-                               "/etc/ppc-tasks/rollback", "120")
+                               "/etc/ppc-tasks/rollback", "120", "ppc-tasks.spec-hash", "12")
 
 
 def test_an_interrupted_replacement_nginx_never_used_is_removed(settings):

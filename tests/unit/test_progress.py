@@ -6,7 +6,7 @@ import io
 import time
 from types import SimpleNamespace
 
-from ppc_tasks import host as host_layer
+from ppc_tasks import apply
 
 
 class Terminal(io.StringIO):
@@ -15,9 +15,9 @@ class Terminal(io.StringIO):
 
 
 def run_step(monkeypatch, output, seconds: float, watched: bool = False) -> str:
-    monkeypatch.setattr(host_layer, "SLOW_STEP", 0.1)
-    monkeypatch.setattr(host_layer.sys, "stdout", output)
-    with host_layer.Host.progress(SimpleNamespace(name="pypi1"), "image.server", watched):
+    monkeypatch.setattr(apply, "SLOW_STEP", 0.1)
+    monkeypatch.setattr(apply.sys, "stdout", output)
+    with apply.Host.progress(SimpleNamespace(name="pypi1"), "image.server", watched):
         time.sleep(seconds)
     return output.getvalue()
 

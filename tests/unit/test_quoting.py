@@ -9,10 +9,10 @@ import shlex
 
 import pytest
 
-from ppc_tasks import certs, data, deploy, image, server
-from ppc_tasks.host import command_line
+from ppc_tasks import certs, data, deploy, facts, image, server
 from ppc_tasks.render import script_argv
 from ppc_tasks.settings import Settings
+from ppc_tasks.ssh import command_line
 from ppc_tasks.system import FAMILIES
 
 HOSTILE = "x'\"; touch /tmp/pwned; $(touch /tmp/pwned) `id` ${IFS}\n|&<>*?"
@@ -39,7 +39,7 @@ def built_commands(settings: Settings) -> list[list[str]]:
         *(image.build_argv(build, no_cache=True) for build in builds),
         data.create_argv(settings),
         data.copy_argv(settings, HOSTILE + "volume"),
-        script_argv("facts", *deploy.queries(settings)),
+        facts.probe_argv(deploy.queries(settings)),
         server.run_argv(settings, HOSTILE, spec=HOSTILE),
         script_argv("wait-healthy", settings.server_container, str(settings.start_timeout)),
         script_argv("put-file", settings.config_path, "600", "10001:10001", "keep"),

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from ppc_tasks import settings, values
 from ppc_tasks.settings import DEFAULTS, Settings, SettingsError
 from tests.own_certificate import write_own_certificate
 
@@ -229,3 +230,21 @@ def test_several_index_hosts_share_one_certificate_and_need_shared_stores():
                                                 "one index only from shared stores"):
             make(index_hosts=["pypi1", "pypi2"], **{**shared, **alone})
     assert make(index_hosts=["pypi1"]).certificate_names == ("pypi-internal", "pypi1")
+
+
+def test_the_readme_lists_every_setting_as_the_table_defines_it():
+    """README's settings table is SETTINGS, printed by `python -m ppc_tasks.settings`."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings.readme_table() in readme, "run: python -m ppc_tasks.settings (and paste)"
+
+
+def test_a_new_setting_is_one_entry_of_the_table():
+    table = settings.SETTINGS + (settings.Setting("greeting", "hello", values.string,
+                                                  "what the index says"),)
+    with_greeting = settings.settings_class(table)
+    assert with_greeting.from_config({}, host="h").greeting == "hello"
+    assert with_greeting.from_config({"greeting": "hi"}, host="h").greeting == "hi"
+    assert "| `greeting` | `hello` | what the index says |\n" in settings.readme_table(table)
+    with pytest.raises(SettingsError, match="^ppc.greeting: unknown setting"):
+        Settings.from_config({"greeting": "hi"}, host="h")
+    assert set(settings.DEFAULTS) == {setting.key for setting in settings.SETTINGS}

@@ -17,9 +17,9 @@ def settings(tmp_path) -> Settings:
                                 host=None)
 
 
-def certificate_facts(settings: Settings, issued: datetime.datetime) -> Facts:
-    names = tuple(settings.certificate_names)
-    ca, ca_key = certs.new_ca(names, True, issued)
+def certificate_facts(settings: Settings, issued: datetime.datetime, names=None) -> Facts:
+    names = tuple(names or settings.certificate_names)
+    ca, ca_key = certs.new_ca(names, "*" not in "".join(names), issued)
     certificate, _ = certs.new_server_certificate(ca, ca_key, names, issued)
     content = certs.pem(certificate)
     path, _ = certs.host_cert_paths(settings)
@@ -35,6 +35,21 @@ def test_a_certificate_that_expires_within_30_days_is_a_problem(tmp_path):
     almost = NOW - certs.SERVER_VALIDITY + datetime.timedelta(days=12)
     expiring = status.check_certificate(current, certificate_facts(current, almost), NOW)
     assert not expiring.ok and "expires in 12 days" in expiring.detail
+
+
+def test_a_wildcard_certificate_covers_as_it_does_for_the_settings(tmp_path):
+    """The settings accept an own certificate for *.example.com (tests/unit/test_settings.py);
+    status says the same of it, and names what it does not cover."""
+    current = Settings.from_config({"server_names": ["pypi.example.com"],
+                                    "state_dir": str(tmp_path)}, host=None)
+    wildcard = status.check_certificate(current, certificate_facts(current, NOW, ("*.example.com",)),
+                                        NOW)
+    assert "does not cover" not in wildcard.detail
+    elsewhere = Settings.from_config({"server_names": ["pypi.other.org"],
+                                      "state_dir": str(tmp_path)}, host=None)
+    other = status.check_certificate(elsewhere, certificate_facts(elsewhere, NOW, ("*.example.com",)),
+                                     NOW)
+    assert not other.ok and "does not cover pypi.other.org" in other.detail
 
 
 def test_the_server_is_healthy_only_running_and_answering():
