@@ -371,15 +371,21 @@ def test_one_upload_limit_holds_for_nginx_and_the_server(guarded, index, develop
 
 def test_a_flood_of_wrong_passwords_is_throttled_and_known_logins_pass(guarded, index, developer):
     """Last in this module: it leaves this machine's address throttled for a minute."""
-    statuses = [index.request("/simple/", auth_override=("client", f"guess-{number}")).status
-                for number in range(15)]
-    # At most 10 wrong logins a minute are checked (earlier tests here sent a few), then none.
+    statuses, took = [], []
+    for number in range(12):
+        started = time.monotonic()
+        statuses.append(index.request("/simple/", auth_override=("client", f"guess-{number}"),
+                                      timeout=60).status)
+        took.append(time.monotonic() - started)
+    # At most 10 wrong logins a minute are checked (earlier tests here sent a few), then
+    # none: the address gets 429, trickled out by nginx so that it cannot ask again at once.
     first_refused = statuses.index(429)
     assert 5 <= first_refused <= 10 and statuses == [401] * first_refused + [429] * (
-        15 - first_refused), statuses
-    refused = index.request("/simple/", auth_override=("client", "guess-99"))
-    assert int(refused.headers["retry-after"]) > 1 and b"too many failed logins" in refused.body
-    assert index.request("/simple/", "client").status == 200  # a login known good passes
+        12 - first_refused), statuses
+    assert min(took[first_refused:]) > 5 and max(took[:first_refused]) < 5, took
+    started = time.monotonic()
+    assert index.request("/simple/", "client").status == 200  # a login known good passes,
+    assert time.monotonic() - started < 2  # at once
     # From another address, nothing has changed.
     install = as_dev(developer, "rm -rf ~/f && python3 -m venv ~/f && ~/f/bin/pip install -q "
                                 "--no-cache-dir ppc-owned==1.0")

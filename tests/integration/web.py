@@ -24,16 +24,17 @@ class Response:
 
 def request(address: str, path: str, *, ca: Path, sni: str | None, host: str,
             auth: tuple[str, str] | None = None, method: str = "GET", body: bytes | None = None,
-            headers: dict[str, str] | None = None, port: int = 443, verify: bool = True) -> Response:
+            headers: dict[str, str] | None = None, port: int = 443, verify: bool = True,
+            timeout: float = 15) -> Response:
     """With verify the certificate must be valid for the SNI name (or, without SNI, be
     issued by the CA)."""
     context = ssl.create_default_context(cafile=str(ca))
     context.check_hostname = verify and sni is not None
     if not verify:
         context.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection((address, port), timeout=15)
+    raw = socket.create_connection((address, port), timeout=timeout)
     tls = context.wrap_socket(raw, server_hostname=sni)
-    connection = http.client.HTTPConnection(address, port, timeout=15)
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
     connection.sock = tls
     all_headers = {"Host": host, **(headers or {})}
     if auth:

@@ -12,6 +12,11 @@ PUBLIC_PATHS = ("/health",)
 # Asks /health for the deep check. nginx clears it on every request it forwards: only
 # Docker's health check and `fab status`, inside the container, send it.
 DEEP_HEALTH_HEADER = "X-PPC-Health"
+# A login turned away for guessing (429) reaches its client through nginx at this many
+# bytes a second, about 10 s for the whole answer: the guessing client waits instead of
+# asking again at once, and it costs the server nothing meanwhile (nginx holds the
+# connection; waitress is done with it at once).
+TARPIT_BYTES_PER_SECOND = "32"
 
 
 def install(config):
@@ -204,7 +209,8 @@ def front_door(handler, registry_):
         try:
             user = request.authenticated_userid
         except TooManyFailures as error:
-            return answer(429, str(error), **{"Retry-After": str(error.retry_after)})
+            return answer(429, str(error), **{"Retry-After": str(error.retry_after),
+                                               "X-Accel-Limit-Rate": TARPIT_BYTES_PER_SECOND})
         except TooBusy as error:
             return answer(503, str(error), **{"Retry-After": "1"})
         if is_public(request.path_info) or user is not None:

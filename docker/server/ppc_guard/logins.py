@@ -6,8 +6,9 @@ passwords can keep the server's threads busy.
   sha512_crypt (656,000 rounds), and a wrong password repeated costs no new hash.
 - Wrong logins from one client address are counted; past FAILURE_LIMIT within
   FAILURE_WINDOW seconds, its logins that are not already known good are refused (429)
-  without a hash until the window has passed. An account that has logged in before
-  keeps working from there.
+  without a hash until the window has passed, and slowly (hooks.py: nginx trickles the
+  answer out, so a guessing client waits instead of asking again at once). An account
+  that has logged in before keeps working from there.
 - At most SLOW_HASHES slow hashes run at once; a login that would wait for one is
   refused at once (503, pip retries it) instead of holding a server thread. Requests
   with the very same login wait for the one hash already running for it.
