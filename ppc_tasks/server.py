@@ -7,6 +7,9 @@ and must answer /health and an authenticated /simple/ request; only then does ng
 switch to it (a graceful reload), and the old container is removed once nginx's old
 workers have finished their requests. A replacement that fails is removed, config.ini
 is put back, and the live container never stopped serving.
+
+(Over 400 lines on purpose: the container's whole life, create, replace, recover from an
+interrupted run, retire and roll back, is one set of states, read best in one place.)
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ppc_tasks import backup
+from ppc_tasks import archives
 
 
 def rewritten(archive: Path, target: Path, change) -> Path:
@@ -35,9 +35,9 @@ def refit(manifest: bytes, files: dict[str, bytes], key: bytes) -> bytes:
         with tempfile.NamedTemporaryFile(suffix=".sqlite") as database:
             database.write(files["db.sqlite"])
             database.flush()
-            _, releases = backup.archive_rules.database_problem(database.name, set(data["files"]))
+            _, releases = archives.archive_rules.database_problem(database.name, set(data["files"]))
         data["releases"] = releases or data["releases"]
-    data["signature"] = backup.signature(key, backup.signed_part(data))
+    data["signature"] = archives.signature(key, archives.signed_part(data))
     return json.dumps(data).encode()
 
 
@@ -48,7 +48,7 @@ def forged(archive: Path, target: Path, key: bytes, added: dict[str, bytes] | No
     added, replaced = added or {}, replaced or {}
 
     def change(name, content):
-        if name == backup.MANIFEST:
+        if name == archives.MANIFEST:
             fitted = {**replaced, **{member: data for member, data in added.items()
                                      if member != "db.sqlite"}}
             return [*added.items(), (name, refit(content, fitted, key))]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ppc_tasks import backup
+from ppc_tasks import archives
 from tests.forged_archives import forged, rewritten, with_symlink
 
 from . import web
@@ -204,7 +204,7 @@ def test_a_consistent_signed_hostile_archive_is_refused_and_changes_nothing(
     # Signed with another key, while it says it is B's own: refused whatever the flags say.
     own = json.loads(Path(settings["state_dir"], "restore-b.test", "secrets.json").read_text())
     claimed = tmp_path / "claimed.tar.gz"
-    rewritten(archive, claimed, lambda name, content: [(name, content if name != backup.MANIFEST
+    rewritten(archive, claimed, lambda name, content: [(name, content if name != archives.MANIFEST
                                                         else _claim(content, "restore-b.test"))])
     result = fab("restore", str(claimed), "--from-other-index", "--confirm=restore-b.test",
                  host=host_b, settings=settings)

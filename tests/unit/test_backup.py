@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ppc_tasks import backup
+from ppc_tasks import archives, backup
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, ImageFacts, VolumeUsage
 from ppc_tasks.render import DOCKER_DIR, FILES_DIR
@@ -70,19 +70,19 @@ def index_files(releases=RELEASES) -> dict[str, bytes]:
 @pytest.fixture
 def archive(tmp_path) -> Path:
     path = tmp_path / "index.tar.gz"
-    backup.repack(host_stream(index_files()), path, {"index": "pypi.test"}, KEY)
+    archives.repack(host_stream(index_files()), path, {"index": "pypi.test"}, KEY)
     return path
 
 
 def test_a_repacked_archive_verifies_and_says_what_it_holds(archive):
-    verified = backup.verify_archive(archive)
+    verified = archives.verify_archive(archive)
     summary = verified.summary
     assert (summary.projects, summary.releases, summary.files) == (2, 3, 7)
     assert str(summary).startswith("2 projects, 3 releases, 7 files, ")
-    assert verified.index == "pypi.test" and backup.made_by(verified, KEY) == "index"
+    assert verified.index == "pypi.test" and archives.made_by(verified, KEY) == "index"
     with tarfile.open(archive) as contents:
         assert "about.json" not in contents.getnames()
-        assert contents.getnames()[-1] == backup.MANIFEST
+        assert contents.getnames()[-1] == archives.MANIFEST
 
 
 def test_a_store_missing_a_listed_file_is_no_backup(tmp_path):
@@ -90,13 +90,13 @@ def test_a_store_missing_a_listed_file_is_no_backup(tmp_path):
     del files["packages/other/2.0/other-2.0.tar.gz"]
     with pytest.raises(TaskError, match="^the host's index: its database lists other-2.0.tar.gz, "
                                         "whose file it lacks$"):
-        backup.repack(host_stream(files), tmp_path / "x.tar.gz", {}, KEY)
+        archives.repack(host_stream(files), tmp_path / "x.tar.gz", {}, KEY)
 
 
 def test_what_a_host_sends_is_checked_as_it_comes(tmp_path):
     files = {**index_files(), "packages/../../etc/passwd": b"x"}
     with pytest.raises(TaskError, match=r"^the host sent 'packages/../../etc/passwd' has no place"):
-        backup.repack(host_stream(files), tmp_path / "x.tar.gz", {}, KEY)
+        archives.repack(host_stream(files), tmp_path / "x.tar.gz", {}, KEY)
 
 
 @pytest.mark.parametrize("damage, reason", [
@@ -120,18 +120,18 @@ def test_a_damaged_archive_is_refused_with_one_line_naming_the_damage(archive, t
         pass
     else:
         def change(name, content):
-            if damage == "no manifest" and name == backup.MANIFEST:
+            if damage == "no manifest" and name == archives.MANIFEST:
                 return []
             if damage == "missing file" and name.endswith("other-2.0.tar.gz"):
                 return []
-            if damage == "database disagrees" and name == backup.MANIFEST:
+            if damage == "database disagrees" and name == archives.MANIFEST:
                 manifest = json.loads(content)  # one release fewer than the database lists
                 del manifest["releases"]["other-2.0.tar.gz"]
                 return [(name, refit(json.dumps(manifest).encode(), {}, KEY))]
             return [(name, content)]
         rewritten(archive, broken, change)
     with pytest.raises(TaskError) as refused:
-        backup.verify_archive(broken)
+        archives.verify_archive(broken)
     message = str(refused.value)
     assert "\n" not in message and str(broken) in message and reason in message, message
 
@@ -166,7 +166,7 @@ def test_a_consistent_hostile_archive_is_refused(archive, tmp_path, case):
     hostile = forged(archive, tmp_path / "hostile.tar.gz", KEY, added=extra_members,
                      replaced={"db.sqlite": database(extra_sql=extra_sql)} if extra_sql else {})
     with pytest.raises(TaskError) as refused:
-        backup.verify_archive(hostile)
+        archives.verify_archive(hostile)
     assert reason in str(refused.value) and "\n" not in str(refused.value), str(refused.value)
 
 
@@ -174,7 +174,7 @@ def test_a_symlink_member_is_refused(archive, tmp_path):
     hostile = with_symlink(archive, tmp_path / "link.tar.gz", "packages/demo/1.0/demo-2.0.tar.gz",
                            "/etc/pypicloud/config.ini")
     with pytest.raises(TaskError, match="'packages/demo/1.0/demo-2.0.tar.gz' is no regular file"):
-        backup.verify_archive(hostile)
+        archives.verify_archive(hostile)
 
 
 # -- who made it ---------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def settings(tmp_path) -> Settings:
 
 
 def test_an_archive_says_which_index_made_it(archive, settings, tmp_path):
-    verified = backup.verify_archive(archive)
+    verified = archives.verify_archive(archive)
     assert backup.restore_refusal(settings, archive, verified, KEY, False) is None
     other = backup.restore_refusal(settings, archive, verified, bytes(32), False)
     assert other.startswith("index.tar.gz says the index pypi.test made it, but its signature "
@@ -197,7 +197,7 @@ def test_an_archive_says_which_index_made_it(archive, settings, tmp_path):
     assert moved == ("index.tar.gz was made by the index pypi.test, not pypi.other: restoring "
                      "it moves that index's packages here; confirm with --from-other-index")
     assert backup.restore_refusal(elsewhere, archive, verified, bytes(32), True) is None
-    unsigned = backup.Verified(verified.summary, "pypi.test", "", verified.signed)
+    unsigned = archives.Verified(verified.summary, "pypi.test", "", verified.signed)
     assert "is not signed" in backup.restore_refusal(settings, archive, unsigned, KEY, False)
 
 
@@ -218,7 +218,7 @@ def restore_facts(projects: int, running: bool = True) -> Facts:
 
 
 def test_a_restore_stages_then_swaps_while_the_old_store_waits(settings, archive):
-    summary = backup.verify_archive(archive).summary
+    summary = archives.verify_archive(archive).summary
     plan = backup.plan_restore(settings, restore_facts(0), archive, summary, "", LOGIN, "h")
     steps = plan.changes()
     assert [step.step for step in steps] == ["restore.stage", "restore.data"]
@@ -230,7 +230,7 @@ def test_a_restore_stages_then_swaps_while_the_old_store_waits(settings, archive
 
 
 def test_restore_over_packages_takes_the_index_name(settings, archive):
-    summary = backup.verify_archive(archive).summary
+    summary = archives.verify_archive(archive).summary
     with pytest.raises(TaskError, match=r"holds 1 project: .* --confirm=pypi\.test$"):
         backup.plan_restore(settings, restore_facts(1), archive, summary, "", LOGIN, "h")
     with pytest.raises(TaskError, match="holds 3 projects"):
@@ -242,7 +242,7 @@ def test_restore_needs_a_deployed_index(settings, archive):
     facts = restore_facts(0)
     facts.containers["pypicloud"] = None
     with pytest.raises(TaskError, match="has no index to restore into: deploy it first"):
-        backup.plan_restore(settings, facts, archive, backup.verify_archive(archive).summary,
+        backup.plan_restore(settings, facts, archive, archives.verify_archive(archive).summary,
                             "", LOGIN, "h")
 
 
@@ -307,7 +307,7 @@ def test_back_puts_the_old_store_back_even_after_a_cut_short_swap(archive, live_
 
 def test_stage_refuses_a_hostile_archive_and_leaves_nothing(archive, live_store, tmp_path):
     def change(name, content):
-        if name == backup.MANIFEST:
+        if name == archives.MANIFEST:
             return [("packages/../../escaped", b"x"), (name, content)]
         return [(name, content)]
 

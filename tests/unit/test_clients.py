@@ -3,7 +3,7 @@ import configparser
 import pytest
 import tomllib
 
-from ppc_tasks import certs, clients, packages
+from ppc_tasks import certs, clients, merging, packages
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import (
     Facts,
@@ -35,7 +35,7 @@ def parsed(text: str) -> configparser.ConfigParser:
 def test_pypirc_adds_internal_and_keeps_other_repositories(settings):
     existing = ("[distutils]\nindex-servers =\n    pypi\n    company\n\n"
                 "[company]\nrepository = https://company.example/\nusername = me\n")
-    merged = clients.merge_pypirc(existing, clients.render_pypirc(settings, PASSWORD, "/etc/ca.pem"))
+    merged = merging.merge_pypirc(existing, clients.render_pypirc(settings, PASSWORD, "/etc/ca.pem"))
     config = parsed(merged)
     assert config["distutils"]["index-servers"].split() == ["pypi", "company", "internal"]
     assert config["company"]["repository"] == "https://company.example/"
@@ -43,24 +43,24 @@ def test_pypirc_adds_internal_and_keeps_other_repositories(settings):
                                         "username": "dev", "password": PASSWORD,
                                         "ca_cert": "/etc/ca.pem"}
     # Merging again changes nothing: a second run rewrites no file.
-    assert clients.merge_pypirc(merged, clients.render_pypirc(settings, PASSWORD, "/etc/ca.pem")) == merged
+    assert merging.merge_pypirc(merged, clients.render_pypirc(settings, PASSWORD, "/etc/ca.pem")) == merged
 
 
 def test_pypirc_from_nothing(settings):
-    merged = clients.merge_pypirc("", clients.render_pypirc(settings, PASSWORD, None))
+    merged = merging.merge_pypirc("", clients.render_pypirc(settings, PASSWORD, None))
     config = parsed(merged)
     assert config["distutils"]["index-servers"].split() == ["internal"]
     assert "ca_cert" not in config["internal"]
 
 
 def test_pip_conf_index_url_with_quoted_credentials(settings):
-    merged = clients.merge_pip_conf("[global]\ntimeout = 60\n",
+    merged = merging.merge_pip_conf("[global]\ntimeout = 60\n",
                                     clients.render_pip_conf(settings, PASSWORD, "/etc/ca.pem"))
     config = parsed(merged)
     assert config["global"]["index-url"] == "https://dev:s3cret%2F%2B@pypi.example.com/simple/"
     assert config["global"]["cert"] == "/etc/ca.pem"
     assert config["global"]["timeout"] == "60"
-    assert clients.merge_pip_conf(merged, clients.render_pip_conf(settings, PASSWORD, "/etc/ca.pem")) == merged
+    assert merging.merge_pip_conf(merged, clients.render_pip_conf(settings, PASSWORD, "/etc/ca.pem")) == merged
 
 
 def test_pip_conf_extra_index_url_keeps_other_indexes(tmp_path):
@@ -68,12 +68,12 @@ def test_pip_conf_extra_index_url_keeps_other_indexes(tmp_path):
                                      "client_index": "extra-index-url"}, host=None)
     existing = "[global]\nextra-index-url = https://mirror.example/simple/\n"
     ours = clients.render_pip_conf(settings, PASSWORD, None)
-    merged = clients.merge_pip_conf(existing, ours)
+    merged = merging.merge_pip_conf(existing, ours)
     urls = parsed(merged)["global"]["extra-index-url"].split()
     assert urls == ["https://mirror.example/simple/",
                     "https://client:s3cret%2F%2B@pypi.example.com/simple/"]
     assert "index-url" not in parsed(merged)["global"]
-    assert clients.merge_pip_conf(merged, ours) == merged
+    assert merging.merge_pip_conf(merged, ours) == merged
 
 
 def test_client_user_defaults_to_the_first_plain_user(settings, tmp_path):
@@ -133,11 +133,11 @@ def test_pip_conf_names_the_bundle_only_where_pip_needs_it(settings, pip, cert_i
 
 def test_a_cert_line_configure_wrote_goes_once_pip_no_longer_needs_it(settings):
     earlier = "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\ntimeout = 30\n"
-    merged = parsed(clients.merge_pip_conf(earlier, "[global]\nindex-url = https://x/simple/\n",
+    merged = parsed(merging.merge_pip_conf(earlier, "[global]\nindex-url = https://x/simple/\n",
                                            "/etc/ssl/certs/ca-certificates.crt"))
     assert not merged.has_option("global", "cert") and merged["global"]["timeout"] == "30"
     own = "[global]\ncert = /home/dev/corporate.pem\n"
-    kept = parsed(clients.merge_pip_conf(own, "[global]\nindex-url = https://x/simple/\n",
+    kept = parsed(merging.merge_pip_conf(own, "[global]\nindex-url = https://x/simple/\n",
                                          "/etc/ssl/certs/ca-certificates.crt"))
     assert kept["global"]["cert"] == "/home/dev/corporate.pem"
 
@@ -239,13 +239,13 @@ def test_uv_toml_merge_puts_ours_first_and_keeps_the_users_settings(settings):
     existing = ('# my uv\ncache-dir = "/data/uv"\n\n[[index]]\nname = "corp"\n'
                 'url = "https://corp.example/simple/"\ndefault = true\n\n'
                 '[[index]]\nname = "internal"\nurl = "https://old.example/simple/"\n')
-    merged = clients.merge_uv_toml(existing, ours)
+    merged = merging.merge_uv_toml(existing, ours)
     document = tomllib.loads(merged)
     assert merged.startswith("# my uv\n") and document["cache-dir"] == "/data/uv"
     assert [index["name"] for index in document["index"]] == ["internal", "corp"]
     assert document["index"][0]["url"] == "https://pypi.example.com/simple/"
     assert document["index"][1]["default"] is False  # only ours is the default
-    assert clients.merge_uv_toml(merged, ours) == merged
+    assert merging.merge_uv_toml(merged, ours) == merged
 
 
 def test_netrc_merge_replaces_only_our_host_before_default():
@@ -253,13 +253,13 @@ def test_netrc_merge_replaces_only_our_host_before_default():
     existing = ("# mine\nmachine corp.example login me password p1\n"
                 "machine pypi.example.com login dev password old\n"
                 "macdef init\ncd /\n\ndefault login anonymous password guest\n")
-    merged = clients.merge_netrc(existing, ours)
+    merged = merging.merge_netrc(existing, ours)
     assert merged.startswith("# mine\nmachine corp.example login me password p1\nmacdef init\n")
     assert merged.endswith(ours + "default login anonymous password guest\n")
     assert "old" not in merged
-    assert clients.merge_netrc(merged, ours) == merged
-    assert clients.merge_netrc("", ours) == ours
-    assert clients.merge_netrc("machine a login b password c", ours) == \
+    assert merging.merge_netrc(merged, ours) == merged
+    assert merging.merge_netrc("", ours) == ours
+    assert merging.merge_netrc("machine a login b password c", ours) == \
         "machine a login b password c\n" + ours
 
 
