@@ -28,9 +28,19 @@ import paramiko
 from fabric import Connection
 
 from . import facts as facts_module
+from . import state
 from .errors import TaskError
 from .facts import Facts
-from .plan import Change, Plan, describe
+from .plan import (
+    Change,
+    Command,
+    HealthGate,
+    LocalFile,
+    LocalMove,
+    Plan,
+    describe,
+    resolved,
+)
 from .render import script, script_argv
 from .settings import Settings
 from .ssh import Remote, last_lines, shown
@@ -66,6 +76,15 @@ def audit_line(when: datetime.datetime, operator: str, task_name: str, fingerpri
 
 
 # -- doing ---------------------------------------------------------------------------------
+def do_here(local: Sequence[LocalFile | LocalMove]) -> None:
+    """What a step keeps on this machine: files written, folders set aside."""
+    for item in local:
+        if isinstance(item, LocalFile):
+            state.write(item.path, item.content, item.mode)
+        else:
+            item.source.rename(item.target)
+
+
 class Host(Remote):
     """A connected host, with the validated settings and a record of what changed."""
 
@@ -159,26 +178,52 @@ class Host(Remote):
                 for detail in details:
                     print(f"        {detail}", flush=True)
             return
-        for step in plan.steps:
+        for step in resolved(plan.steps):
             if not isinstance(step, Change):
                 self.report(step.step, False, step.detail)
                 continue
             with self.progress(step.step, watched=self.verbose and any(
                     command.shows_output for command in step.commands)) as elapsed:
-                if step.local is not None:
-                    step.local()
-                for command in step.commands:
-                    result = self.run(command.argv, root=command.root, stdin=command.stdin,
-                                      check=not command.failure,
-                                      echo=self.verbose and command.shows_output)
-                    if not result.ok:
-                        raise TaskError(f"{command.failure}: "
-                                        f"{last_lines(result.stdout + result.stderr, 4)}")
-                if step.run is not None:
-                    step.run(self)
+                self.apply_change(step)
             took = elapsed()
             self.report(step.step, True, step.done + (f" in {took:.1f} s" if took >= SLOW_STEP
                                                       else ""))
+
+    def apply_change(self, change: Change) -> None:
+        """Its local writes, its commands, its gate; on a failure, its undo first."""
+        do_here(change.local)
+        try:
+            for command in change.commands:
+                self.run_command(command)
+            if change.gate is not None:
+                self.pass_gate(change.gate)
+        except TaskError:
+            for command in change.undo:
+                self.run(command.argv, root=command.root, stdin=command.stdin, check=False)
+            raise
+
+    def run_command(self, command: Command) -> None:
+        """One command of a step; a failure is one line saying what it means."""
+        stream = command.stdin_file.open("rb") if command.stdin_file is not None else None
+        try:
+            result = self.run(command.argv, root=command.root,
+                              stdin=stream if stream is not None else command.stdin,
+                              check=not command.failure,
+                              echo=self.verbose and command.shows_output)
+        finally:
+            if stream is not None:
+                stream.close()
+        if not result.ok:
+            raise TaskError(command.failed(last_lines(result.stdout + result.stderr, 4)))
+
+    def pass_gate(self, gate: HealthGate) -> None:
+        """Wait until the server answers (files/sh/wait-healthy.sh), or fail saying why."""
+        command = gate.command
+        result = self.run(command.argv, root=True, stdin=command.stdin, check=False)
+        if not result.ok:
+            reason, _, logs = result.stdout.partition("\n")
+            why = f"{reason or 'did not start'}; its last log lines: {last_lines(logs, 5) or '(none)'}"
+            raise TaskError(gate.failure.replace("{why}", why))
 
     @contextlib.contextmanager
     def progress(self, step: str, watched: bool = False):

@@ -29,12 +29,11 @@ from . import credentials, state
 from .apply import settings_fingerprint
 from .archives import Summary, Verified, index_key, made_by, repack, verify_archive
 from .errors import TaskError
-from .facts import Facts
+from .facts import CONTAINER, DOCKER, IMAGE, VOLUME, VOLUME_USAGE, Facts
 from .plan import Change, Command, Plan, counted
 from .render import FILES_DIR, script, script_argv
 from .server import login_line
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
-from .ssh import last_lines
 from .wiring import OPTION_HELP, expected_failures, host_task
 
 
@@ -121,8 +120,8 @@ def create(host, keep=0):
     """
     settings = host.settings
     require_own_store(settings)
-    facts = host.gather(["docker", f"volume={settings.data_volume}",
-                         f"image={settings.server_image}"])
+    facts = host.gather([DOCKER.query(), VOLUME.query(settings.data_volume),
+                         IMAGE.query(settings.server_image)])
     host.require_docker(facts)
     if facts.volumes[settings.data_volume] != "data":
         raise TaskError(f"there is no index on {host.name} to back up "
@@ -135,8 +134,8 @@ def create(host, keep=0):
     if host.dry:
         host.carry_out(Plan([Change("backup.archive", done="", would=f"write {archive}: the "
                                     f"index as the host has it, signed with its key",
-                                    preview=[Command(tuple(stream_argv(settings)),
-                                                     stdin_shown="files/backup-stream.py")])]))
+                                    commands=[Command(tuple(stream_argv(settings)),
+                                                      stdin_shown="files/backup-stream.py")])]))
         host.summary()
         return
     key = credentials.backup_key(settings)
@@ -209,9 +208,9 @@ def restore(host, file, confirm="", from_other_index=False):
         raise TaskError(f"the index's passwords are not in {settings.secrets_path}: restore "
                         f"from the machine that deploys it")
     name = settings.server_container
-    facts = host.read_facts(["docker", f"volume={settings.data_volume}",
-                             f"volume-usage={settings.data_volume}", f"container={name}",
-                             f"image={settings.server_image}"])
+    facts = host.read_facts([DOCKER.query(), VOLUME.query(settings.data_volume),
+                             VOLUME_USAGE.query(settings.data_volume), CONTAINER.query(name),
+                             IMAGE.query(settings.server_image)])
     host.require_docker(facts)
     host.carry_out(plan_restore(settings, facts, archive, verified.summary, confirm,
                                 login_line(settings, creds), host.name))
@@ -226,37 +225,23 @@ def plan_restore(settings: Settings, facts: Facts, archive: Path, summary: Summa
     if usage is not None and usage.files and confirm != settings.index_name:
         raise TaskError(f"the index on {host_name} holds {counted(usage.projects, 'project')}: a restore "
                         f"replaces all it holds; confirm with --confirm={settings.index_name}")
-    stage = Command(tuple(store_argv(settings, "stage")), stdin_shown=str(archive))
-    swap = Command(tuple(swap_argv(settings)), stdin_shown="an admin's login")
-
-    def put_archive(host) -> None:
-        with archive.open("rb") as stream:  # streamed: an index may be bigger than memory
-            result = host.run(stage.argv, root=True, stdin=stream, check=False)
-        if not result.ok:
-            raise TaskError(f"{archive.name} was not restored: {last_line(result)}; the index "
-                            f"on {host_name} was not touched")
-
-    def swap_in(host) -> None:
-        result = host.run(swap.argv, root=True, stdin=login, check=False)
-        if result.stdout.strip() != "restored":
-            raise TaskError(f"{archive.name} was not restored: "
-                            f"{last_lines(result.stdout or result.stderr, 3)}; the old index "
-                            f"is serving again")
-
+    # The archive streams from here: an index may be bigger than memory.
+    stage = Command(tuple(store_argv(settings, "stage")), stdin_file=archive,
+                    failure=f"{archive.name} was not restored: {{output}}; the index on "
+                            f"{host_name} was not touched")
+    # files/sh/restore-swap.sh keeps the old store unless the server answers from the new.
+    swap = Command(tuple(swap_argv(settings)), stdin=login, stdin_shown="an admin's login",
+                   failure=f"{archive.name} was not restored: {{output}}; the old index is "
+                           f"serving again")
     plan = Plan()
     plan.add(Change("restore.stage", done=f"staged {archive.name} in {settings.data_volume}: "
                                           f"every file checked",
                     would=f"stage {archive} in the data volume {settings.data_volume}, "
                           f"checking every file, while {name} keeps serving",
-                    run=put_archive, preview=[stage]))
+                    commands=[stage]))
     plan.add(Change("restore.data", done=f"restored {archive.name}: {summary}; {name} answers "
                                          f"from it",
                     would=f"stop {name}, swap the store for the staged one, start {name}; "
                           f"the old store stays until it answers",
-                    run=swap_in, preview=[swap]))
+                    commands=[swap]))
     return plan
-
-
-def last_line(result) -> str:
-    lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit {result.exited}"

@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime
 import ipaddress
 
-from . import certs, index, nginx
+from . import certs, index, local, nginx
 from .errors import TaskError
-from .facts import Facts
+from .facts import PLATFORM, TEXT, Facts
 from .plan import Plan, Unchanged, file_step
 from .render import render
 from .settings import Settings
@@ -58,8 +58,8 @@ def upstream_trust(settings: Settings, facts: Facts) -> str:
 
 
 def queries(settings: Settings) -> list[str]:
-    return ["platform", *index.queries(settings), *nginx.queries(settings),
-            f"text={upstream_ca_path(settings)}"]
+    return [PLATFORM.query(), *index.queries(settings), *nginx.queries(settings),
+            TEXT.query(upstream_ca_path(settings))]
 
 
 def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
@@ -70,9 +70,10 @@ def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
     if facts.containers.get(settings.server_container) is not None:
         raise TaskError(f"{host_name} is an index host (it runs {settings.server_container}): "
                         f"a balancer needs a host of its own")
-    tls = certs.prepare(settings, now)
+    here = local.read(settings)
+    tls = certs.prepare(settings, now, here=here)
     plan = Plan()
-    plan.add(*tls.steps, index.identity_step(settings, facts),
+    plan.add(*tls.steps, index.identity_step(settings, facts, here.record),
              certs.plan_install(settings, tls, facts))
     ca_path = upstream_trust(settings, facts)
     if tls.ca is None:  # a publicly trusted certificate: the system's bundle checks it
@@ -80,7 +81,7 @@ def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
     else:
         plan.add(file_step("balancer.ca", ca_path, tls.ca, facts.file(ca_path), mode="644",
                            owner="0:0", notifies=("nginx.reload",)))
-    nginx.plan_nginx(settings, facts, plan, host_name, render_site(settings, ca_path))
+    plan.add(*nginx.plan_nginx(settings, facts, host_name, render_site(settings, ca_path)))
     return plan
 
 

@@ -5,12 +5,12 @@ checked with `docker info`. `deploy --bootstrap` does the same first."""
 from __future__ import annotations
 
 from .errors import TaskError
-from .facts import Facts
+from .facts import DOCKER, PLATFORM, UNIT, Facts
 from .plan import Change, Command, Plan, Step, Unchanged, boot_step
 from .wiring import host_task
 
-QUERIES = ["platform", "docker", "unit=docker"]
-ANSWERS = Command.of("docker", "info", "--format", "{{.ServerVersion}}",
+QUERIES = [PLATFORM.query(), DOCKER.query(), UNIT.query("docker")]
+ANSWERS = Command.of(DOCKER.query(), "info", "--format", "{{.ServerVersion}}",
                      failure="Docker is installed but dockerd does not answer")
 
 
@@ -47,5 +47,5 @@ def bootstrap(host):
     """
     facts = host.read_facts(QUERIES)
     plan = Plan()
-    plan.add(plan_docker(facts, host.name), boot_step("docker.boot", "docker", facts))
+    plan.add(plan_docker(facts, host.name), boot_step("docker.boot", DOCKER.query(), facts))
     host.carry_out(plan)

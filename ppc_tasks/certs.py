@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from . import certificates, index, state
+from . import certificates, index, local
 from .errors import TaskError
-from .facts import Facts
-from .plan import Change, Command, Plan, Step, Unchanged, file_step, one_step
+from .facts import FILE, PLATFORM, TEXT, Facts
+from .local import LocalFacts
+from .plan import Change, Command, LocalFile, Plan, Step, Unchanged, file_step, one_step
 from .settings import Settings
 from .system import FAMILIES, TrustStore
 from .wiring import host_task
@@ -176,17 +177,19 @@ def key_pem(key) -> bytes:
 
 
 # -- the operator's machine ----------------------------------------------------------------
-def load_ca(cert_path: Path, key_path: Path):
-    """The local CA, or one line saying which file is damaged."""
+def load_ca(cert_path: Path, key_path: Path, pair: tuple[bytes, bytes] | None = None):
+    """The local CA (from `pair`, the two files as read, or from the paths), or one line
+    saying which file is damaged."""
+    cert_pem, key_pem_bytes = pair or (cert_path.read_bytes(), key_path.read_bytes())
     try:
-        ca_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        ca_cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
         raise TaskError(f"the CA certificate {cert_path} cannot be read (damaged?): restore "
                         f"it from a backup of {cert_path.parent}") from None
     try:
         # The full RSA check costs ~0.1 s a run; the key is ours, and a damaged one is
         # caught below (it must fit the certificate) or when it signs (see prepare).
-        ca_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None,
+        ca_key = serialization.load_pem_private_key(key_pem_bytes, password=None,
                                                     unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise TaskError(f"the CA key {key_path} cannot be read (damaged?): restore it from a "
@@ -212,18 +215,21 @@ def ca_paths(settings: Settings) -> tuple[Path, Path]:
     return settings.server_state_dir / "ca.crt", settings.server_state_dir / "ca.key"
 
 
-def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False) -> LocalTLS:
+def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False,
+            here: LocalFacts | None = None) -> LocalTLS:
     """The local CA and server certificate: checked, or made (in memory; the steps save
-    them). fresh ignores what is there (--new-identity sets it aside)."""
+    them), from what this machine holds (here, else read now). fresh ignores what is
+    there (--new-identity sets it aside)."""
     if settings.tls_host_cert:
         return LocalTLS(None, None, own_ca(settings), [])
     if settings.tls_cert:
         return LocalTLS(settings.tls_cert.read_bytes(), settings.tls_key.read_bytes(),
                         own_ca(settings), [])
     steps: list[Step] = []
-    ca_cert_path, ca_key_path = ca_paths(settings)
-    if ca_cert_path.exists() and ca_key_path.exists() and not fresh:
-        ca_cert, ca_key = load_ca(ca_cert_path, ca_key_path)
+    here = here or local.read(settings)
+    ca_cert_path, ca_key_path = here.ca_paths
+    if here.ca is not None and not fresh:
+        ca_cert, ca_key = load_ca(ca_cert_path, ca_key_path, here.ca)
         refused = [name for name in settings.certificate_names if not ca_permits(ca_cert, (name,))]
         if refused:
             raise TaskError(f"the local CA {ca_cert_path} may not sign for {', '.join(refused)} "
@@ -232,22 +238,17 @@ def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False) -> 
         steps.append(Unchanged("certs.ca", f"{ca_cert_path}"))
     else:
         ca_cert, ca_key = new_ca(settings.certificate_names, settings.ca_name_constraints, now)
-
-        def save_ca(ca_cert=ca_cert, ca_key=ca_key):
-            state.write(ca_key_path, key_pem(ca_key), 0o600)
-            state.write(ca_cert_path, pem(ca_cert), 0o644)
-
         steps.append(Change("certs.ca", done=f"created the local CA {ca_cert_path} (its key "
                                              f"stays here)",
                             would=f"create the local CA {ca_cert_path} (its key stays here)",
-                            local=save_ca))
+                            local=[LocalFile(ca_key_path, key_pem(ca_key), 0o600),
+                                   LocalFile(ca_cert_path, pem(ca_cert), 0o644)]))
 
-    cert_path = settings.server_state_dir / "server.crt"
-    key_path = settings.server_state_dir / "server.key"
+    cert_path, key_path = here.server_paths
     reason = "there is none yet"
-    if cert_path.exists() and key_path.exists() and not fresh:
+    if here.server is not None and not fresh:
         try:
-            current = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            current = x509.load_pem_x509_certificate(here.server[0])
         except ValueError:
             reason = "the one here cannot be read"
         else:
@@ -260,17 +261,13 @@ def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False) -> 
             raise TaskError(f"the CA key {ca_key_path} signs wrongly (damaged?): restore it "
                             f"from a backup of {ca_key_path.parent}") from None
         certificate_pem, key_bytes = pem(certificate), key_pem(key)
-
-        def save_certificate():
-            state.write(key_path, key_bytes, 0o600)
-            state.write(cert_path, certificate_pem, 0o644)
-
         names = ", ".join(settings.certificate_names)
         steps.append(Change("certs.server", done=f"issued for {names} ({reason})",
                             would=f"issue a certificate for {names}: {reason}",
-                            local=save_certificate))
+                            local=[LocalFile(key_path, key_bytes, 0o600),
+                                   LocalFile(cert_path, certificate_pem, 0o644)]))
     else:
-        certificate_pem, key_bytes = cert_path.read_bytes(), key_path.read_bytes()
+        certificate_pem, key_bytes = here.server
         steps.append(Unchanged("certs.server", f"{cert_path} is valid for every server name"))
     return LocalTLS(certificate_pem, key_bytes, pem(ca_cert), steps)
 
@@ -281,7 +278,7 @@ def own_ca(settings: Settings) -> bytes | None:
 
 def install_queries(settings: Settings) -> list[str]:
     cert_path, key_path = host_cert_paths(settings)
-    return [f"text={cert_path}", f"file={key_path}"]
+    return [TEXT.query(cert_path), FILE.query(key_path)]
 
 
 def plan_install(settings: Settings, tls: LocalTLS, facts: Facts) -> Step:
@@ -299,7 +296,7 @@ def plan_install(settings: Settings, tls: LocalTLS, facts: Facts) -> Step:
 
 def trust_queries(settings: Settings) -> list[str]:
     """The CA's place in every trust store ppc-tasks knows (the family is a fact too)."""
-    return list(dict.fromkeys(f"file={trust_path(family.trust_store, settings.index_name)}"
+    return list(dict.fromkeys(FILE.query(trust_path(family.trust_store, settings.index_name))
                               for family in FAMILIES.values()))
 
 
@@ -359,12 +356,13 @@ def ca_to_trust(settings: Settings) -> bytes | None:
 @host_task
 def install(host):
     """Issue the server certificate (from the local CA, made once) and put it on the host."""
-    facts = host.read_facts(["platform", *index.queries(host.settings),
+    facts = host.read_facts([PLATFORM.query(), *index.queries(host.settings),
                              *install_queries(host.settings)])
     index.check_identity(host, facts)
-    tls = prepare(host.settings, datetime.datetime.now(datetime.timezone.utc))
+    here = local.read(host.settings)
+    tls = prepare(host.settings, datetime.datetime.now(datetime.timezone.utc), here=here)
     plan = Plan()
-    plan.add(*tls.steps, index.identity_step(host.settings, facts),
+    plan.add(*tls.steps, index.identity_step(host.settings, facts, here.record),
              plan_install(host.settings, tls, facts))
     host.carry_out(plan)
 
@@ -377,7 +375,7 @@ def trust(host):
     family (update-ca-trust); a host that already trusts it is left alone. The index
     is the one deployed from this machine; --index NAME picks one of several.
     """
-    facts = host.read_facts(["platform", *trust_queries(host.settings)])
+    facts = host.read_facts([PLATFORM.query(), *trust_queries(host.settings)])
     plan = Plan()
     plan.add(plan_trust(host.settings, facts, ca_to_trust(host.settings), host.name))
     host.carry_out(plan)

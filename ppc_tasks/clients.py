@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from . import certs, credentials
 from .errors import TaskError
-from .facts import Facts, FileFacts
+from .facts import FILE, PIP, PLATFORM, TEXT, TOOL, Facts, FileFacts
 from .merging import (
     REPOSITORY,
     merge_netrc,
@@ -159,15 +159,15 @@ def queries(settings: Settings, can_sudo: bool) -> list[str]:
     names = dict.fromkeys(name for mac in (False, True)  # the platform is learned with them
                           for names in user_file_names(mac).values() for name in names)
     files = [query for name in names
-             for query in (f"text=~/{name}", f"file=~/{name}{BACKUP_SUFFIX}",
-                           f"file=~/{name}{CREATED_SUFFIX}")]
+             for query in (TEXT.query(f"~/{name}"), FILE.query(f"~/{name}{BACKUP_SUFFIX}"),
+                           FILE.query(f"~/{name}{CREATED_SUFFIX}"))]
     # The system bundle goes into a user's own when it cannot hold the index's CA: without
     # sudo, or where it never holds a local CA (macOS).
-    bundles = list(dict.fromkeys(f"text={family.trust_store.bundle}" for family in FAMILIES.values()
+    bundles = list(dict.fromkeys(TEXT.query(family.trust_store.bundle) for family in FAMILIES.values()
                                  if not can_sudo or not family.trust_store.bundle_holds_local))
-    return ["platform", *files, f"file=~/{user_bundle_name(settings)}",
-            *(f"tool={tool}" for tool in TOOL_STEPS.values()),
-            *certs.trust_queries(settings), *(["pip"] if can_sudo else []), *bundles]
+    return [PLATFORM.query(), *files, FILE.query(f"~/{user_bundle_name(settings)}"),
+            *(TOOL.query(tool) for tool in TOOL_STEPS.values()),
+            *certs.trust_queries(settings), *([PIP.query()] if can_sudo else []), *bundles]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ To choose a password yourself, edit it in that file and deploy again.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ from passlib.hash import sha512_crypt
 
 from . import state
 from .errors import TaskError
-from .plan import Change, Step, Unchanged
+from .plan import Change, LocalFile, Step, Unchanged
 from .settings import CACHE_PASSWORD_ENV, S3_SECRET_ENV, Settings
 
 
@@ -94,11 +95,11 @@ def backup_key(settings: Settings) -> bytes:
     return bytes.fromhex(credentials.backup_key)
 
 
-def client_account_is_new(settings: Settings) -> bool:
-    """Whether this deploy makes the client account of an index that has others: one
-    deployed when developer machines got an admin's password (the old default)."""
-    passwords = load(settings.secrets_path).passwords
-    return bool(passwords) and settings.client_user not in passwords
+def client_account_is_new(settings: Settings, kept: Credentials) -> bool:
+    """Whether this deploy makes the client account of an index that has others (kept:
+    secrets.json as read): one deployed when developer machines got an admin's password
+    (the old default)."""
+    return bool(kept.passwords) and settings.client_user not in kept.passwords
 
 
 def take_service_secrets(credentials: Credentials, settings: Settings, path: Path,
@@ -121,14 +122,16 @@ def take_service_secrets(credentials: Credentials, settings: Settings, path: Pat
     return taken
 
 
-def prepare(settings: Settings, fresh: bool = False,
-            environ: Mapping[str, str] = os.environ) -> tuple[Credentials, Step]:
+def prepare(settings: Settings, fresh: bool = False, environ: Mapping[str, str] = os.environ,
+            kept: Credentials | None = None) -> tuple[Credentials, Step]:
     """The credentials, completed in memory, and the step that saves them when anything
-    was generated or given (so --dry creates nothing). fresh (--new-identity) starts
-    again but for the services' secrets."""
+    was generated or given (so --dry creates nothing). kept: what secrets.json holds, as
+    read (else read now). fresh (--new-identity) starts again but for the services'
+    secrets."""
     path = settings.secrets_path
-    credentials = load(path) if not fresh else Credentials(**{
-        name: getattr(load(path), name) for name, _, _ in SERVICE_SECRETS})
+    kept = kept if kept is not None else load(path)
+    credentials = Credentials(**copy.deepcopy(asdict(kept))) if not fresh else Credentials(**{
+        name: getattr(kept, name) for name, _, _ in SERVICE_SECRETS})
     before = asdict(credentials)
     generated = complete(credentials, settings.accounts)
     new_key = not before["backup_key"]
@@ -154,7 +157,7 @@ def prepare(settings: Settings, fresh: bool = False,
     return credentials, Change(
         "index.secrets", done=f"{path}: {', '.join(done)} (mode 0600; the output never shows them)",
         would=f"{', '.join(would)} in {path}",
-        local=lambda: save(path, credentials))
+        local=[LocalFile(path, serialized(credentials))])
 
 
 class CredentialsError(TaskError):
@@ -196,6 +199,10 @@ def parse(path: Path, data) -> Credentials:
     return Credentials(**{key: data[key] for key in Credentials.__dataclass_fields__ if key in data})
 
 
+def serialized(credentials: Credentials) -> bytes:
+    return (json.dumps(asdict(credentials), indent=2, sort_keys=True) + "\n").encode()
+
+
 def save(path: Path, credentials: Credentials) -> None:
     """Readable by the operator only."""
-    state.write(path, (json.dumps(asdict(credentials), indent=2, sort_keys=True) + "\n").encode())
+    state.write(path, serialized(credentials))

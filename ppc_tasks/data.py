@@ -15,7 +15,16 @@ import datetime
 from dataclasses import dataclass, field
 
 from .errors import TaskError
-from .facts import Facts
+from .facts import (
+    CONTAINER,
+    DANGLING,
+    DATA_CONTAINER,
+    DOCKER,
+    IMAGE,
+    PLATFORM,
+    VOLUME,
+    Facts,
+)
 from .plan import Change, Command, Plan, Step, Unchanged
 from .render import script
 from .settings import DATA_DIR, Settings
@@ -44,10 +53,10 @@ class DataPlan:
 
 # -- deciding ------------------------------------------------------------------------------
 def queries(settings: Settings) -> list[str]:
-    return [f"volume={settings.data_volume}",
-            f"data-container={settings.data_container}:{DATA_DIR}",
-            f"dangling={settings.data_volume}", f"image={settings.data_image}",
-            f"container={settings.server_container}"]
+    return [VOLUME.query(settings.data_volume),
+            DATA_CONTAINER.query(f"{settings.data_container}:{DATA_DIR}"),
+            DANGLING.query(settings.data_volume), IMAGE.query(settings.data_image),
+            CONTAINER.query(settings.server_container)]
 
 
 def data_state(settings: Settings, facts: Facts) -> DataState:
@@ -166,7 +175,7 @@ def create(host):
     Also moves an index made before named volumes into one, keeping the old container.
     """
     settings = host.settings
-    facts = host.read_facts(["platform", "docker", *queries(settings)])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *queries(settings)])
     host.require_docker(facts)
     plan = Plan()
     plan.add(plan_data_step(settings, facts, facts.images[settings.data_image] is not None,
@@ -182,9 +191,9 @@ def destroy(host, confirm=""):
     serving from the volume while it disappears.
     """
     settings = host.settings
-    facts = host.read_facts(["platform", "docker", f"volume={settings.data_volume}",
-                             f"container={settings.server_container}",
-                             f"container={settings.data_container}"])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), VOLUME.query(settings.data_volume),
+                             CONTAINER.query(settings.server_container),
+                             CONTAINER.query(settings.data_container)])
     host.require_docker(facts)
     plan = Plan()
     plan.add(*plan_destroy(settings, facts, confirm))

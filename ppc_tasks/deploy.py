@@ -6,18 +6,30 @@ from __future__ import annotations
 
 import datetime
 
-from . import balancer, certs, credentials, data, image, index, nginx, server, storage
+from . import (
+    balancer,
+    certs,
+    credentials,
+    data,
+    image,
+    index,
+    local,
+    nginx,
+    server,
+    storage,
+)
 from .apply import Host
 from .bootstrap import plan_docker
 from .errors import TaskError
-from .facts import Facts
-from .plan import Plan, boot_step
+from .facts import DOCKER, IMAGE, PLATFORM, TEXT, UNIT, Facts
+from .local import LocalFacts
+from .plan import Change, Plan, boot_step
 from .settings import Settings
 from .wiring import host_task
 
 
 def queries(settings) -> list[str]:
-    return ["platform", "docker", "unit=docker", *index.queries(settings),
+    return [PLATFORM.query(), DOCKER.query(), UNIT.query("docker"), *index.queries(settings),
             *image.queries(settings), *data.queries(settings), *server.queries(settings),
             *certs.install_queries(settings), *certs.trust_queries(settings), *nginx.queries(settings)]
 
@@ -58,42 +70,49 @@ def carry_out_deploy(host: Host, facts: Facts, *, new_identity: bool = False, **
     """deploy's (and storage.migrate's) work once the facts are in: check, plan, apply."""
     host.require_docker(facts)
     index.check_identity(host, facts, new_identity)
-    new_client_account = credentials.client_account_is_new(host.settings)
+    here = local.read(host.settings)  # what this machine holds for the index, read once
+    new_client_account = credentials.client_account_is_new(host.settings, here.credentials)
     # Everything is decided before anything changes: a refusal leaves host and here as they were.
     plan = plan_deploy(host.settings, facts, datetime.datetime.now(datetime.timezone.utc),
-                       host.name, new_identity=new_identity, **options)
+                       host.name, here=here, new_identity=new_identity, **options)
     host.carry_out(plan)
     recap(host, new_client_account)
 
 
 def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_name: str, *,
-                skip_build: bool = False, rebuild: bool = False,
+                here: LocalFacts | None = None, skip_build: bool = False, rebuild: bool = False,
                 new_identity: bool = False, migrate_storage: bool = False) -> Plan:
     """Every step of a deploy, decided from the settings, the host's facts and what this
-    machine holds (the CA, the secrets: made in memory when missing). With
-    migrate_storage, the file store is copied into S3 before the server is replaced."""
+    machine holds (here: the CA, the secrets, the index's record; made in memory when
+    missing). With migrate_storage, the file store is copied into S3 before the server
+    is replaced."""
     if balancer.is_balancer(facts):
         raise TaskError(f"{host_name} is the index's balancer (balancer.deploy): an index "
                         f"host needs a host of its own")
     if not migrate_storage:
         storage.refuse_to_leave_packages_behind(settings, facts, host_name)
+    here = here or local.read(settings)
     plan = Plan()
     if new_identity:
         plan.add(index.set_aside(settings, now))
-    tls = certs.prepare(settings, now, fresh=new_identity)
-    creds, secrets = credentials.prepare(settings, fresh=new_identity)
-    plan.add(*tls.steps, secrets, index.identity_step(settings, facts),
-             boot_step("docker.boot", "docker", facts),
-             *image.plan_images(settings, facts, force=rebuild, skip=skip_build))
-    data_image = facts.images[settings.data_image] is not None or plan.notified("image.data")
-    plan.add(data.plan_data_step(settings, facts, data_image, now))
+    tls = certs.prepare(settings, now, fresh=new_identity, here=here)
+    creds, secrets = credentials.prepare(settings, fresh=new_identity, kept=here.credentials)
+    images = image.plan_images(settings, facts, force=rebuild, skip=skip_build)
+    built = image.rebuilt(images)
+    data_step = data.plan_data_step(
+        settings, facts, facts.images[settings.data_image] is not None or "data" in built, now)
+    plan.add(*tls.steps, secrets, index.identity_step(settings, facts, here.record),
+             boot_step("docker.boot", "docker", facts), *images, data_step)
     if migrate_storage:
-        plan.add(storage.plan_migration(settings, facts, plan,
-                                        server.render_config(settings, creds)))
-    serving = server.plan_server(settings, facts, plan, creds, host_name)
+        plan.add(storage.plan_migration(settings, facts, server.render_config(settings, creds),
+                                        server_image_built="server" in built))
+    serving = server.plan_server(settings, facts, creds, host_name,
+                                 image_built="server" in built,
+                                 data_made=isinstance(data_step, Change))
+    plan.add(*serving.steps)
     plan.add(certs.plan_install(settings, tls, facts),
              certs.plan_trust(settings, facts, tls.ca, host_name))
-    nginx.plan_nginx(settings, facts, plan, host_name, nginx.render_site(settings, serving.port))
+    plan.add(*nginx.plan_nginx(settings, facts, host_name, nginx.render_site(settings, serving.port)))
     plan.add(serving.retire)
     return plan
 
@@ -108,19 +127,19 @@ def rollback(host):
     next deploy puts back what the settings say.
     """
     settings = host.settings
-    facts = host.read_facts(["platform", "docker", *server.queries(settings),
-                             f"text={server.ROLLBACK_CONFIG}"])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *server.queries(settings),
+                             TEXT.query(server.ROLLBACK_CONFIG)])
     host.require_docker(facts)
     target = server.rollback_target(facts)
     if target is not None:  # is its image still there? (named only in the record)
-        facts.images.update(host.gather([f"image={target[0]}"]).images)
+        facts.images.update(host.gather([IMAGE.query(target[0])]).images)
     creds = credentials.load(settings.secrets_path)
     if settings.admins[0] not in creds.passwords:
         raise TaskError(f"the index's passwords are not in {settings.secrets_path}: roll back "
                         f"from the machine that deploys it")
     plan = Plan()
-    serving = server.plan_rollback(settings, facts, plan, creds, host.name)
-    nginx.plan_switch(settings, facts, plan, serving.port)
+    serving = server.plan_rollback(settings, facts, creds, host.name)
+    plan.add(*serving.steps, *nginx.plan_switch(settings, facts, serving.port))
     plan.add(serving.retire)
     host.carry_out(plan)
 

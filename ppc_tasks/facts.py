@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .docker import CONTEXT_LABEL, SPEC_LABEL
@@ -157,55 +158,143 @@ def parse_container(text: str) -> ContainerFacts | None:
         image=image)
 
 
+# -- the kinds of fact: each one's query token, its reader, and the answer a test writes --
+@dataclass(frozen=True)
+class Kind:
+    """One kind of fact: the token that asks files/sh/facts.sh for it (KIND or KIND=VALUE),
+    and how its answer (a tab-separated line: KIND VALUE FIELD...) goes into Facts.
+    Planners ask through `query`; unit tests write answers through `answer` and read
+    them with `parse`, as a run does."""
+
+    token: str
+    read: Callable[[Facts, str, list[str]], None]
+
+    def query(self, value: object = "") -> str:
+        return f"{self.token}={value}" if value != "" else self.token
+
+    def answer(self, value: object = "", *fields: str) -> str:
+        return "\t".join([self.token, str(value), *fields])
+
+
+def _field(answer: list[str], number: int) -> str:
+    return answer[number] if len(answer) > number else ""
+
+
+def _platform(facts: Facts, _: str, answer: list[str]) -> None:
+    os_words, systemd, user_ids, home = (answer + [""] * 4)[:4]
+    facts.platform = parse_platform(f"os={os_words}\nsystemd={systemd}\n")
+    facts.user_ids, facts.home = user_ids, home
+
+
+def _tool(facts: Facts, value: str, answer: list[str]) -> None:
+    path, version = _field(answer, 0), _field(answer, 1)
+    facts.tools[value] = (path, parse_version(version)) if path else None
+
+
+def _image(facts: Facts, value: str, answer: list[str]) -> None:
+    image_id, _, context = answer[0].partition("|")
+    facts.images[value] = None if answer[0] == "missing" else ImageFacts(image_id, context)
+
+
+def _volume_usage(facts: Facts, value: str, answer: list[str]) -> None:
+    numbers = [int(word) if word.isdigit() else 0 for word in (answer + ["0"] * 4)[:4]]
+    facts.volume_usage[value] = VolumeUsage(*numbers)
+
+
+def _file(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.files[value] = parse_file_state(answer[0])
+
+
+def _text(facts: Facts, value: str, answer: list[str]) -> None:
+    state = parse_file_state(answer[0])
+    if state.state is not None:
+        content = base64.b64decode(answer[1]) if len(answer) > 1 else b""
+        state = FileFacts(state.state, content=content)
+    facts.files[value] = state
+
+
+def _health(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.health[value] = answer[0] == "ok"
+    facts.health_report[value] = parse_health_report(_field(answer, 1))
+
+
+def _command(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.commands[value] = answer[0] == "yes"
+
+
+def _pip(facts: Facts, _: str, answer: list[str]) -> None:
+    facts.pip = parse_pip_versions(answer[0])
+
+
+def _docker(facts: Facts, _: str, answer: list[str]) -> None:
+    facts.docker = answer[0]
+
+
+def _unit(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.units[value] = (answer[0], _field(answer, 1))
+
+
+def _container(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.containers[value] = parse_container(answer[0])
+
+
+def _volume(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.volumes[value] = answer[0]
+
+
+def _data_container(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.data_containers[value] = (answer[0], _field(answer, 1))
+
+
+def _nginx(facts: Facts, _: str, answer: list[str]) -> None:
+    facts.nginx = (answer[0] == "yes", _field(answer, 1) == "yes")
+
+
+def _dangling(facts: Facts, value: str, _: list[str]) -> None:
+    facts.dangling.append(value)
+
+
+def _uid(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.uid_accounts[int(value)] = tuple(name for name in answer[0].split(",") if name)
+
+
+def _ports(facts: Facts, _: str, answer: list[str]) -> None:
+    facts.ports = {int(word, 16) for word in answer[0].split()}
+
+
+def _nginx_test(facts: Facts, _: str, answer: list[str]) -> None:
+    facts.nginx_test = (answer[0] == "ok", _field(answer, 1))
+
+
+PLATFORM = Kind("platform", _platform)  # os-release IDs, systemd?, the user's ids and home
+COMMAND = Kind("command", _command)  # is it on PATH?
+TOOL = Kind("tool", _tool)  # a developer tool of the connecting user: path and version
+PIP = Kind("pip", _pip)  # the versions of `python3 -m pip` and its Python
+DOCKER = Kind("docker", _docker)  # missing | running | stopped
+UNIT = Kind("unit", _unit)  # a systemd unit: enabled? active?
+IMAGE = Kind("image", _image)  # its ID and context-hash label
+CONTAINER = Kind("container", _container)  # spec label, state, port, health, mounts...
+VOLUME = Kind("volume", _volume)  # missing | empty | data
+VOLUME_USAGE = Kind("volume-usage", _volume_usage)  # bytes, files, projects, free bytes
+DATA_CONTAINER = Kind("data-container", _data_container)  # the volume it holds, an index?
+NGINX = Kind("nginx", _nginx)  # installed? running?
+DANGLING = Kind("dangling", _dangling)  # unattached volumes that hold an index
+FILE = Kind("file", _file)  # a file's mode, owner and sha256
+TEXT = Kind("text", _text)  # ... and its content
+UID = Kind("uid", _uid)  # the accounts with this numeric uid
+PORTS = Kind("ports", _ports)  # listening TCP ports
+NGINX_TEST = Kind("nginx-test", _nginx_test)  # does `nginx -t` pass? else its error
+HEALTH = Kind("health", _health)  # pypicloud's own /health, asked inside its container
+KINDS = {kind.token: kind for kind in (
+    PLATFORM, COMMAND, TOOL, PIP, DOCKER, UNIT, IMAGE, CONTAINER, VOLUME, VOLUME_USAGE,
+    DATA_CONTAINER, NGINX, DANGLING, FILE, TEXT, UID, PORTS, NGINX_TEST, HEALTH)}
+
+
 def parse(output: str) -> Facts:
     """Facts from facts.sh's output (one tab-separated line per answer)."""
     facts = Facts()
     for line in output.splitlines():
-        kind, value, *answer = line.split("\t") + [""]
-        if kind == "platform":
-            os_words, systemd, user_ids, home = (answer + [""] * 4)[:4]
-            facts.platform = parse_platform(f"os={os_words}\nsystemd={systemd}\n")
-            facts.user_ids, facts.home = user_ids, home
-        elif kind == "command":
-            facts.commands[value] = answer[0] == "yes"
-        elif kind == "tool":
-            path, version = (answer + [""])[:2]
-            facts.tools[value] = (path, parse_version(version)) if path else None
-        elif kind == "pip":
-            facts.pip = parse_pip_versions(answer[0] if answer else "")
-        elif kind == "docker":
-            facts.docker = answer[0]
-        elif kind == "unit":
-            facts.units[value] = (answer[0], answer[1] if len(answer) > 1 else "")
-        elif kind == "image":
-            image_id, _, context = answer[0].partition("|")
-            facts.images[value] = None if answer[0] == "missing" else ImageFacts(image_id, context)
-        elif kind == "container":
-            facts.containers[value] = parse_container(answer[0])
-        elif kind == "volume":
-            facts.volumes[value] = answer[0]
-        elif kind == "volume-usage":
-            numbers = [int(word) if word.isdigit() else 0 for word in (answer + ["0"] * 4)[:4]]
-            facts.volume_usage[value] = VolumeUsage(*numbers)
-        elif kind == "data-container":
-            facts.data_containers[value] = (answer[0], answer[1] if len(answer) > 1 else "")
-        elif kind == "nginx":
-            facts.nginx = (answer[0] == "yes", len(answer) > 1 and answer[1] == "yes")
-        elif kind == "dangling":
-            facts.dangling.append(value)
-        elif kind in ("file", "text"):
-            state = parse_file_state(answer[0])
-            if kind == "text" and state.state is not None:
-                content = base64.b64decode(answer[1]) if len(answer) > 1 else b""
-                state = FileFacts(state.state, content=content)
-            facts.files[value] = state
-        elif kind == "uid":
-            facts.uid_accounts[int(value)] = tuple(name for name in answer[0].split(",") if name)
-        elif kind == "ports":
-            facts.ports = {int(word, 16) for word in answer[0].split()}
-        elif kind == "nginx-test":
-            facts.nginx_test = (answer[0] == "ok", answer[1] if len(answer) > 1 else "")
-        elif kind == "health":
-            facts.health[value] = answer[0] == "ok"
-            facts.health_report[value] = parse_health_report(answer[1] if len(answer) > 1 else "")
+        token, value, *answer = line.split("\t") + [""]
+        if token in KINDS:
+            KINDS[token].read(facts, value, answer)
     return facts

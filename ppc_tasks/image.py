@@ -9,7 +9,7 @@ import tarfile
 from dataclasses import dataclass
 
 from . import docker
-from .facts import Facts
+from .facts import DOCKER, IMAGE, PLATFORM, Facts
 from .plan import Change, Command, Plan, Step, Unchanged, size
 from .render import DOCKER_DIR
 from .settings import PYPICLOUD_UID, Settings
@@ -100,7 +100,7 @@ def build_argv(build: ImageBuild, no_cache: bool) -> list[str]:
 
 
 def queries(settings: Settings) -> list[str]:
-    return [f"image={tag}" for build in image_builds(settings)
+    return [IMAGE.query(tag) for build in image_builds(settings)
             for tag in (build.tag, build.content_tag)]
 
 
@@ -133,12 +133,18 @@ def plan_images(settings: Settings, facts: Facts, *, force: bool = False,
     return steps
 
 
-def server_image(settings: Settings, facts: Facts, plan: Plan) -> tuple[str, str] | None:
+def rebuilt(steps: list[Step]) -> set[str]:
+    """The roles whose image these steps (plan_images') build: {"data", "server"}."""
+    return {step.step.split(".", 1)[1] for step in steps if isinstance(step, Change)}
+
+
+def server_image(settings: Settings, facts: Facts,
+                 building: bool = False) -> tuple[str, str] | None:
     """(the image the server container runs, what it is): by content when ppc-tasks built
-    it (or is about to), then its context hash; else (--skip-build) the image as named,
-    and its ID. None: there is none."""
+    it (or, building, is about to), then its context hash; else (--skip-build) the image
+    as named, and its ID. None: there is none."""
     build = next(build for build in image_builds(settings) if build.role == "server")
-    if plan.notified("image.server") or facts.images.get(build.content_tag) is not None:
+    if building or facts.images.get(build.content_tag) is not None:
         return build.content_tag, build.context_hash
     current = facts.images.get(settings.server_image)
     return (settings.server_image, current.context or current.id) if current else None
@@ -154,7 +160,7 @@ def build(host, force=False, verbose=False):
     output as it comes.
     """
     host.verbose = verbose
-    facts = host.read_facts(["platform", "docker", *queries(host.settings)])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *queries(host.settings)])
     host.require_docker(facts)
     plan = Plan()
     plan.add(*plan_images(host.settings, facts, force=force))

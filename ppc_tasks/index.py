@@ -16,13 +16,12 @@ import datetime
 import json
 from pathlib import Path
 
-from . import state
 from .errors import TaskError
-from .facts import Facts
-from .plan import Change, Step, Unchanged, file_step
+from .facts import DATA_CONTAINER, FILE, TEXT, VOLUME, Facts
+from .local import RECORD
+from .plan import Change, LocalFile, LocalMove, Step, Unchanged, file_step
 from .settings import DATA_DIR, Settings
 
-RECORD = "index.json"
 HOST_MARKER = "/etc/ppc-tasks/index"
 
 
@@ -117,8 +116,8 @@ def for_servers(settings: Settings) -> Settings:
 
 def queries(settings: Settings) -> list[str]:
     """What tells whether a host serves an index, and which one."""
-    return [f"text={HOST_MARKER}", f"file={settings.config_path}", f"volume={settings.data_volume}",
-            f"data-container={settings.data_container}:{DATA_DIR}"]
+    return [TEXT.query(HOST_MARKER), FILE.query(settings.config_path), VOLUME.query(settings.data_volume),
+            DATA_CONTAINER.query(f"{settings.data_container}:{DATA_DIR}")]
 
 
 def host_has_index(settings: Settings, facts: Facts) -> bool:
@@ -150,11 +149,12 @@ def check_identity(host, facts: Facts, new_identity: bool = False) -> None:
         raise TaskError(problem)
 
 
-def identity_step(settings: Settings, facts: Facts) -> Step:
-    """The index's names in its folder here, and on the host which index it serves."""
+def identity_step(settings: Settings, facts: Facts, recorded: dict | None) -> Step:
+    """The index's names in its folder here (recorded: its index.json as read), and on
+    the host which index it serves."""
     record = settings.server_state_dir / RECORD
     wanted = {"server_names": list(settings.server_names)}
-    record_is_current = record.exists() and json.loads(record.read_text()) == wanted
+    record_is_current = recorded == wanted
     folder = f"{settings.index_name} ({settings.server_state_dir})"
     marker = file_step("index.identity", HOST_MARKER, f"{settings.index_name}\n".encode(),
                        facts.file(HOST_MARKER), mode="644", owner="0:0", done=folder)
@@ -165,8 +165,7 @@ def identity_step(settings: Settings, facts: Facts) -> Step:
                   would=f"record the index {settings.index_name}: its names in {record}"
                         + (", its name on the host" if commands else ""),
                   commands=commands, diffs=marker.diffs if isinstance(marker, Change) else (),
-                  local=lambda: state.write(record, (json.dumps(wanted, indent=2) + "\n").encode(),
-                                            0o644))
+                  local=[LocalFile(record, (json.dumps(wanted, indent=2) + "\n").encode(), 0o644)])
 
 
 def set_aside(settings: Settings, now: datetime.datetime) -> Step:
@@ -179,4 +178,4 @@ def set_aside(settings: Settings, now: datetime.datetime) -> Step:
     return Change("index.new-identity",
                   done=f"the previous CA and passwords are kept in {aside}",
                   would=f"set {folder} aside as {aside}, then make a new CA and passwords",
-                  local=lambda: folder.rename(aside))
+                  local=[LocalMove(folder, aside)])

@@ -11,8 +11,8 @@ import re
 
 from . import certs
 from .errors import TaskError
-from .facts import Facts
-from .plan import Change, Command, Plan, Step, Unchanged, boot_step, file_step
+from .facts import CONTAINER, DOCKER, NGINX, PLATFORM, TEXT, UNIT, Facts
+from .plan import Change, Command, Handler, Plan, Step, Unchanged, boot_step, file_step
 from .render import render, script, script_argv
 from .settings import Settings
 from .system import nginx_service
@@ -45,8 +45,8 @@ def forwarded_port(facts: Facts) -> int | None:
 
 
 def queries(settings: Settings) -> list[str]:
-    return ["nginx", f"text={SITE_PATH}", "unit=nginx", f"container={settings.server_container}",
-            *certs.install_queries(settings), f"text={LOADED_PATH}"]
+    return [NGINX.query(), TEXT.query(SITE_PATH), UNIT.query(NGINX.query()), CONTAINER.query(settings.server_container),
+            *certs.install_queries(settings), TEXT.query(LOADED_PATH)]
 
 
 def loaded_files(settings: Settings) -> list[str]:
@@ -64,7 +64,7 @@ def runs_files_as_they_are(settings: Settings, facts: Facts) -> bool:
                for path, state in now.items())
 
 
-def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str, site: bytes) -> None:
+def plan_nginx(settings: Settings, facts: Facts, host_name: str, site: bytes) -> list[Step]:
     """nginx.install, nginx.site (the index's, or a balancer's), nginx.service (reloaded
     when notified), nginx.boot."""
     installed, running = facts.nginx
@@ -74,47 +74,48 @@ def plan_nginx(settings: Settings, facts: Facts, plan: Plan, host_name: str, sit
                         f"{host_name} is {facts.platform.os} ({family.name}): use it as a "
                         f"client (clients.configure, certs.trust)")
     if installed:
-        plan.add(Unchanged("nginx.install", "nginx is installed"))
+        steps: list[Step] = [Unchanged("nginx.install", "nginx is installed")]
     elif family is None:
         raise TaskError(f"cannot install nginx on {host_name} ({facts.platform.os}): "
                         f"install it by hand and run again")
     else:
-        plan.add(Change("nginx.install", done=f"installed nginx ({family.name} packages)",
+        steps = [Change("nginx.install", done=f"installed nginx ({family.name} packages)",
                         would=f"install nginx ({family.name} packages)",
-                        commands=[Command.of(*family.install_nginx)]))
-    plan.add(site_step(facts, site))
+                        commands=[Command.of(*family.install_nginx)])]
+    steps.append(site_step(facts, site))
     if running:
-        plan.add(reload_step(settings, facts, plan))
+        steps.append(reload_step(settings, facts))
     else:
         start = nginx_service(facts.platform).start
-        plan.add(Change("nginx.service", done="started nginx", would="start nginx",
-                        commands=[load_command(settings, facts, start)]))
-    plan.add(boot_step("nginx.boot", "nginx", facts))
+        steps.append(Change("nginx.service", done="started nginx", would="start nginx",
+                            commands=[load_command(settings, facts, start)]))
+    return [*steps, boot_step("nginx.boot", "nginx", facts)]
 
 
-def plan_switch(settings: Settings, facts: Facts, plan: Plan, upstream_port: int) -> None:
+def plan_switch(settings: Settings, facts: Facts, upstream_port: int) -> list[Step]:
     """For a server replaced on its own (server.deploy): point a running nginx's site at
     the new container. Without a site or a running nginx there is nothing to switch."""
     running = facts.nginx is not None and facts.nginx[1]
     if running and facts.file(SITE_PATH).state is not None:
-        plan.add(site_step(facts, render_site(settings, upstream_port)))
-        plan.add(reload_step(settings, facts, plan))  # after the site: it may notify the reload
+        return [site_step(facts, render_site(settings, upstream_port)),
+                reload_step(settings, facts)]
+    return []
 
 
-def reload_step(settings: Settings, facts: Facts, plan: Plan) -> Step:
-    """A graceful reload when an earlier step asked for one, or when nginx has not read
-    the files as they are (a run stopped before its reload); it returns once the new
-    configuration is live (files/sh/reload-nginx.sh)."""
-    if plan.notified("nginx.reload"):
-        why = "its site or certificate changes"
-    elif not runs_files_as_they_are(settings, facts):
-        why = "it has not loaded the site or certificate as they are"
-    else:
-        return Unchanged("nginx.service", "nginx is running with this configuration")
-    return Change("nginx.service", done=f"reloaded nginx ({why})", would=f"reload nginx: {why}",
-                  commands=[Command.of("nginx", "-t", failure="nginx rejects the new "
-                                                             "certificate"),
-                            reload_command(settings, facts)])
+def reload_step(settings: Settings, facts: Facts) -> Handler:
+    """A graceful reload when an earlier step asks for one (nginx.reload: the site, the
+    certificate), or when nginx has not read the files as they are (a run stopped before
+    its reload); it returns once the new configuration is live (files/sh/reload-nginx.sh)."""
+    def reload(why: str) -> Change:
+        return Change("nginx.service", done=f"reloaded nginx ({why})", would=f"reload nginx: {why}",
+                      commands=[Command.of("nginx", "-t", failure="nginx rejects the new "
+                                                                 "certificate"),
+                                reload_command(settings, facts)])
+
+    stale = not runs_files_as_they_are(settings, facts)
+    return Handler("nginx.service", "nginx.reload", reload("its site or certificate changes"),
+                   reload("it has not loaded the site or certificate as they are") if stale
+                   else Unchanged("nginx.service", "nginx is running with this configuration"))
 
 
 def reload_command(settings: Settings, facts: Facts) -> Command:
@@ -149,8 +150,6 @@ def configure(host):
     reloaded only when the site changed. Needs the certificate from certs.install (or
     tls_host_cert/tls_host_key).
     """
-    facts = host.read_facts(["platform", "docker", *queries(host.settings)])
-    plan = Plan()
-    plan_nginx(host.settings, facts, plan, host.name,
-               render_site(host.settings, serving_port(host.settings, facts)))
-    host.carry_out(plan)
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *queries(host.settings)])
+    host.carry_out(Plan(plan_nginx(host.settings, facts, host.name,
+                                   render_site(host.settings, serving_port(host.settings, facts)))))

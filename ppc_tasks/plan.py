@@ -1,10 +1,19 @@
 """Plans: what a task would change, as data; one executor applies a plan or shows it.
 
 Planners (in each collection's module) are pure functions of the settings and the
-facts: for every step they return a Change (what to run and why) or Unchanged. "No
-change" is simply no commands. `apply` runs the changes in order and reports each step;
-`show` prints them for `fab --dry`: the reason, a unified diff of every file (secrets
-redacted) and the exact commands, changing nothing anywhere.
+facts: for every step they return a Change (what to do and why) or Unchanged. A Change
+is data all through, so that `fab --dry` shows it and a unit test asserts it:
+
+- `local`: files this machine keeps for the index (LocalFile) and folders it sets aside
+  (LocalMove), done first;
+- `commands`: on the host, in order (Command: an argv list, its stdin given or streamed
+  from a file here, and what its failure means);
+- `gate`: a server that must answer before the step counts as done (HealthGate);
+- `undo`: what puts the host back when any of that fails, before the run stops.
+
+apply.py runs the changes in order and reports each step; `describe` gives what --dry
+prints: the reason, a unified diff of every file (secrets redacted), the exact commands,
+changing nothing anywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .facts import Facts, FileFacts, FileState
 from .render import script_argv
@@ -41,12 +51,55 @@ class Command:
     root: bool = True
     stdin: bytes = b""
     stdin_shown: str = ""  # what --dry says arrives on stdin ("2.1 kB")
-    failure: str = ""  # if set, a failure reads "<failure>: <the output's last lines>"
+    # If set, a failure reads "<failure>: <the output's last lines>", or the failure with
+    # the output in its place where it says {output}.
+    failure: str = ""
     shows_output: bool = False  # its output is worth watching (a build): --verbose streams it
+    stdin_file: Path | None = None  # a file here streamed to its stdin (an archive)
 
     @staticmethod
     def of(*argv: str, root: bool = True, stdin: bytes = b"", failure: str = "") -> Command:
         return Command(tuple(argv), root, stdin, size(stdin) if stdin else "", failure)
+
+    def failed(self, output: str) -> str:
+        if "{output}" in self.failure:
+            return self.failure.replace("{output}", output)
+        return f"{self.failure}: {output}"
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file this machine keeps for the index (the CA, its secrets, its record):
+    written atomically, with its mode from the start, in a 0700 folder."""
+
+    path: Path
+    content: bytes
+    mode: int = 0o600
+
+
+@dataclass(frozen=True)
+class LocalMove:
+    """Something of this machine set aside under another name, never deleted."""
+
+    source: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class HealthGate:
+    """A server container that must answer (files/sh/wait-healthy.sh): /health, and with
+    a login an authenticated /simple/ request. If it does not, the step fails with
+    `failure`, where {why} stands for the reason and its last log lines."""
+
+    container: str
+    seconds: int
+    failure: str
+    login: bytes = b""  # an admin's "user:password" line, sent on stdin
+
+    @property
+    def command(self) -> Command:
+        return Command(tuple(script_argv("wait-healthy", self.container, str(self.seconds))),
+                       stdin=self.login, stdin_shown="an admin's login" if self.login else "")
 
 
 @dataclass(frozen=True)
@@ -68,9 +121,9 @@ class Change:
     commands: Sequence[Command] = ()
     diffs: Sequence[FileDiff] = ()
     notifies: tuple[str, ...] = ()  # handlers later steps run because of this one
-    run: Callable | None = None  # doing that decides as it goes (health checks, rollback)
-    preview: Sequence[Command] = ()  # what --dry shows for a step that `run`s
-    local: Callable[[], None] | None = None  # writes on the operator's machine
+    local: Sequence[LocalFile | LocalMove] = ()  # done here, before the commands
+    gate: HealthGate | None = None  # must pass after the commands
+    undo: Sequence[Command] = ()  # run (each may fail) when the step fails, before the error
 
 
 @dataclass
@@ -79,7 +132,33 @@ class Unchanged:
     detail: str
 
 
-Step = Change | Unchanged
+@dataclass
+class Handler:
+    """A step that a change earlier in the plan asks for (its `notifies`), as Ansible's
+    handlers are: the executor decides from what it ran, --dry from what would run. Asked
+    for, it is `change`; else `otherwise` (Unchanged, or a change of its own reason)."""
+
+    step: str
+    listens: str
+    change: Change
+    otherwise: Change | Unchanged
+
+    def chosen(self, notified: set[str]) -> Change | Unchanged:
+        return self.change if self.listens in notified else self.otherwise
+
+
+Step = Change | Unchanged | Handler
+
+
+def resolved(steps: Sequence[Step]):
+    """The steps as they run: each handler as the changes before it decide."""
+    notified: set[str] = set()
+    for step in steps:
+        if isinstance(step, Handler):
+            step = step.chosen(notified)
+        if isinstance(step, Change):
+            notified.update(step.notifies)
+        yield step
 
 
 @dataclass
@@ -89,11 +168,9 @@ class Plan:
     def add(self, *steps: Step | None) -> None:
         self.steps.extend(step for step in steps if step is not None)
 
-    def notified(self, handler: str) -> bool:
-        return any(isinstance(step, Change) and handler in step.notifies for step in self.steps)
-
     def changes(self, step_prefix: str = "") -> list[Change]:
-        return [step for step in self.steps
+        """The changes the plan makes (handlers as the changes before them decide)."""
+        return [step for step in resolved(self.steps)
                 if isinstance(step, Change) and step.step.startswith(step_prefix)]
 
 
@@ -125,12 +202,24 @@ def unified_diff(diff: FileDiff) -> list[str]:
     return lines or [f"{diff.path}: only its mode or owner changes"]
 
 
+def shown_local(change: Change) -> list[str]:
+    lines = []
+    for local in change.local:
+        if isinstance(local, LocalFile):
+            lines.append(f"here: write {local.path} (mode {local.mode:o})")
+        else:
+            lines.append(f"here: move {local.source} to {local.target}")
+    return lines
+
+
 def shown_commands(change: Change, shown: Callable[[Sequence[str]], str]) -> list[str]:
     lines = []
-    for command in [*change.commands, *change.preview]:
+    for command in [*change.commands, *([change.gate.command] if change.gate else [])]:
         line = ("sudo " if command.root else "") + shown(command.argv)
         if command.stdin_shown:
             line += f" < {command.stdin_shown}"
+        elif command.stdin_file is not None:
+            line += f" < {command.stdin_file}"
         lines.append(f"$ {line}")
     return lines
 
@@ -138,12 +227,13 @@ def shown_commands(change: Change, shown: Callable[[Sequence[str]], str]) -> lis
 def describe(plan: Plan, shown: Callable[[Sequence[str]], str]) -> list[tuple[str, bool, str, list[str]]]:
     """(step, would change, line, details) for each step: what --dry prints."""
     rows = []
-    for step in plan.steps:
+    for step in resolved(plan.steps):
         if isinstance(step, Unchanged):
             rows.append((step.step, False, step.detail, []))
             continue
         details = [line for diff in step.diffs for line in unified_diff(diff)]
-        rows.append((step.step, True, step.would, details + shown_commands(step, shown)))
+        rows.append((step.step, True, step.would,
+                     details + shown_local(step) + shown_commands(step, shown)))
     return rows
 
 
@@ -194,7 +284,9 @@ def one_step(step: str, done: str, would: str, parts: Sequence[Step],
     return Change(step, done=done, would=would,
                   commands=[command for change in changes for command in change.commands] + list(extra),
                   diffs=[diff for change in changes for diff in change.diffs],
-                  notifies=tuple(name for change in changes for name in change.notifies))
+                  notifies=tuple(name for change in changes for name in change.notifies),
+                  local=[local for change in changes for local in change.local],
+                  undo=[command for change in changes for command in change.undo])
 
 
 def boot_step(step: str, unit: str, facts: Facts) -> Step:

@@ -19,15 +19,32 @@ import json
 import re
 from dataclasses import dataclass
 
-from . import credentials, docker, image, index, nginx
-from .apply import Host
+from . import credentials, docker, image, index, local, nginx
 from .credentials import Credentials
 from .errors import TaskError
-from .facts import ContainerFacts, Facts
-from .plan import REDACTED, Change, Command, Plan, Step, Unchanged, file_step
+from .facts import (
+    CONTAINER,
+    DOCKER,
+    PLATFORM,
+    PORTS,
+    TEXT,
+    UID,
+    VOLUME,
+    ContainerFacts,
+    Facts,
+)
+from .plan import (
+    REDACTED,
+    Change,
+    Command,
+    HealthGate,
+    Plan,
+    Step,
+    Unchanged,
+    file_step,
+)
 from .render import render, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, SERVER_PORT, Settings
-from .ssh import last_lines
 from .wiring import host_task
 
 CONTAINER_CONFIG_DIR = "/etc/pypicloud"  # the image's CMD reads config.ini here
@@ -53,9 +70,10 @@ UNLIMITED_BODY = 2 ** 62
 
 @dataclass
 class Serving:
-    """What plan_server leaves for the steps after it."""
+    """The server's steps, and what they leave for the steps after them."""
 
     port: int  # where the server answers once the plan ran: nginx's upstream
+    steps: list[Step]  # server.recover, server.config, server.container
     retire: Change | None = None  # the last step: remove the container nginx left
 
 
@@ -171,10 +189,10 @@ def container_action(current: ContainerFacts | None, spec: str, config_changed: 
 
 def queries(settings: Settings) -> list[str]:
     name = settings.server_container
-    return [f"container={name}", f"container={name}{NEXT_SUFFIX}",
-            f"container={name}{PREVIOUS_SUFFIX}", f"text={settings.config_path}",
-            f"volume={settings.data_volume}", *image.queries(settings), "ports",
-            f"text={ROLLBACK_CONTAINER}", f"uid={PYPICLOUD_UID}", *nginx.queries(settings)]
+    return [CONTAINER.query(name), CONTAINER.query(f"{name}{NEXT_SUFFIX}"),
+            CONTAINER.query(f"{name}{PREVIOUS_SUFFIX}"), TEXT.query(settings.config_path),
+            VOLUME.query(settings.data_volume), *image.queries(settings), PORTS.query(),
+            TEXT.query(ROLLBACK_CONTAINER), UID.query(PYPICLOUD_UID), *nginx.queries(settings)]
 
 
 def refuse_shared_uid(facts: Facts, host_name: str) -> None:
@@ -198,83 +216,82 @@ def check_port_free(settings: Settings, ports_in_use: set[int], port: int,
                         f"listens there or set ppc.port")
 
 
-def plan_recovery(settings: Settings, facts: Facts,
-                  plan: Plan) -> tuple[ContainerFacts | None, set[int]]:
-    """Finish or undo what an interrupted deploy left; returns the live container after
-    that, and the ports it frees."""
+def plan_recovery(settings: Settings,
+                  facts: Facts) -> tuple[list[Step], ContainerFacts | None, set[int]]:
+    """Finish or undo what an interrupted deploy left: its steps, the live container
+    after them, and the ports they free."""
+    steps: list[Step] = []
     name = settings.server_container
     live, candidate = facts.containers[name], facts.containers[name + NEXT_SUFFIX]
     previous = facts.containers[name + PREVIOUS_SUFFIX]
     if candidate is not None and candidate.running and candidate.port == nginx.forwarded_port(facts):
-        plan.add(Change(
+        steps.append(Change(
             "server.recover", done=f"finished the switch to {name}{NEXT_SUFFIX}, which an "
                                    f"interrupted deploy had made", would=f"finish the switch "
             f"to {name}{NEXT_SUFFIX}, which an interrupted deploy had made",
             # The run may have stopped between writing the site and reloading nginx.
             commands=[*([nginx.reload_command(settings, facts)] if facts.nginx and facts.nginx[1] else []),
                       Command.of(*retire_argv(settings, name + NEXT_SUFFIX))]))
-        return candidate, {live.port} if live else set()
+        return steps, candidate, {live.port} if live else set()
     if candidate is not None:
         # config.ini may already be the new one: the replacement below starts with it.
-        plan.add(Change(
+        steps.append(Change(
             "server.recover", done=f"removed {name}{NEXT_SUFFIX}, which an interrupted deploy "
                                    f"was starting",
             would=f"remove {name}{NEXT_SUFFIX}, which an interrupted deploy was starting",
             commands=[Command.of("docker", "rm", "--force", name + NEXT_SUFFIX)]))
     freed = {candidate.port} if candidate else set()
     if previous is not None:  # left by a release before blue/green
-        plan.add(Change(
+        steps.append(Change(
             "server.recover", done=f"put back {name}, which an interrupted deploy was replacing",
             would=f"put back {name}, which an interrupted deploy was replacing",
             commands=[*([Command.of("docker", "rm", "--force", name)] if live else []),
                       Command.of(*script_argv("restore-previous", settings.config_path)),
                       Command.of("docker", "rename", name + PREVIOUS_SUFFIX, name),
                       Command.of("docker", "start", name)],
-            run=lambda host: raise_unless_healthy(host, name, "was put back but")))
-        return ContainerFacts(previous.spec, True, previous.port), freed
-    return live, freed
+            gate=health_gate(settings, name, f"server container {name} was put back but {{why}}")))
+        return steps, ContainerFacts(previous.spec, True, previous.port), freed
+    return steps, live, freed
 
 
-def plan_server(settings: Settings, facts: Facts, plan: Plan, creds: Credentials,
-                host_name: str) -> Serving:
+def plan_server(settings: Settings, facts: Facts, creds: Credentials, host_name: str, *,
+                image_built: bool = False, data_made: bool = False) -> Serving:
     """server.recover (after an interrupted deploy), server.config, server.container; a
-    replacement's server.retire is for the caller to add once nginx is switched."""
+    replacement's server.retire is for the caller to add once nginx is switched.
+    image_built: the plan builds the server image first; data_made: it makes the data
+    volume first."""
     name = settings.server_container
     refuse_shared_uid(facts, host_name)
-    live, freed = plan_recovery(settings, facts, plan)
-    server_image = image.server_image(settings, facts, plan)
+    steps, live, freed = plan_recovery(settings, facts)
+    server_image = image.server_image(settings, facts, building=image_built)
     if server_image is None:
         raise TaskError(f"image {settings.server_image} is missing: run image.build first")
     image_ref, identity = server_image
-    if facts.volumes[settings.data_volume] == "missing" and not plan.changes("data."):
+    if facts.volumes[settings.data_volume] == "missing" and not data_made:
         raise TaskError(f"the data volume {settings.data_volume} is missing: run data.create first")
 
     config = render_config(settings, creds)
     config_step = config_file_step(settings, facts, config)
     spec = container_spec(settings, image_ref, identity, config)
-    action = container_action(live, spec, isinstance(config_step, Change),
-                              plan.notified("image.server"))
+    action = container_action(live, spec, isinstance(config_step, Change), image_built)
     if action is None:
-        plan.add(config_step, Unchanged("server.container", f"{name} is running and up to date"))
-        return Serving(live.port)
+        return Serving(live.port, [*steps, config_step, Unchanged(
+            "server.container", f"{name} is running and up to date")])
     if action == "start":
-        plan.add(config_step, Change("server.container", done=f"started {name}",
-                                     would=f"start {name}",
-                                     commands=[Command.of("docker", "start", name)],
-                                     run=lambda host: raise_unless_healthy(host, name, "")))
-        return Serving(live.port)
+        return Serving(live.port, [*steps, config_step, Change(
+            "server.container", done=f"started {name}", would=f"start {name}",
+            commands=[Command.of("docker", "start", name)], gate=health_gate(settings, name))])
     login = login_line(settings, creds)
     if live is None:
         check_port_free(settings, facts.ports - freed, settings.port, host_name)
-        plan.add(config_step, Change(
+        return Serving(settings.port, [*steps, config_step, Change(
             "server.container", done=f"created {name}, answering on 127.0.0.1:{settings.port}",
             would=f"create {name}", commands=[Command.of(*run_argv(settings, image_ref, spec))],
-            run=lambda host: raise_unless_healthy(host, name, "", login)))
-        return Serving(settings.port)
-    plan.add(config_step)
+            gate=health_gate(settings, name, login=login))])
     why = action.split(": ", 1)[1]
-    return plan_replacement(settings, facts.ports - freed, plan, live, image_ref, spec, login,
-                            f"recreated {name} ({why})", f"recreate {name}: {why}", host_name)
+    return plan_replacement(settings, facts.ports - freed, [*steps, config_step], live, image_ref,
+                            spec, login, f"recreated {name} ({why})", f"recreate {name}: {why}",
+                            host_name)
 
 
 def config_file_step(settings: Settings, facts: Facts, config: bytes) -> Step:
@@ -286,21 +303,26 @@ def config_file_step(settings: Settings, facts: Facts, config: bytes) -> Step:
                      redact=redact_config)
 
 
-def plan_replacement(settings: Settings, ports_in_use: set[int], plan: Plan,
+def plan_replacement(settings: Settings, ports_in_use: set[int], steps: list[Step],
                      live: ContainerFacts, image_ref: str, spec: str, login: bytes, done: str,
                      would: str, host_name: str) -> Serving:
-    """server.container: the replacement starts beside the live one and must answer;
-    and server.retire, for the caller to add once nginx serves from the new one."""
+    """After `steps`, server.container: the replacement starts beside the live one and
+    must answer; and server.retire, for the caller to add once nginx serves from it."""
     name, next_name = settings.server_container, settings.server_container + NEXT_SUFFIX
     port = replacement_port(settings, live)
     check_port_free(settings, ports_in_use, port, host_name)
-    start = Command.of(*run_argv(settings, image_ref, spec, name=next_name, port=port))
-    plan.add(Change(
+    kept = "the running one kept serving, with its config.ini"
+    replacement = Change(
         "server.container", done=f"{done}: {next_name} answers on 127.0.0.1:{port}",
         would=f"{would}; {next_name} starts beside it on 127.0.0.1:{port}",
-        run=lambda host: start_replacement(host, start, login),
-        preview=[start, wait_command(settings, next_name)]))
-    return Serving(port, Change(
+        commands=[Command.of(*run_argv(settings, image_ref, spec, name=next_name, port=port),
+                             failure=f"the new server container did not start: {{output}}; {kept}")],
+        gate=health_gate(settings, next_name, f"the new server container {{why}}; {kept}", login),
+        # A replacement that does not answer goes, and config.ini is put back: the live
+        # container never stopped serving.
+        undo=[Command.of("docker", "rm", "--force", next_name),
+              Command.of(*script_argv("restore-previous", settings.config_path))])
+    return Serving(port, [*steps, replacement], Change(
         "server.retire", done=f"removed the old {name} (kept for rollback); {next_name} is "
                               f"{name} now",
         would=f"remove the old {name} once nginx's old workers are done, keeping what it ran "
@@ -322,12 +344,12 @@ def rollback_target(facts: Facts) -> tuple[str, str] | None:
     return (image_ref, spec) if image_ref and spec else None
 
 
-def plan_rollback(settings: Settings, facts: Facts, plan: Plan, creds: Credentials,
+def plan_rollback(settings: Settings, facts: Facts, creds: Credentials,
                   host_name: str) -> Serving:
     """server.config and server.container back to what the last replacement retired,
     with the same switch as a deploy; what runs now becomes the rollback target."""
     refuse_shared_uid(facts, host_name)
-    live, freed = plan_recovery(settings, facts, plan)
+    steps, live, freed = plan_recovery(settings, facts)
     target = rollback_target(facts)
     config = facts.file(ROLLBACK_CONFIG).content
     if live is None:
@@ -340,51 +362,19 @@ def plan_rollback(settings: Settings, facts: Facts, plan: Plan, creds: Credentia
         raise TaskError(f"the rollback target's image {image_ref} is no longer on {host_name}")
     config_step = config_file_step(settings, facts, with_current_accounts(config, settings, creds))
     if live.spec == spec and not isinstance(config_step, Change):
-        plan.add(config_step, Unchanged("server.container", f"{settings.server_container} "
-                                                            f"runs the rollback target"))
-        return Serving(live.port)
-    plan.add(config_step)
-    return plan_replacement(settings, facts.ports - freed, plan, live, image_ref, spec,
-                            login_line(settings, creds), f"rolled back to {image_ref}",
+        return Serving(live.port, [*steps, config_step, Unchanged(
+            "server.container", f"{settings.server_container} runs the rollback target")])
+    return plan_replacement(settings, facts.ports - freed, [*steps, config_step], live,
+                            image_ref, spec, login_line(settings, creds),
+                            f"rolled back to {image_ref}",
                             f"roll back to {image_ref} and its config.ini", host_name)
 
 
-# -- doing ---------------------------------------------------------------------------------
-def wait_command(settings: Settings, name: str) -> Command:
-    return Command(tuple(script_argv("wait-healthy", name, str(settings.start_timeout))),
-                   stdin_shown="an admin's login")
-
-
-def wait_healthy(host: Host, name: str, login: bytes = b"") -> str | None:
-    """None once the server in `name` answers (given a login, an authenticated request
-    too); else why not, with its last log lines."""
-    result = host.run(wait_command(host.settings, name).argv, root=True, stdin=login,
-                      check=False)
-    if result.ok:
-        return None
-    reason, _, logs = result.stdout.partition("\n")
-    return f"{reason or 'did not start'}; its last log lines: {last_lines(logs, 5) or '(none)'}"
-
-
-def raise_unless_healthy(host: Host, name: str, context: str, login: bytes = b"") -> None:
-    failure = wait_healthy(host, name, login)
-    if failure:
-        raise TaskError(f"server container {name} {context + ' ' if context else ''}{failure}")
-
-
-def start_replacement(host: Host, start: Command, login: bytes) -> None:
-    """Start the replacement beside the live container; if it does not answer, remove
-    it and put config.ini back: the live one never stopped serving."""
-    settings = host.settings
-    next_name = settings.server_container + NEXT_SUFFIX
-    started = host.run(start.argv, root=True, check=False)
-    failure = wait_healthy(host, next_name, login) if started.ok else last_lines(started.stderr, 1)
-    if failure is None:
-        return
-    host.run(["docker", "rm", "--force", next_name], root=True, check=False)
-    host.run(script_argv("restore-previous", settings.config_path), root=True)
-    raise TaskError(f"the new server container {failure}; "
-                    f"the running one kept serving, with its config.ini")
+def health_gate(settings: Settings, name: str, failure: str = "", login: bytes = b"") -> HealthGate:
+    """The server in `name` must answer within start_timeout (with a login, an admin's
+    authenticated request too)."""
+    return HealthGate(name, settings.start_timeout, failure or f"server container {name} {{why}}",
+                      login)
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -400,14 +390,15 @@ def deploy(host):
     one never stopped. The packages stay in the data volume.
     """
     settings = host.settings
-    facts = host.read_facts(["platform", "docker", *index.queries(settings), *queries(settings)])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *index.queries(settings), *queries(settings)])
     host.require_docker(facts)
     index.check_identity(host, facts)
     plan = Plan()
-    creds, secrets = credentials.prepare(host.settings)
-    plan.add(secrets, index.identity_step(host.settings, facts))
-    serving = plan_server(host.settings, facts, plan, creds, host.name)
-    nginx.plan_switch(host.settings, facts, plan, serving.port)
+    here = local.read(host.settings)
+    creds, secrets = credentials.prepare(host.settings, kept=here.credentials)
+    plan.add(secrets, index.identity_step(host.settings, facts, here.record))
+    serving = plan_server(host.settings, facts, creds, host.name)
+    plan.add(*serving.steps, *nginx.plan_switch(host.settings, facts, serving.port))
     plan.add(serving.retire)
     host.carry_out(plan)
 
@@ -419,7 +410,7 @@ def remove(host):
     A replacement a stopped deploy left beside it (pypicloud-next) is removed too.
     """
     names = [host.settings.server_container + suffix for suffix in ("", NEXT_SUFFIX)]
-    facts = host.read_facts(["platform", "docker", *(f"container={name}" for name in names)])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *(CONTAINER.query(name) for name in names)])
     host.require_docker(facts)
     plan = Plan()
     present = [name for name in names if facts.containers[name] is not None]

@@ -18,8 +18,8 @@ from invoke.exceptions import Exit
 
 from . import balancer, certificates, certs, credentials, deploy, image, nginx, server
 from .apply import AUDIT_LOG, Host
-from .facts import Facts
-from .plan import Plan, counted
+from .facts import HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
+from .plan import counted
 from .settings import DATA_DIR, Settings
 from .wiring import first_call, host_task, on_each_host, print_table, settings_of
 
@@ -35,8 +35,8 @@ class Check:
 
 
 def queries(settings: Settings) -> list[str]:
-    return [*deploy.queries(settings), f"volume-usage={settings.data_volume}",
-            f"health={settings.server_container}", "nginx-test"]
+    return [*deploy.queries(settings), VOLUME_USAGE.query(settings.data_volume),
+            HEALTH.query(settings.server_container), NGINX_TEST.query()]
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def check_config(settings: Settings, facts: Facts, creds: credentials.Credential
         return Check("config", False, f"{settings.config_path} differs from what the settings "
                                       f"render (edited by hand? deploy puts it right)")
     container = facts.containers[settings.server_container]
-    image_ref, identity = image.server_image(settings, facts, Plan()) or ("", "")
+    image_ref, identity = image.server_image(settings, facts) or ("", "")
     if container is None or container.spec != server.container_spec(settings, image_ref,
                                                                      identity, wanted):
         return Check("config", False, "the server does not run with this config.ini and "

@@ -14,7 +14,7 @@ import re
 from . import image, server
 from .errors import TaskError
 from .facts import Facts
-from .plan import Change, Command, Plan, Step, Unchanged
+from .plan import Change, Command, Step, Unchanged
 from .render import script
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
 
@@ -48,15 +48,16 @@ def migrate_argv(settings: Settings, image_ref: str) -> list[str]:
             f"{server.CONTAINER_CONFIG_DIR}/config.ini"]
 
 
-def plan_migration(settings: Settings, facts: Facts, plan: Plan, config: bytes) -> Step:
+def plan_migration(settings: Settings, facts: Facts, config: bytes,
+                   server_image_built: bool = False) -> Step:
     """Copy the file store into S3, before the server is replaced by one on S3: with the
-    image that server will run (built earlier in the plan)."""
+    image that server will run (built earlier in the plan, when server_image_built)."""
     if not needs_migration(settings, facts):
         now = configured_storage(settings, facts)
         return Unchanged("storage.migrate", f"the index keeps its packages in S3 (bucket "
                                             f"{settings.s3_bucket})" if now == "s3" else
                          "there is no file store to move")
-    server_image, _ = image.server_image(settings, facts, plan)
+    server_image, _ = image.server_image(settings, facts, building=server_image_built)
     where = f"S3 bucket {settings.s3_bucket}"
     return Change("storage.migrate",
                   done=f"copied every package of the file store into the {where} (the file "

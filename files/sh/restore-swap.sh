@@ -3,9 +3,9 @@
 # only if the server answers from it. Stop CONTAINER, swap (STORE_SCRIPT is
 # restore-volume.py, run in a throwaway container of IMAGE), start it and wait until it
 # answers the login (WAIT_SCRIPT is wait-healthy.sh); then drop the old store, or put it
-# back and start the server on it again. Prints "restored", or "kept the old store: WHY"
-# and the server's last log lines. Once it runs, a lost SSH connection (a killed fab)
-# does not stop it halfway.
+# back and start the server on it again. Prints "restored", or (last) "kept the old
+# store: WHY". Once it runs, a lost SSH connection (a killed fab) does not stop it
+# halfway.
 set -u
 trap '' HUP INT TERM PIPE
 container=$1 volume=$2 image=$3 seconds=$4 store_script=$5 wait_script=$6
@@ -29,4 +29,4 @@ if why=$(printf '%s\n' "$login" | sh -c "$wait_script" wait-healthy "$container"
     echo restored
     exit 0
 fi
-put_back "the server did not answer from the restored store: $why"
+put_back "the server did not answer from the restored store: $(printf '%s\n' "$why" | head -n 1)"

@@ -222,9 +222,9 @@ def test_a_restore_stages_then_swaps_while_the_old_store_waits(settings, archive
     plan = backup.plan_restore(settings, restore_facts(0), archive, summary, "", LOGIN, "h")
     steps = plan.changes()
     assert [step.step for step in steps] == ["restore.stage", "restore.data"]
-    stage, swap = steps[0].preview[0], steps[1].preview[0]
+    stage, swap = steps[0].commands[0], steps[1].commands[0]
     assert stage.argv[:6] == ("docker", "run", "--rm", "-i", "--user", "0")
-    assert stage.argv[-1] == "stage" and stage.stdin_shown == str(archive)
+    assert stage.argv[-1] == "stage" and stage.stdin_file == archive
     assert swap.argv[3] == "restore-swap" and swap.stdin_shown == "an admin's login"
     assert all(b"pw" not in part.encode() for part in swap.argv)
 

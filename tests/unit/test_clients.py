@@ -6,6 +6,8 @@ import tomllib
 from ppc_tasks import certs, clients, merging, packages
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import (
+    TEXT,
+    TOOL,
     Facts,
     FileFacts,
     FileState,
@@ -161,7 +163,7 @@ def test_a_mac_trusts_the_ca_in_its_keychain_and_gives_pip_and_twine_a_bundle(se
     assert steps["clients.ca-bundle"].diffs[0].path == bundle
     assert parsed(steps["clients.pip"].diffs[0].new.decode())["global"]["cert"] == bundle
     assert parsed(steps["clients.pypirc"].diffs[0].new.decode())["internal"]["ca_cert"] == bundle
-    assert "text=/etc/ssl/cert.pem" in clients.queries(settings, can_sudo=True)
+    assert TEXT.query("/etc/ssl/cert.pem") in clients.queries(settings, can_sudo=True)
 
 
 # -- uv, Poetry, PDM -----------------------------------------------------------------------
@@ -363,8 +365,8 @@ def test_poetry_and_pdm_settings_live_in_application_support_on_a_mac(settings):
     assert names["clients.pdm"] == ("Library/Application Support/pdm/config.toml",)
     assert names["clients.uv"] == (".config/uv/uv.toml", ".netrc")
     queries = clients.queries(settings, can_sudo=True)
-    assert "text=~/Library/Application Support/pdm/config.toml" in queries
-    assert "text=~/.config/pdm/config.toml" in queries
+    assert TEXT.query("~/Library/Application Support/pdm/config.toml") in queries
+    assert TEXT.query("~/.config/pdm/config.toml") in queries
     facts = Facts(platform=parse_platform("os=macos\nsystemd=0"), home="/Users/dev",
                   user_ids="501:20", files={f"~/{name}": FileFacts(None)
                                             for names in names.values() for name in names})
@@ -375,7 +377,8 @@ def test_poetry_and_pdm_settings_live_in_application_support_on_a_mac(settings):
 
 
 def test_the_probe_reports_tools_and_uv_version():
-    facts = parse("tool\tuv\t/home/dev/.local/bin/uv\t0.13.9\ntool\tpdm\t\t\n")
+    facts = parse(TOOL.answer("uv", "/home/dev/.local/bin/uv", "0.13.9") + "\n"
+                  + TOOL.answer("pdm", "", ""))
     assert facts.tools == {"uv": ("/home/dev/.local/bin/uv", (0, 13, 9)), "pdm": None}
 
 

@@ -85,7 +85,7 @@ def test_text_facts_carry_the_content_and_home_is_the_users(tmp_path, monkeypatc
 
 
 def test_listening_ports_come_from_proc_net_tcp():
-    facts = facts_module.parse("ports\t\t0BD7 01BB \n")
+    facts = facts_module.parse(facts_module.PORTS.answer("", "0BD7 01BB ") + "\n")
     assert facts.ports == {3031, 443}
 
 

@@ -5,7 +5,6 @@ import pytest
 from ppc_tasks import nginx
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import Facts
-from ppc_tasks.plan import Plan
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
 
@@ -65,4 +64,4 @@ def test_an_index_is_served_only_from_the_families_ppc_tasks_knows_nginx_on(tmp_
     with pytest.raises(TaskError, match=r"^ppc-tasks serves an index from Debian/Ubuntu and "
                                         r"RHEL/Fedora hosts; box is arch \(arch\): use it as a "
                                         r"client"):
-        nginx.plan_nginx(settings, facts, Plan(), "box", b"site")
+        nginx.plan_nginx(settings, facts, "box", b"site")

@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from ppc_tasks import certs, credentials, deploy, image, index, nginx, server
+from ppc_tasks import apply, certs, credentials, deploy, image, index, nginx, server
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, ImageFacts
 from ppc_tasks.plan import Change, Plan, Unchanged, describe, unified_diff
@@ -34,8 +34,8 @@ def deployed_here(tmp_path) -> Settings:
                                      "state_dir": str(tmp_path / "state")}, host=None)
     plan = deploy.plan_deploy(settings, fresh_facts(settings), NOW, "h")
     for step in plan.steps:
-        if isinstance(step, Change) and step.local:
-            step.local()
+        if isinstance(step, Change):
+            apply.do_here(step.local)
     return settings
 
 
@@ -92,7 +92,7 @@ def loaded(settings, facts):
 
 
 def changed(plan) -> list[str]:
-    return [step.step for step in plan.steps if isinstance(step, Change)]
+    return [step.step for step in plan.changes()]  # handlers as the changes before decide
 
 
 def test_a_host_as_the_settings_say_yields_no_command(settings):
@@ -125,7 +125,7 @@ def test_a_new_setting_changes_the_config_and_replaces_the_server_only(settings)
     container = plan.changes("server.container")[0]
     assert container.would == ("recreate pypicloud: config.ini changed; pypicloud-next starts "
                                "beside it on 127.0.0.1:3032")
-    assert container.run is not None and container.preview  # replaced with a health check
+    assert container.gate is not None  # replaced with a health check
     shown = "\n".join(line for _, _, _, details in describe(plan, " ".join) for line in details)
     assert "-pypi.fallback = redirect" in shown and "+pypi.fallback = none" in shown
     creds = credentials.load(settings.secrets_path)
@@ -147,7 +147,8 @@ def test_a_rebuild_replaces_the_server_with_the_new_image(settings):
 def test_a_replacement_starts_beside_the_live_server_then_nginx_switches(settings):
     plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"),
                               warm_facts(settings), NOW, "h")
-    start, wait = plan.changes("server.container")[0].preview
+    replacement = plan.changes("server.container")[0]
+    start, wait = replacement.commands[0], replacement.gate.command
     assert start.argv[:2] == ("docker", "run")
     assert ("--name", "pypicloud-next") == start.argv[start.argv.index("--name"):][:2]
     assert "127.0.0.1:3032:3031" in start.argv
@@ -173,7 +174,7 @@ def test_the_next_replacement_goes_back_to_the_first_port(settings):
     loaded(settings, facts)
     assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == []
     plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
-    assert "127.0.0.1:3031:3031" in plan.changes("server.container")[0].preview[0].argv
+    assert "127.0.0.1:3031:3031" in plan.changes("server.container")[0].commands[0].argv
     assert "server 127.0.0.1:3031;" in plan.changes("nginx.site")[0].diffs[0].new.decode()
 
 
@@ -181,7 +182,7 @@ def test_a_new_port_moves_the_server_and_reloads_nginx_after_nginx_t(settings):
     moved = dataclasses.replace(settings, port=4000)
     plan = deploy.plan_deploy(moved, warm_facts(settings), NOW, "h")
     assert changed(plan) == SWITCH[1:]
-    assert "127.0.0.1:4000:3031" in plan.changes("server.container")[0].preview[0].argv
+    assert "127.0.0.1:4000:3031" in plan.changes("server.container")[0].commands[0].argv
     site = plan.changes("nginx.site")[0]
     assert site.commands[0].argv[3] == "put-checked" and site.commands[0].argv[-2:] == ("nginx", "-t")
 
@@ -279,20 +280,20 @@ def rolled_back_facts(settings):
 
 
 def test_rollback_starts_the_retired_server_beside_the_live_one(settings):
-    plan = Plan()
     creds = credentials.load(settings.secrets_path)
-    serving = server.plan_rollback(settings, rolled_back_facts(settings), plan, creds, "h")
+    serving = server.plan_rollback(settings, rolled_back_facts(settings), creds, "h")
+    plan = Plan(serving.steps)
     assert changed(plan) == ["server.config", "server.container"]
     config = plan.changes("server.config")[0]
     # Its own settings, but today's accounts, password hashes and session keys.
     assert config.diffs[0].new == server.with_current_accounts(OLD_CONFIG, settings, creds)
     shown = "\n".join(unified_diff(config.diffs[0]))
     assert "pypi.fallback = none" in shown and creds.password_hashes["admin"] not in shown
-    start = plan.changes("server.container")[0].preview[0].argv
+    start = plan.changes("server.container")[0].commands[0].argv
     assert start[-1] == "ppc/pypicloud:1.3.12-0ld0ld0ld0ld"
     assert "ppc-tasks.spec-hash=0ldspec" in start and "127.0.0.1:3032:3031" in start
     assert serving.port == 3032 and serving.retire.step == "server.retire"
-    nginx.plan_switch(settings, rolled_back_facts(settings), plan, serving.port)
+    plan.add(*nginx.plan_switch(settings, rolled_back_facts(settings), serving.port))
     assert changed(plan) == ["server.config", "server.container", "nginx.site", "nginx.service"]
 
 
@@ -319,11 +320,11 @@ def test_a_rollback_serves_only_todays_accounts(settings):
 def test_rollback_needs_a_target_and_its_image(settings):
     creds = credentials.load(settings.secrets_path)
     with pytest.raises(TaskError, match="nothing to roll back to on h"):
-        server.plan_rollback(settings, warm_facts(settings), Plan(), creds, "h")
+        server.plan_rollback(settings, warm_facts(settings), creds, "h")
     facts = rolled_back_facts(settings)
     facts.images["ppc/pypicloud:1.3.12-0ld0ld0ld0ld"] = None
     with pytest.raises(TaskError, match="image ppc/pypicloud:1.3.12-0ld0ld0ld0ld is no longer on h"):
-        server.plan_rollback(settings, facts, Plan(), creds, "h")
+        server.plan_rollback(settings, facts, creds, "h")
 
 
 def test_nginx_is_reloaded_when_it_has_not_read_the_files_as_they_are(settings):
@@ -338,3 +339,18 @@ def test_nginx_is_reloaded_when_it_has_not_read_the_files_as_they_are(settings):
         "reload nginx: it has not loaded the site or certificate as they are")
     facts.files[nginx.LOADED_PATH] = FileFacts(None)  # deployed by a release before the record
     assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == ["nginx.service"]
+
+
+def test_a_handler_runs_only_when_an_earlier_change_asks_for_it():
+    """Notifications are data: a step declares them, the executor (and --dry) decides."""
+    from ppc_tasks.plan import Handler
+
+    reload = Change("nginx.service", done="reloaded nginx", would="reload nginx")
+    handler = Handler("nginx.service", "nginx.reload", reload,
+                      Unchanged("nginx.service", "nginx is running with this configuration"))
+    assert Plan([Unchanged("nginx.site", "as it is"), handler]).changes() == []
+    site = Change("nginx.site", done="written", would="write", notifies=("nginx.reload",))
+    assert Plan([site, handler]).changes() == [site, reload]
+    rows = describe(Plan([site, handler]), str)
+    assert [(step, would) for step, would, _, _ in rows] == [("nginx.site", True),
+                                                             ("nginx.service", True)]
