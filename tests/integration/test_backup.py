@@ -4,12 +4,14 @@ byte for byte. A damaged archive is refused and changes nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sqlite3
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from ppc_tasks import archives
 from tests.forged_archives import forged, rewritten, with_symlink
 
-from . import web
+from . import harness, web
 from .conftest import SERVER_NAME, SYSTEM_CA_BUNDLE, password_of
 
 PROJECTS = [f"ppc-drill-{number}" for number in range(1, 6)]
@@ -37,28 +39,75 @@ def files_of(host, ca, password: str, project: str, name: str = SERVER_NAME) -> 
     return web.files_of(host.address, project, ca=ca, name=name, auth=("dev", password))
 
 
+def built(files) -> dict[str, str]:
+    """{file name: sha256} of distributions this test built: what the index must give back."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+
+
 @pytest.fixture(scope="module")
 def drill(deployed, fab, operator_home, make_dists, tmp_path_factory):
-    """Host A (the shared server) with 30 releases, and a backup taken while uploads run."""
+    """Host A (the shared server) with 30 releases, and a backup taken while uploads run:
+    uploads finish before the backup starts, others go on while it runs, and more begin
+    only once it is done."""
     server = deployed.host
     ca = operator_home / "state" / SERVER_NAME / "ca.crt"
     password = password_of(operator_home, "dev")
+    expected = {name: {} for name in PROJECTS}
     for name in PROJECTS:
         for version in VERSIONS:
-            upload(server, ca, password, name, version, make_dists(name, version))
+            files = make_dists(name, version)
+            upload(server, ca, password, name, version, files)
+            expected[name].update(built(files))
+    assert sum(map(len, expected.values())) == 30
 
-    late = [("ppc-drill-late", f"0.{number}") for number in range(1, 16)]
-    late_files = {release: make_dists(*release) for release in late}
-    uploading = threading.Thread(target=lambda: [upload(server, ca, password, name, version,
-                                                        late_files[(name, version)])
-                                                 for name, version in late])
+    late = {}  # version -> (started, finished, built files); each upload checked in upload()
+    errors = []
+    backup_done = threading.Event()
+
+    def keep_uploading() -> None:
+        for number in range(1, 200):
+            version = f"0.{number}"
+            files = make_dists("ppc-drill-late", version)
+            started = time.monotonic()
+            try:
+                upload(server, ca, password, "ppc-drill-late", version, files)
+            except BaseException as error:  # noqa: BLE001  recorded, and the test fails on it
+                errors.append(f"{version}: {error}")
+                return
+            late[version] = (started, time.monotonic(), built(files))
+            if backup_done.is_set() and sum(start > backup_finished[0]
+                                            for start, _, _ in late.values()) >= 2:
+                return
+
+    backup_finished = [float("inf")]
+    uploading = threading.Thread(target=keep_uploading)
     uploading.start()
+    harness.wait_for(lambda: len(late) >= 2 or errors, "the first uploads", 60)
+    backup_started = time.monotonic()
     result = fab("backup", "--keep=3", host=server, settings=deployed.settings())
+    backup_finished[0] = time.monotonic()
+    backup_done.set()
     uploading.join()
+    assert errors == [], errors
     assert result.returncode == 0, result.stdout + result.stderr
     archive = re.search(r"backup\.archive\s+changed\s+(\S+\.tar\.gz):", result.stdout).group(1)
+    with tarfile.open(archive) as contents:
+        manifest = json.loads(contents.extractfile("manifest.json").read())
+    in_archive = {place.split("/")[1] for place in manifest["releases"].values()
+                  if place.startswith("ppc-drill-late/")}
+    before = {version for version, (_, finished, _) in late.items() if finished < backup_started}
+    after = {version for version, (started, _, _) in late.items() if started > backup_finished[0]}
+    # The snapshot saw every release done before the backup began, and none begun after
+    # it ended: uploads ran on both sides of it.
+    assert before and after and before <= in_archive and not after & in_archive, \
+        (sorted(before), sorted(in_archive), sorted(after))
+    built_late = {filename: sha256 for _, _, files in late.values()
+                  for filename, sha256 in files.items()}
+    expected["ppc-drill-late"] = {filename: built_late[filename] for filename, place
+                                  in manifest["releases"].items()
+                                  if place.startswith("ppc-drill-late/")}
     return {"archive": archive, "ca": ca, "password": password, "result": result,
-            "expected": {name: files_of(server, ca, password, name) for name in PROJECTS}}
+            "expected": expected, "late_in_archive": in_archive}
 
 
 def test_the_archive_is_private_consistent_and_verifies(drill, fab, deployed):
@@ -131,8 +180,8 @@ def test_every_release_comes_back_byte_for_byte_on_a_fresh_host(drill, restored,
     state = settings["state_dir"]
     ca_b = f"{state}/restore-b.test/ca.crt"
     password_b = json.loads(Path(f"{state}/restore-b.test/secrets.json").read_text())["passwords"]["dev"]
-    for name in PROJECTS:
-        assert files_of(host_b, ca_b, password_b, name, "restore-b.test") == drill["expected"][name]
+    for name, files in drill["expected"].items():  # every release of the snapshot, as built
+        assert files_of(host_b, ca_b, password_b, name, "restore-b.test") == files, name
 
     # A real client installs from B: pip verifies the sha256 B's pages give.
     client.exec(f"echo '{host_b.address} restore-b.test' >> /etc/hosts")

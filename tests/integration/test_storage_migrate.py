@@ -4,6 +4,7 @@ store stays until the operator removes it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -48,20 +49,24 @@ def files_of(host, ca: str, password: str, project: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def file_store_index(fab, host, operator_home, make_dists):
-    """The index as it starts: its own file store and sqlite, 20 releases uploaded."""
+    """The index as it starts: its own file store and sqlite, 20 releases uploaded.
+    {project: {file name: sha256}} of the files this test built and uploaded."""
     result = fab("deploy", host=host, settings=file_settings(host, operator_home))
     assert result.returncode == 0, result.stdout + result.stderr
     ca, password = secrets(operator_home)
+    built = {name: {} for name in PROJECTS}
     for name in PROJECTS:
         for version in VERSIONS:
             for path in make_dists(name, version):
+                built[name][path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
                 body, headers = web.upload_form({":action": "file_upload", "name": name,
                                                  "version": version}, path.name, path.read_bytes())
                 response = web.request(host.address, "/simple/", ca=ca, sni=INDEX, host=INDEX,
                                        method="POST", body=body, headers=headers,
                                        auth=("dev", password))
                 assert response.status == 200, (path.name, response)
-    return {name: files_of(host, ca, password, name) for name in PROJECTS}
+    assert sum(map(len, built.values())) == 40
+    return built
 
 
 def test_a_deploy_never_leaves_the_packages_behind(file_store_index, fab, engines, host,
@@ -93,13 +98,32 @@ def test_every_release_moves_into_s3_byte_for_byte(file_store_index, fab, engine
     assert steps(moved.stdout)["server.container"] == "changed"
     assert S3_SECRET not in moved.stdout + moved.stderr
 
-    # Every file is in the bucket and downloads (from it) with the same sha256.
+    # Every file is in the bucket.
     objects = bucket_listing(BUCKET)
     expected = {name for files in file_store_index.values() for name in files}
-    assert {name.rsplit("/", 1)[-1] for name in objects} == expected
+    assert len(expected) == 40 and {name.rsplit("/", 1)[-1] for name in objects} == expected
     ca, password = secrets(operator_home)
-    for name in PROJECTS:
-        assert files_of(host, ca, password, name) == file_store_index[name]
+
+    # The file store stays until the operator removes it.
+    kept = host.out("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
+                    "find /data/packages -type f ! -name '*.meta'")
+    assert len(kept.split()) == len(expected)
+
+    # With that copy out of the way, every file still downloads, as it was built: from
+    # the bucket (a download is a redirect to the store), never from the disk.
+    host.exec("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
+              "mv /data/packages /data/packages.aside")
+    try:
+        first = next(iter(file_store_index[PROJECTS[0]]))
+        download = web.request(host.address, f"/api/package/{PROJECTS[0]}/{first}", ca=ca,
+                               sni=INDEX, host=INDEX, auth=("dev", password))
+        assert download.status in (302, 303) and download.headers["location"].startswith(
+            settings["s3_endpoint_url"] + f"/{BUCKET}/"), download
+        for name in PROJECTS:
+            assert files_of(host, ca, password, name) == file_store_index[name]
+    finally:
+        host.exec("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
+                  "mv /data/packages.aside /data/packages")
 
     # pip installs from it, certificate verification on.
     client = start_host("moving-client", kind="client", add_hosts={INDEX: host.address})
@@ -110,10 +134,7 @@ def test_every_release_moves_into_s3_byte_for_byte(file_store_index, fab, engine
         + " ".join(f"{name}==2.1.0" for name in PROJECTS), check=False, env={"PW": password})
     assert install.returncode == 0, install.stdout + install.stderr
 
-    # The file store stays until the operator removes it; a second run changes nothing.
-    kept = host.out("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
-                    "find /data/packages -type f ! -name '*.meta'")
-    assert len(kept.split()) == len(expected)
+    # A second run changes nothing.
     again = fab("storage.migrate", host=host, settings=settings)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "done: 0 changed," in again.stdout, again.stdout

@@ -59,7 +59,8 @@ def downloading(deployed, operator_home, release):
             try:
                 page = request(deployed, operator_home, f"/simple/{PROJECT}/")
                 download = request(deployed, operator_home, path)
-            except OSError as error:
+            except Exception as error:  # noqa: BLE001  every failure counts: a body cut
+                # short mid-switch (IncompleteRead) is the very one a replacement could cause
                 loop.failures.append(f"{type(error).__name__}: {error}")
                 continue
             if page.status != 200 or download.status != 200:
@@ -183,8 +184,12 @@ def test_the_next_run_waits_for_a_command_a_killed_run_left_running(deployed, fa
                   background=True)
     time.sleep(3)
     assert waiting.poll() is None  # the killed run's retire.sh still runs on the host
+    ended = time.monotonic()
     host.exec("pkill -f '^nginx: worker process is shutting dow[n]'")
     out, err = waiting.communicate(timeout=120)
+    # It waited exactly as long as the left command ran: done seconds after it ended, not
+    # at the end of its 5 minutes.
+    assert time.monotonic() - ended < 60
 
     assert waiting.returncode == 0, out + err
     assert "done: 0 changed," in out, out  # the left command finished the switch
