@@ -13,7 +13,7 @@ from ppc_tasks.facts import ContainerFacts, FileFacts
 from ppc_tasks.plan import Change
 from ppc_tasks.settings import Settings
 
-from .test_plans import NOW, changed, fresh_facts, loaded, present
+from .test_deploy import NOW, changed, fresh_facts, loaded, present
 
 
 @pytest.fixture

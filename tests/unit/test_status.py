@@ -4,8 +4,14 @@ import datetime
 import hashlib
 
 from ppc_tasks import balancer, certs, nginx, server, status
-from ppc_tasks.facts import (ContainerFacts, Facts, FileFacts, FileState, VolumeUsage,
-                             parse_health_report)
+from ppc_tasks.facts import (
+    ContainerFacts,
+    Facts,
+    FileFacts,
+    FileState,
+    VolumeUsage,
+    parse_health_report,
+)
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
 

@@ -10,7 +10,7 @@ from ppc_tasks import apply, deploy, server, storage
 from ppc_tasks.errors import TaskError
 from ppc_tasks.plan import Change, Plan
 
-from .test_plans import NOW, changed, deployed_here, present, warm_facts
+from .test_deploy import NOW, changed, deployed_here, present, warm_facts
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A step that takes a while says so, on a terminal and in a log."""
+"""Applying plans (ppc_tasks/apply.py): a step that takes a while says so, on a terminal
+and in a log; every run leaves one audit line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 from ppc_tasks import apply
+from ppc_tasks.apply import audit_line
 
 
 class Terminal(io.StringIO):
@@ -40,3 +42,11 @@ def test_on_a_terminal_a_live_line_counts_and_is_cleared(monkeypatch):
 
 def test_a_streamed_build_needs_no_progress_line(monkeypatch):
     assert run_step(monkeypatch, Terminal(), 0.3, watched=True) == ""
+
+
+def test_audit_lines_are_one_line_and_name_no_secret():
+    import datetime
+    line = audit_line(datetime.datetime(2026, 11, 25, 16, 0, tzinfo=datetime.timezone.utc),
+                      "ops@laptop", "deploy", "sha256:abc", "failed: two\nlines", ["a", "b"])
+    assert line == ("2026-11-25T16:00:00Z operator=ops@laptop task=deploy settings=sha256:abc "
+                    "result=failed: two lines changed=a,b")

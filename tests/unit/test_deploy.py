@@ -339,18 +339,3 @@ def test_nginx_is_reloaded_when_it_has_not_read_the_files_as_they_are(settings):
         "reload nginx: it has not loaded the site or certificate as they are")
     facts.files[nginx.LOADED_PATH] = FileFacts(None)  # deployed by a release before the record
     assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == ["nginx.service"]
-
-
-def test_a_handler_runs_only_when_an_earlier_change_asks_for_it():
-    """Notifications are data: a step declares them, the executor (and --dry) decides."""
-    from ppc_tasks.plan import Handler
-
-    reload = Change("nginx.service", done="reloaded nginx", would="reload nginx")
-    handler = Handler("nginx.service", "nginx.reload", reload,
-                      Unchanged("nginx.service", "nginx is running with this configuration"))
-    assert Plan([Unchanged("nginx.site", "as it is"), handler]).changes() == []
-    site = Change("nginx.site", done="written", would="write", notifies=("nginx.reload",))
-    assert Plan([site, handler]).changes() == [site, reload]
-    rows = describe(Plan([site, handler]), str)
-    assert [(step, would) for step, would, _, _ in rows] == [("nginx.site", True),
-                                                             ("nginx.service", True)]
