@@ -72,6 +72,8 @@ OPTION_HELP = {
     "new_identity": "make a new CA and passwords for an index whose own are not on "
                     "this machine (every client must be configured again)",
     "rebuild": "rebuild the images from scratch",
+    "reason": "why the release is yanked (one line; pip and uv show it)",
+    "release": "the release, as NAME==VERSION",
     "skip_build": "use the images already on the host",
     "verbose": "show the image builds' own output",
 }
@@ -170,9 +172,14 @@ def on_each_host(c, work, settings_for, require_sudo: bool = False) -> list[Host
     unreachable host never stops the others. settings_for(connection) gives a host its
     settings."""
     dry = bool(c.config.run.dry)
+    hosts = cli_hosts(c)
+    # Each with a config of its own, made here: Fabric resolves a connection's keys into
+    # the config it is given, and 16 threads doing that to one config lost a host's -i
+    # key now and then ("No authentication methods available").
+    connections = {target: Connection(target, config=c.config.clone()) for target in hosts}
 
     def run_one(target: str) -> HostOutcome:
-        connection = Connection(target, config=c.config)
+        connection = connections[target]
         host = None
         try:
             host = Host(connection, settings_for(connection), dry=dry)
@@ -186,7 +193,6 @@ def on_each_host(c, work, settings_for, require_sudo: bool = False) -> list[Host
             connection.close()
         return HostOutcome(target, host)
 
-    hosts = cli_hosts(c)
     with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_HOSTS, len(hosts))) as pool:
         return list(pool.map(run_one, hosts))
 
