@@ -5,7 +5,9 @@ never leaves the index without a store it can serve. ACTION is one of:
   stage   read a backup archive (tar.gz) on stdin into .restore/new: each member checked
           as it comes (ppc_guard.archive: regular files at the places an index has,
           each once), written without following links and hashed; then every hash
-          against the manifest, and the database against the files. Prints "staged N
+          against the manifest, and the database against the files. The archive's file
+          records (size, core metadata) are dropped: derived data is read again from
+          the files themselves (server.records), never taken on trust. Prints "staged N
           files". On any failure (a bad member, a full disk) what it wrote is removed
           and the store was never touched.
   swap    move the store (db.sqlite, packages) into .restore/old, the staged one in its
@@ -20,10 +22,12 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tarfile
 
 from ppc_guard.archive import DATABASE, MANIFEST, database_problem, member_problem
+from ppc_guard.registry import FILES
 
 DATA = sys.argv[2] if len(sys.argv) > 2 else "/var/lib/pypicloud"
 STAGE = f"{DATA}/.restore"
@@ -46,6 +50,7 @@ def stage():
     try:
         hashes, manifest = extract(sys.stdin.buffer, NEW)
         check(hashes, manifest)
+        forget_records(os.path.join(NEW, DATABASE))
         for root, directories, files in os.walk(STAGE):
             for name in [*directories, *files]:
                 os.chown(os.path.join(root, name), OWNER, OWNER)
@@ -96,6 +101,13 @@ def check(hashes, manifest):
                                   stray_files=manifest.get("format") == 1)
     if problem:
         raise Refused(f"the archive's database does not fit: {problem}")
+
+
+def forget_records(database):
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute(f"DROP TABLE IF EXISTS {FILES}")
+    connection.close()
 
 
 def swap():

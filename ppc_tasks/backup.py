@@ -32,7 +32,7 @@ from .errors import TaskError
 from .facts import CONTAINER, DOCKER, IMAGE, VOLUME, VOLUME_USAGE, Facts
 from .plan import Change, Command, Plan, counted
 from .render import FILES_DIR, script, script_argv
-from .server import login_line
+from .server import login_line, records_change
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
 from .wiring import OPTION_HELP, expected_failures, host_task
 
@@ -244,4 +244,8 @@ def plan_restore(settings: Settings, facts: Facts, archive: Path, summary: Summa
                     would=f"stop {name}, swap the store for the staged one, start {name}; "
                           f"the old store stays until it answers",
                     commands=[swap]))
+    # An archive's records are never trusted (restore-volume.py drops them): read again.
+    plan.add(records_change(settings, "recorded the size and core metadata of every restored "
+                                      "file, read from the files themselves",
+                            "read every restored file for its size and core metadata"))
     return plan

@@ -113,7 +113,7 @@ def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_n
     plan.add(certs.plan_install(settings, tls, facts),
              certs.plan_trust(settings, facts, tls.ca, host_name))
     plan.add(*nginx.plan_nginx(settings, facts, host_name, nginx.render_site(settings, serving.port)))
-    plan.add(serving.retire)
+    plan.add(serving.retire, server.plan_records(settings, facts, isinstance(data_step, Change)))
     return plan
 
 

@@ -59,6 +59,13 @@ class VolumeUsage:
     free_bytes: int
 
 
+@dataclass(frozen=True)
+class Release:
+    held: bool
+    version: str = ""  # as the index stores it (1.0 when asked for 1.0.0)
+    yanked: str | None = None  # the reason ("" for none given); None: not yanked
+
+
 @dataclass
 class Facts:
     platform: Platform | None = None
@@ -86,6 +93,8 @@ class Facts:
     # pypicloud's /health per part (access, cache, storage): "" when healthy, else what is
     # wrong; empty when the server does not answer at all
     health_report: dict[str, dict[str, str]] = field(default_factory=dict)
+    # "container/name/version" -> the release as the index holds it; None: cannot say
+    releases: dict[str, Release | None] = field(default_factory=dict)
 
     def file(self, path: str) -> FileFacts:
         return self.files[path]
@@ -218,6 +227,17 @@ def _health(facts: Facts, value: str, answer: list[str]) -> None:
     facts.health_report[value] = parse_health_report(_field(answer, 1))
 
 
+def _release(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.releases[value] = None
+    if answer[0] == "ok":
+        try:
+            state = json.loads(base64.b64decode(_field(answer, 1)))
+            facts.releases[value] = Release(bool(state["held"]), str(state.get("version", "")),
+                                            state.get("yanked"))
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            pass
+
+
 def _command(facts: Facts, value: str, answer: list[str]) -> None:
     facts.commands[value] = answer[0] == "yes"
 
@@ -285,9 +305,10 @@ UID = Kind("uid", _uid)  # the accounts with this numeric uid
 PORTS = Kind("ports", _ports)  # listening TCP ports
 NGINX_TEST = Kind("nginx-test", _nginx_test)  # does `nginx -t` pass? else its error
 HEALTH = Kind("health", _health)  # pypicloud's own /health, asked inside its container
+RELEASE = Kind("release", _release)  # CONTAINER/NAME/VERSION: held? its yank
 KINDS = {kind.token: kind for kind in (
     PLATFORM, COMMAND, TOOL, PIP, DOCKER, UNIT, IMAGE, CONTAINER, VOLUME, VOLUME_USAGE,
-    DATA_CONTAINER, NGINX, DANGLING, FILE, TEXT, UID, PORTS, NGINX_TEST, HEALTH)}
+    DATA_CONTAINER, NGINX, DANGLING, FILE, TEXT, UID, PORTS, NGINX_TEST, HEALTH, RELEASE)}
 
 
 def parse(output: str) -> Facts:

@@ -1,4 +1,5 @@
-"""`packages`: upload distributions to the index with twine (manual step 8)."""
+"""`packages`: upload distributions to the index with twine (manual step 8); yank a
+release, or take the yank back (PEP 592)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import subprocess
 import sys
 
 from fabric import task
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
-from . import certs
-from .apply import report_line
+from . import certs, credentials, server
+from .apply import Host, report_line
 from .clients import client_password
 from .errors import TaskError
-from .settings import Settings
+from .facts import CONTAINER, DOCKER, PLATFORM, RELEASE, Facts
+from .plan import Change, Command, Plan, Step, Unchanged
+from .settings import Settings, SettingsError
 from .ssh import last_lines
-from .wiring import OPTION_HELP, expected_failures, settings_of
+from .wiring import OPTION_HELP, expected_failures, host_task, settings_of
+
+MAX_REASON = 200  # the guard's limit too: one line, as pip prints it
 
 
 def twine_argv(settings: Settings, files: list[str]) -> list[str]:
@@ -71,3 +78,91 @@ def upload(c, files, index=""):
             raise TaskError(upload_error(result.stdout + result.stderr, paths))
         for path in paths:
             print(report_line(settings.index_name, "packages.upload", True, path), flush=True)
+
+
+# -- yanks ---------------------------------------------------------------------------------
+def parse_release(release: str) -> tuple[str, str]:
+    """(canonical name, version) from NAME==VERSION."""
+    name, separator, version = release.partition("==")
+    try:
+        if not separator or not name.strip() or "/" in name + version:
+            raise InvalidVersion
+        Version(version.strip())
+    except InvalidVersion:
+        raise SettingsError(f"name the release as NAME==VERSION (e.g. acme-tools==1.2.0), "
+                            f"not {release!r}") from None
+    return canonicalize_name(name.strip()), version.strip()
+
+
+def check_reason(reason: str) -> str:
+    if len(reason) > MAX_REASON or not reason.isprintable():
+        raise SettingsError(f"--reason: one line of at most {MAX_REASON} characters, which "
+                            f"pip and uv show to whoever installs the release")
+    return reason
+
+
+def release_query(settings: Settings, name: str, version: str) -> str:
+    return RELEASE.query(f"{settings.server_container}/{name}/{version}")
+
+
+def plan_yank(settings: Settings, facts: Facts, name: str, version: str, reason: str | None,
+              login: bytes) -> Step:
+    """packages.yank (reason: the yank's; None takes a yank back): through the index's
+    API as an admin, so that the server checks the account and logs the change."""
+    container = settings.server_container
+    live = facts.containers[container]
+    if live is None or not live.running:
+        raise TaskError(f"the index's server ({container}) is not running: deploy first")
+    release = facts.releases.get(f"{container}/{name}/{version}")
+    if release is None:
+        raise TaskError("the index's server cannot say what it holds (its image is from "
+                        "before yanks): deploy first")
+    if not release.held:
+        raise TaskError(f"the index holds no release {version} of {name}")
+    shown = f"{name} {release.version}"
+    if release.yanked == reason:
+        return Unchanged("packages.yank", f"{shown} is {'not yanked' if reason is None else 'yanked'}"
+                                          f"{f' ({reason})' if reason else ''}")
+    command = "unyank" if reason is None else "yank"
+    return Change(
+        "packages.yank",
+        done=f"{command}ed {shown}{f' ({reason})' if reason else ''}",
+        would=f"{command} {shown}{f' ({reason})' if reason else ''}",
+        commands=[Command(("docker", "exec", "-i", container, "ppc-guard", command, name,
+                           release.version), stdin=login + (reason or "").encode() + b"\n",
+                          stdin_shown="an admin's login and the reason",
+                          failure=f"the index did not {command} {shown}")])
+
+
+def change_yank(host: Host, release: str, reason: str | None) -> None:
+    settings = host.settings
+    name, version = parse_release(release)
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(),
+                             CONTAINER.query(settings.server_container),
+                             release_query(settings, name, version)])
+    host.require_docker(facts)
+    creds = credentials.load(settings.secrets_path)
+    if settings.admins[0] not in creds.passwords:
+        raise TaskError(f"the index's admin passwords are not in {settings.secrets_path}: "
+                        f"yank from the machine that deploys it")
+    plan = Plan()
+    plan.add(plan_yank(settings, facts, name, version, reason, server.login_line(settings, creds)))
+    host.carry_out(plan)
+
+
+@host_task
+def yank(host, release, reason=""):
+    """Yank a release: fab -H HOST packages.yank acme-tools==1.2.0 --reason "broken build".
+
+    pip and uv then skip every file of it, unless a requirement pins that very version
+    (==1.2.0), and show the reason to whoever installs it that way. Nothing is deleted:
+    packages.unyank takes it back. Done through the index's API as an admin (the
+    passwords this machine keeps), and logged by the server and in the host's audit log.
+    """
+    change_yank(host, release, check_reason(reason))
+
+
+@host_task
+def unyank(host, release):
+    """Take a yank back: fab -H HOST packages.unyank acme-tools==1.2.0."""
+    change_yank(host, release, None)

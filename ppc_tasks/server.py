@@ -25,6 +25,7 @@ from .errors import TaskError
 from .facts import (
     CONTAINER,
     DOCKER,
+    FILE,
     PLATFORM,
     PORTS,
     TEXT,
@@ -37,6 +38,7 @@ from .plan import (
     REDACTED,
     Change,
     Command,
+    Handler,
     HealthGate,
     Plan,
     Step,
@@ -49,6 +51,8 @@ from .wiring import host_task
 
 CONTAINER_CONFIG_DIR = "/etc/pypicloud"  # the image's CMD reads config.ini here
 NEXT_SUFFIX = "-next"  # a replacement, until nginx serves from it
+SERVER_STARTED = "server.started"  # what a new or started server container notifies
+RECORDS_PENDING = "/etc/ppc-tasks/records-pending"  # a records run that has not finished
 PREVIOUS_SUFFIX = "-previous"  # how releases before blue/green set the live one aside
 # At most this long for requests nginx's old workers still forward to a retiring server.
 DRAIN_SECONDS = 120
@@ -192,7 +196,8 @@ def queries(settings: Settings) -> list[str]:
     return [CONTAINER.query(name), CONTAINER.query(f"{name}{NEXT_SUFFIX}"),
             CONTAINER.query(f"{name}{PREVIOUS_SUFFIX}"), TEXT.query(settings.config_path),
             VOLUME.query(settings.data_volume), *image.queries(settings), PORTS.query(),
-            TEXT.query(ROLLBACK_CONTAINER), UID.query(PYPICLOUD_UID), *nginx.queries(settings)]
+            TEXT.query(ROLLBACK_CONTAINER), UID.query(PYPICLOUD_UID), FILE.query(RECORDS_PENDING),
+            *nginx.queries(settings)]
 
 
 def refuse_shared_uid(facts: Facts, host_name: str) -> None:
@@ -280,14 +285,15 @@ def plan_server(settings: Settings, facts: Facts, creds: Credentials, host_name:
     if action == "start":
         return Serving(live.port, [*steps, config_step, Change(
             "server.container", done=f"started {name}", would=f"start {name}",
-            commands=[Command.of("docker", "start", name)], gate=health_gate(settings, name))])
+            commands=[Command.of("docker", "start", name)], gate=health_gate(settings, name),
+            notifies=(SERVER_STARTED,))])
     login = login_line(settings, creds)
     if live is None:
         check_port_free(settings, facts.ports - freed, settings.port, host_name)
         return Serving(settings.port, [*steps, config_step, Change(
             "server.container", done=f"created {name}, answering on 127.0.0.1:{settings.port}",
             would=f"create {name}", commands=[Command.of(*run_argv(settings, image_ref, spec))],
-            gate=health_gate(settings, name, login=login))])
+            gate=health_gate(settings, name, login=login), notifies=(SERVER_STARTED,))])
     why = action.split(": ", 1)[1]
     return plan_replacement(settings, facts.ports - freed, [*steps, config_step], live, image_ref,
                             spec, login, f"recreated {name} ({why})", f"recreate {name}: {why}",
@@ -318,6 +324,7 @@ def plan_replacement(settings: Settings, ports_in_use: set[int], steps: list[Ste
         commands=[Command.of(*run_argv(settings, image_ref, spec, name=next_name, port=port),
                              failure=f"the new server container did not start: {{output}}; {kept}")],
         gate=health_gate(settings, next_name, f"the new server container {{why}}; {kept}", login),
+        notifies=(SERVER_STARTED,),
         # A replacement that does not answer goes, and config.ini is put back: the live
         # container never stopped serving.
         undo=[Command.of("docker", "rm", "--force", next_name),
@@ -328,6 +335,38 @@ def plan_replacement(settings: Settings, ports_in_use: set[int], steps: list[Ste
         would=f"remove the old {name} once nginx's old workers are done, keeping what it ran "
               f"for rollback; rename {next_name}",
         commands=[Command.of(*retire_argv(settings, next_name))]))
+
+
+def plan_records(settings: Settings, facts: Facts, data_made: bool = False) -> Step:
+    """server.records, once the server serves: the size and core metadata (PEP 658) of
+    every stored file, which the simple API lists and serves. An upload records its
+    file; a server that starts (new, upgraded, or with another cache) reads the files it
+    finds without a record, once; so does the next deploy after a run that could not
+    finish (RECORDS_PENDING stays until one does)."""
+    if data_made:
+        return Unchanged("server.records", "a new index: each file is recorded as it is uploaded")
+    if facts.file(RECORDS_PENDING).state is None:
+        otherwise: Step = Unchanged("server.records", "every stored file has its size and core metadata")
+    else:
+        otherwise = records_change(
+            settings, "recorded the size and core metadata of the files a run before could not read",
+            "read the stored files a run before could not, for their size and core metadata")
+    return Handler("server.records", SERVER_STARTED, records_change(
+        settings, "recorded the size and core metadata of any stored file without them, as "
+                  "the new server sees the index",
+        "read any stored file without its size and core metadata, once the new server serves"),
+        otherwise)
+
+
+def records_change(settings: Settings, done: str, would: str) -> Change:
+    """server.records: ppc-guard in the server container reads every stored file without
+    a record, each committed on its own; RECORDS_PENDING marks the run until it is done."""
+    return Change("server.records", done=done, would=would, commands=[
+        Command.of("install", "-D", "-m", "644", "/dev/null", RECORDS_PENDING),
+        Command.of("docker", "exec", settings.server_container, "ppc-guard", "record",
+                   failure="the index serves, but some stored files could not be read (the "
+                           "next deploy tries them again): {output}"),
+        Command.of("rm", "-f", RECORDS_PENDING)])
 
 
 def retire_argv(settings: Settings, next_name: str) -> list[str]:
@@ -399,7 +438,7 @@ def deploy(host):
     plan.add(secrets, index.identity_step(host.settings, facts, here.record))
     serving = plan_server(host.settings, facts, creds, host.name)
     plan.add(*serving.steps, *nginx.plan_switch(host.settings, facts, serving.port))
-    plan.add(serving.retire)
+    plan.add(serving.retire, plan_records(host.settings, facts))
     host.carry_out(plan)
 
 

@@ -164,6 +164,13 @@ for query in "$@"; do
         else state=failed
         fi
         answer health "$value" "$state" "$(printf '%s' "$report" | base64 | tr -d '\n')" ;;
+    release)  # CONTAINER/NAME/VERSION: ok JSON (base64) | unknown, when the server cannot say
+        docker_answers || continue
+        container=${value%%/*} release=${value#*/}
+        if state=$(docker exec "$container" ppc-guard release "${release%%/*}" "${release#*/}" 2>/dev/null)
+        then answer release "$value" ok "$(printf '%s' "$state" | base64 | tr -d '\n')"
+        else answer release "$value" unknown ""
+        fi ;;
     *)
         echo "facts.sh: unknown query $query" >&2; exit 2 ;;
     esac

@@ -6,20 +6,18 @@ label with the hash of what it was made from and is rebuilt only when that chang
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.dists import build_sample_dists, build_wheel, sample_metadata  # noqa: F401  (the tests' own)
 
 IMAGES_DIR = Path(__file__).parent / "images"
 
@@ -220,38 +218,6 @@ def _ssh_banner(port: int) -> bool:
         return False
 
 
-def sample_metadata(name: str, version: str) -> str:
-    """Metadata-Version 2.1 keeps it readable by every twine and pip a client may have
-    (Debian 12's twine 4.0 rejects the 2.4 metadata current setuptools writes)."""
-    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: ppc-tasks sample\n"
-
-
-def build_wheel(name: str, version: str, directory: Path, *, tag: str = "py3-none-any",
-                build: str = "", value: int = 42, payload: bytes = b"") -> Path:
-    """A valid wheel of `name` `version`, written by hand: any tag, a build number if
-    given, `VALUE = value` in its module (so two wheels of one release can differ)."""
-    module = name.replace("-", "_")
-    metadata = sample_metadata(name, version)
-    wheel = directory / f"{module}-{version}{f'-{build}' if build else ''}-{tag}.whl"
-    dist_info = f"{module}-{version}.dist-info"
-    files = {
-        f"{module}/__init__.py": f"VALUE = {value}\n".encode(),
-        **({f"{module}/payload.bin": payload} if payload else {}),
-        f"{dist_info}/METADATA": metadata.encode(),
-        f"{dist_info}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: ppc-tasks-tests\n"
-                               f"Root-Is-Purelib: {'true' if tag.endswith('-none-any') else 'false'}\n"
-                               f"Tag: {tag}\n{f'Build: {build}' + chr(10) if build else ''}").encode(),
-    }
-    record = "".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
-        f"{len(data)}\n" for path, data in files.items()) + f"{dist_info}/RECORD,,\n"
-    directory.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, data in {**files, f"{dist_info}/RECORD": record.encode()}.items():
-            archive.writestr(path, data)
-    return wheel
-
-
 def wait_for(predicate, what: str, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -259,25 +225,3 @@ def wait_for(predicate, what: str, timeout: float = 90) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError(f"timed out waiting for {what}")
-
-
-def build_sample_dists(name: str, version: str, directory: Path,
-                       payload_bytes: int = 0) -> list[Path]:
-    """An sdist and a wheel of a small package `name`, written by hand into `directory`;
-    with payload_bytes, the wheel carries that much incompressible data as well."""
-    module = name.replace("-", "_")
-    metadata = sample_metadata(name, version)
-    code = b"VALUE = 42\n"
-    directory.mkdir(parents=True, exist_ok=True)
-    wheel = build_wheel(name, version, directory,
-                        payload=os.urandom(payload_bytes) if payload_bytes else b"")
-
-    sdist = directory / f"{module}-{version}.tar.gz"
-    root = f"{module}-{version}"
-    with tarfile.open(sdist, "w:gz") as archive:
-        for path, data in {f"{root}/PKG-INFO": metadata.encode(),
-                           f"{root}/src/{module}/__init__.py": code}.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return [sdist, wheel]

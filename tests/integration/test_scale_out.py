@@ -138,6 +138,15 @@ def test_moving_the_cache_to_redis_keeps_every_release(deployed_shared, fab, eng
     assert install.returncode == 0, install.stdout + install.stderr
     keys = in_engine("ppc-it-redis", "redis-cli --scan", REDISCLI_AUTH=REDIS_PASSWORD)
     assert any("ppc_shared_sample-1.0.0.tar.gz" in key for key in keys.split()), keys
+    # The new server read every file from the bucket once for its records, into Redis.
+    assert steps(moved.stdout)["server.records"] == "changed", moved.stdout
+    recorded = in_engine("ppc-it-redis", "redis-cli hkeys ppc-tasks:files:ppc-shared-sample",
+                         REDISCLI_AUTH=REDIS_PASSWORD)
+    assert sorted(recorded.split()) == ["ppc_shared_sample-1.0.0-py3-none-any.whl",
+                                        "ppc_shared_sample-1.0.0.tar.gz"], recorded
+    metadata = in_engine("ppc-it-redis", "redis-cli hget ppc-tasks:metadata "
+                         "ppc_shared_sample-1.0.0-py3-none-any.whl", REDISCLI_AUTH=REDIS_PASSWORD)
+    assert "Name: ppc-shared-sample" in metadata, metadata
     again = fab("deploy", host=server, settings=settings)
     assert "done: 0 changed," in again.stdout, again.stdout
 

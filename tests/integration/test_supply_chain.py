@@ -108,6 +108,14 @@ def test_an_index_with_the_old_defaults_gets_a_client_account_and_says_so(
         in upgraded.stdout
     assert steps(upgraded.stdout)["server.config"] == "changed"
     assert index.request("/simple/ppc-legacy/", "client").status == 200
+    # The wheel the old release stored gets its metadata file (read once, on upgrade).
+    assert steps(upgraded.stdout)["server.records"] == "changed"
+    page = json.loads(index.request("/simple/ppc-legacy/", "client", headers={
+        "Accept": "application/vnd.pypi.simple.v1+json"}).body)
+    metadata = index.request("/api/package/ppc-legacy/ppc_legacy-1.0-py3-none-any.whl.metadata",
+                             "client")
+    assert metadata.status == 200 and metadata.body.startswith(b"Metadata-Version")
+    assert page["files"][0]["core-metadata"] == {"sha256": hashlib.sha256(metadata.body).hexdigest()}
 
     configured = fab("clients.configure", host=f"dev@127.0.0.1:{developer.port}",
                      settings=index.settings())

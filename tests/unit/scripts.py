@@ -5,6 +5,7 @@ import subprocess
 from ppc_tasks.render import script_argv
 
 
-def run_script(name: str, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+def run_script(name: str, *args: str, stdin: bytes = b"",
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """A files/sh script run here, as the host layer runs it there."""
-    return subprocess.run(script_argv(name, *args), input=stdin, capture_output=True)
+    return subprocess.run(script_argv(name, *args), input=stdin, capture_output=True, env=env)

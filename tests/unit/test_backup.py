@@ -36,6 +36,8 @@ def database(releases=RELEASES, extra_sql: str = "") -> bytes:
     connection.execute("CREATE TABLE packages (filename TEXT PRIMARY KEY, name TEXT, version TEXT, "
                        "last_modified DATETIME, summary TEXT, data TEXT)")
     connection.execute("CREATE TABLE ppc_projects (name TEXT PRIMARY KEY, owner TEXT)")
+    connection.execute("CREATE TABLE ppc_files (filename TEXT PRIMARY KEY, name TEXT, size INT, "
+                       "metadata_sha256 TEXT, metadata TEXT)")
     connection.executemany("INSERT INTO packages VALUES (?, ?, ?, '2026-11-29', '', '{}')",
                            [(filename, *place) for filename, place in releases.items()])
     connection.executemany("INSERT INTO ppc_projects VALUES (?, 'dev')",
@@ -221,8 +223,10 @@ def test_a_restore_stages_then_swaps_while_the_old_store_waits(settings, archive
     summary = archives.verify_archive(archive).summary
     plan = backup.plan_restore(settings, restore_facts(0), archive, summary, "", LOGIN, "h")
     steps = plan.changes()
-    assert [step.step for step in steps] == ["restore.stage", "restore.data"]
+    assert [step.step for step in steps] == ["restore.stage", "restore.data", "server.records"]
     stage, swap = steps[0].commands[0], steps[1].commands[0]
+    # The records are read again from the files the archive brought, once the server runs.
+    assert steps[2].commands[1].argv == ("docker", "exec", "pypicloud", "ppc-guard", "record")
     assert stage.argv[:6] == ("docker", "run", "--rm", "-i", "--user", "0")
     assert stage.argv[-1] == "stage" and stage.stdin_file == archive
     assert swap.argv[3] == "restore-swap" and swap.stdin_shown == "an admin's login"
@@ -287,6 +291,10 @@ def test_stage_swap_and_finish_put_the_archive_in_place(archive, live_store):
     assert store(live_store, "finish").returncode == 0
     assert listing(live_store) == sorted(
         name for name in index_files() if name != "about.json")
+    # What an archive says of its files' metadata is not taken: it is read from the files.
+    tables = sqlite3.connect(live_store / "db.sqlite").execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert sorted(tables) == [("packages",), ("ppc_projects",)]
 
 
 def test_back_puts_the_old_store_back_even_after_a_cut_short_swap(archive, live_store):

@@ -43,7 +43,7 @@ def fresh_facts(settings: Settings) -> Facts:
     """A bare host with Docker and systemd: nothing of the index yet."""
     missing = FileFacts(None)
     paths = [index.HOST_MARKER, settings.config_path, *certs.host_cert_paths(settings),
-             server.ROLLBACK_CONTAINER, server.ROLLBACK_CONFIG, nginx.LOADED_PATH,
+             server.ROLLBACK_CONTAINER, server.ROLLBACK_CONFIG, server.RECORDS_PENDING, nginx.LOADED_PATH,
              nginx.SITE_PATH, *(certs.trust_path(family.trust_store, settings.index_name)
                                 for family in FAMILIES.values())]
     return Facts(
@@ -102,7 +102,7 @@ def test_a_host_as_the_settings_say_yields_no_command(settings):
         "certs.ca", "certs.server", "index.secrets", "index.identity", "docker.boot",
         "image.data", "image.server", "data.container", "server.config", "server.container",
         "certs.install", "certs.trust", "nginx.install", "nginx.site", "nginx.service",
-        "nginx.boot"]
+        "nginx.boot", "server.records"]
 
 
 def test_a_bare_host_gets_every_step_in_the_order_of_the_manual_procedure(tmp_path):
@@ -134,7 +134,9 @@ def test_a_new_setting_changes_the_config_and_replaces_the_server_only(settings)
 
 
 # A replacement: the new container beside the live one, nginx switched to it, the old removed.
-SWITCH = ["server.config", "server.container", "nginx.site", "nginx.service", "server.retire"]
+# A replacement, and then the new server checks the records of the index it sees.
+SWITCH = ["server.config", "server.container", "nginx.site", "nginx.service", "server.retire",
+          "server.records"]
 
 
 def test_a_rebuild_replaces_the_server_with_the_new_image(settings):
@@ -162,7 +164,8 @@ def test_a_replacement_starts_beside_the_live_server_then_nginx_switches(setting
     retire = plan.changes("server.retire")[0].commands[0].argv
     assert retire[3:] == ("retire", "pypicloud", "pypicloud-next", settings.config_path,
                           "/etc/ppc-tasks/rollback", "120", "ppc-tasks.spec-hash", "12")
-    assert plan.steps[-1].step == "server.retire"  # only once nginx serves from the new one
+    # Only once nginx serves from the new one; then the records, in the container it became.
+    assert [step.step for step in plan.steps[-2:]] == ["server.retire", "server.records"]
 
 
 def test_the_next_replacement_goes_back_to_the_first_port(settings):

@@ -3,14 +3,14 @@
 import os
 
 from ppc_tasks import facts as facts_module
-from ppc_tasks.facts import Facts, FileState
+from ppc_tasks.facts import Facts, FileState, Release
 from ppc_tasks.render import script
 from tests.unit.scripts import run_script
 
 
-def probe(*queries: str) -> Facts:
+def probe(*queries: str, env: dict[str, str] | None = None) -> Facts:
     """facts.sh run here, on local files, as the host layer runs it there."""
-    result = run_script("facts", *facts_module.probe_args(queries))
+    result = run_script("facts", *facts_module.probe_args(queries), env=env)
     assert result.returncode == 0, result.stderr
     return facts_module.parse(result.stdout.decode())
 
@@ -52,3 +52,25 @@ def test_the_scripts_get_the_labels_and_tag_width_from_one_definition():
     for name in ("facts", "retire"):  # none written again in a script
         assert "ppc-tasks." not in script(name) and "[0-9a-f]" * 2 not in script(name)
     assert facts_module.probe_args(["docker"]) == [docker.CONTEXT_LABEL, docker.SPEC_LABEL, "docker"]
+
+
+def test_the_server_says_what_a_release_is(tmp_path):
+    """facts.sh asks the server container's ppc-guard (here a stand-in docker)."""
+    stub = tmp_path / "docker"
+    stub.write_text("""#!/bin/sh
+case "$*" in
+    "version --format {{.Server.Version}}") echo 27.0 ;;
+    "exec old ppc-guard release acme-tools 1.0") echo "ppc-guard: not found" >&2; exit 127 ;;
+    "exec pypicloud ppc-guard release acme-tools 1.0.0")
+        echo '{"held": true, "version": "1.0", "yanked": "broken build"}' ;;
+    "exec pypicloud ppc-guard release acme-tools 9") echo '{"held": false}' ;;
+    *) exit 1 ;;
+esac
+""")
+    stub.chmod(0o755)
+    environment = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    facts = probe("release=pypicloud/acme-tools/1.0.0", "release=pypicloud/acme-tools/9",
+                  "release=old/acme-tools/1.0", env=environment)
+    assert facts.releases == {"pypicloud/acme-tools/1.0.0": Release(True, "1.0", "broken build"),
+                              "pypicloud/acme-tools/9": Release(False),
+                              "old/acme-tools/1.0": None}

@@ -5,7 +5,8 @@ import pytest
 
 from ppc_tasks import credentials, server
 from ppc_tasks.credentials import Credentials
-from ppc_tasks.facts import ContainerFacts
+from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState
+from ppc_tasks.plan import Change, Unchanged, resolved
 from ppc_tasks.render import render
 from ppc_tasks.settings import Settings
 
@@ -181,3 +182,36 @@ def test_config_for_a_redis_cache(creds):
     assert (app["pypi.db"], app["db.url"]) == (
         "redis", "redis://cache.test:6379/2?socket_connect_timeout=5&socket_timeout=15")
     assert (app["pypi.storage"], app["storage.dir"]) == ("file", "/var/lib/pypicloud/packages")
+
+
+# -- records (size, core metadata) of stored files ------------------------------------------
+def records_facts(pending: bool) -> Facts:
+    facts = Facts()
+    facts.files[server.RECORDS_PENDING] = FileFacts(FileState("e3b0", "644", "0:0") if pending else None)
+    return facts
+
+
+@pytest.mark.parametrize("pending, data_made, changes", [
+    (False, False, False),  # every file has its record
+    (False, True, False),  # a new index: uploads record their files
+    (True, False, True),  # a run before could not finish: the next goes on
+])
+def test_records_are_read_when_a_run_before_did_not_finish(settings, pending, data_made, changes):
+    step = list(resolved([server.plan_records(settings, records_facts(pending), data_made)]))[0]
+    assert isinstance(step, Change) == changes
+    if changes:
+        # The mark stays unless the records run finished: a failure leaves it for the next.
+        assert [command.argv for command in step.commands] == [
+            ("install", "-D", "-m", "644", "/dev/null", server.RECORDS_PENDING),
+            ("docker", "exec", "pypicloud", "ppc-guard", "record"),
+            ("rm", "-f", server.RECORDS_PENDING)]
+        assert "could not read" in step.done
+
+
+def test_a_server_that_starts_reads_what_it_finds_without_a_record(settings):
+    """A new container may come from an upgrade or use another cache (moved to Redis):
+    what the old one had recorded says nothing about it."""
+    started = Change("server.container", "recreated", "recreate", notifies=(server.SERVER_STARTED,))
+    steps = list(resolved([started, server.plan_records(settings, records_facts(False))]))
+    assert isinstance(steps[1], Change) and "as the new server sees the index" in steps[1].done
+    assert isinstance(server.plan_records(settings, records_facts(False), data_made=True), Unchanged)

@@ -11,15 +11,18 @@ release with its file in the archive; no trigger, no view, no other table.
 import re
 import sqlite3
 
+from . import registry
 from .names import canonical, is_name, shape_error
 
 DATABASE = "db.sqlite"
 MANIFEST = "manifest.json"
 META = ".meta"  # pypicloud's metadata beside each file of its file store
-# pypicloud's table of releases and registry.TABLE, with their columns: a table of another
-# shape would pass a restore's checks and then fail pypicloud.
+# pypicloud's table of releases and the registry's tables, with their columns: a table of
+# another shape would pass a restore's checks and then fail the server.
 TABLES = {"packages": {"filename", "name", "version", "last_modified", "summary", "data"},
-          "ppc_projects": {"name", "owner"}}
+          registry.PROJECTS: {"name", "owner"},
+          registry.FILES: {"filename", "name", "size", "metadata_sha256", "metadata"},
+          registry.YANKS: {"name", "version", "reason"}}
 ACCOUNT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 
 

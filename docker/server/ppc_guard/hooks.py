@@ -3,7 +3,8 @@ access backend (logins) and its upstream look-ups, and one tween in front of eve
 request."""
 import json
 
-from . import registry
+from . import registry, upstream, views
+from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
 from .names import canonical, matches, project_of, upload_error
 from .projects import NOBODY, StoredFile, first_uploader, parse_rules, upload_refusal
@@ -25,6 +26,7 @@ def install(config):
     _remember_deletes()
     _remember_logins(Logins())
     _keep_private_names_home(config, rules)
+    views.install(config)
     config.add_tween("ppc_guard.hooks.front_door")
 
 
@@ -85,30 +87,55 @@ def _guard_uploads(rules):
         if error:
             raise refused(400, error)
         project, file_version = project_of(filename)
+        project = canonical(name or project)
         uploader = kwargs.get("uploader")
         # An account's upload; pypicloud's own copies of upstream files (fallback =
         # cache) have no uploader, and come only for names that are not private.
         if uploader is not None:
-            refusal = publish_refusal(self, uploader, canonical(name or project),
-                                      version or file_version, rules)
+            refusal = publish_refusal(self, uploader, project, version or file_version, rules)
             if refusal:
                 raise refused(403, refusal)
-        return upload(self, filename, data, name, version, *args, **kwargs)
+        distribution = read_distribution(filename, data, refuse=uploader is not None)
+        # A copy of the upstream's file keeps the upstream's upload time and yank.
+        release = None if uploader is not None else upstream.release_of(
+            self.request.locator.get_releases(project), filename)
+        if release is not None and release.get("uploaded"):
+            kwargs["last_modified"] = release["uploaded"]
+        package = upload(self, filename, data, name, version, *args, **kwargs)
+        records = registry.of(self)
+        records.record_file(filename, project, distribution)
+        if release is not None and release.get("yanked") is not None:
+            records.yank(project, package.version, release["yanked"])
+        return package
 
     ICache.upload = guarded_upload
 
 
+def read_distribution(filename, data, refuse):
+    """What the file says about itself (distributions.py). A wheel that contradicts
+    its name is refused (400) from an account; an upstream copy is kept, unlisted
+    metadata and all."""
+    try:
+        return read(filename, data)
+    except NotADistribution as error:
+        if refuse:
+            raise refused(400, str(error)) from None
+        return measured(data)
+
+
 def _remember_deletes():
     """A project whose files an admin deletes stays in the registry: its name never
-    falls back upstream, and its owner keeps it."""
+    falls back upstream, and its owner keeps it. The file's own record goes."""
     from pypicloud.cache.base import ICache
 
     delete = ICache.delete
 
     def remembering_delete(self, package):
+        projects = registry.of(self)
         owner = first_uploader([stored(other) for other in self.all(package.name)])
         if owner:
-            registry.of(self).claim(package.name, owner)
+            projects.claim(package.name, owner)
+        projects.forget_file(package.filename, package.name)
         return delete(self, package)
 
     ICache.delete = remembering_delete
@@ -185,7 +212,11 @@ def _keep_private_names_home(config, rules):
     simple._redirect = guarded_redirect
 
     def wrap_locator(event):  # pypicloud makes its locator after this include
-        event.app.registry.locator = PrivateAwareLocator(event.app.registry.locator, rules)
+        app = event.app.registry
+        # The upstream's JSON simple API, which carries yanks, sizes and upload times.
+        locator = upstream.UpstreamLocator(app.fallback_base_url) if app.fallback_base_url \
+            else app.locator
+        app.locator = PrivateAwareLocator(locator, rules)
 
     config.add_subscriber(wrap_locator, ApplicationCreated)
 

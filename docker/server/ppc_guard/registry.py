@@ -1,23 +1,61 @@
-"""Every project the index has held, with its first uploader: kept beside pypicloud's
-own records, in its cache database, so that every index host sees one registry and a
-backup of the sqlite database carries it.
+"""What the guard keeps beside pypicloud's own records, in its cache database, so that
+every index host sees the same and a backup of the sqlite database carries it:
 
-A project stays in the registry when its files are deleted: its name never falls back
-to the upstream index, and its owner stays its owner. pypicloud rebuilds its own tables
-from the package store when they are empty; this table it never touches.
+- every project the index has held, with its first uploader. A project stays when its
+  files are deleted: its name never falls back to the upstream index, and its owner
+  stays its owner;
+- every file's size and core metadata (PEP 658), read from the file at upload (or by
+  the backfill, for files from before);
+- the releases an admin yanked (PEP 592), with the reason.
+
+pypicloud rebuilds its own tables from the package store when they are empty; these it
+never touches.
 """
+import json
 import threading
+from dataclasses import dataclass
 
-TABLE = "ppc_projects"
-REDIS_KEY = "ppc-tasks:projects"
-CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR(255) PRIMARY KEY, "
-          f"owner VARCHAR(255) NOT NULL)")
+PROJECTS, FILES, YANKS = "ppc_projects", "ppc_files", "ppc_yanks"
+CREATE = (
+    f"CREATE TABLE IF NOT EXISTS {PROJECTS} (name VARCHAR(255) PRIMARY KEY, "
+    f"owner VARCHAR(255) NOT NULL)",
+    # metadata: UTF-8 text, served byte for byte (distributions.py refuses anything else).
+    f"CREATE TABLE IF NOT EXISTS {FILES} (filename VARCHAR(255) PRIMARY KEY, "
+    f"name VARCHAR(255) NOT NULL, size BIGINT NOT NULL, metadata_sha256 VARCHAR(64), "
+    f"metadata TEXT)",
+    f"CREATE TABLE IF NOT EXISTS {YANKS} (name VARCHAR(255) NOT NULL, "
+    f"version VARCHAR(255) NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (name, version))",
+)
 # First writer wins, on sqlite (3.24+) and PostgreSQL alike; the row is read back.
-CLAIM = f"INSERT INTO {TABLE} (name, owner) VALUES (:name, :owner) ON CONFLICT (name) DO NOTHING"
-OWNER = f"SELECT owner FROM {TABLE} WHERE name = :name"
+CLAIM = f"INSERT INTO {PROJECTS} (name, owner) VALUES (:name, :owner) ON CONFLICT (name) DO NOTHING"
+OWNER = f"SELECT owner FROM {PROJECTS} WHERE name = :name"
+RECORD_FILE = (f"INSERT INTO {FILES} (filename, name, size, metadata_sha256, metadata) "
+               f"VALUES (:filename, :name, :size, :metadata_sha256, :metadata) "
+               f"ON CONFLICT (filename) DO UPDATE SET name = excluded.name, "
+               f"size = excluded.size, metadata_sha256 = excluded.metadata_sha256, "
+               f"metadata = excluded.metadata")
+FORGET_FILE = f"DELETE FROM {FILES} WHERE filename = :filename"
+FILES_OF = f"SELECT filename, size, metadata_sha256 FROM {FILES} WHERE name = :name"
+METADATA = f"SELECT metadata FROM {FILES} WHERE filename = :filename"
+RECORDED = f"SELECT filename FROM {FILES}"
+YANK = (f"INSERT INTO {YANKS} (name, version, reason) VALUES (:name, :version, :reason) "
+        f"ON CONFLICT (name, version) DO UPDATE SET reason = excluded.reason")
+UNYANK = f"DELETE FROM {YANKS} WHERE name = :name AND version = :version"
+YANKS_OF = f"SELECT version, reason FROM {YANKS} WHERE name = :name"
 
-_created = set()  # engines whose table exists, in this process
+REDIS_PROJECTS = "ppc-tasks:projects"
+REDIS_FILES = "ppc-tasks:files:"  # + project name: filename -> JSON {size, metadata_sha256}
+REDIS_METADATA = "ppc-tasks:metadata"  # filename -> core metadata
+REDIS_YANKS = "ppc-tasks:yanks:"  # + project name: version -> reason
+
+_created = set()  # engines whose tables exist, in this process
 _creating = threading.Lock()
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    size: int
+    metadata_sha256: str | None  # None: no core metadata is served for the file
 
 
 def of(cache):
@@ -29,45 +67,126 @@ def of(cache):
         return SqlRegistry(cache.db)
     if isinstance(cache, RedisCache):
         return RedisRegistry(cache.db)
-    raise RuntimeError(f"ppc_guard keeps no project registry in a {type(cache).__name__}")
+    raise RuntimeError(f"ppc_guard keeps no registry in a {type(cache).__name__}")
 
 
 class SqlRegistry:
-    """A table in the cache's database, written in the request's own transaction: a
-    claim is undone with the upload that failed."""
+    """Tables in the cache's database, written in the request's own transaction: what
+    an upload records is undone with the upload that failed."""
 
     def __init__(self, session):
         self.session = session
         engine = session.get_bind()
         if id(engine) not in _created:
             with _creating, engine.begin() as connection:
-                connection.execute(CREATE)
+                for statement in CREATE:
+                    connection.execute(statement)
                 _created.add(id(engine))
 
-    def owner(self, name):
+    def _rows(self, statement, **values):
         from sqlalchemy import text
 
-        row = self.session.execute(text(OWNER), {"name": name}).fetchone()
-        return None if row is None else row[0]
+        return self.session.execute(text(statement), values).fetchall()
+
+    def _write(self, statement, **values):
+        from sqlalchemy import text
+        from zope.sqlalchemy import mark_changed
+
+        self.session.execute(text(statement), values)
+        mark_changed(self.session)  # else the transaction ends in a rollback: no ORM change
+
+    def owner(self, name):
+        rows = self._rows(OWNER, name=name)
+        return rows[0][0] if rows else None
 
     def claim(self, name, owner):
         """Record the project's owner unless it has one; returns the one recorded."""
-        from sqlalchemy import text
-
-        self.session.execute(text(CLAIM), {"name": name, "owner": owner})
+        self._write(CLAIM, name=name, owner=owner)
         return self.owner(name)
+
+    def record_file(self, filename, name, distribution):
+        metadata = distribution.metadata
+        self._write(RECORD_FILE, filename=filename, name=name, size=distribution.size,
+                    metadata_sha256=distribution.metadata_sha256,
+                    metadata=None if metadata is None else metadata.decode("utf-8"))
+
+    def forget_file(self, filename, name):
+        self._write(FORGET_FILE, filename=filename)
+
+    def files_of(self, name):
+        """{filename: FileRecord} of a project's recorded files."""
+        return {filename: FileRecord(size, sha256)
+                for filename, size, sha256 in self._rows(FILES_OF, name=name)}
+
+    def metadata(self, filename):
+        rows = self._rows(METADATA, filename=filename)
+        return rows[0][0].encode("utf-8") if rows and rows[0][0] is not None else None
+
+    def recorded_filenames(self):
+        return {row[0] for row in self._rows(RECORDED)}
+
+    def yanks_of(self, name):
+        """{version: reason} of a project's yanked releases."""
+        return dict(self._rows(YANKS_OF, name=name))
+
+    def yank(self, name, version, reason):
+        self._write(YANK, name=name, version=version, reason=reason)
+
+    def unyank(self, name, version):
+        self._write(UNYANK, name=name, version=version)
 
 
 class RedisRegistry:
-    """A hash in the cache's Redis database."""
+    """Hashes in the cache's Redis database."""
 
     def __init__(self, client):
         self.client = client
 
     def owner(self, name):
-        value = self.client.hget(REDIS_KEY, name)
-        return None if value is None else (value.decode() if isinstance(value, bytes) else value)
+        return text_of(self.client.hget(REDIS_PROJECTS, name))
 
     def claim(self, name, owner):
-        self.client.hsetnx(REDIS_KEY, name, owner)
+        self.client.hsetnx(REDIS_PROJECTS, name, owner)
         return self.owner(name)
+
+    def record_file(self, filename, name, distribution):
+        with self.client.pipeline() as pipe:
+            pipe.hset(REDIS_FILES + name, filename, json.dumps({
+                "size": distribution.size, "metadata_sha256": distribution.metadata_sha256}))
+            if distribution.metadata is None:
+                pipe.hdel(REDIS_METADATA, filename)
+            else:
+                pipe.hset(REDIS_METADATA, filename, distribution.metadata)
+            pipe.execute()
+
+    def forget_file(self, filename, name):
+        with self.client.pipeline() as pipe:
+            pipe.hdel(REDIS_FILES + name, filename)
+            pipe.hdel(REDIS_METADATA, filename)
+            pipe.execute()
+
+    def files_of(self, name):
+        return {text_of(filename): FileRecord(**json.loads(value))
+                for filename, value in self.client.hgetall(REDIS_FILES + name).items()}
+
+    def metadata(self, filename):
+        value = self.client.hget(REDIS_METADATA, filename)
+        return value.encode("utf-8") if isinstance(value, str) else value
+
+    def recorded_filenames(self):
+        return {text_of(filename) for key in self.client.scan_iter(REDIS_FILES + "*")
+                for filename in self.client.hkeys(key)}
+
+    def yanks_of(self, name):
+        return {text_of(version): text_of(reason)
+                for version, reason in self.client.hgetall(REDIS_YANKS + name).items()}
+
+    def yank(self, name, version, reason):
+        self.client.hset(REDIS_YANKS + name, version, reason)
+
+    def unyank(self, name, version):
+        self.client.hdel(REDIS_YANKS + name, version)
+
+
+def text_of(value):
+    return value.decode() if isinstance(value, bytes) else value

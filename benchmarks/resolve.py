@@ -1,0 +1,265 @@
+"""Resolving a dependency tree, side by side in one run: ppc-tasks (this checkout; with
+--ref an earlier revision too, deployed by its own code) against devpi-server 6.20.3
+with --enable-core-metadata (installed from PyPI into a venv of its own and run on this
+machine), serving the same packages.
+
+30 packages of 3 versions each, wheels of 400 KB, each depending on the next two
+packages. For each peer, with clients on this machine:
+
+- `uv pip compile` of the first package, no cache, median of 3: the time, and for
+  ppc-tasks the bytes nginx sent, against the size of the wheels it chose;
+- `uv pip compile --exclude-newer` (a moment after the uploads): resolves, or not;
+- `pip install --dry-run` (pip 26.3, no cache), median of 3: the time, and how many
+  wheels were downloaded (nginx's access log; devpi's request log).
+
+Prints a table and writes JSON (--json FILE). Run it through `benchmarks/run --resolve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.serve import NAME, checkout, deploy, say
+from tests.dists import build_wheel
+from tests.integration import harness, web
+
+PROJECTS = [f"bench-dep-{number:02}" for number in range(1, 31)]
+VERSIONS = ("1.0", "1.1", "1.2")
+WHEEL_PAYLOAD = 400_000
+DEVPI = ("devpi-server==6.20.3", "devpi-client==7.3.0")
+TOOLS = ("uv==0.13.9", "pip==26.3", "twine")
+RUNS = 3
+
+
+def build_tree(directory: Path) -> list[Path]:
+    """Every release, each depending on the next two projects."""
+    wheels = []
+    for number, project in enumerate(PROJECTS):
+        requires = tuple(PROJECTS[number + 1:number + 3])
+        for version in VERSIONS:
+            wheels.append(build_wheel(project, version, directory, requires=requires,
+                                      payload=os.urandom(WHEEL_PAYLOAD)))
+    return wheels
+
+
+def chosen_size(wheels: list[Path]) -> int:
+    """What a resolve chooses: the newest version of every project."""
+    return sum(wheel.stat().st_size for wheel in wheels if f"-{VERSIONS[-1]}-" in wheel.name)
+
+
+def tools(work: Path) -> Path:
+    """A venv with uv, a current pip and twine, and one with devpi-server."""
+    for name, packages in (("tools", TOOLS), ("devpi", DEVPI)):
+        subprocess.run([sys.executable, "-m", "venv", str(work / name)], check=True)
+        subprocess.run([str(work / name / "bin" / "pip"), "install", "-q", *packages], check=True)
+    return work / "tools" / "bin"
+
+
+def client_environment(ca: Path | None) -> dict:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("PIP_", "UV_")) and key not in ("REQUESTS_CA_BUNDLE",)}
+    environment.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1")
+    if ca is not None:
+        environment["SSL_CERT_FILE"] = str(ca)
+    return environment
+
+
+def timed(argv: list[str], environment: dict, stdin: str = "") -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    result = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=environment)
+    return time.monotonic() - started, result
+
+
+def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, work: Path,
+            before_each, wheels_fetched) -> dict:
+    """The three measures against one index. before_each() runs before each resolve;
+    wheels_fetched() says how many wheels were downloaded since."""
+    environment = client_environment(ca)
+    compile_argv = [str(bin_dir / "uv"), "pip", "compile", "--no-cache", "--quiet",
+                    "--python-version", "3.11", "--index-url", index_url, "-"]
+    uv_times, uv_wheels, uv_bytes = [], [], []
+    for _ in range(RUNS):
+        before_each()
+        seconds, result = timed(compile_argv, environment, PROJECTS[0])
+        if result.returncode != 0:
+            raise SystemExit(f"uv pip compile failed against {index_url}:\n{result.stderr}")
+        uv_times.append(seconds)
+        fetched, sent = wheels_fetched()
+        uv_wheels.append(fetched)
+        uv_bytes.append(sent)
+    _, newer = timed([*compile_argv[:-1], "--exclude-newer", cutoff, "-"], environment, PROJECTS[0])
+    pip_times, pip_wheels = [], []
+    for run in range(RUNS):
+        before_each()
+        seconds, result = timed([str(bin_dir / "pip"), "install", "--dry-run", "--no-cache-dir",
+                                 "--ignore-installed", "--index-url", index_url,
+                                 *(["--cert", str(ca)] if ca else []), PROJECTS[0]], environment)
+        if result.returncode != 0:
+            raise SystemExit(f"pip install --dry-run failed against {index_url}:\n{result.stderr}")
+        pip_times.append(seconds)
+        pip_wheels.append(wheels_fetched()[0])
+    return {"uv_seconds": round(statistics.median(uv_times), 3),
+            "uv_wheels_downloaded": max(uv_wheels),
+            "uv_bytes_sent": statistics.median(uv_bytes) if all(b is not None for b in uv_bytes) else None,
+            "exclude_newer_resolves": newer.returncode == 0,
+            "exclude_newer_error": "" if newer.returncode == 0 else newer.stderr.strip().splitlines()[-1][:160],
+            "pip_seconds": round(statistics.median(pip_times), 3),
+            "pip_wheels_downloaded": max(pip_wheels)}
+
+
+# -- ppc-tasks -------------------------------------------------------------------------------
+def ppc_index(tree: Path, work: Path, wheels: list[Path], label: str):
+    """A throwaway Docker-in-Docker host deployed from `tree`, holding the wheels."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "id_ed25519")],
+                   check=True)
+    host = harness.start_host(harness.ensure_built_image("host"), f"ppc-bench-{label}",
+                              (work / "id_ed25519.pub").read_text().strip())
+    harness.load_image(host, harness.BASE_IMAGE)
+    say(f"deploying {label}")
+    state = deploy(tree, host, work)
+    password = json.loads((state / "secrets.json").read_text())["passwords"]["admin"]
+    say(f"uploading {len(wheels)} wheels to {label}")
+    for wheel in wheels:
+        project, version = wheel.name.split("-")[:2]
+        body, headers = web.upload_form({":action": "file_upload", "name": project.replace("_", "-"),
+                                         "version": version}, wheel.name, wheel.read_bytes())
+        answer = web.request(host.address, "/simple/", ca=state / "ca.crt", sni=NAME, host=NAME,
+                             method="POST", body=body, headers=headers, auth=("admin", password),
+                             timeout=60)
+        if answer.status != 200:
+            raise SystemExit(f"uploading {wheel.name} to {label} failed: {answer.status}")
+    return host, state, f"https://admin:{password}@{host.address}/simple/"
+
+
+def nginx_log_counters(host: harness.TestHost):
+    log = "/var/log/nginx/access.log"
+
+    def clear() -> None:
+        host.exec(f": > {log}")
+
+    def fetched() -> tuple[int, int]:
+        lines = host.out(f"cat {log}").splitlines()
+        wheels = sum(1 for line in lines if re.search(r'"GET \S+\.whl HTTP/[\d.]+" 200 ', line))
+        sent = sum(int(match[1]) for line in lines if (match := re.search(r'" \d{3} (\d+) ', line)))
+        return wheels, sent
+
+    return clear, fetched
+
+
+# -- devpi-server ----------------------------------------------------------------------------
+class Devpi:
+    def __init__(self, work: Path, wheels: list[Path], tools_bin: Path):
+        self.bin = work / "devpi" / "bin"
+        self.serverdir = work / "devpi-data"
+        self.port = harness.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = work / "devpi.log"
+        subprocess.run([str(self.bin / "devpi-init"), "--serverdir", str(self.serverdir),
+                        "--root-passwd", "bench"], check=True, capture_output=True)
+        self.process = subprocess.Popen(
+            [str(self.bin / "devpi-server"), "--serverdir", str(self.serverdir), "--host",
+             "127.0.0.1", "--port", str(self.port), "--enable-core-metadata"],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        harness.wait_for(lambda: harness.port_open(self.port), "devpi-server", 60)
+        client = {"HOME": str(work), "PATH": f"{self.bin}:{os.environ['PATH']}"}
+        for argv in (["use", self.url], ["login", "root", "--password", "bench"],
+                     ["index", "-c", "root/bench", "bases=", "volatile=False"]):
+            subprocess.run([str(self.bin / "devpi"), *argv], check=True, capture_output=True,
+                           env={**os.environ, **client})
+        say(f"uploading {len(wheels)} wheels to devpi-server")
+        subprocess.run([str(tools_bin / "twine"), "upload", "--disable-progress-bar",
+                        "--repository-url", f"{self.url}/root/bench/", "-u", "root", "-p", "bench",
+                        *map(str, wheels)], check=True, capture_output=True)
+        self.index_url = f"{self.url}/root/bench/+simple/"
+        self.mark = 0
+
+    def clear(self) -> None:
+        self.mark = self.log.stat().st_size
+
+    def fetched(self) -> tuple[int, None]:
+        with self.log.open() as log:
+            log.seek(self.mark)
+            lines = log.read().splitlines()
+        return sum(1 for line in lines if re.search(r"GET \S+\.whl\b(?!\.metadata)", line)
+                   and ".metadata" not in line), None
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def table(results: dict, chosen: int) -> str:
+    lines = ["| | uv pip compile (median of 3) | bytes sent for it | --exclude-newer | "
+             "pip install --dry-run (pip 26.3) | wheels downloaded (uv / pip) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for label, row in results.items():
+        sent = (f"{row['uv_bytes_sent'] / 1e6:.2f} MB ({100 * row['uv_bytes_sent'] / chosen:.1f}% of "
+                f"the {chosen / 1e6:.1f} MB chosen)" if row["uv_bytes_sent"] is not None else "-")
+        lines.append(f"| {label} | {row['uv_seconds']:.2f} s | {sent} | "
+                     f"{'resolves' if row['exclude_newer_resolves'] else 'fails'} | "
+                     f"{row['pip_seconds']:.2f} s | {row['uv_wheels_downloaded']} / "
+                     f"{row['pip_wheels_downloaded']} |")
+    baseline = results.get("devpi-server 6.20.3")
+    if baseline:
+        for label, row in results.items():
+            if label != "devpi-server 6.20.3":
+                lines.append(f"\n{label} against devpi-server: uv pip compile "
+                             f"{row['uv_seconds'] / baseline['uv_seconds']:.2f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", help="also an earlier revision, deployed by its own code")
+    parser.add_argument("--json", type=Path, help="write the results here too")
+    options = parser.parse_args()
+    results, hosts = {}, []
+    with tempfile.TemporaryDirectory(prefix="ppc-bench-resolve-") as directory:
+        work = Path(directory)
+        say("building 90 wheels and the client tools")
+        wheels = build_tree(work / "wheels")
+        chosen = chosen_size(wheels)
+        tools_bin = tools(work)
+        devpi = None
+        try:
+            peers = [("this checkout", None)] + ([(options.ref, options.ref)] if options.ref else [])
+            indexes = []
+            for label, ref in peers:
+                peer_work = work / f"peer-{len(indexes)}"
+                peer_work.mkdir()
+                tree = checkout(ref, peer_work)
+                host, state, url = ppc_index(tree, peer_work, wheels, f"resolve-{len(indexes)}")
+                hosts.append(host)
+                indexes.append((f"ppc-tasks {label}", host, state, url))
+            devpi = Devpi(work, wheels, tools_bin)
+            time.sleep(1.5)
+            cutoff = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for label, host, state, url in indexes:
+                say(f"measuring {label}")
+                clear, fetched = nginx_log_counters(host)
+                results[label] = measure(tools_bin, url, state / "ca.crt", cutoff, work, clear, fetched)
+            say("measuring devpi-server")
+            results["devpi-server 6.20.3"] = measure(tools_bin, devpi.index_url, None, cutoff, work,
+                                                     devpi.clear, devpi.fetched)
+        finally:
+            if devpi is not None:
+                devpi.stop()
+            for host in hosts:
+                host.remove()
+    print(table(results, chosen))
+    if options.json:
+        options.json.write_text(json.dumps({"chosen_bytes": chosen, "peers": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
