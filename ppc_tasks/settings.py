@@ -129,8 +129,8 @@ SETTINGS = (
             _matching(values.IMAGE, "an image reference like ppc/pypicloud:1"),
             "tag of the server image"),
     Setting("build_ca_bundle", "", functools.partial(values.pem_file, parse=False),
-            "PEM bundle on this machine that pip in the image build trusts: for "
-            "TLS-intercepting proxies"),
+            "PEM bundle on this machine that pip in the image build trusts, and the server "
+            "for the upstream index (`fallback: cache`, `mirror`): for TLS-intercepting proxies"),
     Setting("build_index_url", "", values.url,
             "package index the image build's pip uses instead of PyPI (a mirror)"),
     Setting("build_wheelhouse", "", values.wheelhouse,

@@ -52,7 +52,7 @@ def test_dry_run_shows_the_change_and_changes_nothing(deployed, fab, operator_ho
     assert (host_snapshot(server), local_snapshot(operator_home / "state")) == before
     would = {step for step, state in dry_lines(dry.stdout).items() if state == "would change"}
     assert would == {"server.config", "server.container", "nginx.site", "nginx.service",
-                     "server.retire"}, dry.stdout
+                     "server.retire", "server.records"}, dry.stdout
     assert "-pypi.fallback = redirect" in dry.stdout and "+pypi.fallback = none" in dry.stdout
     assert "$ sudo put-file /etc/pypicloud/config.ini 600 10001:10001 keep" in dry.stdout \
         or "$ put-file /etc/pypicloud/config.ini 600 10001:10001 keep" in dry.stdout
