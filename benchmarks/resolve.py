@@ -65,10 +65,13 @@ def tools(work: Path) -> Path:
     return work / "tools" / "bin"
 
 
-def client_environment(ca: Path | None) -> dict:
+def client_environment(index_url: str, ca: Path | None) -> dict:
+    """uv and pip on this index alone; its URL (with a password) in the environment, not
+    on a command line."""
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("PIP_", "UV_")) and key not in ("REQUESTS_CA_BUNDLE",)}
-    environment.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1")
+    environment.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_DEFAULT_INDEX=index_url,
+                       PIP_INDEX_URL=index_url)
     if ca is not None:
         environment["SSL_CERT_FILE"] = str(ca)
     return environment
@@ -84,15 +87,15 @@ def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, work: P
             before_each, wheels_fetched) -> dict:
     """The three measures against one index. before_each() runs before each resolve;
     wheels_fetched() says how many wheels were downloaded since."""
-    environment = client_environment(ca)
+    environment = client_environment(index_url, ca)
     compile_argv = [str(bin_dir / "uv"), "pip", "compile", "--no-cache", "--quiet",
-                    "--python-version", "3.11", "--index-url", index_url, "-"]
+                    "--python-version", "3.11", "-"]
     uv_times, uv_wheels, uv_bytes = [], [], []
     for _ in range(RUNS):
         before_each()
         seconds, result = timed(compile_argv, environment, PROJECTS[0])
         if result.returncode != 0:
-            raise SystemExit(f"uv pip compile failed against {index_url}:\n{result.stderr}")
+            raise SystemExit(f"uv pip compile failed:\n{result.stderr}")
         uv_times.append(seconds)
         fetched, sent = wheels_fetched()
         uv_wheels.append(fetched)
@@ -102,10 +105,10 @@ def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, work: P
     for run in range(RUNS):
         before_each()
         seconds, result = timed([str(bin_dir / "pip"), "install", "--dry-run", "--no-cache-dir",
-                                 "--ignore-installed", "--index-url", index_url,
-                                 *(["--cert", str(ca)] if ca else []), PROJECTS[0]], environment)
+                                 "--ignore-installed", *(["--cert", str(ca)] if ca else []),
+                                 PROJECTS[0]], environment)
         if result.returncode != 0:
-            raise SystemExit(f"pip install --dry-run failed against {index_url}:\n{result.stderr}")
+            raise SystemExit(f"pip install --dry-run failed:\n{result.stderr}")
         pip_times.append(seconds)
         pip_wheels.append(wheels_fetched()[0])
     return {"uv_seconds": round(statistics.median(uv_times), 3),
@@ -119,7 +122,8 @@ def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, work: P
 
 # -- ppc-tasks -------------------------------------------------------------------------------
 def ppc_index(tree: Path, work: Path, wheels: list[Path], label: str):
-    """A throwaway Docker-in-Docker host deployed from `tree`, holding the wheels."""
+    """A throwaway Docker-in-Docker host deployed from `tree`, holding the wheels (uploaded
+    by the admin); developers resolve as the plain account."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "id_ed25519")],
                    check=True)
     host = harness.start_host(harness.ensure_built_image("host"), f"ppc-bench-{label}",
@@ -127,18 +131,18 @@ def ppc_index(tree: Path, work: Path, wheels: list[Path], label: str):
     harness.load_image(host, harness.BASE_IMAGE)
     say(f"deploying {label}")
     state = deploy(tree, host, work)
-    password = json.loads((state / "secrets.json").read_text())["passwords"]["admin"]
+    passwords = json.loads((state / "secrets.json").read_text())["passwords"]
     say(f"uploading {len(wheels)} wheels to {label}")
     for wheel in wheels:
         project, version = wheel.name.split("-")[:2]
         body, headers = web.upload_form({":action": "file_upload", "name": project.replace("_", "-"),
                                          "version": version}, wheel.name, wheel.read_bytes())
         answer = web.request(host.address, "/simple/", ca=state / "ca.crt", sni=NAME, host=NAME,
-                             method="POST", body=body, headers=headers, auth=("admin", password),
-                             timeout=60)
+                             method="POST", body=body, headers=headers,
+                             auth=("admin", passwords["admin"]), timeout=60)
         if answer.status != 200:
             raise SystemExit(f"uploading {wheel.name} to {label} failed: {answer.status}")
-    return host, state, f"https://admin:{password}@{host.address}/simple/"
+    return host, state, f"https://dev:{passwords['dev']}@{host.address}/simple/"
 
 
 def nginx_log_counters(host: harness.TestHost):

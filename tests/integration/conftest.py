@@ -124,8 +124,8 @@ def start_host(test_images, ssh_key, operator_home):
 SERVER_NAME = "pypi.test"
 
 
-def password_of(operator_home: Path, user: str = "admin") -> str:
-    path = operator_home / "state" / SERVER_NAME / "secrets.json"
+def password_of(operator_home: Path, user: str = "admin", index: str = SERVER_NAME) -> str:
+    path = operator_home / "state" / index / "secrets.json"
     return json.loads(path.read_text())["passwords"][user]
 
 

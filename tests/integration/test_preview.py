@@ -58,7 +58,7 @@ def test_dry_run_shows_the_change_and_changes_nothing(deployed, fab, operator_ho
         or "$ put-file /etc/pypicloud/config.ini 600 10001:10001 keep" in dry.stdout
     assert "docker run --detach --label ppc-tasks.spec-hash=" in dry.stdout
     assert "-    server 127.0.0.1:3031;" in dry.stdout or "-    server 127.0.0.1:3032;" in dry.stdout
-    assert "dry run: 5 would change," in dry.stdout and "nothing was changed" in dry.stdout
+    assert "dry run: 6 would change," in dry.stdout and "nothing was changed" in dry.stdout
     secrets = json.loads((operator_home / "state" / SERVER_NAME / "secrets.json").read_text())
     for secret in [*secrets["passwords"].values(), *secrets["password_hashes"].values(),
                    secrets["session_encrypt_key"], secrets["session_validate_key"]]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 
 import pytest
 
-from .conftest import SYSTEM_CA_BUNDLE, steps
+from . import web
+from .conftest import SYSTEM_CA_BUNDLE, password_of, steps
 from .engines import (
     BUCKET,
     PG_PASSWORD,
@@ -62,7 +64,12 @@ def test_s3_without_its_secret_stops_before_anything_changes(fab, engines, serve
 
 
 @pytest.fixture(scope="module")
-def deployed_shared(fab, engines, server, client, operator_home, make_dists):
+def sample_dists(make_dists):
+    return make_dists("ppc-shared-sample", "1.0.0")
+
+
+@pytest.fixture(scope="module")
+def deployed_shared(fab, engines, server, client, operator_home, sample_dists):
     """Deployed on S3 + PostgreSQL (the secrets given once, in the environment); the client
     configured and a release uploaded from it with twine."""
     result = fab("deploy", host=server, settings=shared_settings(engines, server, operator_home),
@@ -71,7 +78,7 @@ def deployed_shared(fab, engines, server, client, operator_home, make_dists):
     configure = fab("clients.configure", host=f"dev@127.0.0.1:{client.port}",
                     settings=shared_settings(engines, server, operator_home))
     assert configure.returncode == 0, configure.stdout + configure.stderr
-    client.copy_in(make_dists("ppc-shared-sample", "1.0.0"), "/tmp/dist")
+    client.copy_in(sample_dists, "/tmp/dist")
     client.exec("chown -R dev: /tmp/dist")
     upload = as_dev(client, "twine upload --disable-progress-bar -r internal /tmp/dist/*")
     assert upload.returncode == 0, upload.stdout + upload.stderr
@@ -169,3 +176,41 @@ def test_status_reports_the_bucket_and_the_cache_as_the_server_sees_them(
     # In seconds, and saying why: pypicloud's cache URL carries connect timeouts.
     assert re.search(rf"\] cache +PROBLEM +redis://{engines.redis}:6379/0: (Timeout|Error)",
                      broken.stdout, re.MULTILINE), broken.stdout
+
+
+def test_files_on_s3_answer_byte_ranges_streamed_or_redirected(
+        deployed_shared, fab, engines, server, operator_home, sample_dists):
+    """What a client that reads a wheel's end (its zip directory) gets from an index on S3:
+    nginx's ranges when pypicloud streams the file, the store's own behind a redirect."""
+    wheel = next(path for path in sample_dists if path.suffix == ".whl")
+    path = f"/api/package/ppc-shared-sample/{wheel.name}"
+    ca = operator_home / "state" / INDEX / "ca.crt"
+
+    def request(suffix: str = "", **kwargs) -> web.Response:
+        return web.request(server.address, path + suffix, ca=ca, sni=INDEX, host=INDEX,
+                           auth=("dev", password_of(operator_home, "dev", INDEX)), **kwargs)
+
+    def deploy(stream_files: bool) -> None:
+        result = fab("deploy", host=server, settings=shared_settings(
+            engines, server, operator_home, cache_url=f"redis://{engines.redis}:6379/0",
+            stream_files=stream_files))
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert steps(result.stdout)["server.container"] == "changed", result.stdout
+
+    deploy(stream_files=True)
+    head = request(method="HEAD")
+    assert head.status == 200 and head.headers.get("accept-ranges") == "bytes", head.headers
+    tail = request(headers={"Range": "bytes=-100"})
+    assert tail.status == 206 and tail.body == wheel.read_bytes()[-100:], tail.headers
+    whole = request()
+    assert whole.status == 200 and whole.body == wheel.read_bytes()
+    # The metadata file comes from the records, whichever way the files go.
+    metadata = request(".metadata")
+    assert metadata.status == 200 and b"Name: ppc-shared-sample" in metadata.body, metadata
+
+    deploy(stream_files=False)
+    redirected = request(headers={"Range": "bytes=-100"})
+    assert redirected.status == 302, redirected
+    signed = urllib.request.Request(redirected.headers["location"], headers={"Range": "bytes=-100"})
+    with web.DIRECT.open(signed, timeout=15) as tail:
+        assert tail.status == 206 and tail.read() == wheel.read_bytes()[-100:]

@@ -20,6 +20,7 @@ def install(config):
         SimplePackageResource,
         SimpleResource,
     )
+    import pypicloud.views.api as api
     import pypicloud.views.simple as simple
 
     packages_to_dict = simple.packages_to_dict
@@ -59,6 +60,8 @@ def install(config):
                     subpath=(), ppc_page=True)
     config.add_view(metadata_file, context=APIPackageFileResource, request_method="GET",
                     permission="read", ppc_metadata_file=True)
+    config.add_view(sized(api.download_package), context=APIPackageFileResource,
+                    request_method="GET", permission="read", ppc_metadata_file=False)
     # PUT (with {"reason": ...}) yanks a release, DELETE takes the yank back: admins only.
     config.add_view(yank_release, context=AdminResource, name="yank",
                     subpath=("name/*", "version/*"), request_method=("PUT", "DELETE"),
@@ -189,6 +192,22 @@ def yank_release(context, request):
     LOG.info("%s %s %s by %s%s", "yanked" if after is not None else "unyanked", name,
              held[0], request.authenticated_userid, f": {after}" if after else "")
     return {"name": name, "version": held[0], "yanked": after, "changed": before != after}
+
+
+def sized(download_package):
+    """pypicloud's download, with the file's recorded size as its Content-Length when
+    pypicloud streams it (`stream_files` from S3, a first fetch with `fallback: cache`):
+    without a length nginx cannot answer a byte range, and clients that read a wheel's
+    end (its zip directory) must download it whole."""
+    def download_with_length(context, request):
+        response = download_package(context, request)
+        if response.status_code == 200 and response.content_length is None:
+            record = registry.of(request.db).files_of(canonical(context.name)).get(
+                posixpath.basename(context.filename))
+            if record is not None:
+                response.content_length = record.size
+        return response
+    return download_with_length
 
 
 def metadata_file(context, request):
