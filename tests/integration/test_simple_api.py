@@ -192,6 +192,9 @@ def test_a_metadata_file_is_the_wheels_own_and_both_pages_name_its_hash(chain, i
     assert page["versions"] == ["1.0", "1.1"] and page["meta"] == {"api-version": "1.1"}
     served = index.request(re.sub(r"^https://[^/]+", "", entry["url"]) + ".metadata")
     assert served.status == 200 and served.body == metadata
+    # Asked under another project's name (which the client may read), it is not served.
+    elsewhere = index.request(f"/api/package/ppc-api-a/{wheel.name}.metadata")
+    assert elsewhere.status == 404, elsewhere
     # The HTML page, as every pip before PEP 691 reads it: the default, with the same.
     html = index.request("/simple/ppc-api-b/")
     assert html.status == 200 and html.headers["content-type"].startswith("text/html")
