@@ -29,9 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.serve import NAME, checkout, deploy, say
+from benchmarks.serve import checkout, deploy, say, upload
 from tests.dists import build_wheel
-from tests.integration import harness, web
+from tests.integration import harness
 
 PROJECTS = [f"bench-dep-{number:02}" for number in range(1, 31)]
 VERSIONS = ("1.0", "1.1", "1.2")
@@ -83,8 +83,8 @@ def timed(argv: list[str], environment: dict, stdin: str = "") -> tuple[float, s
     return time.monotonic() - started, result
 
 
-def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, work: Path,
-            before_each, wheels_fetched) -> dict:
+def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, before_each,
+            wheels_fetched) -> dict:
     """The three measures against one index. before_each() runs before each resolve;
     wheels_fetched() says how many wheels were downloaded since."""
     environment = client_environment(index_url, ca)
@@ -135,13 +135,7 @@ def ppc_index(tree: Path, work: Path, wheels: list[Path], label: str):
     say(f"uploading {len(wheels)} wheels to {label}")
     for wheel in wheels:
         project, version = wheel.name.split("-")[:2]
-        body, headers = web.upload_form({":action": "file_upload", "name": project.replace("_", "-"),
-                                         "version": version}, wheel.name, wheel.read_bytes())
-        answer = web.request(host.address, "/simple/", ca=state / "ca.crt", sni=NAME, host=NAME,
-                             method="POST", body=body, headers=headers,
-                             auth=("admin", passwords["admin"]), timeout=60)
-        if answer.status != 200:
-            raise SystemExit(f"uploading {wheel.name} to {label} failed: {answer.status}")
+        upload(host, state, passwords["admin"], wheel, project.replace("_", "-"), version)
     return host, state, f"https://dev:{passwords['dev']}@{host.address}/simple/"
 
 
@@ -251,9 +245,9 @@ def main() -> None:
             for label, host, state, url in indexes:
                 say(f"measuring {label}")
                 clear, fetched = nginx_log_counters(host)
-                results[label] = measure(tools_bin, url, state / "ca.crt", cutoff, work, clear, fetched)
+                results[label] = measure(tools_bin, url, state / "ca.crt", cutoff, clear, fetched)
             say("measuring devpi-server")
-            results["devpi-server 6.20.3"] = measure(tools_bin, devpi.index_url, None, cutoff, work,
+            results["devpi-server 6.20.3"] = measure(tools_bin, devpi.index_url, None, cutoff,
                                                      devpi.clear, devpi.fetched)
         finally:
             if devpi is not None:

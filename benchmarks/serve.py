@@ -79,18 +79,24 @@ def deploy(tree: Path, host: harness.TestHost, work: Path) -> Path:
     return state / NAME
 
 
+def upload(host: harness.TestHost, state: Path, password: str, wheel: Path, name: str,
+           version: str) -> None:
+    """One file, through nginx as twine sends it, as the admin."""
+    body, headers = web.upload_form({":action": "file_upload", "name": name, "version": version},
+                                    wheel.name, wheel.read_bytes())
+    response = web.request(host.address, "/simple/", ca=state / "ca.crt", sni=NAME, host=NAME,
+                           method="POST", body=body, headers=headers, auth=("admin", password),
+                           timeout=60)
+    if response.status != 200:
+        raise SystemExit(f"uploading {wheel.name} to {host.name} failed: {response.status}")
+
+
 def upload_packages(host: harness.TestHost, state: Path, work: Path) -> list[list[str]]:
     password = json.loads((state / "secrets.json").read_text())["passwords"]["admin"]
     uploaded = []
     for name in PACKAGES:
         wheel = harness.build_sample_dists(name, "1.0", work / "dists" / name)[1]
-        body, headers = web.upload_form({":action": "file_upload", "name": name, "version": "1.0"},
-                                        wheel.name, wheel.read_bytes())
-        response = web.request(host.address, "/simple/", ca=state / "ca.crt", sni=NAME, host=NAME,
-                               method="POST", body=body, headers=headers,
-                               auth=("admin", password))
-        if response.status != 200:
-            raise SystemExit(f"uploading {wheel.name} failed: {response.status}")
+        upload(host, state, password, wheel, name, "1.0")
         uploaded.append([name, wheel.name])
     return uploaded
 

@@ -120,14 +120,13 @@ def plan_yank(settings: Settings, facts: Facts, name: str, version: str, reason:
     if not release.held:
         raise TaskError(f"the index holds no release {version} of {name}")
     shown = f"{name} {release.version}"
+    why = f" ({reason})" if reason else ""
     if release.yanked == reason:
-        return Unchanged("packages.yank", f"{shown} is {'not yanked' if reason is None else 'yanked'}"
-                                          f"{f' ({reason})' if reason else ''}")
+        return Unchanged("packages.yank",
+                         f"{shown} is {'not yanked' if reason is None else 'yanked'}{why}")
     command = "unyank" if reason is None else "yank"
     return Change(
-        "packages.yank",
-        done=f"{command}ed {shown}{f' ({reason})' if reason else ''}",
-        would=f"{command} {shown}{f' ({reason})' if reason else ''}",
+        "packages.yank", done=f"{command}ed {shown}{why}", would=f"{command} {shown}{why}",
         commands=[Command(("docker", "exec", "-i", container, "ppc-guard", command, name,
                            release.version), stdin=login + (reason or "").encode() + b"\n",
                           stdin_shown="an admin's login and the reason",

@@ -17,8 +17,8 @@ import urllib.request
 import warnings
 
 from . import backfill, registry
-from .names import canonical, same_version
-from .views import yank_reason
+from .names import canonical
+from .views import held_version, yank_reason
 
 API = "http://127.0.0.1:3031"
 
@@ -26,12 +26,11 @@ API = "http://127.0.0.1:3031"
 def release_state(request, name, version):
     """{"held": false}, or the release's stored version and its yank reason (or None)."""
     name = canonical(name)
-    held = [package.version for package in request.db.all(name)
-            if same_version(package.version, version)]
-    if not held:
+    held = held_version(request.db, name, version)
+    if held is None:
         return {"held": False}
-    return {"held": True, "version": held[0],
-            "yanked": yank_reason(held[0], registry.of(request.db).yanks_of(name))}
+    return {"held": True, "version": held,
+            "yanked": yank_reason(held, registry.of(request.db).yanks_of(name))}
 
 
 def change_yank(method, name, version, login, reason):

@@ -9,8 +9,7 @@ import posixpath
 import urllib.parse
 
 from .names import project_of
-
-JSON = "application/vnd.pypi.simple.v1+json"
+from .pages import JSON
 CACHE_SECONDS = 15 * 60  # as pypicloud's own locator keeps an answer
 TIMEOUT_SECONDS = 20
 

@@ -162,6 +162,13 @@ def yank_reason(version, yanks):
     return None
 
 
+def held_version(db, name, version):
+    """The version as the index stores a release of `name` (1.0 when asked for 1.0.0),
+    or None when it holds none."""
+    return next((package.version for package in db.all(name)
+                 if same_version(package.version, version)), None)
+
+
 def yank_release(context, request):
     """Yank (PUT) or unyank (DELETE) every file of a release (PEP 592): clients skip it
     unless a requirement pins it exactly. Answers what the release is now, and whether
@@ -170,14 +177,13 @@ def yank_release(context, request):
 
     name = canonical(request.named_subpaths["name"])
     version = request.named_subpaths["version"]
-    held = [package.version for package in request.db.all(name)
-            if same_version(package.version, version)]
-    if not held:
+    held = held_version(request.db, name, version)
+    if held is None:
         return HTTPNotFound(f"{name} has no release {version}")
     records = registry.of(request.db)
     yanks = records.yanks_of(name)
-    before = yank_reason(held[0], yanks)
-    for yanked_version in [known for known in yanks if same_version(known, held[0])]:
+    before = yank_reason(held, yanks)
+    for yanked_version in [known for known in yanks if same_version(known, held)]:
         records.unyank(name, yanked_version)
     after = None
     if request.method == "PUT":
@@ -188,10 +194,10 @@ def yank_release(context, request):
         if not isinstance(after, str) or len(after) > MAX_REASON or not after.isprintable():
             return HTTPBadRequest(f"a yank's reason is one line of at most {MAX_REASON} "
                                   f"characters")
-        records.yank(name, held[0], after)
+        records.yank(name, held, after)
     LOG.info("%s %s %s by %s%s", "yanked" if after is not None else "unyanked", name,
-             held[0], request.authenticated_userid, f": {after}" if after else "")
-    return {"name": name, "version": held[0], "yanked": after, "changed": before != after}
+             held, request.authenticated_userid, f": {after}" if after else "")
+    return {"name": name, "version": held, "yanked": after, "changed": before != after}
 
 
 def sized(download_package):
