@@ -6,7 +6,8 @@ machine), serving the same packages.
 30 packages of 3 versions each, wheels of 400 KB, each depending on the next two
 packages. For each peer, with clients on this machine:
 
-- `uv pip compile` of the first package, no cache, median of 3: the time, and for
+- `uv pip compile` of the first package, no cache, median of 3 (and the first of them,
+  whose pages the server makes; it keeps them for the next): the time, and for
   ppc-tasks the bytes nginx sent, against the size of the wheels it chose;
 - `uv pip compile --exclude-newer` (a moment after the uploads): resolves, or not;
 - `pip install --dry-run` (pip 26.3, no cache), median of 3: the time, and how many
@@ -112,6 +113,7 @@ def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, before_
         pip_times.append(seconds)
         pip_wheels.append(wheels_fetched()[0])
     return {"uv_seconds": round(statistics.median(uv_times), 3),
+            "uv_first_seconds": round(uv_times[0], 3),
             "uv_wheels_downloaded": max(uv_wheels),
             "uv_bytes_sent": statistics.median(uv_bytes) if all(b is not None for b in uv_bytes) else None,
             "exclude_newer_resolves": newer.returncode == 0,
@@ -197,13 +199,13 @@ class Devpi:
 
 
 def table(results: dict, chosen: int) -> str:
-    lines = ["| | uv pip compile (median of 3) | bytes sent for it | --exclude-newer | "
+    lines = ["| | uv pip compile (median of 3; first) | bytes sent for it | --exclude-newer | "
              "pip install --dry-run (pip 26.3) | wheels downloaded (uv / pip) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for label, row in results.items():
         sent = (f"{row['uv_bytes_sent'] / 1e6:.2f} MB ({100 * row['uv_bytes_sent'] / chosen:.1f}% of "
                 f"the {chosen / 1e6:.1f} MB chosen)" if row["uv_bytes_sent"] is not None else "-")
-        lines.append(f"| {label} | {row['uv_seconds']:.2f} s | {sent} | "
+        lines.append(f"| {label} | {row['uv_seconds']:.2f} s; {row['uv_first_seconds']:.2f} s | {sent} | "
                      f"{'resolves' if row['exclude_newer_resolves'] else 'fails'} | "
                      f"{row['pip_seconds']:.2f} s | {row['uv_wheels_downloaded']} / "
                      f"{row['pip_wheels_downloaded']} |")

@@ -79,6 +79,16 @@ def installs_through_the_balancer(client, requirement: str, times: int = INSTALL
     return failures
 
 
+def versions_on(client, host_name: str, project: str, password: str) -> str:
+    """The versions one index host's page lists, as pip reads them; asked twice: the
+    second answer is the page the host kept."""
+    url = f"https://dev:{urllib.parse.quote(password, safe='')}@{host_name}/simple/"
+    answers = [as_dev(client, f"pip index versions --retries 0 {project}", PIP_INDEX_URL=url)
+               for _ in range(2)]
+    assert answers[1].returncode == 0, answers[1].stdout + answers[1].stderr
+    return answers[1].stdout.decode()
+
+
 def upload(client, make_dists, name: str, version: str, repository: str = "-r internal", **env):
     client.copy_in(make_dists(name, version), f"/tmp/dist-{version}")
     client.exec(f"chown -R dev: /tmp/dist-{version}")
@@ -122,8 +132,10 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
     assert balancer_host.exec("test -e /etc/pypicloud/config.ini", check=False).returncode != 0
 
     # An upload through one host is installable through the other on the very next
-    # request once the upload returned (one shared cache): no window to wait out.
+    # request once the upload returned (one shared cache): no window to wait out, not
+    # even for the page the other host gave just before and keeps.
     password = dev_password(operator_home)
+    assert "2.0.0" not in versions_on(client, HOST_NAMES[1], "ppc-cluster-sample", password)
     ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
     upload(client, make_dists, "ppc-cluster-sample", "2.0.0",
            repository=f"--repository-url https://{HOST_NAMES[0]}/simple/ --cert {ca}",
@@ -190,7 +202,13 @@ def test_the_same_with_redis_as_the_cache(cluster, fab, engines, index_hosts, ba
     assert moved.returncode == 0, moved.stdout + moved.stderr
     unchanged = fab("balancer.deploy", host=balancer_host, settings=settings)
     assert "done: 0 changed," in unchanged.stdout, unchanged.stdout
+    # Each host keeps the page it gave; an upload through the balancer shows on both.
+    password = dev_password(operator_home)
+    for name in HOST_NAMES:
+        assert "3.0.0" not in versions_on(client, name, "ppc-cluster-sample", password)
     upload(client, make_dists, "ppc-cluster-sample", "3.0.0")
+    for name in HOST_NAMES:
+        assert "3.0.0" in versions_on(client, name, "ppc-cluster-sample", password)
     # Every host reports both shared stores healthy.
     status = fab("status", host=on_all(index_hosts), settings=settings)
     assert status.returncode == 0, status.stdout + status.stderr

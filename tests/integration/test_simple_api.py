@@ -10,7 +10,10 @@ What the index promises here:
   a wheel whose METADATA names another project or version is refused at upload;
 - only an admin yanks, through fab (audited) or the API; nothing below admin can;
 - files stored before the index recorded them get their records when a server starts
-  (an upgrade replaces it), and the next deploy goes on where a failed run stopped.
+  (an upgrade replaces it), and the next deploy goes on where a failed run stopped;
+- a page or metadata file the server gave before (and keeps, to give again fast) shows
+  every upload, delete and yank on the very next request, and is given to nobody who
+  could not log in.
 """
 
 from __future__ import annotations
@@ -249,6 +252,52 @@ def test_only_an_admin_yanks_and_clients_skip_the_release(chain, developer, inde
     assert pins(compile_with_uv(developer, "ppc-api-a")) >= {"ppc-api-b==1.1"}
 
 
+def test_a_page_given_again_shows_every_change_on_the_next_request(developer, index, tmp_path):
+    project = "ppc-api-kept"
+    first, second = (harness.build_wheel(project, version, tmp_path / version)
+                     for version in ("1.0", "1.1"))
+    metadata = f"/api/package/{project}/{second.name}.metadata"
+
+    def listed() -> list[str]:
+        return sorted(file["filename"] for file in index.json_page(project)["files"])
+
+    def asked_twice(path: str) -> web.Response:
+        answers = [index.request(path) for _ in range(2)]
+        assert answers[0].status == answers[1].status and answers[0].body == answers[1].body
+        return answers[1]
+
+    assert f'href="{project}/"' not in asked_twice("/simple/").body.decode()
+    twine(developer, [first])
+    assert f'href="{project}/"' in index.request("/simple/").body.decode()
+    assert listed() == listed() == [first.name]
+    assert asked_twice(f"/simple/{project}/").status == 200
+    # Whoever cannot log in gets nothing of what was given before.
+    for auth in (("dev", "not-the-password"), None):
+        refused = web.request(index.host.address, f"/simple/{project}/", sni=SERVER_NAME,
+                              host=SERVER_NAME, auth=auth,
+                              ca=index.deployed.operator_home / "state" / SERVER_NAME / "ca.crt")
+        assert refused.status == 401, refused
+
+    twine(developer, [second])
+    assert listed() == [first.name, second.name]
+    assert second.name in index.request(f"/simple/{project}/").body.decode()
+    assert asked_twice(metadata).status == 200
+
+    yank = index.request(f"/admin/yank/{project}/1.1", user="admin", method="PUT",
+                         body=b'{"reason": "kept no more"}',
+                         headers={"Content-Type": "application/json"})
+    assert yank.status == 200, yank
+    yanked = {file["filename"]: file["yanked"] for file in index.json_page(project)["files"]}
+    assert yanked[second.name] == "kept no more"
+
+    deleted = index.request(f"/api/package/{project}/{second.name}", user="admin",
+                            method="DELETE")
+    assert deleted.status == 200, deleted
+    assert listed() == [first.name]
+    assert second.name not in index.request(f"/simple/{project}/").body.decode()
+    assert index.request(metadata).status == 404
+
+
 def test_a_yank_of_what_the_index_does_not_hold_is_one_line(chain, deployed, fab):
     missing = fab("packages.yank", "ppc-api-b==9.9", host=deployed.host, settings=deployed.settings())
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
@@ -287,6 +336,8 @@ def test_files_from_before_get_their_records_when_the_server_starts_resuming_aft
     host = deployed.host
     recorded = metadata_hashes(index, "ppc-api-c")
     sqlite(host, "DELETE FROM ppc_files")
+    # As a write by the guard would: what the server gave before is not given again.
+    sqlite(host, "UPDATE ppc_generation SET token = hex(randomblob(16))")
     assert set(metadata_hashes(index, "ppc-api-c").values()) == {False}
     volume = host.out("docker volume inspect --format '{{.Mountpoint}}' pypicloud-data")
     locked = f"{volume}/packages/ppc-api-c/1.1/ppc_api_c-1.1-py3-none-any.whl"

@@ -9,7 +9,7 @@ import pytest
 from ppc_tasks.render import DOCKER_DIR
 
 sys.path.insert(0, str(DOCKER_DIR / "server"))
-from ppc_guard import hooks, logins, names, projects  # noqa: E402  (the image's, not ours)
+from ppc_guard import answers, hooks, logins, names, projects, views  # noqa: E402  (the image's, not ours)
 
 sys.path.remove(str(DOCKER_DIR / "server"))
 guard = names
@@ -209,3 +209,60 @@ def test_slow_hashes_never_take_every_thread():
     waiter.join(5)
     assert same == [True]
     assert checker.verify("b", "pw", "$6$b", "10.0.0.2", lambda: True)
+
+
+# -- answers kept (answers.py) ------------------------------------------------------------
+PAGE = (("Content-Type", "text/html"),)
+
+
+def test_an_answer_is_given_again_only_under_the_token_it_was_made_under():
+    kept = answers.Answers()
+    assert kept.get("page", "t1") is None
+    kept.keep("page", "t1", PAGE, b"<a>1.0</a>")
+    assert kept.get("page", "t1").body == b"<a>1.0</a>"
+    assert kept.get("other page", "t1") is None
+    # An upload set a new token: nothing made before it is given, not even once the
+    # token it was made under comes back (a request that read it before the change).
+    assert kept.get("page", "t2") is None
+    assert kept.get("page", "t1") is None
+
+
+def test_an_answer_made_under_an_older_token_is_not_kept():
+    kept = answers.Answers()
+    kept.get("page", "new")
+    kept.keep("page", "old", PAGE, b"made before the change")
+    assert kept.get("page", "new") is None and kept.get("page", "old") is None
+
+
+def test_an_answer_is_given_for_max_age_seconds_at_most():
+    clock = Clock()
+    kept = answers.Answers(max_age=60, clock=clock)
+    kept.get("page", "t")
+    kept.keep("page", "t", PAGE, b"body")
+    clock.now += 60
+    assert kept.get("page", "t") is not None
+    clock.now += 0.5
+    assert kept.get("page", "t") is None
+
+
+def test_the_least_recently_used_answers_go_first_past_max_bytes():
+    kept = answers.Answers(max_bytes=10)
+    kept.get("a", "t")
+    for key in "abc":
+        kept.keep(key, "t", PAGE, b"1234")
+    assert kept.get("a", "t") is None  # 12 bytes > 10: the oldest went
+    assert kept.get("b", "t") is not None
+    kept.keep("d", "t", PAGE, b"1234")  # b was used since: c goes
+    assert [key for key in "bcd" if kept.get(key, "t")] == ["b", "d"]
+    kept.keep("big", "t", PAGE, b"x" * 11)  # more than all: never kept
+    assert kept.get("big", "t") is None and kept.get("d", "t") is not None
+
+
+@pytest.mark.parametrize("path, kept", [
+    ("/simple/", True), ("/simple/acme-tools/", True), ("/pypi/acme-tools/", True),
+    ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl.metadata", True),
+    ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl", False),
+    ("/health", False), ("/admin/", False),
+])
+def test_only_pages_and_metadata_files_may_be_kept(path, kept):
+    assert views.may_be_kept(path) is kept

@@ -13,6 +13,8 @@ What it promises, each kept by one module:
   looked up on the upstream index (404 instead of a redirect or a cached copy).
 - logins.py: a login costs one slow hash, once; wrong logins from one address are
   throttled (429), and slow hashes never take every server thread (503).
+- answers.py: the simple API's pages and metadata files are made once and given again
+  (to the same account) until the index changes.
 - Anonymous requests get 401 for everything but /health, which answers without asking
   the backends; the deep check (access, cache, storage) is for requests that carry
   DEEP_HEALTH_HEADER, which nginx never passes on: Docker's health check and status.

@@ -1,14 +1,17 @@
 """How the guard goes into pypicloud: wrappers around its cache (uploads, deletes), its
-access backend (logins) and its upstream look-ups, and one tween in front of every
-request."""
+access backend (logins) and its upstream look-ups, one tween in front of every request
+and one that answers the simple API from what answers.py kept."""
 import json
+import logging
 
 from . import registry, upstream, views
+from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
 from .names import canonical, matches, project_of, upload_error
 from .projects import NOBODY, StoredFile, first_uploader, parse_rules, upload_refusal
 
+LOG = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/health",)
 # Asks /health for the deep check. nginx clears it on every request it forwards: only
 # Docker's health check and `fab status`, inside the container, send it.
@@ -26,8 +29,12 @@ def install(config):
     _remember_deletes()
     _remember_logins(Logins())
     _keep_private_names_home(config, rules)
+    _read_tokens_where_the_cache_is()
     views.install(config)
     config.add_tween("ppc_guard.hooks.front_door")
+    # Before a transaction begins: a kept answer needs none.
+    config.add_tween("ppc_guard.hooks.kept_answers", under="ppc_guard.hooks.front_door",
+                     over="pyramid_tm.tm_tween_factory")
 
 
 def is_public(path):
@@ -135,8 +142,10 @@ def _remember_deletes():
         owner = first_uploader([stored(other) for other in self.all(package.name)])
         if owner:
             projects.claim(package.name, owner)
+        delete(self, package)
+        # After the delete: its new generation token must not come before it (on Redis,
+        # which has no transaction around both).
         projects.forget_file(package.filename, package.name)
-        return delete(self, package)
 
     ICache.delete = remembering_delete
 
@@ -248,5 +257,61 @@ def front_door(handler, registry_):
             return handler(request)
         return answer(401, "log in with an account of this index",
                       **{"WWW-Authenticate": f'Basic realm="{realm}"'})
+
+    return tween
+
+
+# -- answers kept ------------------------------------------------------------------------
+_token_readers = []  # of the cache pypicloud configured (one per process)
+
+
+def _read_tokens_where_the_cache_is():
+    """pypicloud's cache configures itself after this include: its connection settings
+    are caught on their way, for reading the generation token without a request."""
+    from pypicloud.cache import RedisCache, SQLCache
+
+    for cache_class in (SQLCache, RedisCache):
+        def configure(cls, settings, configure=cache_class.configure.__func__):
+            cache_settings = configure(cls, settings)
+            _token_readers.append(registry.token_reader(cls, cache_settings))
+            return cache_settings
+        cache_class.configure = classmethod(configure)
+
+
+# Headers of a kept answer given again; the rest (a session's cookie) are the request's own.
+KEPT_HEADERS = ("content-type", "vary", "cache-control")
+
+
+def kept_answers(handler, registry_):
+    """A tween: the simple API's pages and core metadata files, answered again from
+    answers.py while the index's generation token stays the same (every upload, delete
+    and yank sets a new one); made by the views, and kept, when they say they may be."""
+    from pyramid.response import Response
+
+    kept = Answers()
+    token = _token_readers[-1]
+
+    def tween(request):
+        if request.method != "GET" or request.query_string \
+                or not views.may_be_kept(request.path_info) \
+                or request.access.mutable:  # permissions may change under us: not kept
+            return handler(request)
+        # What makes one answer differ from another: so many keys, and no more, as
+        # there are accounts, names of the index and pages and files it holds.
+        key = (request.authenticated_userid, request.application_url, request.path_info,
+               views.media_type(request))
+        try:
+            current = token()
+        except Exception:  # the cache database's trouble: the view meets it, as before
+            LOG.warning("the generation token could not be read", exc_info=True)
+            return handler(request)
+        answer = kept.get(key, current)
+        if answer is not None:
+            return Response(headerlist=list(answer.headers), body=answer.body)
+        response = handler(request)
+        if response.status_code == 200 and request.environ.get(views.MAY_KEEP):
+            kept.keep(key, current, [(name, value) for name, value in response.headerlist
+                                   if name.lower() in KEPT_HEADERS], response.body)
+        return response
 
     return tween

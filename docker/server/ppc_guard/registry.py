@@ -6,16 +6,19 @@ every index host sees the same and a backup of the sqlite database carries it:
   stays its owner;
 - every file's size and core metadata (PEP 658), read from the file at upload (or by
   the backfill, for files from before);
-- the releases an admin yanked (PEP 592), with the reason.
+- the releases an admin yanked (PEP 592), with the reason;
+- the generation token: a new random one with every change of the above, in the same
+  transaction (answers.py keeps the simple API's answers while it stays the same).
 
 pypicloud rebuilds its own tables from the package store when they are empty; these it
 never touches.
 """
 import json
+import secrets
 import threading
 from dataclasses import dataclass
 
-PROJECTS, FILES, YANKS = "ppc_projects", "ppc_files", "ppc_yanks"
+PROJECTS, FILES, YANKS, GENERATION = "ppc_projects", "ppc_files", "ppc_yanks", "ppc_generation"
 CREATE = (
     f"CREATE TABLE IF NOT EXISTS {PROJECTS} (name VARCHAR(255) PRIMARY KEY, "
     f"owner VARCHAR(255) NOT NULL)",
@@ -25,6 +28,8 @@ CREATE = (
     f"metadata TEXT)",
     f"CREATE TABLE IF NOT EXISTS {YANKS} (name VARCHAR(255) NOT NULL, "
     f"version VARCHAR(255) NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (name, version))",
+    f"CREATE TABLE IF NOT EXISTS {GENERATION} (id INTEGER PRIMARY KEY, token VARCHAR(64) NOT NULL)",
+    f"INSERT INTO {GENERATION} (id, token) VALUES (1, '') ON CONFLICT (id) DO NOTHING",
 )
 # First writer wins, on sqlite (3.24+) and PostgreSQL alike; the row is read back.
 CLAIM = f"INSERT INTO {PROJECTS} (name, owner) VALUES (:name, :owner) ON CONFLICT (name) DO NOTHING"
@@ -42,12 +47,17 @@ YANK = (f"INSERT INTO {YANKS} (name, version, reason) VALUES (:name, :version, :
         f"ON CONFLICT (name, version) DO UPDATE SET reason = excluded.reason")
 UNYANK = f"DELETE FROM {YANKS} WHERE name = :name AND version = :version"
 YANKS_OF = f"SELECT version, reason FROM {YANKS} WHERE name = :name"
+TOKEN = f"SELECT token FROM {GENERATION} WHERE id = 1"
+NEW_TOKEN = f"UPDATE {GENERATION} SET token = :token WHERE id = 1"
 
 REDIS_PROJECTS = "ppc-tasks:projects"
 REDIS_FILES = "ppc-tasks:files:"  # + project name: filename -> JSON {size, metadata_sha256}
 REDIS_METADATA = "ppc-tasks:metadata"  # filename -> core metadata
 REDIS_YANKS = "ppc-tasks:yanks:"  # + project name: version -> reason
+REDIS_GENERATION = "ppc-tasks:generation"
 
+# More than the server's threads (config.ini): each keeps its connection for the token.
+SERVER_THREADS_AT_MOST = 64
 _created = set()  # engines whose tables exist, in this process
 _creating = threading.Lock()
 
@@ -56,6 +66,46 @@ _creating = threading.Lock()
 class FileRecord:
     size: int
     metadata_sha256: str | None  # None: no core metadata is served for the file
+
+
+def create_tables(engine):
+    if id(engine) not in _created:
+        with _creating, engine.begin() as connection:
+            for statement in CREATE:
+                connection.execute(statement)
+            _created.add(id(engine))
+
+
+def token_reader(cache_class, cache_settings):
+    """A function that reads the generation token (answers.py), outside any request's
+    session and transaction: it is read for every request of a page. `cache_settings`
+    are what the pypicloud cache class's configure() made of config.ini."""
+    from pypicloud.cache.redis_cache import RedisCache
+    from pypicloud.cache.sql import SQLCache
+
+    if issubclass(cache_class, SQLCache):
+        from sqlalchemy import create_engine
+        from sqlalchemy.pool import SingletonThreadPool
+
+        cache_engine = engine = cache_settings["dbmaker"].kw["bind"]
+        if engine.dialect.name == "sqlite":  # a connection kept open by each thread
+            engine = create_engine(engine.url, poolclass=SingletonThreadPool,
+                                   pool_size=SERVER_THREADS_AT_MOST)
+
+        def sql_token():
+            create_tables(cache_engine)
+            connection = engine.raw_connection()  # the driver's own: a third of the time
+            try:
+                cursor = connection.cursor()
+                cursor.execute(TOKEN)
+                return cursor.fetchone()[0]
+            finally:
+                connection.close()
+        return sql_token
+    if issubclass(cache_class, RedisCache):
+        client = cache_settings["db"]
+        return lambda: text_of(client.get(REDIS_GENERATION)) or ""
+    raise RuntimeError(f"ppc_guard keeps no registry in a {cache_class.__name__}")
 
 
 def of(cache):
@@ -76,12 +126,7 @@ class SqlRegistry:
 
     def __init__(self, session):
         self.session = session
-        engine = session.get_bind()
-        if id(engine) not in _created:
-            with _creating, engine.begin() as connection:
-                for statement in CREATE:
-                    connection.execute(statement)
-                _created.add(id(engine))
+        create_tables(session.get_bind())
 
     def _rows(self, statement, **values):
         from sqlalchemy import text
@@ -95,6 +140,11 @@ class SqlRegistry:
         self.session.execute(text(statement), values)
         mark_changed(self.session)  # else the transaction ends in a rollback: no ORM change
 
+    def _changed(self, statement, **values):
+        """A write that changes what the simple API shows: with a new generation token."""
+        self._write(statement, **values)
+        self._write(NEW_TOKEN, token=new_token())
+
     def owner(self, name):
         rows = self._rows(OWNER, name=name)
         return rows[0][0] if rows else None
@@ -106,12 +156,12 @@ class SqlRegistry:
 
     def record_file(self, filename, name, distribution):
         metadata = distribution.metadata
-        self._write(RECORD_FILE, filename=filename, name=name, size=distribution.size,
-                    metadata_sha256=distribution.metadata_sha256,
-                    metadata=None if metadata is None else metadata.decode("utf-8"))
+        self._changed(RECORD_FILE, filename=filename, name=name, size=distribution.size,
+                      metadata_sha256=distribution.metadata_sha256,
+                      metadata=None if metadata is None else metadata.decode("utf-8"))
 
     def forget_file(self, filename, name):
-        self._write(FORGET_FILE, filename=filename)
+        self._changed(FORGET_FILE, filename=filename)
 
     def files_of(self, name):
         """{filename: FileRecord} of a project's recorded files."""
@@ -130,10 +180,10 @@ class SqlRegistry:
         return dict(self._rows(YANKS_OF, name=name))
 
     def yank(self, name, version, reason):
-        self._write(YANK, name=name, version=version, reason=reason)
+        self._changed(YANK, name=name, version=version, reason=reason)
 
     def unyank(self, name, version):
-        self._write(UNYANK, name=name, version=version)
+        self._changed(UNYANK, name=name, version=version)
 
 
 class RedisRegistry:
@@ -157,13 +207,16 @@ class RedisRegistry:
                 pipe.hdel(REDIS_METADATA, filename)
             else:
                 pipe.hset(REDIS_METADATA, filename, distribution.metadata)
+            pipe.set(REDIS_GENERATION, new_token())
             pipe.execute()
 
     def forget_file(self, filename, name):
         with self.client.pipeline() as pipe:
             pipe.hdel(REDIS_FILES + name, filename)
             pipe.hdel(REDIS_METADATA, filename)
+            pipe.set(REDIS_GENERATION, new_token())
             pipe.execute()
+
 
     def files_of(self, name):
         return {text_of(filename): FileRecord(**json.loads(value))
@@ -182,10 +235,21 @@ class RedisRegistry:
                 for version, reason in self.client.hgetall(REDIS_YANKS + name).items()}
 
     def yank(self, name, version, reason):
-        self.client.hset(REDIS_YANKS + name, version, reason)
+        with self.client.pipeline() as pipe:
+            pipe.hset(REDIS_YANKS + name, version, reason)
+            pipe.set(REDIS_GENERATION, new_token())
+            pipe.execute()
 
     def unyank(self, name, version):
-        self.client.hdel(REDIS_YANKS + name, version)
+        with self.client.pipeline() as pipe:
+            pipe.hdel(REDIS_YANKS + name, version)
+            pipe.set(REDIS_GENERATION, new_token())
+            pipe.execute()
+
+
+def new_token():
+    """Random, so that a token never comes back (not even from a restored database)."""
+    return secrets.token_hex(16)
 
 
 def text_of(value):

@@ -11,6 +11,9 @@ from .names import canonical, project_of, same_version
 LOG = logging.getLogger(__name__)
 METADATA_SUFFIX = ".metadata"
 MAX_REASON = 200  # a yank's reason: one line, as pip prints it
+# In a request's environ: its answer may be kept (answers.py). Said by the views below
+# of answers made only of what the index holds, none of the upstream's.
+MAY_KEEP = "ppc_guard.may_keep"
 
 
 def install(config):
@@ -68,6 +71,11 @@ def install(config):
                     permission="admin", renderer="json")
 
 
+def may_be_kept(path):
+    """Whether a GET of `path` may be one of the answers the views below keep."""
+    return path.startswith(("/simple/", "/pypi/")) or path.endswith(METADATA_SUFFIX)
+
+
 def view_predicate(name, holds):
     """A pyramid view predicate `name = VALUE`: true when holds(context, request) is VALUE."""
     class Predicate:
@@ -120,6 +128,7 @@ def with_slash(view):
 def index_page(context, request):
     names = [name for name in request.db.distinct()
              if request.access.has_permission(name, "read")]
+    request.environ[MAY_KEEP] = True
     return page_response(request, lambda: pages.index_json(names),
                          lambda: pages.index_html(names))
 
@@ -133,7 +142,12 @@ def project_page(context, request):
         return found  # a redirect, a login prompt or a 404
     name = canonical(context.name)
     records = registry.of(request.db)
-    files = listed_files(found["pkgs"], records.files_of(name), records.yanks_of(name))
+    recorded = records.files_of(name)
+    files = listed_files(found["pkgs"], recorded, records.yanks_of(name))
+    # What the upstream index lists (fallback = mirror; files not held, which are not
+    # recorded) changes without the index knowing.
+    request.environ[MAY_KEEP] = not request.registry.always_show_upstream and all(
+        filename in recorded for filename in found["pkgs"])
     return page_response(request, lambda: pages.project_json(name, files),
                          lambda: pages.project_html(name, files))
 
@@ -229,4 +243,5 @@ def metadata_file(context, request):
         return HTTPNotFound(f"no core metadata is served for {filename}")
     response = Response(body=metadata, content_type="application/octet-stream")
     response.cache_control = {"public": True, "max_age": request.registry.package_max_age}
+    request.environ[MAY_KEEP] = True
     return response
