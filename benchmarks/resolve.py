@@ -6,11 +6,11 @@ machine), serving the same packages.
 30 packages of 3 versions each, wheels of 400 KB, each depending on the next two
 packages. For each peer, with clients on this machine:
 
-- `uv pip compile` of the first package, no cache, median of 3 (and the first of them,
+- `uv pip compile` of the first package, no cache, median of 5 (and the first of them,
   whose pages the server makes; it keeps them for the next): the time, and for
   ppc-tasks the bytes nginx sent, against the size of the wheels it chose;
 - `uv pip compile --exclude-newer` (a moment after the uploads): resolves, or not;
-- `pip install --dry-run` (pip 26.3, no cache), median of 3: the time, and how many
+- `pip install --dry-run` (pip 26.3, no cache), median of 5: the time, and how many
   wheels were downloaded (nginx's access log; devpi's request log).
 
 Prints a table and writes JSON (--json FILE). Run it through `benchmarks/run --resolve`.
@@ -39,7 +39,7 @@ VERSIONS = ("1.0", "1.1", "1.2")
 WHEEL_PAYLOAD = 400_000
 DEVPI = ("devpi-server==6.20.3", "devpi-client==7.3.0")
 TOOLS = ("uv==0.13.9", "pip==26.3", "twine")
-RUNS = 3
+RUNS = 5
 
 
 def build_tree(directory: Path) -> list[Path]:
@@ -199,7 +199,7 @@ class Devpi:
 
 
 def table(results: dict, chosen: int) -> str:
-    lines = ["| | uv pip compile (median of 3; first) | bytes sent for it | --exclude-newer | "
+    lines = ["| | uv pip compile (median of 5; first) | bytes sent for it | --exclude-newer | "
              "pip install --dry-run (pip 26.3) | wheels downloaded (uv / pip) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for label, row in results.items():
