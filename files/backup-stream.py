@@ -5,7 +5,8 @@ First db.sqlite, a consistent snapshot taken with sqlite's online backup API (ne
 copy of the live file), then the file of every release the snapshot lists, with its
 .meta file (each path of the shape ppc_guard.archive allows): exactly what the snapshot saw (pypicloud writes a release's file before its
 database row, so each one is there). Last, about.json: the pypicloud version. Nothing
-is written to the volume.
+is written to the volume. The snapshot leaves out the generation tokens: they belong to
+the running servers (ppc_guard/answers.py), not to the index.
 """
 
 import importlib.metadata
@@ -17,6 +18,7 @@ import sys
 import tarfile
 
 from ppc_guard.archive import member_problem
+from ppc_guard.registry import GENERATION
 
 DATA = "/var/lib/pypicloud"
 SNAPSHOT = "/tmp/db.sqlite"
@@ -25,6 +27,8 @@ OWNER = 10001  # the server image's user: what a restore gives every file
 source = sqlite3.connect(f"file:{DATA}/db.sqlite?mode=ro", uri=True)
 target = sqlite3.connect(SNAPSHOT)
 source.backup(target)
+target.execute(f"DROP TABLE IF EXISTS {GENERATION}")
+target.commit()
 releases = target.execute("SELECT name, version, filename FROM packages "
                           "ORDER BY name, version, filename").fetchall()
 target.close()

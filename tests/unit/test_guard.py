@@ -219,19 +219,20 @@ def test_an_answer_is_given_again_only_under_the_token_it_was_made_under():
     kept = answers.Answers()
     assert kept.get("page", "t1") is None
     kept.keep("page", "t1", PAGE, b"<a>1.0</a>")
+    kept.keep("other page", None, PAGE, b"<a>2.0</a>")  # a project that never changed
     assert kept.get("page", "t1").body == b"<a>1.0</a>"
-    assert kept.get("other page", "t1") is None
-    # An upload set a new token: nothing made before it is given, not even once the
-    # token it was made under comes back (a request that read it before the change).
+    assert kept.get("other page", None).body == b"<a>2.0</a>"
+    # An upload set a new token: what was made before it is not given, and gone.
     assert kept.get("page", "t2") is None
     assert kept.get("page", "t1") is None
+    assert kept.get("other page", "t3") is None
 
 
-def test_an_answer_made_under_an_older_token_is_not_kept():
+def test_an_answer_made_under_an_older_token_goes_only_to_requests_that_read_it():
     kept = answers.Answers()
-    kept.get("page", "new")
-    kept.keep("page", "old", PAGE, b"made before the change")
-    assert kept.get("page", "new") is None and kept.get("page", "old") is None
+    kept.keep("page", "new", PAGE, b"made after the change")
+    kept.keep("page", "old", PAGE, b"made by a request that read the token before it")
+    assert kept.get("page", "new") is None
 
 
 def test_an_answer_is_given_for_max_age_seconds_at_most():
@@ -247,7 +248,6 @@ def test_an_answer_is_given_for_max_age_seconds_at_most():
 
 def test_the_least_recently_used_answers_go_first_past_max_bytes():
     kept = answers.Answers(max_bytes=10)
-    kept.get("a", "t")
     for key in "abc":
         kept.keep(key, "t", PAGE, b"1234")
     assert kept.get("a", "t") is None  # 12 bytes > 10: the oldest went
@@ -258,11 +258,13 @@ def test_the_least_recently_used_answers_go_first_past_max_bytes():
     assert kept.get("big", "t") is None and kept.get("d", "t") is not None
 
 
-@pytest.mark.parametrize("path, kept", [
-    ("/simple/", True), ("/simple/acme-tools/", True), ("/pypi/acme-tools/", True),
-    ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl.metadata", True),
-    ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl", False),
-    ("/health", False), ("/admin/", False),
+@pytest.mark.parametrize("path, scope", [
+    ("/simple/", ""), ("/pypi/", ""), ("/simple/Acme_Tools/", "acme-tools"),
+    ("/pypi/acme.tools/", "acme-tools"),
+    ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl.metadata", "acme-tools"),
+    ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl", None),
+    ("/simple/acme-tools", None), ("/simple//", None), ("/pypi/acme-tools/json", None),
+    ("/api/package/acme-tools/x/y.metadata", None), ("/health", None), ("/admin/", None),
 ])
-def test_only_pages_and_metadata_files_may_be_kept(path, kept):
-    assert views.may_be_kept(path) is kept
+def test_pages_and_metadata_files_are_kept_under_their_projects_token(path, scope):
+    assert views.kept_scope(path) == scope

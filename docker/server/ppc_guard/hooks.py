@@ -284,16 +284,17 @@ KEPT_HEADERS = ("content-type", "vary", "cache-control")
 
 def kept_answers(handler, registry_):
     """A tween: the simple API's pages and core metadata files, answered again from
-    answers.py while the index's generation token stays the same (every upload, delete
-    and yank sets a new one); made by the views, and kept, when they say they may be."""
+    answers.py while their project's generation token stays the same (every upload,
+    delete and yank sets a new one); made by the views, and kept, when they say they
+    may be."""
     from pyramid.response import Response
 
     kept = Answers()
     token = _token_readers[-1]
 
     def tween(request):
-        if request.method != "GET" or request.query_string \
-                or not views.may_be_kept(request.path_info) \
+        scope = views.kept_scope(request.path_info)
+        if request.method != "GET" or request.query_string or scope is None \
                 or request.access.mutable:  # permissions may change under us: not kept
             return handler(request)
         # What makes one answer differ from another: so many keys, and no more, as
@@ -301,7 +302,7 @@ def kept_answers(handler, registry_):
         key = (request.authenticated_userid, request.application_url, request.path_info,
                views.media_type(request))
         try:
-            current = token()
+            current = token(scope)
         except Exception:  # the cache database's trouble: the view meets it, as before
             LOG.warning("the generation token could not be read", exc_info=True)
             return handler(request)

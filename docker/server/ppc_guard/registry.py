@@ -7,8 +7,9 @@ every index host sees the same and a backup of the sqlite database carries it:
 - every file's size and core metadata (PEP 658), read from the file at upload (or by
   the backfill, for files from before);
 - the releases an admin yanked (PEP 592), with the reason;
-- the generation token: a new random one with every change of the above, in the same
-  transaction (answers.py keeps the simple API's answers while it stays the same).
+- generation tokens, one per project and one for the list of projects: a new random
+  one with every change of the above, in the same transaction (answers.py keeps the
+  simple API's answers while theirs stays the same).
 
 pypicloud rebuilds its own tables from the package store when they are empty; these it
 never touches.
@@ -28,8 +29,8 @@ CREATE = (
     f"metadata TEXT)",
     f"CREATE TABLE IF NOT EXISTS {YANKS} (name VARCHAR(255) NOT NULL, "
     f"version VARCHAR(255) NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (name, version))",
-    f"CREATE TABLE IF NOT EXISTS {GENERATION} (id INTEGER PRIMARY KEY, token VARCHAR(64) NOT NULL)",
-    f"INSERT INTO {GENERATION} (id, token) VALUES (1, '') ON CONFLICT (id) DO NOTHING",
+    f"CREATE TABLE IF NOT EXISTS {GENERATION} (scope VARCHAR(255) PRIMARY KEY, "
+    f"token VARCHAR(64) NOT NULL)",
 )
 # First writer wins, on sqlite (3.24+) and PostgreSQL alike; the row is read back.
 CLAIM = f"INSERT INTO {PROJECTS} (name, owner) VALUES (:name, :owner) ON CONFLICT (name) DO NOTHING"
@@ -47,14 +48,17 @@ YANK = (f"INSERT INTO {YANKS} (name, version, reason) VALUES (:name, :version, :
         f"ON CONFLICT (name, version) DO UPDATE SET reason = excluded.reason")
 UNYANK = f"DELETE FROM {YANKS} WHERE name = :name AND version = :version"
 YANKS_OF = f"SELECT version, reason FROM {YANKS} WHERE name = :name"
-TOKEN = f"SELECT token FROM {GENERATION} WHERE id = 1"
-NEW_TOKEN = f"UPDATE {GENERATION} SET token = :token WHERE id = 1"
+TOKEN = f"SELECT token FROM {GENERATION} WHERE scope = "  # + the driver's placeholder
+NEW_TOKEN = (f"INSERT INTO {GENERATION} (scope, token) VALUES (:scope, :token) "
+             f"ON CONFLICT (scope) DO UPDATE SET token = excluded.token")
+# The scope of the index page (/simple/), which every change of a project may change.
+EVERY_PROJECT = ""
 
 REDIS_PROJECTS = "ppc-tasks:projects"
 REDIS_FILES = "ppc-tasks:files:"  # + project name: filename -> JSON {size, metadata_sha256}
 REDIS_METADATA = "ppc-tasks:metadata"  # filename -> core metadata
 REDIS_YANKS = "ppc-tasks:yanks:"  # + project name: version -> reason
-REDIS_GENERATION = "ppc-tasks:generation"
+REDIS_GENERATION = "ppc-tasks:generation"  # scope -> token
 
 # More than the server's threads (config.ini): each keeps its connection for the token.
 SERVER_THREADS_AT_MOST = 64
@@ -77,8 +81,9 @@ def create_tables(engine):
 
 
 def token_reader(cache_class, cache_settings):
-    """A function that reads the generation token (answers.py), outside any request's
-    session and transaction: it is read for every request of a page. `cache_settings`
+    """A function that reads the generation token of a scope (a project's name, or
+    EVERY_PROJECT), outside any request's session and transaction: answers.py asks for
+    it on every request of a page; None when the scope never changed. `cache_settings`
     are what the pypicloud cache class's configure() made of config.ini."""
     from pypicloud.cache.redis_cache import RedisCache
     from pypicloud.cache.sql import SQLCache
@@ -92,19 +97,23 @@ def token_reader(cache_class, cache_settings):
             engine = create_engine(engine.url, poolclass=SingletonThreadPool,
                                    pool_size=SERVER_THREADS_AT_MOST)
 
-        def sql_token():
+        # The driver's own connection: a third of the time SQLAlchemy's takes.
+        statement = TOKEN + {"qmark": "?"}.get(engine.dialect.paramstyle, "%s")
+
+        def sql_token(scope):
             create_tables(cache_engine)
-            connection = engine.raw_connection()  # the driver's own: a third of the time
+            connection = engine.raw_connection()
             try:
                 cursor = connection.cursor()
-                cursor.execute(TOKEN)
-                return cursor.fetchone()[0]
+                cursor.execute(statement, (scope,))
+                row = cursor.fetchone()
+                return row[0] if row else None
             finally:
                 connection.close()
         return sql_token
     if issubclass(cache_class, RedisCache):
         client = cache_settings["db"]
-        return lambda: text_of(client.get(REDIS_GENERATION)) or ""
+        return lambda scope: text_of(client.hget(REDIS_GENERATION, scope))
     raise RuntimeError(f"ppc_guard keeps no registry in a {cache_class.__name__}")
 
 
@@ -140,10 +149,14 @@ class SqlRegistry:
         self.session.execute(text(statement), values)
         mark_changed(self.session)  # else the transaction ends in a rollback: no ORM change
 
-    def _changed(self, statement, **values):
-        """A write that changes what the simple API shows: with a new generation token."""
+    def _changed(self, project, statement, **values):
+        """A write that changes what the simple API shows of `project`: with new
+        generation tokens (the project's, then the list's: always in this order, so
+        that two transactions never wait for each other's rows in a circle)."""
         self._write(statement, **values)
-        self._write(NEW_TOKEN, token=new_token())
+        token = new_token()
+        for scope in (project, EVERY_PROJECT):
+            self._write(NEW_TOKEN, scope=scope, token=token)
 
     def owner(self, name):
         rows = self._rows(OWNER, name=name)
@@ -156,12 +169,12 @@ class SqlRegistry:
 
     def record_file(self, filename, name, distribution):
         metadata = distribution.metadata
-        self._changed(RECORD_FILE, filename=filename, name=name, size=distribution.size,
-                      metadata_sha256=distribution.metadata_sha256,
+        self._changed(name, RECORD_FILE, filename=filename, name=name,
+                      size=distribution.size, metadata_sha256=distribution.metadata_sha256,
                       metadata=None if metadata is None else metadata.decode("utf-8"))
 
     def forget_file(self, filename, name):
-        self._changed(FORGET_FILE, filename=filename)
+        self._changed(name, FORGET_FILE, filename=filename)
 
     def files_of(self, name):
         """{filename: FileRecord} of a project's recorded files."""
@@ -180,10 +193,10 @@ class SqlRegistry:
         return dict(self._rows(YANKS_OF, name=name))
 
     def yank(self, name, version, reason):
-        self._changed(YANK, name=name, version=version, reason=reason)
+        self._changed(name, YANK, name=name, version=version, reason=reason)
 
     def unyank(self, name, version):
-        self._changed(UNYANK, name=name, version=version)
+        self._changed(name, UNYANK, name=name, version=version)
 
 
 class RedisRegistry:
@@ -207,14 +220,14 @@ class RedisRegistry:
                 pipe.hdel(REDIS_METADATA, filename)
             else:
                 pipe.hset(REDIS_METADATA, filename, distribution.metadata)
-            pipe.set(REDIS_GENERATION, new_token())
+            new_tokens(pipe, name)
             pipe.execute()
 
     def forget_file(self, filename, name):
         with self.client.pipeline() as pipe:
             pipe.hdel(REDIS_FILES + name, filename)
             pipe.hdel(REDIS_METADATA, filename)
-            pipe.set(REDIS_GENERATION, new_token())
+            new_tokens(pipe, name)
             pipe.execute()
 
 
@@ -237,14 +250,19 @@ class RedisRegistry:
     def yank(self, name, version, reason):
         with self.client.pipeline() as pipe:
             pipe.hset(REDIS_YANKS + name, version, reason)
-            pipe.set(REDIS_GENERATION, new_token())
+            new_tokens(pipe, name)
             pipe.execute()
 
     def unyank(self, name, version):
         with self.client.pipeline() as pipe:
             pipe.hdel(REDIS_YANKS + name, version)
-            pipe.set(REDIS_GENERATION, new_token())
+            new_tokens(pipe, name)
             pipe.execute()
+
+
+def new_tokens(pipe, name):
+    token = new_token()
+    pipe.hset(REDIS_GENERATION, mapping={name: token, EVERY_PROJECT: token})
 
 
 def new_token():

@@ -71,9 +71,19 @@ def install(config):
                     permission="admin", renderer="json")
 
 
-def may_be_kept(path):
-    """Whether a GET of `path` may be one of the answers the views below keep."""
-    return path.startswith(("/simple/", "/pypi/")) or path.endswith(METADATA_SUFFIX)
+def kept_scope(path):
+    """Whose generation token a kept answer to a GET of `path` is made under: the
+    project's (its page, its metadata files), registry.EVERY_PROJECT's (the index page),
+    or None: no view below keeps it."""
+    parts = path.split("/")
+    if len(parts) == 3 and parts[1] in ("simple", "pypi") and parts[2] == "":
+        return registry.EVERY_PROJECT
+    if len(parts) == 4 and parts[1] in ("simple", "pypi") and parts[2] and parts[3] == "":
+        return canonical(parts[2])
+    if len(parts) == 5 and parts[1:3] == ["api", "package"] and parts[3] \
+            and parts[4].endswith(METADATA_SUFFIX):
+        return canonical(parts[3])
+    return None
 
 
 def view_predicate(name, holds):
