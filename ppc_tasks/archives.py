@@ -183,10 +183,10 @@ def verify_archive(archive: Path) -> Verified:
                     problem = archive_rules.member_problem(member.name, member.isfile())
                     if problem:
                         raise TaskError(f"{archive} holds {problem}: it is no backup of an "
-                                        f"index; use another one")
+                                        f"index; use another backup")
                     if member.name in seen or (member.name == MANIFEST and manifest is not None):
                         raise TaskError(f"{archive} holds {member.name} twice: it is no backup "
-                                        f"of an index; use another one")
+                                        f"of an index; use another backup")
                     source = stream.extractfile(member)
                     if member.name == MANIFEST:
                         manifest = json.loads(source.read(256 << 20))
