@@ -17,6 +17,7 @@ never touches.
 import json
 import secrets
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 PROJECTS, FILES, YANKS, GENERATION = "ppc_projects", "ppc_files", "ppc_yanks", "ppc_generation"
@@ -92,7 +93,8 @@ def token_reader(cache_class, cache_settings):
         from sqlalchemy import create_engine
         from sqlalchemy.pool import SingletonThreadPool
 
-        cache_engine = engine = cache_settings["dbmaker"].kw["bind"]
+        engine = cache_settings["dbmaker"].kw["bind"]
+        create_tables(engine)  # once, here: pypicloud's configure has just reached it too
         if engine.dialect.name == "sqlite":  # a connection kept open by each thread
             engine = create_engine(engine.url, poolclass=SingletonThreadPool,
                                    pool_size=SERVER_THREADS_AT_MOST)
@@ -101,7 +103,6 @@ def token_reader(cache_class, cache_settings):
         statement = TOKEN + {"qmark": "?"}.get(engine.dialect.paramstyle, "%s")
 
         def sql_token(scope):
-            create_tables(cache_engine)
             connection = engine.raw_connection()
             try:
                 cursor = connection.cursor()
@@ -212,24 +213,29 @@ class RedisRegistry:
         self.client.hsetnx(REDIS_PROJECTS, name, owner)
         return self.owner(name)
 
-    def record_file(self, filename, name, distribution):
+    @contextmanager
+    def _changing(self, project):
+        """A pipeline for writes that change what the simple API shows of `project`,
+        run in one MULTI with new generation tokens (the project's and the list's)."""
         with self.client.pipeline() as pipe:
+            yield pipe
+            token = new_token()
+            pipe.hset(REDIS_GENERATION, mapping={project: token, EVERY_PROJECT: token})
+            pipe.execute()
+
+    def record_file(self, filename, name, distribution):
+        with self._changing(name) as pipe:
             pipe.hset(REDIS_FILES + name, filename, json.dumps({
                 "size": distribution.size, "metadata_sha256": distribution.metadata_sha256}))
             if distribution.metadata is None:
                 pipe.hdel(REDIS_METADATA, filename)
             else:
                 pipe.hset(REDIS_METADATA, filename, distribution.metadata)
-            new_tokens(pipe, name)
-            pipe.execute()
 
     def forget_file(self, filename, name):
-        with self.client.pipeline() as pipe:
+        with self._changing(name) as pipe:
             pipe.hdel(REDIS_FILES + name, filename)
             pipe.hdel(REDIS_METADATA, filename)
-            new_tokens(pipe, name)
-            pipe.execute()
-
 
     def files_of(self, name):
         return {text_of(filename): FileRecord(**json.loads(value))
@@ -248,21 +254,12 @@ class RedisRegistry:
                 for version, reason in self.client.hgetall(REDIS_YANKS + name).items()}
 
     def yank(self, name, version, reason):
-        with self.client.pipeline() as pipe:
+        with self._changing(name) as pipe:
             pipe.hset(REDIS_YANKS + name, version, reason)
-            new_tokens(pipe, name)
-            pipe.execute()
 
     def unyank(self, name, version):
-        with self.client.pipeline() as pipe:
+        with self._changing(name) as pipe:
             pipe.hdel(REDIS_YANKS + name, version)
-            new_tokens(pipe, name)
-            pipe.execute()
-
-
-def new_tokens(pipe, name):
-    token = new_token()
-    pipe.hset(REDIS_GENERATION, mapping={name: token, EVERY_PROJECT: token})
 
 
 def new_token():
