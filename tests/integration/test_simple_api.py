@@ -298,6 +298,26 @@ def test_a_page_given_again_shows_every_change_on_the_next_request(developer, in
     assert index.request(metadata).status == 404
 
 
+def test_an_unexpected_error_is_told_to_the_log_not_to_the_client(developer, index, tmp_path):
+    """A file the store lost: pypicloud fails reading it, and would answer with its error
+    (the file's path on the server); the client gets a bare 500, the server's log the
+    error."""
+    wheel = harness.build_wheel("ppc-api-lost", "1.0", tmp_path)
+    twine(developer, [wheel])
+    stored = index.host.out(f"docker exec pypicloud find /var/lib/pypicloud -name {wheel.name}")
+    index.host.exec(f"docker exec pypicloud mv {stored} /tmp/lost.whl")
+    try:
+        failed = index.request(f"/api/package/ppc-api-lost/{wheel.name}")
+        assert failed.status == 500, failed
+        assert json.loads(failed.body) == {
+            "message": "the server failed to answer: its log says why"}, failed
+        logged = index.host.out("docker logs --since 2m pypicloud 2>&1")
+        assert f"No such file or directory: '{stored}'" in logged, logged[-2000:]
+    finally:
+        index.host.exec(f"docker exec pypicloud mv /tmp/lost.whl {stored}")
+    assert index.request(f"/api/package/ppc-api-lost/{wheel.name}").body == wheel.read_bytes()
+
+
 def test_a_yank_of_what_the_index_does_not_hold_is_one_line(chain, deployed, fab):
     missing = fab("packages.yank", "ppc-api-b==9.9", host=deployed.host, settings=deployed.settings())
     assert missing.returncode == 1 and "Traceback" not in missing.stderr

@@ -232,8 +232,10 @@ def _keep_private_names_home(config, rules):
 
 # -- every request ------------------------------------------------------------------------
 def front_door(handler, registry_):
-    """A tween: the cheap /health, 429/503 for logins the guard turns away, and 401
-    with a Basic challenge for anonymous requests to non-public paths."""
+    """A tween: the cheap /health, 429/503 for logins the guard turns away, 401 with a
+    Basic challenge for anonymous requests to non-public paths, and a bare 500 for an
+    unexpected error (pypicloud's answer carries its message: a path, a query and its
+    values, a backend's words; pypicloud logged it, for the operator)."""
     from pyramid.response import Response
 
     realm = registry_.settings.get("pypi.realm", "pypi")
@@ -253,10 +255,13 @@ def front_door(handler, registry_):
                                                "X-Accel-Limit-Rate": TARPIT_BYTES_PER_SECOND})
         except TooBusy as error:
             return answer(503, str(error), **{"Retry-After": "1"})
-        if is_public(request.path_info) or user is not None:
-            return handler(request)
-        return answer(401, "log in with an account of this index",
-                      **{"WWW-Authenticate": f'Basic realm="{realm}"'})
+        if not is_public(request.path_info) and user is None:
+            return answer(401, "log in with an account of this index",
+                          **{"WWW-Authenticate": f'Basic realm="{realm}"'})
+        response = handler(request)
+        if response.status_code == 500 and request.path_info != "/health":
+            return answer(500, "the server failed to answer: its log says why")
+        return response
 
     return tween
 
