@@ -6,9 +6,11 @@ machine), serving the same packages.
 30 packages of 3 versions each, wheels of 400 KB, each depending on the next two
 packages. For each peer, with clients on this machine:
 
-- `uv pip compile` of the first package, no cache, median of 5 (and the first of them,
-  whose pages the server makes; it keeps them for the next): the time, and for
-  ppc-tasks the bytes nginx sent, against the size of the wheels it chose;
+- `uv pip compile` of the first package, no cache, median of 9 (and the first of them,
+  whose pages the server makes, and whose login pays the password's one slow hash): the
+  time, and for ppc-tasks the bytes nginx sent, against the size of the wheels it chose.
+  The peers take turns, resolve by resolve: whatever else the machine does meanwhile
+  weighs on every peer alike;
 - `uv pip compile --exclude-newer` (a moment after the uploads): resolves, or not;
 - `pip install --dry-run` (pip 26.3, no cache), median of 5: the time, and how many
   wheels were downloaded (nginx's access log; devpi's request log).
@@ -28,7 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from benchmarks.serve import checkout, deploy, say, upload
 from tests.dists import build_wheel
@@ -38,8 +42,10 @@ PROJECTS = [f"bench-dep-{number:02}" for number in range(1, 31)]
 VERSIONS = ("1.0", "1.1", "1.2")
 WHEEL_PAYLOAD = 400_000
 DEVPI = ("devpi-server==6.20.3", "devpi-client==7.3.0")
+DEVPI_LABEL = "devpi-server 6.20.3"
 TOOLS = ("uv==0.13.9", "pip==26.3", "twine")
-RUNS = 5
+UV_ROUNDS = 9  # resolves of each peer, taken in turns
+PIP_RUNS = 5
 
 
 def build_tree(directory: Path) -> list[Path]:
@@ -84,39 +90,59 @@ def timed(argv: list[str], environment: dict, stdin: str = "") -> tuple[float, s
     return time.monotonic() - started, result
 
 
-def measure(bin_dir: Path, index_url: str, ca: Path | None, cutoff: str, before_each,
-            wheels_fetched) -> dict:
-    """The three measures against one index. before_each() runs before each resolve;
-    wheels_fetched() says how many wheels were downloaded since."""
-    environment = client_environment(index_url, ca)
+@dataclass
+class Peer:
+    """An index measured, and how to count what it sent: before_each() runs before each
+    resolve; wheels_fetched() says how many wheels were downloaded since (and, where
+    known, how many bytes were sent)."""
+
+    label: str
+    index_url: str
+    ca: Path | None
+    before_each: Callable[[], None]
+    wheels_fetched: Callable[[], tuple[int, int | None]]
+
+
+def measure(bin_dir: Path, peers: list[Peer], cutoff: str) -> dict[str, dict]:
+    """The three measures against each peer. The resolves go round by round, each peer
+    in turn: whatever else the machine does meanwhile weighs on every peer alike."""
     compile_argv = [str(bin_dir / "uv"), "pip", "compile", "--no-cache", "--quiet",
                     "--python-version", "3.11", "-"]
-    uv_times, uv_wheels, uv_bytes = [], [], []
-    for _ in range(RUNS):
-        before_each()
-        seconds, result = timed(compile_argv, environment, PROJECTS[0])
-        if result.returncode != 0:
-            raise SystemExit(f"uv pip compile failed:\n{result.stderr}")
-        uv_times.append(seconds)
-        fetched, sent = wheels_fetched()
-        uv_wheels.append(fetched)
-        uv_bytes.append(sent)
-    _, newer = timed([*compile_argv[:-1], "--exclude-newer", cutoff, "-"], environment, PROJECTS[0])
-    pip_times, pip_wheels = [], []
-    for run in range(RUNS):
-        before_each()
-        seconds, result = timed([str(bin_dir / "pip"), "install", "--dry-run", "--no-cache-dir",
-                                 "--ignore-installed", *(["--cert", str(ca)] if ca else []),
-                                 PROJECTS[0]], environment)
-        if result.returncode != 0:
-            raise SystemExit(f"pip install --dry-run failed:\n{result.stderr}")
-        pip_times.append(seconds)
-        pip_wheels.append(wheels_fetched()[0])
-    return {"uv_seconds": round(statistics.median(uv_times), 3),
+    resolves = {peer.label: [] for peer in peers}  # (seconds, wheels, bytes sent) each
+    for _ in range(UV_ROUNDS):
+        for peer in peers:
+            peer.before_each()
+            seconds, result = timed(compile_argv, client_environment(peer.index_url, peer.ca),
+                                    PROJECTS[0])
+            if result.returncode != 0:
+                raise SystemExit(f"uv pip compile on {peer.label} failed:\n{result.stderr}")
+            resolves[peer.label].append((seconds, *peer.wheels_fetched()))
+    results = {}
+    for peer in peers:
+        uv_times, uv_wheels, uv_bytes = zip(*resolves[peer.label])
+        results[peer.label] = {
+            "uv_seconds": round(statistics.median(uv_times), 3),
             "uv_first_seconds": round(uv_times[0], 3),
             "uv_wheels_downloaded": max(uv_wheels),
-            "uv_bytes_sent": statistics.median(uv_bytes) if all(b is not None for b in uv_bytes) else None,
-            "exclude_newer_resolves": newer.returncode == 0,
+            "uv_bytes_sent": statistics.median(uv_bytes) if None not in uv_bytes else None,
+            **cooldown_and_pip(bin_dir, peer, compile_argv, cutoff)}
+    return results
+
+
+def cooldown_and_pip(bin_dir: Path, peer: Peer, compile_argv: list[str], cutoff: str) -> dict:
+    environment = client_environment(peer.index_url, peer.ca)
+    _, newer = timed([*compile_argv[:-1], "--exclude-newer", cutoff, "-"], environment, PROJECTS[0])
+    pip_times, pip_wheels = [], []
+    for run in range(PIP_RUNS):
+        peer.before_each()
+        seconds, result = timed([str(bin_dir / "pip"), "install", "--dry-run", "--no-cache-dir",
+                                 "--ignore-installed", *(["--cert", str(peer.ca)] if peer.ca else []),
+                                 PROJECTS[0]], environment)
+        if result.returncode != 0:
+            raise SystemExit(f"pip install --dry-run on {peer.label} failed:\n{result.stderr}")
+        pip_times.append(seconds)
+        pip_wheels.append(peer.wheels_fetched()[0])
+    return {"exclude_newer_resolves": newer.returncode == 0,
             "exclude_newer_error": "" if newer.returncode == 0 else newer.stderr.strip().splitlines()[-1][:160],
             "pip_seconds": round(statistics.median(pip_times), 3),
             "pip_wheels_downloaded": max(pip_wheels)}
@@ -199,7 +225,7 @@ class Devpi:
 
 
 def table(results: dict, chosen: int) -> str:
-    lines = ["| | uv pip compile (median of 5; first) | bytes sent for it | --exclude-newer | "
+    lines = [f"| | uv pip compile (median of {UV_ROUNDS}; first) | bytes sent for it | --exclude-newer | "
              "pip install --dry-run (pip 26.3) | wheels downloaded (uv / pip) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for label, row in results.items():
@@ -209,10 +235,10 @@ def table(results: dict, chosen: int) -> str:
                      f"{'resolves' if row['exclude_newer_resolves'] else 'fails'} | "
                      f"{row['pip_seconds']:.2f} s | {row['uv_wheels_downloaded']} / "
                      f"{row['pip_wheels_downloaded']} |")
-    baseline = results.get("devpi-server 6.20.3")
+    baseline = results.get(DEVPI_LABEL)
     if baseline:
         for label, row in results.items():
-            if label != "devpi-server 6.20.3":
+            if label != DEVPI_LABEL:
                 lines.append(f"\n{label} against devpi-server: uv pip compile "
                              f"{row['uv_seconds'] / baseline['uv_seconds']:.2f}x")
     return "\n".join(lines)
@@ -223,7 +249,7 @@ def main() -> None:
     parser.add_argument("--ref", help="also an earlier revision, deployed by its own code")
     parser.add_argument("--json", type=Path, help="write the results here too")
     options = parser.parse_args()
-    results, hosts = {}, []
+    hosts = []
     with tempfile.TemporaryDirectory(prefix="ppc-bench-resolve-") as directory:
         work = Path(directory)
         say("building 90 wheels and the client tools")
@@ -244,13 +270,11 @@ def main() -> None:
             devpi = Devpi(work, wheels, tools_bin)
             time.sleep(1.5)
             cutoff = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            for label, host, state, url in indexes:
-                say(f"measuring {label}")
-                clear, fetched = nginx_log_counters(host)
-                results[label] = measure(tools_bin, url, state / "ca.crt", cutoff, clear, fetched)
-            say("measuring devpi-server")
-            results["devpi-server 6.20.3"] = measure(tools_bin, devpi.index_url, None, cutoff,
-                                                     devpi.clear, devpi.fetched)
+            say("measuring " + ", ".join(label for label, *_ in indexes) + " and devpi-server")
+            peers = [Peer(label, url, state / "ca.crt", *nginx_log_counters(host))
+                     for label, host, state, url in indexes]
+            peers.append(Peer(DEVPI_LABEL, devpi.index_url, None, devpi.clear, devpi.fetched))
+            results = measure(tools_bin, peers, cutoff)
         finally:
             if devpi is not None:
                 devpi.stop()
