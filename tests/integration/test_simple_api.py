@@ -281,6 +281,8 @@ def test_a_page_given_again_shows_every_change_on_the_next_request(developer, in
     twine(developer, [second])
     assert listed() == [first.name, second.name]
     assert second.name in index.request(f"/simple/{project}/").body.decode()
+    # Any spelling of the name: the same page, kept once for all of them.
+    assert index.request("/simple/PPC_Api.Kept/").body == index.request(f"/simple/{project}/").body
     assert asked_twice(metadata).status == 200
 
     yank = index.request(f"/admin/yank/{project}/1.1", user="admin", method="PUT",

@@ -258,13 +258,17 @@ def test_the_least_recently_used_answers_go_first_past_max_bytes():
     assert kept.get("big", "t") is None and kept.get("d", "t") is not None
 
 
-@pytest.mark.parametrize("path, scope", [
-    ("/simple/", ""), ("/pypi/", ""), ("/simple/Acme_Tools/", "acme-tools"),
-    ("/pypi/acme.tools/", "acme-tools"),
-    ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl.metadata", "acme-tools"),
+@pytest.mark.parametrize("path, kept_as", [
+    ("/simple/", ("", "/simple/")), ("/pypi/", ("", "/pypi/")),
+    ("/simple/Acme_Tools/", ("acme-tools", "/simple/acme-tools/")),
+    ("/pypi/acme.tools/", ("acme-tools", "/pypi/acme-tools/")),
+    ("/api/package/Acme.Tools/acme_tools-1.0-py3-none-any.whl.metadata",
+     ("acme-tools", "/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl.metadata")),
     ("/api/package/acme-tools/acme_tools-1.0-py3-none-any.whl", None),
     ("/simple/acme-tools", None), ("/simple//", None), ("/pypi/acme-tools/json", None),
     ("/api/package/acme-tools/x/y.metadata", None), ("/health", None), ("/admin/", None),
 ])
-def test_pages_and_metadata_files_are_kept_under_their_projects_token(path, scope):
-    assert views.kept_scope(path) == scope
+def test_pages_and_metadata_files_are_kept_under_their_projects_token_and_name(path, kept_as):
+    """Every spelling of a project's name is kept as one answer: an account asking for
+    many spellings cannot push the answers of others out."""
+    assert views.kept_as(path) == kept_as

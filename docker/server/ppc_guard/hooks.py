@@ -298,13 +298,14 @@ def kept_answers(handler, registry_):
     token = _token_readers[-1]
 
     def tween(request):
-        scope = views.kept_scope(request.path_info)
-        if request.method != "GET" or request.query_string or scope is None \
+        kept_as = views.kept_as(request.path_info)
+        if request.method != "GET" or request.query_string or kept_as is None \
                 or request.access.mutable:  # permissions may change under us: not kept
             return handler(request)
+        scope, path = kept_as
         # What makes one answer differ from another: so many keys, and no more, as
         # there are accounts, names of the index and pages and files it holds.
-        key = (request.authenticated_userid, request.application_url, request.path_info,
+        key = (request.authenticated_userid, request.application_url, path,
                views.media_type(request))
         try:
             current = token(scope)

@@ -71,18 +71,22 @@ def install(config):
                     permission="admin", renderer="json")
 
 
-def kept_scope(path):
-    """Whose generation token a kept answer to a GET of `path` is made under: the
-    project's (its page, its metadata files), registry.EVERY_PROJECT's (the index page),
-    or None: no view below keeps it."""
+def kept_as(path):
+    """How a kept answer to a GET of `path` is kept: the scope whose generation token it
+    is made under (the project's for its page and its metadata files, EVERY_PROJECT's
+    for the index page), and the path as kept, the project's name in its canonical form
+    (every spelling of a name gets the same answer: no account can keep one page over
+    and over); None: no view below keeps it."""
     parts = path.split("/")
     if len(parts) == 3 and parts[1] in ("simple", "pypi") and parts[2] == "":
-        return registry.EVERY_PROJECT
+        return registry.EVERY_PROJECT, path
     if len(parts) == 4 and parts[1] in ("simple", "pypi") and parts[2] and parts[3] == "":
-        return canonical(parts[2])
+        name = canonical(parts[2])
+        return name, f"/{parts[1]}/{name}/"
     if len(parts) == 5 and parts[1:3] == ["api", "package"] and parts[3] \
             and parts[4].endswith(METADATA_SUFFIX):
-        return canonical(parts[3])
+        name = canonical(parts[3])
+        return name, f"/api/package/{name}/{parts[4]}"
     return None
 
 
