@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -183,11 +184,18 @@ def nginx_log_counters(host: harness.TestHost):
 
 
 # -- devpi-server ----------------------------------------------------------------------------
+def free_port() -> int:
+    """A loopback port free now, for devpi-server to listen on (the benchmark runs alone)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class Devpi:
     def __init__(self, work: Path, wheels: list[Path], tools_bin: Path):
         self.bin = work / "devpi" / "bin"
         self.serverdir = work / "devpi-data"
-        self.port = harness.free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = work / "devpi.log"
         subprocess.run([str(self.bin / "devpi-init"), "--serverdir", str(self.serverdir),

@@ -106,8 +106,7 @@ def main() -> None:
         key = (work / "id_ed25519.pub").read_text().strip()
         say("starting the engines and three hosts")
         image = harness.ensure_built_image("host")
-        running = engines.started()
-        found = next(running)
+        found = engines.start({kind: f"ppc-bench-{kind}" for kind in engines.KINDS})
         hosts = [harness.start_host(image, f"ppc-bench-{name}", key)
                  for name in ("idx1", "idx2", "lb")]
         try:
@@ -123,7 +122,7 @@ def main() -> None:
         finally:
             for host in hosts:
                 host.remove()
-            next(running, None)  # removes the engines
+            engines.remove(found)
     print(table(results))
     if options.json:
         options.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -5,6 +5,7 @@ byte for byte. A damaged archive is refused and changes nothing."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import sqlite3
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,16 @@ def built(files) -> dict[str, str]:
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One file uploaded while the backup was taken: its sha256, and when its upload
+    began and ended (monotonic)."""
+
+    sha256: str
+    started: float
+    finished: float
+
+
 @pytest.fixture(scope="module")
 def drill(deployed, fab, operator_home, make_dists, tmp_path_factory):
     """Host A (the shared server) with 30 releases, and a backup taken while uploads run:
@@ -60,54 +72,56 @@ def drill(deployed, fab, operator_home, make_dists, tmp_path_factory):
             expected[name].update(built(files))
     assert sum(map(len, expected.values())) == 30
 
-    late = {}  # version -> (started, finished, built files); each upload checked in upload()
+    late: dict[str, Sent] = {}  # each upload checked in upload()
     errors = []
     backup_done = threading.Event()
+    backup_finished = [float("inf")]
 
     def keep_uploading() -> None:
-        for number in range(1, 200):
+        """Until the backup is over and two more files went up after it."""
+        for number in itertools.count(1):
             version = f"0.{number}"
-            files = make_dists("ppc-drill-late", version)
-            started = time.monotonic()
-            try:
-                upload(server, ca, password, "ppc-drill-late", version, files)
-            except BaseException as error:  # noqa: BLE001  recorded, and the test fails on it
-                errors.append(f"{version}: {error}")
-                return
-            late[version] = (started, time.monotonic(), built(files))
-            if backup_done.is_set() and sum(start > backup_finished[0]
-                                            for start, _, _ in late.values()) >= 2:
+            for path in make_dists("ppc-drill-late", version):
+                started = time.monotonic()
+                try:
+                    upload(server, ca, password, "ppc-drill-late", version, [path])
+                except BaseException as error:  # noqa: BLE001  recorded, and the test fails on it
+                    errors.append(f"{path.name}: {error}")
+                    return
+                late[path.name] = Sent(built([path])[path.name], started, time.monotonic())
+            if backup_done.is_set() and sum(sent.started > backup_finished[0]
+                                            for sent in late.values()) >= 2:
                 return
 
-    backup_finished = [float("inf")]
     uploading = threading.Thread(target=keep_uploading)
     uploading.start()
     harness.wait_for(lambda: len(late) >= 2 or errors, "the first uploads", 60)
     backup_started = time.monotonic()
-    result = fab("backup", "--keep=3", host=server, settings=deployed.settings())
-    backup_finished[0] = time.monotonic()
-    backup_done.set()
-    uploading.join()
+    try:
+        result = fab("backup", "--keep=3", host=server, settings=deployed.settings())
+    finally:
+        backup_finished[0] = time.monotonic()
+        backup_done.set()
+        uploading.join()
     assert errors == [], errors
     assert result.returncode == 0, result.stdout + result.stderr
     archive = re.search(r"backup\.archive\s+changed\s+(\S+\.tar\.gz):", result.stdout).group(1)
     with tarfile.open(archive) as contents:
         manifest = json.loads(contents.extractfile("manifest.json").read())
-    in_archive = {place.split("/")[1] for place in manifest["releases"].values()
+    in_archive = {filename for filename, place in manifest["releases"].items()
                   if place.startswith("ppc-drill-late/")}
-    before = {version for version, (_, finished, _) in late.items() if finished < backup_started}
-    after = {version for version, (started, _, _) in late.items() if started > backup_finished[0]}
-    # The snapshot saw every release done before the backup began, and none begun after
-    # it ended: uploads ran on both sides of it.
-    assert before and after and before <= in_archive and not after & in_archive, \
+    # What the index must give back of the uploads that went on: every file done before
+    # the backup began, and none begun after it ended; of those sent while it ran (there
+    # were some), each as it was sent, or not at all.
+    before = {name: sent.sha256 for name, sent in late.items() if sent.finished < backup_started}
+    after = {name for name, sent in late.items() if sent.started > backup_finished[0]}
+    during = {name: sent.sha256 for name, sent in late.items()
+              if name not in before and name not in after}
+    assert before and during and after, (sorted(before), sorted(during), sorted(after))
+    assert before.keys() <= in_archive <= before.keys() | during.keys(), \
         (sorted(before), sorted(in_archive), sorted(after))
-    built_late = {filename: sha256 for _, _, files in late.values()
-                  for filename, sha256 in files.items()}
-    expected["ppc-drill-late"] = {filename: built_late[filename] for filename, place
-                                  in manifest["releases"].items()
-                                  if place.startswith("ppc-drill-late/")}
     return {"archive": archive, "ca": ca, "password": password, "result": result,
-            "expected": expected, "late_in_archive": in_archive}
+            "expected": expected, "late": (before, during)}
 
 
 def test_the_archive_is_private_consistent_and_verifies(drill, fab, deployed):
@@ -182,6 +196,9 @@ def test_every_release_comes_back_byte_for_byte_on_a_fresh_host(drill, restored,
     password_b = json.loads(Path(f"{state}/restore-b.test/secrets.json").read_text())["passwords"]["dev"]
     for name, files in drill["expected"].items():  # every release of the snapshot, as built
         assert files_of(host_b, ca_b, password_b, name, "restore-b.test") == files, name
+    before, during = drill["late"]  # and of those sent during the backup, as sent
+    late = files_of(host_b, ca_b, password_b, "ppc-drill-late", "restore-b.test")
+    assert before.items() <= late.items() <= {**before, **during}.items(), sorted(late)
 
     # A real client installs from B: pip verifies the sha256 B's pages give.
     client.exec(f"echo '{host_b.address} restore-b.test' >> /etc/hosts")
@@ -292,15 +309,16 @@ def small(start_host, fab, make_dists, tmp_path_factory):
     uploaded = web.request(host.address, "/simple/", ca=ca, sni="small.test", host="small.test",
                            method="POST", body=body, headers=headers, auth=("dev", password))
     assert uploaded.status == 200, uploaded
-    return host, settings, ca, password
+    return host, settings, ca, password, built([wheel])
 
 
 def test_a_restore_that_does_not_fit_leaves_the_old_index_serving(small, fab):
-    host, settings, ca, password = small
+    host, settings, ca, password, expected = small
     made = fab("backup", host=host, settings=settings)
     assert made.returncode == 0, made.stdout + made.stderr
     archive = re.search(r"backup\.archive\s+changed\s+(\S+\.tar\.gz):", made.stdout).group(1)
-    expected = web.files_of(host.address, "ppc-big", ca=ca, name="small.test", auth=("dev", password))
+    assert web.files_of(host.address, "ppc-big", ca=ca, name="small.test",
+                        auth=("dev", password)) == expected
     before = volume_state(host, "small-data")
 
     result = fab("restore", archive, "--confirm=small.test", host=host, settings=settings)

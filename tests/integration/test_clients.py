@@ -67,9 +67,10 @@ def mtimes(host) -> str:
 
 @pytest.fixture(scope="module")
 def configured(fab, deployed, dev_hosts):
-    unreachable = f"dev@127.0.0.1:{harness.free_port()}"
-    return fab("clients.configure", host=f"{targets(dev_hosts)},{unreachable}",
-               settings=deployed.settings()), unreachable
+    with harness.closed_port() as port:
+        unreachable = f"dev@127.0.0.1:{port}"
+        return fab("clients.configure", host=f"{targets(dev_hosts)},{unreachable}",
+                   settings=deployed.settings()), unreachable
 
 
 def test_configure_runs_every_host_and_reports_the_unreachable_one(configured, dev_hosts):
@@ -138,8 +139,11 @@ def test_uv_poetry_and_pdm_publish_and_install_with_no_flags(configured, dev_hos
     assert "+ ppc-uv-sample==0.1.0" in uv_pip and "pypi.org" not in uv_pip
     poetry_add = run_as_dev(host, f"cd ~/ppc-poetry-sample "
                                   f"&& poetry source add -q --priority=primary internal "
-                                  f"https://{SERVER_NAME}/simple/ && poetry add ppc-uv-sample")
+                                  f"https://{SERVER_NAME}/simple/ && poetry add -vvv ppc-uv-sample")
     assert "ppc-uv-sample" in poetry_add
+    # -vvv: every connection Poetry opens and every request it sends (urllib3's log).
+    assert f'https://{SERVER_NAME}:443 "GET /simple/ppc-uv-sample/' in poetry_add
+    assert "pypi.org" not in poetry_add
     pdm_add = run_as_dev(host, "cd ~/ppc-pdm-sample && pdm add -v ppc-uv-sample")
     assert f"https://{SERVER_NAME}/simple/ppc-uv-sample/" in pdm_add
     assert "pypi.org/simple" not in pdm_add

@@ -38,8 +38,9 @@ def plain_host(start_host):
 
 
 def test_bad_setting_is_rejected_before_connecting(fab, operator_home):
-    result = fab("deploy", host=f"root@127.0.0.1:{harness.free_port()}",
-                 settings={**settings(operator_home), "port": 70000})
+    with harness.closed_port() as port:
+        result = fab("deploy", host=f"root@127.0.0.1:{port}",
+                     settings={**settings(operator_home), "port": 70000})
     assert_one_line_error(result, "ppc.port", "70000")
 
 
@@ -71,8 +72,8 @@ def test_a_hostile_server_name_never_runs(fab, operator_home, task):
 
 
 def test_unreachable_host(fab, operator_home):
-    port = harness.free_port()
-    result = fab("deploy", host=f"root@127.0.0.1:{port}", settings=settings(operator_home))
+    with harness.closed_port() as port:
+        result = fab("deploy", host=f"root@127.0.0.1:{port}", settings=settings(operator_home))
     assert_one_line_error(result, "cannot reach", f"127.0.0.1:{port}")
 
 
@@ -109,13 +110,15 @@ def test_docker_missing(fab, plain_host, operator_home):
     assert_one_line_error(result, "Docker is not installed")
 
 
-def test_port_taken_fails_before_changing_anything(fab, start_host, operator_home):
-    host = start_host("busy")
+def test_port_taken_fails_before_changing_anything(fab, bare_host, operator_home):
+    host = bare_host
     host.exec("nohup python3 -m http.server 3031 --bind 127.0.0.1 >/dev/null 2>&1 &")
-    harness.wait_for(lambda: host.exec("grep -q ':0BD7 00000000:0000 0A' /proc/net/tcp",
-                                       check=False).returncode == 0, "a listener on 3031")
-
-    result = fab("deploy", host=host, settings=settings(operator_home))
+    try:
+        harness.wait_for(lambda: host.exec("grep -q ':0BD7 00000000:0000 0A' /proc/net/tcp",
+                                           check=False).returncode == 0, "a listener on 3031")
+        result = fab("deploy", host=host, settings=settings(operator_home))
+    finally:  # the bare host is shared: leave it as it was
+        host.exec("pkill -f '[h]ttp.server 3031'")
 
     assert_one_line_error(result, "port 3031", "in use")
     assert host.out("docker images -q 'ppc/*'") == ""

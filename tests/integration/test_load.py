@@ -14,6 +14,9 @@ from . import web
 from .conftest import SERVER_NAME, password_of
 
 CLIENTS = 100
+# Each request may take as long as pip waits for an answer by default (--timeout 15): a
+# farm of pips with their defaults sees no failure.
+PIP_TIMEOUT = 15
 PACKAGES = [f"ppc-load-{number:02}" for number in range(1, 6)]
 
 
@@ -45,7 +48,7 @@ def test_a_hundred_clients_at_once_all_get_every_release(deployed, operator_home
             for url, expected in ((f"/simple/{name}/", None), (path, wheel)):
                 try:
                     response = web.request(deployed.host.address, url, ca=ca, sni=SERVER_NAME,
-                                           host=SERVER_NAME, auth=auth)
+                                           host=SERVER_NAME, auth=auth, timeout=PIP_TIMEOUT)
                 except OSError as error:
                     failures.append(f"{url}: {error}")
                     continue

@@ -7,26 +7,28 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from . import web
+from . import harness, web
 from .conftest import SYSTEM_CA_BUNDLE, password_of, steps
-from .engines import (
-    BUCKET,
-    PG_PASSWORD,
-    REDIS_PASSWORD,
-    S3_SECRET,
-    Engines,
-    bucket_listing,
-    docker,
-    in_engine,
-)
+from .engines import PG_PASSWORD, REDIS_PASSWORD, S3_SECRET, Stores
 
 INDEX = "pypi-shared.test"
+
+
+@pytest.fixture(scope="module")
+def index_home(tmp_path_factory) -> Path:
+    """This module's index keeps its state (CA, secrets) in state/ here, apart from every
+    other module's: a host of another index may get an address this one named."""
+    return tmp_path_factory.mktemp("index-home")
+
+
 @pytest.fixture(scope="module")
 def server(start_host):
-    return start_host("shared")
+    """Its first test needs it without our images; the deploy loads them (below)."""
+    return start_host("shared", images="base")
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +40,12 @@ def client(start_host, server):
     return client
 
 
-def shared_settings(engines: Engines, server, operator_home, **overrides) -> dict:
+def shared_settings(engines: Stores, server, index_home, **overrides) -> dict:
     return {"server_names": [INDEX, server.address], "users": ["dev"],
-            "build_ca_bundle": SYSTEM_CA_BUNDLE, "state_dir": str(operator_home / "state"),
-            "storage": "s3", "s3_bucket": BUCKET, "s3_endpoint_url": f"http://{engines.s3}:8080",
-            "s3_addressing_style": "path", "s3_access_key_id": "test:tester",
-            "cache_url": f"postgresql://pypi@{engines.postgres}/pypi", **overrides}
+            "build_ca_bundle": SYSTEM_CA_BUNDLE, "state_dir": str(index_home / "state"),
+            "storage": "s3", "s3_bucket": engines.bucket,
+            "s3_endpoint_url": engines.s3_endpoint_url, "s3_addressing_style": "path",
+            "s3_access_key_id": "test:tester", "cache_url": engines.postgres_url, **overrides}
 
 
 SECRETS_GIVEN = {"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET, "PPC_CACHE_PASSWORD": PG_PASSWORD}
@@ -53,13 +55,13 @@ def as_dev(host, command: str):
     return host.exec(command, user="dev", check=False)
 
 
-def test_s3_without_its_secret_stops_before_anything_changes(fab, engines, server, operator_home):
-    result = fab("deploy", host=server, settings=shared_settings(engines, server, operator_home))
+def test_s3_without_its_secret_stops_before_anything_changes(fab, engines, server, index_home):
+    result = fab("deploy", host=server, settings=shared_settings(engines, server, index_home))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"Error on 127.0.0.1:{server.port}: ppc.storage = s3 needs the S3 secret access "
         f"key: set PPC_S3_SECRET_ACCESS_KEY in the environment of one deploy; it is then kept "
-        f"in {operator_home / 'state' / INDEX / 'secrets.json'}"], result.stderr
+        f"in {index_home / 'state' / INDEX / 'secrets.json'}"], result.stderr
     assert server.out("docker images -q 'ppc/*'; docker ps -aq") == ""
 
 
@@ -69,14 +71,15 @@ def sample_dists(make_dists):
 
 
 @pytest.fixture(scope="module")
-def deployed_shared(fab, engines, server, client, operator_home, sample_dists):
+def deployed_shared(fab, engines, server, client, index_home, sample_dists, host_images):
     """Deployed on S3 + PostgreSQL (the secrets given once, in the environment); the client
     configured and a release uploaded from it with twine."""
-    result = fab("deploy", host=server, settings=shared_settings(engines, server, operator_home),
+    harness.load_archive(server, host_images["server"])
+    result = fab("deploy", host=server, settings=shared_settings(engines, server, index_home),
                  env=SECRETS_GIVEN)
     assert result.returncode == 0, result.stdout + result.stderr
     configure = fab("clients.configure", host=f"dev@127.0.0.1:{client.port}",
-                    settings=shared_settings(engines, server, operator_home))
+                    settings=shared_settings(engines, server, index_home))
     assert configure.returncode == 0, configure.stdout + configure.stderr
     client.copy_in(sample_dists, "/tmp/dist")
     client.exec("chown -R dev: /tmp/dist")
@@ -85,13 +88,13 @@ def deployed_shared(fab, engines, server, client, operator_home, sample_dists):
     return result
 
 
-def test_an_index_on_s3_and_postgresql(deployed_shared, server, client, operator_home):
+def test_an_index_on_s3_and_postgresql(deployed_shared, engines, server, client, index_home):
     output = deployed_shared.stdout + deployed_shared.stderr
     for secret in (S3_SECRET, PG_PASSWORD, "p%40ss"):
         assert secret not in output
         assert secret not in server.out("cat /var/log/ppc-tasks/audit.log")
     assert server.out("stat -c '%a %u' /etc/pypicloud/config.ini") == "600 10001"
-    secrets = json.loads((operator_home / "state" / INDEX / "secrets.json").read_text())
+    secrets = json.loads((index_home / "state" / INDEX / "secrets.json").read_text())
     assert (secrets["s3_secret_access_key"], secrets["cache_password"]) == (S3_SECRET, PG_PASSWORD)
 
     install = as_dev(client, "python3 -m venv ~/venv && ~/venv/bin/pip install --no-cache-dir "
@@ -99,43 +102,41 @@ def test_an_index_on_s3_and_postgresql(deployed_shared, server, client, operator
     assert install.returncode == 0, install.stdout + install.stderr
     assert b"Successfully installed ppc-shared-sample-1.0.0" in install.stdout
     # The files are in the bucket, the releases in PostgreSQL, nothing in the data volume.
-    objects = bucket_listing()
+    objects = engines.bucket_listing()
     assert any(name.endswith("ppc_shared_sample-1.0.0-py3-none-any.whl") for name in objects), objects
     assert any(name.endswith("ppc_shared_sample-1.0.0.tar.gz") for name in objects), objects
-    rows = in_engine("ppc-it-postgres", "psql -h 127.0.0.1 -U pypi -tA -c "
-                     "'select filename from packages' pypi", PGPASSWORD=PG_PASSWORD)
+    rows = engines.sql("select filename from packages")
     assert sorted(rows.split()) == ["ppc_shared_sample-1.0.0-py3-none-any.whl",
                                     "ppc_shared_sample-1.0.0.tar.gz"]
     assert server.out("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
                       "find /data/packages -type f") == ""
 
 
-def test_a_warm_deploy_needs_no_secret_again(deployed_shared, fab, engines, server, operator_home):
-    again = fab("deploy", host=server, settings=shared_settings(engines, server, operator_home))
+def test_a_warm_deploy_needs_no_secret_again(deployed_shared, fab, engines, server, index_home):
+    again = fab("deploy", host=server, settings=shared_settings(engines, server, index_home))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "done: 0 changed," in again.stdout, again.stdout
 
 
 def test_dry_run_shows_the_config_with_its_secrets_redacted(deployed_shared, fab, engines,
-                                                            server, operator_home):
+                                                            server, index_home):
     dry = fab("--dry", "deploy", host=server, settings=shared_settings(
-        engines, server, operator_home, cache_url=f"redis://{engines.redis}:6379/0"),
+        engines, server, index_home, cache_url=engines.redis_url),
         env={"PPC_CACHE_PASSWORD": REDIS_PASSWORD})
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert (f"+db.url = redis://:<redacted>@{engines.redis}:6379/0?socket_connect_timeout=5"
-            f"&socket_timeout=15") in dry.stdout, dry.stdout
-    assert (f"-db.url = postgresql://pypi:<redacted>@{engines.postgres}:5432/pypi"
-            f"?connect_timeout=5") in dry.stdout
+    assert (f"+db.url = redis://:<redacted>@{engines.engines.redis}:6379/{engines.redis_db}"
+            f"?socket_connect_timeout=5&socket_timeout=15") in dry.stdout, dry.stdout
+    assert (f"-db.url = postgresql://pypi:<redacted>@{engines.engines.postgres}:5432/"
+            f"{engines.database}?connect_timeout=5") in dry.stdout
     for secret in (REDIS_PASSWORD, PG_PASSWORD, S3_SECRET, "r%40d", "p%40ss"):
         assert secret not in dry.stdout + dry.stderr
-    secrets = json.loads((operator_home / "state" / INDEX / "secrets.json").read_text())
+    secrets = json.loads((index_home / "state" / INDEX / "secrets.json").read_text())
     assert secrets["cache_password"] == PG_PASSWORD  # --dry keeps nothing
 
 
 def test_moving_the_cache_to_redis_keeps_every_release(deployed_shared, fab, engines, server,
-                                                       client, operator_home):
-    settings = shared_settings(engines, server, operator_home,
-                               cache_url=f"redis://{engines.redis}:6379/0")
+                                                       client, index_home):
+    settings = shared_settings(engines, server, index_home, cache_url=engines.redis_url)
     moved = fab("deploy", host=server, settings=settings, env={"PPC_CACHE_PASSWORD": REDIS_PASSWORD})
     assert moved.returncode == 0, moved.stdout + moved.stderr
     assert steps(moved.stdout)["server.container"] == "changed"
@@ -143,56 +144,58 @@ def test_moving_the_cache_to_redis_keeps_every_release(deployed_shared, fab, eng
     install = as_dev(client, "~/venv/bin/pip install --no-cache-dir --force-reinstall "
                              "ppc-shared-sample==1.0.0")
     assert install.returncode == 0, install.stdout + install.stderr
-    keys = in_engine("ppc-it-redis", "redis-cli --scan", REDISCLI_AUTH=REDIS_PASSWORD)
+    keys = engines.redis_cli("--scan")
     assert any("ppc_shared_sample-1.0.0.tar.gz" in key for key in keys.split()), keys
     # The new server read every file from the bucket once for its records, into Redis.
     assert steps(moved.stdout)["server.records"] == "changed", moved.stdout
-    recorded = in_engine("ppc-it-redis", "redis-cli hkeys ppc-tasks:files:ppc-shared-sample",
-                         REDISCLI_AUTH=REDIS_PASSWORD)
+    recorded = engines.redis_cli("hkeys ppc-tasks:files:ppc-shared-sample")
     assert sorted(recorded.split()) == ["ppc_shared_sample-1.0.0-py3-none-any.whl",
                                         "ppc_shared_sample-1.0.0.tar.gz"], recorded
-    metadata = in_engine("ppc-it-redis", "redis-cli hget ppc-tasks:metadata "
-                         "ppc_shared_sample-1.0.0-py3-none-any.whl", REDISCLI_AUTH=REDIS_PASSWORD)
+    metadata = engines.redis_cli("hget ppc-tasks:metadata ppc_shared_sample-1.0.0-py3-none-any.whl")
     assert "Name: ppc-shared-sample" in metadata, metadata
     again = fab("deploy", host=server, settings=settings)
     assert "done: 0 changed," in again.stdout, again.stdout
 
 
 def test_status_reports_the_bucket_and_the_cache_as_the_server_sees_them(
-        deployed_shared, fab, engines, server, operator_home):
-    settings = shared_settings(engines, server, operator_home,
-                               cache_url=f"redis://{engines.redis}:6379/0")
+        deployed_shared, fab, engines, server, index_home):
+    settings = shared_settings(engines, server, index_home, cache_url=engines.redis_url)
     healthy = fab("status", host=server, settings=settings)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert re.search(rf"\] storage +ok +s3 bucket {BUCKET} at http://{engines.s3}:8080: ok$",
-                     healthy.stdout, re.MULTILINE), healthy.stdout
-    assert re.search(rf"\] cache +ok +redis://{engines.redis}:6379/0: ok$", healthy.stdout, re.MULTILINE)
-    docker("stop", "ppc-it-redis")
+    assert re.search(rf"\] storage +ok +s3 bucket {engines.bucket} at "
+                     rf"{engines.s3_endpoint_url}: ok$", healthy.stdout, re.MULTILINE), healthy.stdout
+    cache = re.escape(engines.redis_url)
+    assert re.search(rf"\] cache +ok +{cache}: ok$", healthy.stdout, re.MULTILINE)
+    # The cache stopped, as the server sees it: its port refuses connections. (The Redis
+    # of the run serves other modules meanwhile: only this host loses it.)
+    refused = (f"iptables -I DOCKER-USER -d {engines.engines.redis} -p tcp --dport 6379 "
+               f"-j REJECT --reject-with tcp-reset")
+    server.exec(refused)
     try:
         broken = fab("status", host=server, settings=settings)
     finally:
-        docker("start", "ppc-it-redis")
+        server.exec(refused.replace("-I", "-D"))
     assert broken.returncode == 1, broken.stdout + broken.stderr
     # In seconds, and saying why: pypicloud's cache URL carries connect timeouts.
-    assert re.search(rf"\] cache +PROBLEM +redis://{engines.redis}:6379/0: (Timeout|Error)",
+    assert re.search(rf"\] cache +PROBLEM +{cache}: (Timeout|Error)",
                      broken.stdout, re.MULTILINE), broken.stdout
 
 
 def test_files_on_s3_answer_byte_ranges_streamed_or_redirected(
-        deployed_shared, fab, engines, server, operator_home, sample_dists):
+        deployed_shared, fab, engines, server, index_home, sample_dists):
     """What a client that reads a wheel's end (its zip directory) gets from an index on S3:
     nginx's ranges when pypicloud streams the file, the store's own behind a redirect."""
     wheel = next(path for path in sample_dists if path.suffix == ".whl")
     path = f"/api/package/ppc-shared-sample/{wheel.name}"
-    ca = operator_home / "state" / INDEX / "ca.crt"
+    ca = index_home / "state" / INDEX / "ca.crt"
 
     def request(suffix: str = "", **kwargs) -> web.Response:
         return web.request(server.address, path + suffix, ca=ca, sni=INDEX, host=INDEX,
-                           auth=("dev", password_of(operator_home, "dev", INDEX)), **kwargs)
+                           auth=("dev", password_of(index_home, "dev", INDEX)), **kwargs)
 
     def deploy(stream_files: bool) -> None:
         result = fab("deploy", host=server, settings=shared_settings(
-            engines, server, operator_home, cache_url=f"redis://{engines.redis}:6379/0",
+            engines, server, index_home, cache_url=engines.redis_url,
             stream_files=stream_files))
         assert result.returncode == 0, result.stdout + result.stderr
         assert steps(result.stdout)["server.container"] == "changed", result.stdout

@@ -1,4 +1,7 @@
-"""`fab deploy` on a bare Docker-in-Docker host: images, data, server, proven with twine and pip."""
+"""`fab deploy` on a bare Docker-in-Docker host: images, data, server, proven with twine and pip.
+
+This module's host is bare as a new server comes, so its first deploy builds the images
+(the other server hosts of a run start with them loaded: see conftest.start_host)."""
 
 from __future__ import annotations
 
@@ -9,22 +12,29 @@ import sys
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from .conftest import (SERVER_NAME, container_started_at, password_of, server_port, steps,
-                       tunnel)
+from .conftest import (SERVER_NAME, Deployed, container_started_at, password_of, server_port,
+                       steps, tunnel)
 
 
 def get(url: str, auth: tuple[str, str] | None = None) -> int:
+    return fetch(url, auth)[0]
+
+
+def fetch(url: str, auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+    """(status, body) of a GET."""
     request = urllib.request.Request(url)
     if auth:
         request.add_header("Authorization", "Basic " + b64encode(":".join(auth).encode()).decode())
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
+            return response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.read()
 
 
 def pip_install_from(index_url: str, tmp_path, requirement: str) -> subprocess.CompletedProcess:
@@ -39,11 +49,25 @@ def pip_install_from(index_url: str, tmp_path, requirement: str) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
+def deployed(fab, start_host, tmp_path_factory) -> Deployed:
+    """An index of this module's own, deployed once with `fab deploy` on a bare host."""
+    deployed = Deployed(start_host("built", images="base"), tmp_path_factory.mktemp("built"))
+    deployed.result = fab("deploy", host=deployed.host, settings=deployed.settings())
+    return deployed
+
+
+@pytest.fixture(scope="module")
 def server(deployed):
     return deployed.host
 
 
-def test_deploy_builds_and_starts_everything(deployed, server, operator_home):
+@pytest.fixture(scope="module")
+def index_home(deployed) -> Path:
+    """Where this module's index keeps its secrets (state/ in it)."""
+    return deployed.operator_home
+
+
+def test_deploy_builds_and_starts_everything(deployed, server, index_home):
     first_deploy = deployed.result
     assert first_deploy.returncode == 0, first_deploy.stderr
     assert {step: change for step, change in steps(first_deploy.stdout).items()
@@ -52,7 +76,7 @@ def test_deploy_builds_and_starts_everything(deployed, server, operator_home):
         "server.config": "changed", "server.container": "changed",
         # A new index records each file as it is uploaded: nothing to read back.
         "server.records": "unchanged"}
-    password = password_of(operator_home)
+    password = password_of(index_home)
     assert password not in first_deploy.stdout + first_deploy.stderr
     assert "secrets.json" in first_deploy.stdout
     # The server container, as the manual procedure ran it, hardened.
@@ -69,23 +93,37 @@ def test_deploy_builds_and_starts_everything(deployed, server, operator_home):
     data = json.loads(server.out("docker inspect pypi_data"))[0]
     assert [m["Name"] for m in data["Mounts"]] == ["pypicloud-data"]
     assert server.out("stat -c '%a %u' /etc/pypicloud/config.ini") == "600 10001"
-    state = operator_home / "state" / SERVER_NAME
+    state = index_home / "state" / SERVER_NAME
     assert oct((state / "secrets.json").stat().st_mode & 0o777) == "0o600"
     assert oct(state.stat().st_mode & 0o777) == "0o700"
 
 
+@dataclass
+class Uploaded:
+    password: str  # the admin's
+    dists: list[Path]  # the sdist and the wheel, as built here
+
+    def served_as_built(self, server, ssh_key) -> bool:
+        """Every file the index serves is the very file twine uploaded."""
+        with tunnel(server, ssh_key, server_port(server)) as port:
+            return all(fetch(f"http://127.0.0.1:{port}/api/package/ppc-sample/{dist.name}",
+                             auth=("admin", self.password)) == (200, dist.read_bytes())
+                       for dist in self.dists)
+
+
 @pytest.fixture(scope="module")
-def uploaded(server, operator_home, ssh_key, make_dists) -> str:
-    """twine uploads the sample sdist and wheel; returns the admin password."""
-    password = password_of(operator_home)
+def uploaded(server, index_home, ssh_key, make_dists) -> Uploaded:
+    """twine uploads the sample sdist and wheel."""
+    password = password_of(index_home)
+    dists = make_dists("ppc-sample")
     with tunnel(server, ssh_key, server_port(server)) as port:
         upload = subprocess.run(
             [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
-             "--repository-url", f"http://127.0.0.1:{port}/simple/", *map(str, make_dists("ppc-sample"))],
+             "--repository-url", f"http://127.0.0.1:{port}/simple/", *map(str, dists)],
             capture_output=True, text=True,
             env={**os.environ, "TWINE_USERNAME": "admin", "TWINE_PASSWORD": password})
     assert upload.returncode == 0, upload.stdout + upload.stderr
-    return password
+    return Uploaded(password, dists)
 
 
 def test_twine_upload_and_pip_install(uploaded, server, ssh_key, tmp_path):
@@ -93,15 +131,15 @@ def test_twine_upload_and_pip_install(uploaded, server, ssh_key, tmp_path):
         package_url = f"http://127.0.0.1:{port}/simple/ppc-sample/"
         assert get(package_url) == 401
         assert get(package_url, auth=("admin", "wrong")) in (401, 403)
-        assert get(package_url, auth=("admin", uploaded)) == 200
+        assert get(package_url, auth=("admin", uploaded.password)) == 200
 
-        install = pip_install_from(f"http://admin:{uploaded}@127.0.0.1:{port}/simple/",
+        install = pip_install_from(f"http://admin:{uploaded.password}@127.0.0.1:{port}/simple/",
                                    tmp_path, "ppc-sample==0.1.0")
         assert install.returncode == 0, install.stdout + install.stderr
         assert "Successfully installed ppc-sample-0.1.0" in install.stdout
 
 
-def test_second_deploy_changes_nothing(deployed, fab, server, operator_home):
+def test_second_deploy_changes_nothing(deployed, fab, server, index_home):
     started = container_started_at(server)
     config_mtime = server.out("stat -c %Y /etc/pypicloud/config.ini")
     image = server.out("docker image inspect --format '{{.Id}}' ppc/pypicloud:1.3.12")
@@ -117,7 +155,7 @@ def test_second_deploy_changes_nothing(deployed, fab, server, operator_home):
 
 
 def test_changed_setting_recreates_only_the_server_and_keeps_packages(
-        deployed, uploaded, fab, server, operator_home, ssh_key):
+        deployed, uploaded, fab, server, index_home, ssh_key):
     started = container_started_at(server)
 
     changed = fab("deploy", host=server, settings=deployed.settings(fallback="none"))
@@ -128,9 +166,11 @@ def test_changed_setting_recreates_only_the_server_and_keeps_packages(
         "server.config", "server.container", "nginx.site", "nginx.service", "server.retire",
         "server.records"]
     assert container_started_at(server) != started
-    assert password_of(operator_home) == uploaded  # kept, not regenerated
+    assert password_of(index_home) == uploaded.password  # kept, not regenerated
     with tunnel(server, ssh_key, server_port(server)) as port:
-        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", uploaded)) == 200
+        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/",
+                   auth=("admin", uploaded.password)) == 200
+    assert uploaded.served_as_built(server, ssh_key)
 
 
 def test_packages_survive_removing_the_server_container(deployed, uploaded, fab, server,
@@ -144,10 +184,12 @@ def test_packages_survive_removing_the_server_container(deployed, uploaded, fab,
     assert redeployed.returncode == 0, redeployed.stderr
     assert steps(redeployed.stdout)["server.container"] == "changed"
     with tunnel(server, ssh_key, server_port(server)) as port:
-        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/", auth=("admin", uploaded)) == 200
+        assert get(f"http://127.0.0.1:{port}/simple/ppc-sample/",
+                   auth=("admin", uploaded.password)) == 200
+    assert uploaded.served_as_built(server, ssh_key)
 
 
-def test_data_destroy_needs_confirmation(deployed, fab, server, operator_home):
+def test_data_destroy_needs_confirmation(deployed, fab, server, index_home):
     refused = fab("data.destroy", host=server, settings=deployed.settings())
     assert refused.returncode != 0
     assert "--confirm=pypicloud-data" in refused.stderr

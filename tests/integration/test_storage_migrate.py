@@ -13,12 +13,18 @@ import pytest
 
 from . import web
 from .conftest import SYSTEM_CA_BUNDLE, steps
-from .engines import S3_SECRET, Engines, bucket_listing
+from .engines import S3_SECRET, Stores
 
 INDEX = "pypi-moving.test"
-BUCKET = "pypi-moved"
 PROJECTS = [f"ppc-moving-{number}" for number in range(1, 6)]
 VERSIONS = ["1.0.0", "1.1.0", "2.0.0", "2.1.0"]  # x 5 projects = 20 releases, 40 files
+
+
+@pytest.fixture(scope="module")
+def index_home(tmp_path_factory) -> Path:
+    """This module's index keeps its state (CA, secrets) in state/ here, apart from every
+    other module's: a host of another index may get an address this one named."""
+    return tmp_path_factory.mktemp("index-home")
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +32,20 @@ def host(start_host):
     return start_host("moving")
 
 
-def file_settings(host, operator_home) -> dict:
+def file_settings(host, index_home) -> dict:
     return {"server_names": [INDEX, host.address], "users": ["dev"],
-            "build_ca_bundle": SYSTEM_CA_BUNDLE, "state_dir": str(operator_home / "state")}
+            "build_ca_bundle": SYSTEM_CA_BUNDLE, "state_dir": str(index_home / "state")}
 
 
-def s3_settings(engines: Engines, host, operator_home) -> dict:
-    return {**file_settings(host, operator_home), "storage": "s3", "s3_bucket": BUCKET,
-            "s3_endpoint_url": f"http://{engines.s3}:8080", "s3_addressing_style": "path",
+def s3_settings(engines: Stores, host, index_home) -> dict:
+    return {**file_settings(host, index_home), "storage": "s3", "s3_bucket": engines.bucket,
+            "s3_endpoint_url": engines.s3_endpoint_url, "s3_addressing_style": "path",
             "s3_access_key_id": "test:tester"}
 
 
-def secrets(operator_home) -> tuple[str, str]:
+def secrets(index_home) -> tuple[str, str]:
     """The CA's path and dev's password, as the deploy left them here."""
-    folder = operator_home / "state" / INDEX
+    folder = index_home / "state" / INDEX
     return str(folder / "ca.crt"), json.loads((folder / "secrets.json").read_text())["passwords"]["dev"]
 
 
@@ -48,12 +54,12 @@ def files_of(host, ca: str, password: str, project: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def file_store_index(fab, host, operator_home, make_dists):
+def file_store_index(fab, host, index_home, make_dists):
     """The index as it starts: its own file store and sqlite, 20 releases uploaded.
     {project: {file name: sha256}} of the files this test built and uploaded."""
-    result = fab("deploy", host=host, settings=file_settings(host, operator_home))
+    result = fab("deploy", host=host, settings=file_settings(host, index_home))
     assert result.returncode == 0, result.stdout + result.stderr
-    ca, password = secrets(operator_home)
+    ca, password = secrets(index_home)
     built = {name: {} for name in PROJECTS}
     for name in PROJECTS:
         for version in VERSIONS:
@@ -70,26 +76,26 @@ def file_store_index(fab, host, operator_home, make_dists):
 
 
 def test_a_deploy_never_leaves_the_packages_behind(file_store_index, fab, engines, host,
-                                                   operator_home):
+                                                   index_home):
     running = host.out("docker inspect --format '{{.Id}}' pypicloud")
-    refused = fab("deploy", host=host, settings=s3_settings(engines, host, operator_home),
+    refused = fab("deploy", host=host, settings=s3_settings(engines, host, index_home),
                   env={"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET})
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [(
         f"Error on 127.0.0.1:{host.port}: the index on 127.0.0.1:{host.port} keeps its packages "
         f"in its file store: fab -H 127.0.0.1:{host.port} storage.migrate moves them into S3 "
-        f"(bucket {BUCKET}) and switches the server to it")], refused.stderr
+        f"(bucket {engines.bucket}) and switches the server to it")], refused.stderr
     assert host.out("docker inspect --format '{{.Id}}' pypicloud") == running
 
 
 def test_every_release_moves_into_s3_byte_for_byte(file_store_index, fab, engines, host,
-                                                   start_host, operator_home):
-    settings = s3_settings(engines, host, operator_home)
+                                                   start_host, index_home):
+    settings = s3_settings(engines, host, index_home)
     preview = fab("--dry", "storage.migrate", host=host, settings=settings,
                   env={"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET})
     assert preview.returncode == 0, preview.stdout + preview.stderr
     assert re.search(r"storage\.migrate +would change", preview.stdout), preview.stdout
-    assert bucket_listing(BUCKET) == []
+    assert engines.bucket_listing() == []
 
     moved = fab("storage.migrate", host=host, settings=settings,
                 env={"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET})
@@ -99,10 +105,10 @@ def test_every_release_moves_into_s3_byte_for_byte(file_store_index, fab, engine
     assert S3_SECRET not in moved.stdout + moved.stderr
 
     # Every file is in the bucket.
-    objects = bucket_listing(BUCKET)
+    objects = engines.bucket_listing()
     expected = {name for files in file_store_index.values() for name in files}
     assert len(expected) == 40 and {name.rsplit("/", 1)[-1] for name in objects} == expected
-    ca, password = secrets(operator_home)
+    ca, password = secrets(index_home)
 
     # The file store stays until the operator removes it.
     kept = host.out("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
@@ -118,7 +124,7 @@ def test_every_release_moves_into_s3_byte_for_byte(file_store_index, fab, engine
         download = web.request(host.address, f"/api/package/{PROJECTS[0]}/{first}", ca=ca,
                                sni=INDEX, host=INDEX, auth=("dev", password))
         assert download.status in (302, 303) and download.headers["location"].startswith(
-            settings["s3_endpoint_url"] + f"/{BUCKET}/"), download
+            settings["s3_endpoint_url"] + f"/{engines.bucket}/"), download
         for name in PROJECTS:
             assert files_of(host, ca, password, name) == file_store_index[name]
     finally:

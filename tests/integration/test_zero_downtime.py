@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from . import harness, web
-from .conftest import NO_INDEX, SERVER_NAME, container_started_at, password_of, steps
+from .conftest import SERVER_NAME, built_images, container_started_at, password_of, steps
 
 PROJECT, VERSION = "ppc-zero-downtime", "1.0"
 CLIENTS = 3
+# An index nothing answers at, which no other test builds with: an image of this module's.
+OTHER_INDEX = "https://127.0.0.1:9/zero-downtime/simple/"
 
 
 @dataclass
@@ -99,8 +101,11 @@ def test_a_config_change_fails_no_request(deployed, fab, operator_home, release)
 
 
 def test_an_image_change_fails_no_request(deployed, fab, operator_home, release, wheelhouse):
-    # Another image: built from a wheelhouse (other content, so another content tag).
-    other_image = deployed.settings(build_wheelhouse=str(wheelhouse), build_index_url=NO_INDEX)
+    # Another image: built from a wheelhouse (other content, so another content tag); on
+    # this machine, once in the run: this test is about replacing, not building.
+    build = {"build_wheelhouse": str(wheelhouse), "build_index_url": OTHER_INDEX}
+    harness.load_archive(deployed.host, built_images(**build))
+    other_image = deployed.settings(**build)
     with downloading(deployed, operator_home, release) as loop:
         result = fab("deploy", host=deployed.host, settings=other_image)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -182,13 +187,16 @@ def test_the_next_run_waits_for_a_command_a_killed_run_left_running(deployed, fa
 
     waiting = fab("deploy", host=host, settings=deployed.settings(fallback="none"),
                   background=True)
-    time.sleep(3)
-    assert waiting.poll() is None  # the killed run's retire.sh still runs on the host
+    # It holds the host's lock, and waits there for the killed run's retire.sh.
+    harness.wait_for(lambda: host.exec("pgrep -f '[f]lock -w 300 .*ppc-tasks.lock.work'",
+                                       check=False).returncode == 0, "the next run's wait", 120)
+    assert waiting.poll() is None
     ended = time.monotonic()
     host.exec("pkill -f '^nginx: worker process is shutting dow[n]'")
     out, err = waiting.communicate(timeout=120)
     # It waited exactly as long as the left command ran: done seconds after it ended, not
-    # at the end of its 5 minutes.
+    # at the end of its 5 minutes (300 s, then a refusal); 60 s is the margin of a busy
+    # machine for what the run does after it.
     assert time.monotonic() - ended < 60
 
     assert waiting.returncode == 0, out + err
