@@ -143,10 +143,12 @@ def run_argv(settings: Settings, image_ref: str, spec: str | None = None, *, nam
     The config *folder* is mounted, not the file: a file mount whose source went
     missing comes back as a directory Docker made."""
     label = ["--label", f"{docker.SPEC_LABEL}={spec}"] if spec else []
+    memory = settings.server_memory
+    limit = ["--memory", str(memory), "--memory-swap", str(memory)] if memory else []
     return [
         "docker", "run", "--detach", *label,
         "--name", name or settings.server_container,
-        "--restart", "unless-stopped",
+        "--restart", "unless-stopped", *limit,
         "--volume", f"{settings.config_dir}:{CONTAINER_CONFIG_DIR}:ro",
         "--volume", f"{settings.data_volume}:{DATA_DIR}",
         # Only the host (nginx) may reach pypicloud directly.

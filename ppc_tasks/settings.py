@@ -111,6 +111,10 @@ SETTINGS = (
     Setting("max_upload_size", "0", values.size,
             "the largest upload request, for nginx and pypicloud alike: `500m`, `2g`",
             "`0` (no limit)"),
+    Setting("server_memory", "1g", values.size,
+            "the most memory the server container may use (Docker's `--memory`, no swap "
+            "beyond it): an upload or a flood of requests cannot take the host's; `0`: no "
+            "limit"),
     Setting("index_url", "", functools.partial(values.url, schemes=("https",)),
             "the index as clients and this machine reach it",
             "`https://<first server name>/simple/`", attribute="explicit_index_url"),

@@ -68,3 +68,21 @@ def build_sample_dists(name: str, version: str, directory: Path,
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return [sdist, wheel]
+
+
+def sdist_with_long_name(path: Path, opener, name_bytes: int) -> Path:
+    """A hostile sdist: a tar whose first member has a name of `name_bytes` bytes (its
+    own long-name header, which a reader takes whole into memory), then a PKG-INFO;
+    compressed with `opener` (gzip.open, bz2.open, lzma.open), whatever `path`'s suffix
+    says. A few hundred bytes of bzip2 can hold a name of hundreds of MB."""
+    root = path.name.split("-")[0] + "-1.0"
+    # Not tarfile's stream mode ("w|"): it copies its buffer over and over.
+    with opener(path, "wb") as compressed, tarfile.open(fileobj=compressed, mode="w",
+                                                       format=tarfile.GNU_FORMAT) as archive:
+        archive.addfile(tarfile.TarInfo(f"{root}/" + "a" * name_bytes), io.BytesIO(b""))
+        metadata = sample_metadata(path.name.split("-")[0], "1.0").encode()
+        info = tarfile.TarInfo(f"{root}/PKG-INFO")
+        info.size = len(metadata)
+        archive.addfile(info, io.BytesIO(metadata))
+    return path
+

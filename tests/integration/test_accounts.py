@@ -5,9 +5,14 @@ Every request goes through nginx over HTTPS with verification on, as a client's 
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 
 import pytest
+
+from tests.dists import sdist_with_long_name
 
 from . import harness, web
 from .conftest import SERVER_NAME, password_of
@@ -73,6 +78,36 @@ def test_upload_names_cannot_leave_the_package_store(index, deployed, fields, fi
     assert server.out("docker exec pypicloud sha256sum /var/lib/pypicloud/db.sqlite") == database
     assert server.out("docker exec -u 0 pypicloud find / -path /proc -prune "
                       "-o -name 'ppc_accounts-9.0*' -print") == ""
+
+
+def server_memory_peak(server) -> float:
+    """The most MiB the server container has used since it started (its cgroup's own
+    count: a request's memory comes back to the system once it is answered)."""
+    peak = server.out("docker exec pypicloud cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes")
+    return int(peak) / 1024 ** 2
+
+
+@pytest.mark.parametrize("suffix, opener, status", [
+    (".tar.gz", gzip.open, 400),  # read as gzip: its long-name header is over the cap
+    (".tar.gz", bz2.open, 200),  # not gzip: not read at all (taken as it is, as a damaged one)
+    (".tar.xz", lzma.open, 400),
+])
+def test_an_upload_cannot_take_the_server_down(index, deployed, tmp_path, suffix, opener, status):
+    """A few hundred bytes of compressed tar whose first header asks for 100 MB: the
+    server reads no more of it than its caps allow, and keeps its memory."""
+    server = deployed.host
+    name = f"ppc_bomb_{opener.__module__}"
+    hostile = sdist_with_long_name(tmp_path / f"{name}-1.0{suffix}", opener, 100_000_000)
+    assert hostile.stat().st_size < 200_000
+    before = server_memory_peak(server)
+    answer = upload(index, "dev", name.replace("_", "-"), "1.0", hostile.name, hostile.read_bytes())
+    assert answer.status == status, answer
+    if status == 400:
+        assert b"a tar header asks to read 100000" in answer.body, answer.body
+        assert b"at most 8388608 are read" in answer.body, answer.body
+    assert server_memory_peak(server) - before < 50, "the server took the header into memory"
+    limit = server.out("docker inspect --format '{{.HostConfig.Memory}}' pypicloud")
+    assert int(limit) == 1024 ** 3  # and it could not take more than this (server_memory)
 
 
 def test_the_index_survives_a_restart_after_those_uploads(index, deployed):

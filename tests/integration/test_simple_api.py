@@ -390,11 +390,18 @@ def test_files_from_before_get_their_records_when_the_server_starts_resuming_aft
 CUT_OFF = "iptables -I DOCKER-USER -i docker0 ! -o docker0 -j REJECT"  # containers' way out
 
 
+# Names PyPI holds, private here: never looked up there, however a client spells them.
+PRIVATE = {"idna": "idna-3.10-py3-none-any.whl",
+           "typing-extensions": "typing_extensions-4.12.2-py3-none-any.whl"}
+
+
 @pytest.fixture(scope="module")
 def caching(deployed, developer, fab):
     """The shared index with fallback = cache (its server image trusts the build's CA
-    bundle for PyPI: this network intercepts TLS); put back as it was afterwards."""
-    cached = fab("deploy", host=deployed.host, settings=deployed.settings(fallback="cache"))
+    bundle for PyPI: this network intercepts TLS) and names of PyPI's private here; put
+    back as it was afterwards."""
+    cached = fab("deploy", host=deployed.host, settings=deployed.settings(
+        fallback="cache", private_names=list(PRIVATE)))
     assert cached.returncode == 0, cached.stdout + cached.stderr
     yield
     deployed.host.exec(CUT_OFF.replace("-I", "-D"), check=False)
@@ -430,3 +437,31 @@ def test_a_cached_public_package_installs_with_the_upstream_cut_off(caching, dev
         assert again.returncode == 0, again.stdout + again.stderr
     finally:
         deployed.host.exec(CUT_OFF.replace("-I", "-D"))
+
+
+def spellings(name: str) -> list[str]:
+    """Ways a client can write a project name in a path: as it is, in upper case, with
+    `_` or `.` for `-`, and its first letter percent-encoded once and twice."""
+    first = f"{ord(name[0]):02X}"
+    return [name, name.upper(), name.replace("-", "_"), name.replace("-", "."),
+            f"%{first}{name[1:]}", f"%25{first}{name[1:]}"]
+
+
+def test_a_private_name_is_never_fetched_upstream_however_spelled(caching, developer, index):
+    for name, filename in PRIVATE.items():
+        # Every spelling of its name, and a public name with its file.
+        for path in [*(f"/api/package/{spelled}/{filename}" for spelled in spellings(name)),
+                     f"/api/package/six/{filename}"]:
+            answer = index.request(path)
+            assert answer.status in (400, 404), (path, answer)
+        for spelled in spellings(name):
+            assert index.request(f"/simple/{spelled}/").status in (400, 404), spelled
+    # Nothing was fetched: the index holds none of them, and pip finds none.
+    stored = index.host.out("docker exec pypicloud find /var/lib/pypicloud/packages -name "
+                            "'idna*' -o -name 'typing_extensions*'")
+    assert stored == ""
+    install = as_dev(developer, "python3 -m venv ~/private && ~/private/bin/pip install "
+                                "--no-cache-dir idna 2>&1")
+    assert install.returncode != 0 and b"No matching distribution found for idna" \
+        in install.stdout, install.stdout
+

@@ -218,7 +218,8 @@ def test_an_owner_publishes_sdist_and_wheels_in_one_run_and_grants_hold(
     assert code == 0, output
 
 
-def test_a_release_closes_after_its_window_but_for_admins(guarded, index, developer, make_dists):
+def test_a_release_closes_after_its_window_but_for_admins(guarded, index, developer, make_dists,
+                                                          tmp_path):
     sdist, wheel = make_dists("ppc-window", "1.0")
     code, output = twine(developer, [sdist])
     assert code == 0, output
@@ -227,6 +228,13 @@ def test_a_release_closes_after_its_window_but_for_admins(guarded, index, develo
     assert code != 0 and "403" in output and "ppc-window 1.0 was published at" in output, output
     assert "is closed: files are added to a release only within 15 seconds of its first one" \
         in output
+    # Every other spelling of 1.0 is that release: `pip install ppc-window==1.0` would take
+    # a local version (1.0+evil) and prefer it.
+    for spelling in ("1.0+evil", "1.0.0", "1.0.0+evil", "0!1.0+evil"):
+        evil = harness.build_wheel("ppc-window", spelling, tmp_path / spelling, value=666)
+        code, output = twine(developer, [evil])
+        assert code != 0 and "403" in output and "was published at" in output, (spelling, output)
+        assert "is closed" in output, (spelling, output)
     code, output = twine(developer, make_dists("ppc-window", "1.1"))
     assert code == 0, output
     code, output = twine(developer, [wheel], env=as_admin(index))

@@ -126,6 +126,45 @@ def test_a_release_takes_files_within_its_window_then_is_closed():
     assert refusal("alice", "tool", "1.1", "alice", [file("1.0", 121)]) is None
 
 
+@pytest.mark.parametrize("version", ["1.0+evil", "1.0.0", "1.0.0+evil", "v1.0", "0!1.0",
+                                     "0!1.0+Evil.1", "1.0+1"])
+def test_every_spelling_of_a_closed_release_is_that_release(version):
+    """pip's NAME==1.0 matches 1.0+local and prefers it: a local version is the release."""
+    refused = refusal("alice", "tool", version, "alice", [file("1.0", 121)])
+    assert refused.startswith(f"tool {version} was published at "), refused
+
+
+@pytest.mark.parametrize("version", ["1.0.post1", "1.0.1", "1.0a1", "1!1.0"])
+def test_other_releases_are_new_ones(version):
+    assert refusal("alice", "tool", version, "alice", [file("1.0", 121)]) is None
+
+
+@pytest.mark.parametrize("path", [
+    "/simple/", "/simple/six/", "/simple/Six", "/pypi/SIX/", "/api/package/",
+    "/api/package/six/", "/api/package/Six/six-1.17.0-py2.py3-none-any.whl",
+    "/api/package/typing.extensions/typing_extensions-4.12.2-py3-none-any.whl.metadata",
+    "/health", "/admin/yank/six/1.0",
+])
+def test_a_path_that_names_a_project_and_its_file_passes(path):
+    assert names.path_refusal(path) is None
+
+
+@pytest.mark.parametrize("path, refusal", [
+    # Still percent-encoded once the server decoded it (a client sent %2573ix): no name.
+    ("/api/package/%73ix/six-1.17.0-py2.py3-none-any.whl", (400, "invalid project name: '%73ix'")),
+    ("/simple/%73ix/", (400, "invalid project name: '%73ix'")),
+    ("/pypi/six%2F/", (400, "invalid project name: 'six%2F'")),
+    ("/simple/-six/", (400, "invalid project name: '-six'")),
+    # A file of another project, asked under a name the client may read.
+    ("/api/package/public/six-1.17.0-py2.py3-none-any.whl",
+     (404, "six-1.17.0-py2.py3-none-any.whl is no file of public")),
+    ("/api/package/six/six-1.17.0.tar.gz/x", (404, "six-1.17.0.tar.gz/x is no file of six")),
+    ("/api/package/six/notes.txt", (404, "notes.txt is no file of six")),
+])
+def test_a_path_that_names_no_project_or_another_projects_file_is_refused(path, refusal):
+    assert names.path_refusal(path) == refusal
+
+
 def test_the_first_uploader_owns_a_project_from_before_owners_were_recorded():
     assert projects.first_uploader([file("1.0", 5, "bob"), file("0.9", 50, "alice")]) == "alice"
     assert projects.first_uploader([file("1.0", 5, "")]) == projects.NOBODY

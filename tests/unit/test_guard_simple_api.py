@@ -2,9 +2,12 @@
 distribution (distributions.py), the pages it makes of what the index holds (pages.py,
 views.listed_files), checked against the PEPs' own words."""
 
+import bz2
 import datetime
+import gzip
 import hashlib
 import io
+import lzma
 import sys
 import tarfile
 import zipfile
@@ -36,8 +39,15 @@ def zipped(path, members: dict[str, bytes]):
 
 def sdist(path, pkg_info: bytes | None):
     root = path.name[:-len(".tar.gz")]
-    with tarfile.open(path, "w:gz") as archive:
-        members = {f"{root}/setup.py": b"", **({f"{root}/PKG-INFO": pkg_info} if pkg_info else {})}
+    return tar(path, gzip.open, {f"{root}/setup.py": b"",
+                                 **({f"{root}/PKG-INFO": pkg_info} if pkg_info else {})})
+
+
+def tar(path, opener, members: dict[str, bytes]):
+    """A tar of these members, compressed by `opener` (gzip.open, bz2.open, lzma.open)
+    whatever `path`'s suffix says; GNU format, so long names get headers of their own."""
+    with opener(path, "wb") as compressed, tarfile.open(fileobj=compressed, mode="w",
+                                                       format=tarfile.GNU_FORMAT) as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -113,6 +123,59 @@ def test_a_wheel_with_a_build_tag_and_an_escaped_name_is_read(tmp_path):
 def test_an_sdist_serves_metadata_only_when_it_is_static(tmp_path, pkg_info, served):
     found = read(sdist(tmp_path / "acme_tools-1.0.tar.gz", pkg_info))
     assert found.metadata == (pkg_info if served else None)
+
+
+STATIC = b"Metadata-Version: 2.2\nName: acme-tools\nVersion: 1.0\n"
+
+
+@pytest.mark.parametrize("suffix, opener", [(".tar.gz", gzip.open), (".tgz", gzip.open),
+                                            (".tar.bz2", bz2.open), (".tar.xz", lzma.open)])
+def test_each_sdist_suffix_is_read_with_its_own_compression(tmp_path, suffix, opener):
+    found = read(tar(tmp_path / f"acme_tools-1.0{suffix}", opener,
+                     {"acme_tools-1.0/PKG-INFO": STATIC}))
+    assert found.metadata == STATIC
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"])
+@pytest.mark.parametrize("opener", [gzip.open, bz2.open, lzma.open])
+def test_an_sdist_compressed_otherwise_than_its_name_says_is_not_read(tmp_path, monkeypatch,
+                                                                      suffix, opener):
+    """The suffix says how it is read, and nothing else: under another name, a stream is
+    not unpacked at all (a tar header of 300 MB in it never reaches memory)."""
+    monkeypatch.setattr(distributions, "MAX_TAR_READ", 100_000)
+    path = tar(tmp_path / f"acme_tools-1.0{suffix}", opener,
+               {"acme_tools-1.0/" + "a" * 200_000: b"", "acme_tools-1.0/PKG-INFO": STATIC})
+    expected = {".tar.gz": gzip.open, ".tgz": gzip.open, ".tar.bz2": bz2.open,
+                ".tar.xz": lzma.open}[suffix]
+    if opener is expected:
+        with pytest.raises(distributions.OverLimit):
+            read(path)
+    else:
+        assert read(path).metadata is None
+
+
+def test_a_tar_header_over_the_cap_is_refused_before_it_is_read(tmp_path):
+    name = "acme_tools-1.0/" + "a" * distributions.MAX_TAR_READ  # its own long-name header
+    path = tar(tmp_path / "acme_tools-1.0.tar.gz", gzip.open,
+               {name: b"", "acme_tools-1.0/PKG-INFO": STATIC})
+    with pytest.raises(distributions.OverLimit) as refused:
+        read(path)
+    assert str(refused.value) == ("acme_tools-1.0.tar.gz: a tar header asks to read 8389120 "
+                                  "bytes at once (at most 8388608 are read)")
+
+
+def test_members_and_bytes_before_the_pkg_info_are_capped(tmp_path, monkeypatch):
+    members = {f"acme_tools-1.0/file{number}": b"x" * 4000 for number in range(5)}
+    path = tar(tmp_path / "acme_tools-1.0.tar.gz", gzip.open,
+               {**members, "acme_tools-1.0/PKG-INFO": STATIC})
+    assert read(path).metadata == STATIC
+    monkeypatch.setattr(distributions, "MAX_TAR_MEMBERS", 4)
+    with pytest.raises(distributions.OverLimit, match="over 4 members before its PKG-INFO"):
+        read(path)
+    monkeypatch.setattr(distributions, "MAX_TAR_MEMBERS", 100)
+    monkeypatch.setattr(distributions, "MAX_TAR_BYTES", 10_000)
+    with pytest.raises(distributions.OverLimit, match="not within its first 10000 bytes unpacked"):
+        read(path)
 
 
 def test_a_damaged_sdist_is_taken_without_metadata(tmp_path):

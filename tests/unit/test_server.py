@@ -106,6 +106,11 @@ def test_run_argv_follows_the_manual_procedure(settings):
     assert argv[:3] == ["docker", "run", "--detach"]
     assert argv[argv.index("--name") + 1] == "pypicloud"
     assert argv[argv.index("--restart") + 1] == "unless-stopped"
+    # A memory limit, and no swap beyond it: one container cannot take the host's memory.
+    assert argv[argv.index("--memory") + 1] == argv[argv.index("--memory-swap") + 1] == str(1024 ** 3)
+    unlimited = server.run_argv(Settings.from_config({"server_memory": "0"}, host="pypi.test"),
+                                "ppc/pypicloud:1.3.12")
+    assert "--memory" not in unlimited and "--memory-swap" not in unlimited
     volumes = [argv[i + 1] for i, word in enumerate(argv) if word == "--volume"]
     # The config folder, not the file: a missing file source would come back as a folder.
     assert volumes == ["/etc/pypicloud:/etc/pypicloud:ro", "pypicloud-data:/var/lib/pypicloud"]

@@ -8,7 +8,7 @@ from . import registry, upstream, views
 from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
-from .names import canonical, matches, project_of, upload_error
+from .names import canonical, is_name, matches, path_refusal, project_of, upload_error
 from .projects import NOBODY, StoredFile, first_uploader, parse_rules, upload_refusal
 
 LOG = logging.getLogger(__name__)
@@ -97,11 +97,15 @@ def _guard_uploads(rules):
         project = canonical(name or project)
         uploader = kwargs.get("uploader")
         # An account's upload; pypicloud's own copies of upstream files (fallback =
-        # cache) have no uploader, and come only for names that are not private.
+        # cache) have no uploader, and none is taken for a private or held name,
+        # however the request that fetched it spelled the name.
         if uploader is not None:
             refusal = publish_refusal(self, uploader, project, version or file_version, rules)
             if refusal:
                 raise refused(403, refusal)
+        elif is_private(self.request, project, rules):
+            raise refused(403, f"{project} is a private name of this index: it is never "
+                               f"looked up on the upstream index")
         distribution = read_distribution(filename, data, refuse=uploader is not None)
         # A copy of the upstream's file keeps the upstream's upload time and yank.
         release = None if uploader is not None else upstream.release_of(
@@ -197,11 +201,14 @@ class PrivateAwareLocator:
         self.locator, self.rules = locator, rules
 
     def get_releases(self, project_name):
+        """The upstream's files of a project name, asked in its canonical form (the
+        upstream decodes what it gets: a name is never passed on as it came)."""
         from pyramid.threadlocal import get_current_request
 
-        if is_private(get_current_request(), project_name, self.rules):
+        if not is_name(project_name) or is_private(get_current_request(), project_name,
+                                                   self.rules):
             return []
-        return self.locator.get_releases(project_name)
+        return self.locator.get_releases(canonical(project_name))
 
     def __getattr__(self, attribute):
         return getattr(self.locator, attribute)
@@ -233,9 +240,11 @@ def _keep_private_names_home(config, rules):
 # -- every request ------------------------------------------------------------------------
 def front_door(handler, registry_):
     """A tween: the cheap /health, 429/503 for logins the guard turns away, 401 with a
-    Basic challenge for anonymous requests to non-public paths, and a bare 500 for an
-    unexpected error (pypicloud's answer carries its message: a path, a query and its
-    values, a backend's words; pypicloud logged it, for the operator)."""
+    Basic challenge for anonymous requests to non-public paths, 400 or 404 for a path
+    whose project name is none or whose file is not that project's (names.path_refusal),
+    and a bare 500 for an unexpected error (pypicloud's answer carries its message: a
+    path, a query and its values, a backend's words; pypicloud logged it, for the
+    operator)."""
     from pyramid.response import Response
 
     realm = registry_.settings.get("pypi.realm", "pypi")
@@ -258,6 +267,9 @@ def front_door(handler, registry_):
         if not is_public(request.path_info) and user is None:
             return answer(401, "log in with an account of this index",
                           **{"WWW-Authenticate": f'Basic realm="{realm}"'})
+        refusal = path_refusal(request.path_info)
+        if refusal:
+            return answer(*refusal)
         response = handler(request)
         if response.status_code == 500 and request.path_info != "/health":
             return answer(500, "the server failed to answer: its log says why")

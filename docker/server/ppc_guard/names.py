@@ -28,6 +28,8 @@ VERSION = re.compile(
 # A distribution file: sdist archives, wheels and eggs; no path, no hidden file.
 FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]*\.(tar\.gz|tar\.bz2|tar\.xz|tgz|zip|whl|egg)$")
 SDIST_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".zip")
+# A distribution's core metadata file (PEP 658) is its file's name and this.
+METADATA_SUFFIX = ".metadata"
 
 
 def canonical(name):
@@ -36,9 +38,18 @@ def canonical(name):
 
 
 def same_version(one, other):
-    """Whether pip takes two versions for the same release (1.0 == 1.0.0)."""
+    """Whether two versions are one (1.0 == 1.0.0 == v1.0 == 0!1.0; not 1.0+local)."""
     try:
         return Version(one) == Version(other)
+    except InvalidVersion:
+        return one == other
+
+
+def same_release(one, other):
+    """Whether two versions label one release as `pip install NAME==V` matches it: a
+    local version (1.0+anything) is the release it labels."""
+    try:
+        return Version(Version(one).public) == Version(Version(other).public)
     except InvalidVersion:
         return one == other
 
@@ -87,6 +98,28 @@ def upload_error(filename, name=None, version=None):
         return f"the file {filename} is no distribution of {name}"
     if version is not None and not same_version(version, named[1]):
         return f"the file {filename} is no distribution of {name or named[0]} {version}"
+    return None
+
+
+def path_refusal(path):
+    """Why a request's path names no project, or no file of the project it names, as
+    (HTTP status, message); None when it does, or names none. Every spelling of a name
+    is decided on here, before anything looks it up: a name that is not a project name
+    (one still percent-encoded, say) is refused, and a file is a project's only when its
+    own name says so (pypicloud finds a file by its file name alone)."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] in ("simple", "pypi") and parts[2]:
+        name, filename = parts[2], ""
+    elif len(parts) > 3 and parts[1:3] == ["api", "package"] and parts[3]:
+        name, filename = parts[3], "/".join(parts[4:])
+    else:
+        return None
+    if not is_name(name):
+        return 400, f"invalid project name: {name!r}"
+    if filename:
+        named = project_of(filename.removesuffix(METADATA_SUFFIX))
+        if named is None or named[0] != canonical(name):
+            return 404, f"{filename} is no file of {canonical(name)}"
     return None
 
 

@@ -6,14 +6,16 @@ release installing what its owners published.
 - A release is closed a while after its first file (ppc.release_window): long enough
   for one CI run to upload its sdist and wheels, after which only admins add files. A
   wheel with a build tag or a more specific platform tag would otherwise take the place
-  of the release's files on every machine that installs it.
+  of the release's files on every machine that installs it; so would a local version
+  (1.0+anything), which `pip install NAME==1.0` matches and prefers: it is the release
+  it labels, as every other spelling of that version is.
 
 Pure functions of what the index holds; hooks.py feeds them.
 """
 import datetime
 from dataclasses import dataclass
 
-from .names import canonical, matches, same_version
+from .names import canonical, matches, same_release
 
 # The owner recorded for a project nobody owns but the admins: one pypicloud cached
 # from upstream, or one from before owners were recorded whose uploader is unknown.
@@ -72,7 +74,7 @@ def upload_refusal(user, name, version, recorded_owner, files, rules, now):
             who = ", ".join(sorted(owners)) + " and the admins" if owners else "the admins"
             return (f"{name} belongs to {who}: {user} may not upload to it "
                     f"(an admin can grant it with ppc.owners)")
-    release = [file for file in files if same_version(file.version, version)]
+    release = [file for file in files if same_release(file.version, version)]
     if release:
         opened = min(file.uploaded for file in release)
         if now - opened > rules.release_window:

@@ -6,10 +6,9 @@ import logging
 import posixpath
 
 from . import pages, registry, upstream
-from .names import canonical, project_of, same_version
+from .names import METADATA_SUFFIX, canonical, project_of, same_version
 
 LOG = logging.getLogger(__name__)
-METADATA_SUFFIX = ".metadata"
 MAX_REASON = 200  # a yank's reason: one line, as pip prints it
 # In a request's environ: its answer may be kept (answers.py). Said by the views below
 # of answers made only of what the index holds, none of the upstream's.
