@@ -2,9 +2,10 @@
 
 `ppc` is Fabric's own `fab` program with this namespace bundled, so it works from any
 directory once ppc-tasks is installed, and every core flag of `fab` works (-H, -i, -f,
---dry, --prompt-for-sudo-password, --list, --help TASK). It reads the configuration
-files `fab` reads (/etc/fabric.yaml, ~/.fabric.yaml, -f FILE, FABRIC_* variables), and
-a fabric.yaml in the directory it runs in, as `fab` reads the one beside its fabfile.
+--dry, --prompt-for-sudo-password, --list, --help TASK). It reads the operator's own
+configuration as `fab` does (/etc/fabric.yaml, ~/.fabric.yaml, -f FILE, FABRIC_*
+variables), and the `ppc:` settings of the directory's fabric.yaml once the operator
+trusted that file (trust.py).
 
 In a clone, `fab` finds the same namespace through fabfile.py and tasks.py; in an
 operator's own fabfile, `from ppc_tasks import namespace` adds it beside their tasks.
@@ -12,12 +13,13 @@ operator's own fabfile, `from ppc_tasks import namespace` adds it beside their t
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from fabric import Config, Executor
 from fabric.main import Fab
 from invoke import Collection
+from invoke.exceptions import Exit
 
 from . import (
     backup,
@@ -30,6 +32,7 @@ from . import (
     nginx,
     packages,
     server,
+    trust,
     wiring,
 )
 from .deploy import deploy, migrate_storage, rollback
@@ -51,7 +54,7 @@ hosts.add_task(bootstrap.bootstrap)
 
 namespace = Collection(image, data, server, certs, nginx, clients, packages, backups, balancer,
                        storage, hosts)
-for top_level in (deploy, rollback, status, audit, backup.restore):
+for top_level in (deploy, rollback, status, audit, backup.restore, trust.trust):
     namespace.add_task(top_level)
 # Registering every default makes each one overridable from any config layer,
 # including FABRIC_PPC_<KEY> environment variables.
@@ -61,18 +64,29 @@ namespace.configure({"ppc": DEFAULTS, "timeouts": {"connect": 15}})
 class Ppc(Fab):
     """`fab` with the namespace bundled."""
 
+    project_refusal: str | None = None  # why the directory's fabric.yaml is not read
+
     def create_config(self) -> None:
         super().create_config()
-        # The project file: fabric.yaml where ppc runs, as fab reads its fabfile's. Data
-        # only (.yaml, .yml, .json): a fabric.py in whatever directory ppc runs in is
-        # never executed (fab runs the one beside the fabfile it was asked to load).
-        self.config.set_project_location(os.getcwd())
-        suffixes = self.config._file_suffixes
-        self.config._set(_file_suffixes=tuple(suffix for suffix in suffixes if suffix != "py"))
+        # The project file: the fabric.yaml where ppc runs, its ppc: settings only, and
+        # only once trusted. Data only: a fabric.py there is never executed.
+        project = trust.project_file(Path.cwd())
+        if project is None:
+            return
         try:
-            self.config.load_project(merge=True)
-        finally:
-            self.config._set(_file_suffixes=suffixes)
+            settings = trust.trusted_settings(project)
+        except (trust.Untrusted, OSError) as refusal:
+            self.project_refusal = str(refusal)
+            return
+        self.config._set(_project=settings, _project_path=str(project), _project_found=True)
+        self.config.merge()
+
+    def update_config(self) -> None:
+        # After parsing: --list and --help work anywhere, `ppc trust` is how the
+        # operator answers, and every other task stops before it reads a setting.
+        if self.project_refusal and any(call.name != "trust" for call in self.tasks):
+            raise Exit(f"Error: {self.project_refusal}", code=2)
+        super().update_config()
 
 
 def installed_version() -> str:

@@ -73,8 +73,11 @@ def test_ppc_lists_its_tasks_from_an_empty_directory(installed, fab, tmp_path):
 
 def test_ppc_deploys_from_anywhere_with_the_project_file_where_it_runs(installed, fab, deployed,
                                                                         tmp_path):
-    # The operator's settings in fabric.yaml (JSON is YAML) of the directory ppc runs in.
+    # The operator's settings in fabric.yaml (JSON is YAML) of the directory ppc runs in,
+    # once they trusted it.
     (tmp_path / "fabric.yaml").write_text(json.dumps({"ppc": deployed.settings()}))
+    trusted = run(installed / "ppc", "trust", cwd=tmp_path, fab=fab)
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
     # Code in that directory is never run: ppc reads data files only (a fabric.py of a
     # repository someone cloned would otherwise run with the operator's keys).
     marker = tmp_path / "fabric.py ran"
@@ -90,6 +93,45 @@ def test_ppc_deploys_from_anywhere_with_the_project_file_where_it_runs(installed
     from_clone = fab("deploy", host=deployed.host, settings=deployed.settings())
     assert "done: 0 changed," in from_clone.stdout, from_clone.stdout
     assert not marker.exists()
+
+
+def test_a_directorys_fabric_yaml_is_read_only_once_trusted(installed, fab, deployed, tmp_path):
+    """A cloned repository's fabric.yaml cannot run a command or move where ppc connects
+    or sends passwords: only the ppc: settings of a file the operator trusted as it is."""
+    marker = tmp_path / "gateway ran"
+    status = ("-i", str(fab.key), "-H", deployed.host.target, "status")
+    project = tmp_path / "fabric.yaml"
+    for hostile in ({"gateway": f"sh -c 'id > {marker}; exec nc %h %p'"},
+                    {"ssh_config_path": str(tmp_path / "ssh_config"), "runners": {}}):
+        project.write_text(json.dumps({**hostile, "ppc": deployed.settings()}))
+        for spelling in ("fabric.yaml", "fabric.yml", "fabric.json"):
+            project.rename(tmp_path / spelling)
+            project = tmp_path / spelling
+            refused = run(installed / "ppc", *status, cwd=tmp_path, fab=fab)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert refused.stderr.strip() == (f"Error: {project} is not trusted (new, or changed "
+                                               "since it was trusted): read it, then run "
+                                               "`ppc trust` in its directory"), refused.stderr
+            not_trusted = run(installed / "ppc", "trust", cwd=tmp_path, fab=fab)
+            assert not_trusted.returncode == 1, not_trusted.stdout
+            assert "a directory's file may hold only ppc: settings" in not_trusted.stderr
+            assert "Traceback" not in refused.stderr + not_trusted.stderr
+        assert not marker.exists()
+    # ppc: settings alone (here: another index_url, where clients.configure would send the
+    # client password) wait for the operator's trust; then the file is read.
+    project.write_text(json.dumps({"ppc": {**deployed.settings(),
+                                           "index_url": "https://elsewhere.example/simple/"}}))
+    assert run(installed / "ppc", *status, cwd=tmp_path, fab=fab).returncode == 2
+    listed = run(installed / "ppc", "--list", cwd=tmp_path, fab=fab)
+    assert listed.returncode == 0 and "  trust " in listed.stdout, listed.stderr
+    project.write_text(json.dumps({"ppc": deployed.settings()}))
+    trusted = run(installed / "ppc", "trust", cwd=tmp_path, fab=fab)
+    assert trusted.returncode == 0 and "server_names" in trusted.stdout, trusted.stderr
+    read = run(installed / "ppc", *status, cwd=tmp_path, fab=fab)
+    assert read.returncode == 0 and "config       ok" in read.stdout, read.stdout + read.stderr
+    # One byte more is another file.
+    project.write_text(project.read_text() + "\n")
+    assert run(installed / "ppc", *status, cwd=tmp_path, fab=fab).returncode == 2
 
 
 def test_a_users_own_fabfile_adds_the_collections(installed, fab, deployed, tmp_path):

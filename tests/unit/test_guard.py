@@ -1,6 +1,7 @@
 """The guard the server image includes into pypicloud (docker/server/ppc_guard/): its
 modules that need no pyramid."""
 
+import contextlib
 import datetime
 import sys
 
@@ -206,7 +207,7 @@ def test_a_login_right_or_wrong_costs_one_slow_hash_once():
     assert b"right" not in repr(checker.memory._outcomes).encode()
 
 
-def test_an_address_that_keeps_guessing_is_throttled_but_known_logins_pass():
+def test_an_address_that_keeps_guessing_is_throttled_but_a_right_password_gets_in():
     clock = Clock()
     checker, calls = logins.Logins(throttle=logins.AddressThrottle(limit=3, window=60, clock=clock)), []
     assert checker.verify("dev", "right", "$6$hash", "10.0.0.9", counting(True, calls))
@@ -215,11 +216,46 @@ def test_an_address_that_keeps_guessing_is_throttled_but_known_logins_pass():
     with pytest.raises(logins.TooManyFailures) as refused:
         checker.verify("dev", "guess9", "$6$hash", "10.0.0.9", counting(False, calls))
     assert refused.value.retry_after == 61
-    assert len(calls) == 4  # the refused guess cost no hash
-    assert checker.verify("dev", "right", "$6$hash", "10.0.0.9", counting(True, calls))
-    assert checker.verify("ops", "other", "$6$ops", "10.0.0.8", counting(True, calls))  # another address
+    assert len(calls) == 5  # a throttled guess still costs its one hash (in its own lane)
+    assert checker.verify("dev", "right", "$6$hash", "10.0.0.9", counting(True, calls))  # known
+    # A right password the process has not seen (after a restart: the memory is empty)
+    # gets in from a throttled address, after one slow hash.
+    assert checker.verify("ci", "right", "$6$ci", "10.0.0.9", counting(True, calls))
+    assert len(calls) == 6
+    for _ in range(20):  # a wrong login every few seconds keeps it throttled...
+        clock.now += 5
+        with contextlib.suppress(logins.TooManyFailures):
+            checker.verify("dev", f"slow{clock.now}", "$6$hash", "10.0.0.9", counting(False, calls))
+    assert checker.throttle.retry_after("10.0.0.9")
+    assert checker.verify("ops", "new", "$6$ops", "10.0.0.9", counting(True, calls))  # ...not out
+    assert checker.verify("ops", "other", "$6$o2", "10.0.0.8", counting(True, calls))  # another address
     clock.now += 61
-    assert not checker.verify("dev", "guess9", "$6$hash", "10.0.0.9", counting(False, calls))
+    assert not checker.verify("dev", "guess10", "$6$hash", "10.0.0.9", counting(False, calls))
+
+
+def test_throttled_addresses_hash_one_at_a_time_never_in_others_slots():
+    import threading
+
+    clock = Clock()
+    checker = logins.Logins(throttle=logins.AddressThrottle(limit=1, window=60, clock=clock))
+    assert not checker.verify("dev", "guess", "$6$hash", "10.0.0.9", lambda: False)
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(5)
+        return False
+
+    guessing = threading.Thread(target=lambda: pytest.raises(
+        logins.TooManyFailures, checker.verify, "dev", "guess2", "$6$hash", "10.0.0.9", slow))
+    guessing.start()
+    started.wait(5)
+    with pytest.raises(logins.TooBusy):  # the throttled lane is taken: 503, pip retries
+        checker.verify("ci", "right", "$6$ci", "10.0.0.9", lambda: True)
+    assert checker.verify("ops", "pw", "$6$ops", "10.0.0.2", lambda: True)  # others' slots free
+    release.set()
+    guessing.join(5)
+    assert checker.verify("ci", "right", "$6$ci", "10.0.0.9", lambda: True)
 
 
 def test_slow_hashes_never_take_every_thread():

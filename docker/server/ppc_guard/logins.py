@@ -5,10 +5,13 @@ passwords can keep the server's threads busy.
   user, password and stored hash only: an account's requests cost one HMAC instead of a
   sha512_crypt (656,000 rounds), and a wrong password repeated costs no new hash.
 - Wrong logins from one client address are counted; past FAILURE_LIMIT within
-  FAILURE_WINDOW seconds, its logins that are not already known good are refused (429)
-  without a hash until the window has passed, and slowly (hooks.py: nginx trickles the
-  answer out, so a guessing client waits instead of asking again at once). An account
-  that has logged in before keeps working from there.
+  FAILURE_WINDOW seconds, the address is throttled until the window has passed: its
+  logins not already known are checked one at a time in a lane of their own
+  (THROTTLED_HASHES, shared by every throttled address, so guessing never takes the
+  slow-hash slots of anyone else), and a wrong one is refused with 429, slowly (hooks.py:
+  nginx trickles the answer out, so a guessing client waits instead of asking again at
+  once). A correct password always gets in, after at most one slow hash, whatever else
+  came from its address (an office NAT, CI egress, the balancer).
 - At most SLOW_HASHES slow hashes run at once; a login that would wait for one is
   refused at once (503, pip retries it) instead of holding a server thread. Requests
   with the very same login wait for the one hash already running for it.
@@ -24,6 +27,7 @@ import time
 FAILURE_LIMIT = 10
 FAILURE_WINDOW = 60.0
 SLOW_HASHES = 2
+THROTTLED_HASHES = 1
 SAME_LOGIN_WAIT = 10.0  # seconds a request waits for the hash of its very login
 
 
@@ -86,13 +90,14 @@ class AddressThrottle:
             return None
         return times
 
-    def check(self, address):
-        """Raise TooManyFailures while the address is over its limit."""
+    def retry_after(self, address):
+        """Seconds until the address is under its limit again; None while it is."""
         with self._lock:
             now = self.clock()
             times = self._recent(address, now)
             if times is not None and len(times) >= self.limit:
-                raise TooManyFailures(max(1, int(self.window - (now - times[0])) + 1))
+                return max(1, int(self.window - (now - times[0])) + 1)
+            return None
 
     def failed(self, address):
         with self._lock:
@@ -107,13 +112,14 @@ class AddressThrottle:
 
 
 class Logins:
-    """Verifies logins: remembered outcomes first, then the address's throttle, then one
-    slow hash at a time per login and at most SLOW_HASHES at once."""
+    """Verifies logins: remembered outcomes first, then one slow hash at a time per login,
+    at most SLOW_HASHES at once, or THROTTLED_HASHES for throttled addresses."""
 
     def __init__(self, slow_hashes=SLOW_HASHES, throttle=None):
         self.memory = LoginMemory()
         self.throttle = throttle or AddressThrottle()
         self._slots = threading.BoundedSemaphore(slow_hashes)
+        self._throttled_slots = threading.BoundedSemaphore(THROTTLED_HASHES)
         self._running = {}  # digest -> Event, while its hash runs
         self._lock = threading.Lock()
 
@@ -130,17 +136,20 @@ class Logins:
             if not known:
                 self.throttle.failed(address)
             return known
-        self.throttle.check(address)
-        verified = self._verify_once(digest, slow_verify)
+        retry_after = self.throttle.retry_after(address)
+        slots = self._slots if retry_after is None else self._throttled_slots
+        verified = self._verify_once(digest, slow_verify, slots)
         if not verified:
             self.throttle.failed(address)
+            if retry_after is not None:
+                raise TooManyFailures(retry_after)
         return verified
 
-    def _verify_once(self, digest, slow_verify):
+    def _verify_once(self, digest, slow_verify, slots):
         with self._lock:
             running = self._running.get(digest)
             if running is None:
-                if not self._slots.acquire(blocking=False):
+                if not slots.acquire(blocking=False):
                     raise TooBusy()
                 running = self._running[digest] = threading.Event()
                 mine = True
@@ -159,5 +168,5 @@ class Logins:
         finally:
             with self._lock:
                 del self._running[digest]
-            self._slots.release()
+            slots.release()
             running.set()
