@@ -84,14 +84,18 @@ def new_ca(names: tuple[str, ...], constrained: bool, now: datetime.datetime):
 
 
 def name_constraints(names: tuple[str, ...]) -> x509.NameConstraints:
-    """Permit exactly the index's names; with no IP among them, exclude every IP."""
+    """Permit exactly the index's names. A kind of name with no permitted subtree is
+    permitted everywhere (RFC 5280), so with no IP among the names every IP is excluded,
+    and with no DNS name every DNS name (the empty name is all of them)."""
     permitted = [x509.IPAddress(ipaddress.ip_network(name)) if _ip(name) else x509.DNSName(name)
                  for name in names]
-    excluded = None
+    excluded = []
     if not any(_ip(name) for name in names):
-        excluded = [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
-                    x509.IPAddress(ipaddress.ip_network("::/0"))]
-    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
+        excluded += [x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+                     x509.IPAddress(ipaddress.ip_network("::/0"))]
+    if all(_ip(name) for name in names):
+        excluded.append(x509.DNSName(""))
+    return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded or None)
 
 
 def ca_permits(ca_cert: x509.Certificate, names: tuple[str, ...]) -> bool:
@@ -114,12 +118,14 @@ def new_server_certificate(ca_cert: x509.Certificate, ca_key, names: tuple[str, 
                            now: datetime.datetime):
     """A serverAuth certificate for every name, valid 825 days, signed by the CA."""
     key = new_key(2048)
+    # Clients match the SAN; OpenSSL also checks a subject CN against the CA's DNS
+    # constraints when there is no DNS SAN, so an index of addresses only has no CN.
+    dns_names = [name for name in names if not _ip(name)]
+    common_name = [x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])] if dns_names else []
     certificate = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ppc-tasks"),
-            x509.NameAttribute(NameOID.COMMON_NAME, names[0]),
-        ]))
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ppc-tasks"), *common_name]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(_serial())

@@ -92,10 +92,19 @@ def account_values(settings: Settings, creds: Credentials) -> dict:
     }
 
 
+# pypicloud's pypi.fallback and pypi.always_show_upstream for each `fallback` setting:
+# pypicloud 1.3.12 takes only redirect, cache or none; a mirror is a cache that always
+# lists the upstream's releases too.
+PYPICLOUD_FALLBACK = {"none": ("none", False), "redirect": ("redirect", False),
+                      "cache": ("cache", False), "mirror": ("cache", True)}
+
+
 def render_config(settings: Settings, creds: Credentials) -> bytes:
+    fallback, always_show_upstream = PYPICLOUD_FALLBACK[settings.fallback]
     return render(
         "config.ini.j2",
-        fallback=settings.fallback,
+        fallback=fallback,
+        always_show_upstream=str(always_show_upstream).lower(),
         data_dir=DATA_DIR,
         settings=settings,
         s3_secret_access_key=ini_value(creds.s3_secret_access_key),

@@ -465,3 +465,19 @@ def test_a_private_name_is_never_fetched_upstream_however_spelled(caching, devel
     assert install.returncode != 0 and b"No matching distribution found for idna" \
         in install.stdout, install.stdout
 
+
+
+def test_fallback_mirror_deploys_and_lists_upstream_releases_beside_the_held_ones(
+        caching, deployed, fab, developer, index):
+    mirrored = fab("deploy", host=deployed.host, settings=deployed.settings(
+        fallback="mirror", private_names=list(PRIVATE)))
+    assert mirrored.returncode == 0, mirrored.stdout + mirrored.stderr
+    # six 1.17.0 is held (cached above); PyPI's older releases are listed beside it, and
+    # pip installs one of them through the index.
+    listed = {file["filename"] for file in index.json_page("six")["files"]}
+    assert {"six-1.17.0-py2.py3-none-any.whl", "six-1.16.0-py2.py3-none-any.whl"} <= listed, listed
+    older = as_dev(developer, "python3 -m venv ~/mirror && ~/mirror/bin/pip install -q "
+                              "--no-cache-dir six==1.16.0 && ~/mirror/bin/python -c 'import six'")
+    assert older.returncode == 0, older.stdout + older.stderr
+    for name in PRIVATE:  # and private names stay home
+        assert index.request(f"/simple/{name}/").status == 404, name

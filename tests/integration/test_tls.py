@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import re
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ppc_tasks import certs
 
 from tests.own_certificate import write_own_certificate
 
@@ -196,3 +201,26 @@ def test_bring_your_own_certificate_and_back(deployed, fab, operator_home, tmp_p
     assert back.returncode == 0, back.stdout + back.stderr
     assert steps(back.stdout)["certs.install"] == "changed"
     assert answers_over_https(server)
+
+
+def test_an_index_named_by_its_address_alone_serves_https_and_its_ca_names_no_host(
+        deployed, fab, start_host, operator_home, tmp_path):
+    host = start_host("by-address")
+    result = fab("deploy", host=host, settings=deployed.settings(server_names=[host.address]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The host trusts the CA now (certs.trust): its own clients verify https://ADDRESS/.
+    fetch = (f"python3 -c \"import urllib.request; "
+             f"print(urllib.request.urlopen('https://{host.address}/health').status)\"")
+    assert host.out(fetch) == "200"
+    # The CA may sign for no DNS name: OpenSSL on the host refuses a pypi.org certificate
+    # made with the CA's key (which never leaves this machine).
+    state = operator_home / "state" / host.address
+    ca = x509.load_pem_x509_certificate((state / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((state / "ca.key").read_bytes(), None)
+    forged, _ = certs.new_server_certificate(ca, ca_key, ("pypi.org",),
+                                             datetime.datetime.now(datetime.timezone.utc))
+    host.exec("cat > /tmp/forged.pem", input=certs.pem(forged))
+    verdict = host.exec(f"openssl verify -CAfile /usr/local/share/ca-certificates/"
+                        f"ppc-tasks-{host.address}.crt /tmp/forged.pem", check=False)
+    assert verdict.returncode != 0 and b"excluded subtree violation" in verdict.stdout + \
+        verdict.stderr, verdict

@@ -1,3 +1,4 @@
+import contextlib
 import datetime
 import socket
 import ssl
@@ -59,6 +60,13 @@ def test_a_ca_without_ip_names_may_sign_no_ip():
     assert {str(subtree.value) for subtree in constraints.excluded_subtrees} == {"0.0.0.0/0", "::/0"}
 
 
+def test_a_ca_without_dns_names_may_sign_no_dns_name():
+    constraints = certs.name_constraints(("10.1.2.3",))
+    assert constraints.excluded_subtrees == [x509.DNSName("")]  # "": every DNS name
+    mixed = certs.name_constraints(("pypi.example.com", "10.1.2.3"))
+    assert not mixed.excluded_subtrees  # each kind limited by its permitted names
+
+
 def test_unconstrained_ca_on_request():
     certificate, _ = certs.new_ca(NAMES, constrained=False, now=NOW)
     with pytest.raises(x509.ExtensionNotFound):
@@ -89,22 +97,43 @@ def test_reissue_only_when_needed(ca, server_cert):
         "it was not issued by the current CA"
 
 
-def test_openssl_accepts_the_chain_for_each_name(ca, server_cert, tmp_path):
-    """A real TLS handshake: Python's ssl (OpenSSL) verifies the name-constrained chain."""
-    (tmp_path / "ca.pem").write_bytes(certs.pem(ca[0]))
+def handshake(ca_cert, server_cert, name: str, tmp_path) -> str:
+    """A real TLS handshake in which Python's ssl (OpenSSL) verifies the chain for `name`."""
+    (tmp_path / "ca.pem").write_bytes(certs.pem(ca_cert))
     (tmp_path / "server.pem").write_bytes(certs.pem(server_cert[0]) + certs.key_pem(server_cert[1]))
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(tmp_path / "server.pem")
     client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-    for name in ("pypi.example.com", "pypi-internal"):
-        left, right = socket.socketpair()
-        accept = threading.Thread(target=lambda: server_context.wrap_socket(
-            left, server_side=True).close())
-        accept.start()
+    left, right = socket.socketpair()
+
+    def serve():
+        with contextlib.suppress(ssl.SSLError, OSError):  # the client refused: an alert
+            server_context.wrap_socket(left, server_side=True).close()
+
+    accept = threading.Thread(target=serve)
+    accept.start()
+    try:
         with client_context.wrap_socket(right, server_hostname=name) as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
-        accept.join()
+            return tls.version()
+    finally:
+        right.close()
         left.close()
+        accept.join()
+
+
+def test_openssl_accepts_the_chain_for_each_name(ca, server_cert, tmp_path):
+    for name in ("pypi.example.com", "pypi-internal", "10.1.2.3"):
+        assert handshake(ca[0], server_cert, name, tmp_path) in ("TLSv1.2", "TLSv1.3")
+
+
+def test_a_ca_of_addresses_only_signs_for_no_dns_name_openssl_agrees(tmp_path):
+    ca_cert, ca_key = certs.new_ca(("10.1.2.3",), constrained=True, now=NOW)
+    own = certs.new_server_certificate(ca_cert, ca_key, ("10.1.2.3",), NOW)
+    assert handshake(ca_cert, own, "10.1.2.3", tmp_path) in ("TLSv1.2", "TLSv1.3")
+    # Whoever holds the CA key signs for pypi.org: no client that trusts the CA takes it.
+    forged = certs.new_server_certificate(ca_cert, ca_key, ("pypi.org",), NOW)
+    with pytest.raises(ssl.SSLCertVerificationError, match="excluded subtree violation"):
+        handshake(ca_cert, forged, "pypi.org", tmp_path)
 
 
 # Each family as mkcert's truststore_linux.go / truststore_darwin.go has it: os-release

@@ -30,6 +30,16 @@ def parsed(config: bytes) -> configparser.ConfigParser:
     return parser
 
 
+@pytest.mark.parametrize("mode, fallback, always_show_upstream", [
+    ("none", "none", "false"), ("redirect", "redirect", "false"), ("cache", "cache", "false"),
+    ("mirror", "cache", "true")])  # pypicloud 1.3.12 refuses to start with fallback = mirror
+def test_every_fallback_is_one_pypicloud_starts_with(creds, mode, fallback, always_show_upstream):
+    settings = Settings.from_config({"admins": ["alice", "bob"], "users": ["ci"], "fallback": mode},
+                                    host="pypi.test")
+    app = parsed(server.render_config(settings, creds))["app:main"]
+    assert (app["pypi.fallback"], app["pypi.always_show_upstream"]) == (fallback, always_show_upstream)
+
+
 def test_config_has_users_keys_storage_and_database(settings, creds):
     app = parsed(server.render_config(settings, creds))["app:main"]
     assert app["auth.admins"].split() == ["alice", "bob"]
