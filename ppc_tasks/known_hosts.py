@@ -8,12 +8,17 @@ GlobalKnownHostsFile; HostKeyAlias and StrictHostKeyChecking are honoured):
 
 - a key that differs from the recorded one stops the run, naming the file and line,
   whatever ssh_config says (a run hands the host secrets);
-- a key recorded as @revoked stops it too;
+- a key recorded as @revoked stops it too, whatever else names it, before we log in;
+- a host that known_hosts vouches for through an SSH certificate authority
+  (@cert-authority) and no key of its own stops it as well: paramiko checks no host
+  certificates, and such a host must never be trusted on first use;
 - an unknown host is recorded and accepted (OpenSSH's accept-new), unless ssh_config
   says `StrictHostKeyChecking yes`.
 
-Matching follows OpenSSH: `host` on port 22, `[host]:port` otherwise, hashed (`|1|`)
-entries and wildcards; new entries are hashed when ssh_config says HashKnownHosts yes.
+Every check happens before we log in, for the host and for each ProxyJump host on the
+way. Matching follows OpenSSH: the host name in lower case, `host` on port 22,
+`[host]:port` otherwise, hashed (`|1|`) entries and wildcards; new entries are hashed
+when ssh_config says HashKnownHosts yes.
 """
 
 from __future__ import annotations
@@ -44,7 +49,11 @@ class Entry:
     line: int
     patterns: tuple[str, ...]
     key: paramiko.PKey
-    revoked: bool = False
+    marker: str = ""  # "", "@revoked" or "@cert-authority"
+
+    @property
+    def revoked(self) -> bool:
+        return self.marker == "@revoked"
 
     @property
     def where(self) -> str:
@@ -64,9 +73,10 @@ class Policy:
 
 # -- deciding ------------------------------------------------------------------------------
 def lookup_name(host: str, port: int, alias: str = "") -> str:
-    """The name OpenSSH looks a host up by in known_hosts."""
+    """The name OpenSSH looks a host up by in known_hosts (it lowercases the host)."""
     if alias:
         return alias
+    host = host.lower()
     return host if port == 22 else f"[{host}]:{port}"
 
 
@@ -132,15 +142,14 @@ def read_entries(path: Path, name: str) -> list[Entry]:
         marker = ""
         if line.startswith("@"):
             marker, _, line = line.partition(" ")
-            if marker != "@revoked":  # @cert-authority: host certificates, not supported
+            if marker not in ("@revoked", "@cert-authority"):
                 continue
         try:
             entry = paramiko.hostkeys.HostKeyEntry.from_line(line.strip(), number)
         except (InvalidHostKey, ValueError):
             continue
         if entry is not None and matches(tuple(entry.hostnames), name):
-            entries.append(Entry(path, number, tuple(entry.hostnames), entry.key,
-                                 revoked=marker == "@revoked"))
+            entries.append(Entry(path, number, tuple(entry.hostnames), entry.key, marker))
     return entries
 
 
@@ -161,13 +170,26 @@ def _shown(path: Path) -> str:
 
 # -- doing ---------------------------------------------------------------------------------
 class _Checked(paramiko.MissingHostKeyPolicy):
-    """Called by paramiko for a host with no recorded key: record it, or refuse."""
+    """Called by paramiko, before it logs in, for a key that no usable entry records:
+    refuse a revoked key or a host only a CA vouches for, else record it or refuse."""
 
-    def __init__(self, policy: Policy, shown_host: str):
-        self.policy, self.shown_host = policy, shown_host
+    def __init__(self, policy: Policy, shown_host: str, entries: list[Entry]):
+        self.policy, self.shown_host, self.entries = policy, shown_host, entries
 
     def missing_host_key(self, client, hostname, key):
         policy = self.policy
+        revoked = revocation_error(self.entries, self.shown_host, key)
+        if revoked:
+            raise revoked
+        authority = next((entry for entry in self.entries if entry.marker == "@cert-authority"),
+                         None)
+        if authority is not None:
+            raise RefusedHostKey(
+                f"known_hosts vouches for {self.shown_host} only through an SSH certificate "
+                f"authority ({authority.where}), and ppc-tasks checks no host certificates: "
+                f"check the host's own key ({key.get_name()} {fingerprint(key)}), add it to "
+                f"{_shown(policy.user_files[0]) if policy.user_files else 'known_hosts'} "
+                f"(ssh-keyscan) and run again")
         if policy.strict == "yes" or not policy.user_files:
             where = _shown(policy.user_files[0]) if policy.user_files else "a known_hosts file"
             raise UnknownHostKey(
@@ -179,8 +201,20 @@ class _Checked(paramiko.MissingHostKeyPolicy):
               f"{fingerprint(key)}) in {_shown(policy.user_files[0])}", file=sys.stderr, flush=True)
 
 
-class UnknownHostKey(paramiko.SSHException):
+class RefusedHostKey(paramiko.SSHException):
+    """A host key known_hosts does not let us accept; the message says what to do."""
+
+
+class UnknownHostKey(RefusedHostKey):
     """StrictHostKeyChecking yes, and the host is not in known_hosts."""
+
+
+def revocation_error(entries: list[Entry], shown_host: str, key) -> RefusedHostKey | None:
+    entry = next((entry for entry in entries if entry.revoked and entry.key == key), None)
+    if entry is None:
+        return None
+    return RefusedHostKey(f"the SSH host key of {shown_host} ({fingerprint(key)}) is revoked "
+                          f"in {entry.where}: do not use this host")
 
 
 def record(path: Path, line: str) -> None:
@@ -202,20 +236,26 @@ def prepare(connection, shown_host: str) -> Policy:
     policy = policy_of(connection.ssh_config, connection.host, connection.port)
     entries = [entry for path in policy.user_files + policy.global_files
                for entry in read_entries(path, policy.name)]
-    # Under the name paramiko looks the host up by (it knows no HostKeyAlias).
-    paramiko_name = lookup_name(connection.host, connection.port)
+    # Under the name paramiko looks the host up by: as typed (it knows no HostKeyAlias,
+    # nor lowercases).
+    host, port = connection.host, connection.port
+    paramiko_name = host if port == 22 else f"[{host}]:{port}"
     keys = connection.client.get_host_keys()
-    for entry in entries:
-        if not entry.revoked:
+    revoked = [entry.key for entry in entries if entry.revoked]
+    for entry in entries:  # a revoked key is refused whatever other line names it
+        if not entry.marker and entry.key not in revoked:
             keys.add(paramiko_name, entry.key.get_name(), entry.key)
-    connection.client.set_missing_host_key_policy(_Checked(policy, shown_host))
+    connection.client.set_missing_host_key_policy(_Checked(policy, shown_host, entries))
     connection.ppc_known_entries = entries
     connection.ppc_host_policy = policy
     return policy
 
 
 def changed_key_error(connection, shown_host: str, error: paramiko.BadHostKeyException) -> TaskError:
-    """One line for a key that is not the recorded one."""
+    """One line for a key that is not the recorded one (or is revoked)."""
+    revoked = revocation_error(connection.ppc_known_entries, shown_host, error.key)
+    if revoked:
+        return TaskError(str(revoked))
     policy: Policy = connection.ppc_host_policy
     entry = next((entry for entry in connection.ppc_known_entries
                   if not entry.revoked and entry.key == error.expected_key), None)
@@ -225,13 +265,3 @@ def changed_key_error(connection, shown_host: str, error: paramiko.BadHostKeyExc
                      f"{fingerprint(error.key)}; {where} holds another): someone may be in "
                      f"between; if the host was rebuilt, remove that line (ssh-keygen -R "
                      f"'{policy.name}' -f {file}) and run again")
-
-
-def check_revoked(connection, shown_host: str) -> None:
-    """Refuse a host whose key known_hosts marks @revoked (after the handshake)."""
-    key = connection.client.get_transport().get_remote_server_key()
-    for entry in connection.ppc_known_entries:
-        if entry.revoked and entry.key == key:
-            connection.close()
-            raise TaskError(f"the SSH host key of {shown_host} ({fingerprint(key)}) is "
-                            f"revoked in {entry.where}: do not use this host")

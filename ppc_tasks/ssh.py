@@ -193,13 +193,12 @@ class Remote:
             known_hosts.prepare(self.connection, self.name)
             self._dial()
             self.connection.open()
-            known_hosts.check_revoked(self.connection, self.name)
         except paramiko.AuthenticationException:
             raise TaskError(f"SSH login as {where} was refused: check the user and key "
                             f"(-i KEYFILE, ssh-agent, ~/.ssh/config)") from None
         except paramiko.BadHostKeyException as error:
             raise known_hosts.changed_key_error(self.connection, self.name, error) from None
-        except known_hosts.UnknownHostKey as error:
+        except known_hosts.RefusedHostKey as error:
             raise TaskError(str(error)) from None
         except (socket.gaierror, socket.timeout, TimeoutError, OSError,
                 paramiko.SSHException) as error:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+import paramiko
 import pytest
 
 from .conftest import FAB, REPO
@@ -123,3 +124,77 @@ def test_a_host_key_alias_names_the_entry(new_user, ssh_key):
     regenerate_host_keys(host, systemd=False)
     changed = fab_as(home, "-H", "dev-box", "audit", key=ssh_key)
     assert "ssh-keygen -R 'dev-box.internal'" in one_line_error(changed)
+
+
+def host_key_line(host) -> str:
+    """The host's ed25519 key, as a known_hosts line ends: `ssh-ed25519 AAAA...`."""
+    return " ".join(host.out("cat /etc/ssh/ssh_host_ed25519_key.pub").split()[:2])
+
+
+def test_a_name_typed_in_another_case_is_the_same_host(new_user, ssh_key):
+    """OpenSSH lowercases a name before it looks it up: so does fab, hashed lines too."""
+    home, host = new_user
+    (home / ".ssh" / "config").write_text("Host *\n    HashKnownHosts yes\n")
+    first = fab_as(home, "-H", f"root@localhost:{host.port}", "audit", key=ssh_key)
+    assert first.returncode == 0 and "recorded" in first.stderr, first.stderr
+    known_hosts = home / ".ssh" / "known_hosts"
+    recorded = known_hosts.read_text()
+    assert recorded.startswith("|1|"), recorded
+    for spelled in ("LOCALHOST", "LocalHost"):
+        again = fab_as(home, "-H", f"root@{spelled}:{host.port}", "audit", key=ssh_key)
+        assert again.returncode == 0 and "recorded" not in again.stderr, again.stderr
+    assert known_hosts.read_text() == recorded
+    ssh = subprocess.run(["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=yes", "-o",
+                          f"UserKnownHostsFile={known_hosts}", "-o", "BatchMode=yes", "-i",
+                          str(ssh_key), "-p", str(host.port), "root@LOCALHOST", "true"],
+                         capture_output=True, text=True)
+    assert ssh.returncode == 0, ssh.stderr  # and OpenSSH agrees
+
+
+@pytest.fixture
+def jump(new_user, start_host):
+    """The new user's ~/.ssh/config: a target host reached through a ProxyJump host."""
+    home, target = new_user
+    jump_host = start_host("jump", kind="client")
+    (home / ".ssh" / "config").write_text(
+        f"Host target\n    HostName {target.address}\n    User root\n    ProxyJump jump\n"
+        f"Host jump\n    HostName 127.0.0.1\n    Port {jump_host.port}\n    User root\n")
+    return home, jump_host, target
+
+
+def test_a_proxyjump_host_is_checked_as_the_host_is(jump, ssh_key):
+    home, jump_host, target = jump
+    first = fab_as(home, "-H", "target", "audit", key=ssh_key)
+    assert first.returncode == 0, first.stdout + first.stderr
+    known_hosts = home / ".ssh" / "known_hosts"
+    recorded = paramiko.HostKeys(str(known_hosts))  # both, hashed as Debian's ssh_config says
+    assert len(recorded) == 2 and recorded.lookup(f"[127.0.0.1]:{jump_host.port}") \
+        and recorded.lookup(target.address), known_hosts.read_text()
+    # The jump host's key revoked (on a line of its own, the plain one kept): refused
+    # before fab logs in to it, and so before the target sees anything.
+    with known_hosts.open("a") as lines:
+        lines.write(f"@revoked * {host_key_line(jump_host)}\n")
+    revoked = fab_as(home, "-H", "target", "audit", key=ssh_key)
+    error = one_line_error(revoked)
+    assert "the SSH host key of target's ProxyJump jump (SHA256:" in error, error
+    assert "is revoked in ~/.ssh/known_hosts line 3: do not use this host" in error, error
+
+
+def test_a_host_only_a_certificate_authority_vouches_for_is_refused(new_user, ssh_key, tmp_path):
+    home, host = new_user
+    known_hosts = home / ".ssh" / "known_hosts"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "ssh-ca")],
+                   check=True)
+    authority = (tmp_path / "ssh-ca.pub").read_text().split()[:2]
+    known_hosts.write_text(f"@cert-authority [127.0.0.1]:* {' '.join(authority)}\n")
+    refused = fab_as(home, "-H", host.target, "audit", key=ssh_key)
+    error = one_line_error(refused)
+    assert (f"known_hosts vouches for 127.0.0.1:{host.port} only through an SSH certificate "
+            "authority (~/.ssh/known_hosts line 1)") in error, error
+    assert "check the host's own key (ssh-ed25519 SHA256:" in error
+    assert known_hosts.read_text().count("\n") == 1  # nothing taken on trust
+    # With the host's own key added, as the message says, it is the host it was.
+    with known_hosts.open("a") as lines:
+        lines.write(f"[127.0.0.1]:{host.port} {host_key_line(host)}\n")
+    again = fab_as(home, "-H", host.target, "audit", key=ssh_key)
+    assert again.returncode == 0 and "recorded" not in again.stderr, again.stderr

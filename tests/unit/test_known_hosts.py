@@ -23,6 +23,9 @@ def test_hosts_are_looked_up_as_openssh_names_them():
     assert known_hosts.lookup_name("pypi.example.com", 22) == "pypi.example.com"
     assert known_hosts.lookup_name("127.0.0.1", 2201) == "[127.0.0.1]:2201"
     assert known_hosts.lookup_name("10.0.0.5", 2201, alias="pypi-internal") == "pypi-internal"
+    # OpenSSH lowercases the name first: a hashed line matches however it was typed.
+    assert known_hosts.lookup_name("PyPI.Example.COM", 22) == "pypi.example.com"
+    assert known_hosts.lookup_name("PyPI.Example.COM", 2201) == "[pypi.example.com]:2201"
 
 
 def test_ssh_config_decides_files_strictness_and_hashing(tmp_path, monkeypatch):
@@ -49,8 +52,8 @@ def test_entries_match_plain_hashed_wildcard_and_negated_names(tmp_path):
                     + line("pypi.example.com", marker="@revoked"))
     assert [e.line for e in known_hosts.read_entries(path, "[127.0.0.1]:2201")] == [4]
     found = known_hosts.read_entries(path, "pypi.example.com")
-    assert [(e.line, e.key == OTHER_KEY, e.revoked) for e in found] == [(5, True, False),
-                                                                         (9, False, True)]
+    assert [(e.line, e.key == OTHER_KEY, e.marker) for e in found] == [
+        (5, True, ""), (8, False, "@cert-authority"), (9, False, "@revoked")]
     assert [e.line for e in known_hosts.read_entries(path, "pypi.internal")] == [6]
     assert known_hosts.read_entries(path, "db.internal") == []
     assert known_hosts.read_entries(tmp_path / "missing", "x") == []
@@ -95,3 +98,33 @@ def test_a_changed_key_names_the_line_to_fix(tmp_path):
     assert str(error).startswith("the SSH host key of pypi-internal has changed (ssh-rsa SHA256:")
     assert f"{tmp_path}/known_hosts line 2 holds another" in str(error)
     assert f"ssh-keygen -R '[127.0.0.1]:2201' -f {tmp_path}/known_hosts" in str(error)
+
+
+def test_a_revoked_key_is_refused_before_login_whatever_else_records_it(tmp_path):
+    (tmp_path / "known_hosts").write_text(line("[127.0.0.1]:2201")
+                                          + line("[127.0.0.1]:2201", marker="@revoked"))
+    conn = connection(tmp_path, {})
+    known_hosts.prepare(conn, "dev1")
+    assert conn.client.get_host_keys().lookup("[127.0.0.1]:2201") is None  # not accepted...
+    with pytest.raises(known_hosts.RefusedHostKey, match="^the SSH host key of dev1 .* is "
+                       f"revoked in {tmp_path}/known_hosts line 2: do not use this host"):
+        conn.client._policy.missing_host_key(conn.client, "[127.0.0.1]:2201", HOST_KEY)
+    assert (tmp_path / "known_hosts").read_text().count("\n") == 2  # ...nor recorded again
+
+
+def test_a_host_only_a_certificate_authority_vouches_for_is_not_trusted_on_first_use(tmp_path):
+    (tmp_path / "known_hosts").write_text(line("@cert-authority [127.0.0.1]:*", OTHER_KEY))
+    conn = connection(tmp_path, {})
+    known_hosts.prepare(conn, "dev1")
+    with pytest.raises(known_hosts.RefusedHostKey, match="^known_hosts vouches for dev1 only "
+                       "through an SSH certificate authority"):
+        conn.client._policy.missing_host_key(conn.client, "[127.0.0.1]:2201", HOST_KEY)
+    assert (tmp_path / "known_hosts").read_text().count("\n") == 1
+
+
+def test_a_name_typed_in_another_case_finds_its_hashed_line(tmp_path):
+    (tmp_path / "known_hosts").write_text(line(HostKeys.hash_host("[dev-box.example]:2201")))
+    conn = connection(tmp_path, {}, host="Dev-Box.EXAMPLE")
+    known_hosts.prepare(conn, "Dev-Box.EXAMPLE")
+    paramiko_name = "[Dev-Box.EXAMPLE]:2201"  # as paramiko looks it up
+    assert conn.client.get_host_keys().lookup(paramiko_name)[HOST_KEY.get_name()] == HOST_KEY
