@@ -29,6 +29,7 @@ from fabric import Connection
 
 from . import facts as facts_module
 from . import state
+from .archives import HashingReader
 from .errors import TaskError
 from .facts import Facts
 from .plan import (
@@ -204,7 +205,8 @@ class Host(Remote):
 
     def run_command(self, command: Command) -> None:
         """One command of a step; a failure is one line saying what it means."""
-        stream = command.stdin_file.open("rb") if command.stdin_file is not None else None
+        stream = (HashingReader(command.stdin_file.open("rb"))
+                  if command.stdin_file is not None else None)
         try:
             result = self.run(command.argv, root=command.root,
                               stdin=stream if stream is not None else command.stdin,
@@ -215,6 +217,9 @@ class Host(Remote):
                 stream.close()
         if not result.ok:
             raise TaskError(command.failed(last_lines(result.stdout + result.stderr, 4)))
+        if command.stdin_sha256 and stream.sha256.hexdigest() != command.stdin_sha256:
+            raise TaskError(command.failed(f"{command.stdin_file} changed after it was checked "
+                                           f"(the bytes sent are not those verified)"))
 
     def pass_gate(self, gate: HealthGate) -> None:
         """Wait until the server answers (files/sh/wait-healthy.sh), or fail saying why."""

@@ -58,6 +58,7 @@ class Verified:
     index: str  # the index its manifest names
     signature: str  # "" for an archive from before archives were signed
     signed: bytes  # what the signature covers
+    sha256: str  # of the archive's bytes as they were verified: a restore streams these
 
 
 def signature(key: bytes, signed: bytes) -> str:
@@ -130,7 +131,7 @@ def repack(incoming, archive: Path, about_run: dict, key: bytes) -> Summary:
                 with database.open("wb") as copy:
                     copy_hashing(source, copy)
                 source = database.open("rb")
-            with _HashingReader(source) as hashing:
+            with HashingReader(source) as hashing:
                 out.addfile(member, hashing)
             files[member.name] = {"sha256": hashing.sha256.hexdigest(), "size": hashing.size}
         if DATABASE not in files:
@@ -146,8 +147,8 @@ def repack(incoming, archive: Path, about_run: dict, key: bytes) -> Summary:
     return summary_of(manifest)
 
 
-class _HashingReader:
-    """Reads a member of the incoming stream, hashing what passes."""
+class HashingReader:
+    """Reads a stream (a member, an archive), hashing what passes; closes it at the end."""
 
     def __init__(self, source):
         self.source, self.sha256, self.size = source, hashlib.sha256(), 0
@@ -158,11 +159,14 @@ class _HashingReader:
         self.size += len(data)
         return data
 
+    def close(self) -> None:
+        self.source.close()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *_) -> None:
-        self.source.close()
+        self.close()
 
 
 def verify_archive(archive: Path) -> Verified:
@@ -178,7 +182,11 @@ def verify_archive(archive: Path) -> Verified:
     with tempfile.TemporaryDirectory() as work:
         database = Path(work) / DATABASE
         try:
-            with tarfile.open(archive, "r:gz") as stream:
+            # One pass, in order, over the bytes as read: their sha256 is what a restore
+            # must stream.
+            with HashingReader(archive.open("rb")) as whole, \
+                    gzip.GzipFile(fileobj=whole, mode="rb") as unpacked, \
+                    tarfile.open(fileobj=unpacked, mode="r|") as stream:
                 for member in stream:
                     problem = archive_rules.member_problem(member.name, member.isfile())
                     if problem:
@@ -193,7 +201,9 @@ def verify_archive(archive: Path) -> Verified:
                         continue
                     with (database.open("wb") if member.name == DATABASE else _Discard()) as copy:
                         seen[member.name] = copy_hashing(source, copy)[0]
-                while stream.fileobj.read(CHUNK):  # to the end: gzip checks its CRC there
+                while unpacked.read(CHUNK):  # to the end: gzip checks its CRC there
+                    pass
+                while whole.read(CHUNK):
                     pass
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError,
                 ValueError) as error:
@@ -218,7 +228,7 @@ def verify_archive(archive: Path) -> Verified:
         if releases != manifest["releases"]:
             raise TaskError(f"{archive}: its database and its manifest disagree; use another backup")
     return Verified(summary, str(manifest.get("index", "")), str(manifest.get("signature", "")),
-                    signed_part(manifest))
+                    signed_part(manifest), whole.sha256.hexdigest())
 
 
 class _Discard:

@@ -20,14 +20,17 @@ does not start, a killed fab), leaves the index without a store it can serve.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from fabric import task
 
 from . import credentials, state
 from .apply import settings_fingerprint
-from .archives import Summary, Verified, index_key, made_by, repack, verify_archive
+from .archives import Verified, index_key, made_by, repack, verify_archive
 from .errors import TaskError
 from .facts import CONTAINER, DOCKER, IMAGE, VOLUME, VOLUME_USAGE, Facts
 from .plan import Change, Command, Plan, counted
@@ -82,8 +85,14 @@ def swap_argv(settings: Settings) -> list[str]:
 
 
 def restore_refusal(settings: Settings, archive: Path, verified: Verified, key: bytes | None,
-                    from_other_index: bool) -> str | None:
-    """Why this index may not take the archive (without --from-other-index), or None."""
+                    from_other_index: bool, named_key: NamedKey | None = None) -> str | None:
+    """Why this index may not take the archive (without --from-other-index), or None.
+    A key the operator named (--key-file) decides alone: the archive is that key's."""
+    if named_key is not None:
+        if made_by(verified, named_key.key) == "index":
+            return None
+        return (f"{archive.name} is not signed with the backup key in {named_key.path} "
+                f"(fingerprint {named_key.fingerprint}): use that key's archives, or another key")
     own = verified.index == settings.index_name
     origin = made_by(verified, key if own else None)
     if origin == "forged":
@@ -99,6 +108,32 @@ def restore_refusal(settings: Settings, archive: Path, verified: Verified, key: 
     return (f"{archive.name} was made by the index {verified.index or '(unnamed)'}, not "
             f"{settings.index_name}: restoring it moves that index's packages here; confirm "
             f"with --from-other-index")
+
+
+@dataclass(frozen=True)
+class NamedKey:
+    """A backup key the operator names for a restore, from a file (never the command line)."""
+
+    path: Path
+    key: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return "sha256:" + hashlib.sha256(self.key).hexdigest()[:16]
+
+
+def named_key(path: Path) -> NamedKey:
+    """The backup key in a file: an index's secrets.json, or its backup_key alone (hex)."""
+    text = path.read_text().strip()
+    try:
+        value = json.loads(text).get("backup_key", "") if text.startswith("{") else text
+        key = bytes.fromhex(value)
+    except (ValueError, AttributeError):
+        key = b""
+    if len(key) < 16:
+        raise TaskError(f"{path} holds no backup key: give a secrets.json of the index that "
+                        f"made the archive, or its backup_key (hex) alone")
+    return NamedKey(path, key)
 
 
 def prune(directory: Path, keep: int) -> list[Path]:
@@ -183,7 +218,7 @@ def verify(c, file):
 
 
 @host_task
-def restore(host, file, confirm="", from_other_index=False):
+def restore(host, file, confirm="", from_other_index=False, key_file=""):
     """Put a backup archive into the host's index: fab -H HOST restore FILE.
 
     The archive is verified here first (a damaged or forged one is refused and nothing
@@ -192,17 +227,27 @@ def restore(host, file, confirm="", from_other_index=False):
     one with renames, and the server started: if it does not answer from it, the old
     store goes back and the old index serves again. A store that holds packages is
     replaced only with --confirm=<index name>; an archive of another index (or one not
-    signed) only with --from-other-index. The index's accounts and keys stay as this
-    machine has them (they are not in archives).
+    signed) only with --from-other-index. An archive whose key this machine no longer
+    has (a lost state folder, a new identity) is restored with --key-file=FILE, the
+    secrets.json that held its key (or the key alone): its signature is checked with it,
+    and the host's audit log names the key's fingerprint. The bytes streamed are the
+    bytes verified. The index's accounts and keys stay as this machine has them (they
+    are not in archives).
     """
     settings = host.settings
     require_own_store(settings)
     archive = Path(file).expanduser()
+    named = named_key(Path(key_file).expanduser()) if key_file else None
     verified = verify_archive(archive)  # before anything else: a damaged one touches nothing
     refusal = restore_refusal(settings, archive, verified,
-                              index_key(settings.state_dir, settings.index_name), from_other_index)
+                              index_key(settings.state_dir, settings.index_name), from_other_index,
+                              named)
     if refusal:
         raise TaskError(refusal)
+    if named is not None:
+        host.task_name = f"restore(backup-key={named.fingerprint})"  # in the audit log
+        print(f"[{host.name}] {archive.name} is signed with the backup key in {named.path} "
+              f"({named.fingerprint})", flush=True)
     creds = credentials.load(settings.secrets_path)
     if settings.admins[0] not in creds.passwords:
         raise TaskError(f"the index's passwords are not in {settings.secrets_path}: restore "
@@ -212,11 +257,11 @@ def restore(host, file, confirm="", from_other_index=False):
                              VOLUME_USAGE.query(settings.data_volume), CONTAINER.query(name),
                              IMAGE.query(settings.server_image)])
     host.require_docker(facts)
-    host.carry_out(plan_restore(settings, facts, archive, verified.summary, confirm,
+    host.carry_out(plan_restore(settings, facts, archive, verified, confirm,
                                 login_line(settings, creds), host.name))
 
 
-def plan_restore(settings: Settings, facts: Facts, archive: Path, summary: Summary,
+def plan_restore(settings: Settings, facts: Facts, archive: Path, verified: Verified,
                  confirm: str, login: bytes, host_name: str) -> Plan:
     name = settings.server_container
     if facts.containers[name] is None or facts.images[settings.server_image] is None:
@@ -227,6 +272,7 @@ def plan_restore(settings: Settings, facts: Facts, archive: Path, summary: Summa
                         f"replaces all it holds; confirm with --confirm={settings.index_name}")
     # The archive streams from here: an index may be bigger than memory.
     stage = Command(tuple(store_argv(settings, "stage")), stdin_file=archive,
+                    stdin_sha256=verified.sha256,
                     failure=f"{archive.name} was not restored: {{output}}; the index on "
                             f"{host_name} was not touched")
     # files/sh/restore-swap.sh keeps the old store unless the server answers from the new.
@@ -238,8 +284,10 @@ def plan_restore(settings: Settings, facts: Facts, archive: Path, summary: Summa
                                           f"every file checked",
                     would=f"stage {archive} in the data volume {settings.data_volume}, "
                           f"checking every file, while {name} keeps serving",
-                    commands=[stage]))
-    plan.add(Change("restore.data", done=f"restored {archive.name}: {summary}; {name} answers "
+                    commands=[stage],
+                    # Staged, but not the bytes verified: what was staged goes.
+                    undo=[Command(tuple(store_argv(settings, "finish")))]))
+    plan.add(Change("restore.data", done=f"restored {archive.name}: {verified.summary}; {name} answers "
                                          f"from it",
                     would=f"stop {name}, swap the store for the staged one, start {name}; "
                           f"the old store stays until it answers",

@@ -56,6 +56,7 @@ class Command:
     failure: str = ""
     shows_output: bool = False  # its output is worth watching (a build): --verbose streams it
     stdin_file: Path | None = None  # a file here streamed to its stdin (an archive)
+    stdin_sha256: str = ""  # the stdin_file's bytes as checked: others streamed fail the step
 
     @staticmethod
     def of(*argv: str, root: bool = True, stdin: bytes = b"", failure: str = "") -> Command:

@@ -68,6 +68,8 @@ OPTION_HELP = {
     "from_other_index": "restore an archive another index made (or one not signed): its "
                         "packages replace this index's",
     "keep": "then delete all but this many newest archives (0: keep all)",
+    "key_file": "the secrets.json (or the backup_key alone, hex) of the index that made "
+                "the archive, when this machine no longer has its key",
     "lines": "how many of the last lines to show",
     "new_identity": "make a new CA and passwords for an index whose own are not on "
                     "this machine (every client must be configured again)",

@@ -4,6 +4,7 @@ byte for byte. A damaged archive is refused and changes nothing."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
 import json
@@ -278,6 +279,81 @@ def test_a_consistent_signed_hostile_archive_is_refused_and_changes_nothing(
         in result.stderr, result.stderr
     assert own["backup_key"] not in result.stdout + result.stderr
     assert volume_state(host_b) == before
+
+
+def on_first_close(path: Path, then) -> threading.Thread:
+    """Run then() as soon as the first reader of `path` closes it (inotify's
+    IN_CLOSE_NOWRITE): here, the moment fab has verified an archive."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    watching = libc.inotify_init()
+    assert watching >= 0 and libc.inotify_add_watch(watching, str(path).encode(), 0x10) >= 0
+
+    def wait() -> None:
+        os.read(watching, 4096)
+        then()
+        os.close(watching)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+def own_backup(host_b, settings, fab) -> Path:
+    made = fab("backup", host=host_b, settings=settings)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return Path(re.search(r"backup\.archive\s+changed\s+(\S+\.tar\.gz):", made.stdout).group(1))
+
+
+def test_an_archive_changed_after_it_was_verified_is_not_restored(drill, restored, fab, tmp_path):
+    """Whoever can write where archives are kept swaps one the moment it has verified: the
+    restore streams the bytes it verified, or nothing."""
+    host_b, settings = restored
+    other = own_backup(host_b, settings, fab)  # consistent and signed: the host takes it
+    archive = tmp_path / "verified.tar.gz"
+    archive.write_bytes(Path(drill["archive"]).read_bytes())
+    swapped = on_first_close(archive, lambda: os.replace(other, archive))
+    before = volume_state(host_b)
+    result = fab("restore", str(archive), "--from-other-index", "--confirm=restore-b.test",
+                 host=host_b, settings=settings)
+    swapped.join(5)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
+    assert result.stderr.strip().endswith(
+        f"was not restored: {archive} changed after it was checked (the bytes sent are not "
+        f"those verified); the index on {host_b.target.split('@')[1]} was not touched"), result.stderr
+    assert volume_state(host_b) == before
+
+
+def test_an_archive_whose_key_this_machine_lost_is_restored_with_the_key_named(
+        restored, fab, tmp_path):
+    host_b, settings = restored
+    archive = own_backup(host_b, settings, fab)
+    secrets = Path(settings["state_dir"], "restore-b.test", "secrets.json")
+    kept = tmp_path / "secrets-of-before.json"  # the copy in the operator's vault
+    kept.write_bytes(secrets.read_bytes())
+    try:  # a new identity here: another backup key
+        rekeyed = json.loads(secrets.read_text())
+        rekeyed["backup_key"] = os.urandom(32).hex()
+        secrets.write_text(json.dumps(rekeyed))
+        refused = fab("restore", str(archive), "--confirm=restore-b.test", host=host_b,
+                      settings=settings)
+        assert refused.returncode == 1 and "does not match that index's key" in refused.stderr
+        wrong = tmp_path / "wrong.json"
+        wrong.write_text(json.dumps({"backup_key": os.urandom(32).hex()}))
+        named_wrong = fab("restore", str(archive), "--confirm=restore-b.test",
+                          f"--key-file={wrong}", host=host_b, settings=settings)
+        assert named_wrong.returncode == 1 and f"is not signed with the backup key in {wrong}" \
+            in named_wrong.stderr, named_wrong.stderr
+        named = fab("restore", str(archive), "--confirm=restore-b.test", f"--key-file={kept}",
+                    host=host_b, settings=settings)
+        assert named.returncode == 0, named.stdout + named.stderr
+        assert f"is signed with the backup key in {kept} (sha256:" in named.stdout
+        assert "restore.data       changed" in named.stdout
+        assert rekeyed["backup_key"] not in named.stdout + named.stderr
+        fingerprint = re.search(r"\((sha256:[0-9a-f]{16})\)", named.stdout).group(1)
+        audit = host_b.out("tail -n 1 /var/log/ppc-tasks/audit.log")
+        assert f"task=restore(backup-key={fingerprint})" in audit and "result=ok" in audit, audit
+    finally:
+        secrets.write_bytes(kept.read_bytes())
 
 
 def _claim(manifest: bytes, index: str) -> bytes:

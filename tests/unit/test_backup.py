@@ -6,6 +6,7 @@ local files."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -199,8 +200,36 @@ def test_an_archive_says_which_index_made_it(archive, settings, tmp_path):
     assert moved == ("index.tar.gz was made by the index pypi.test, not pypi.other: restoring "
                      "it moves that index's packages here; confirm with --from-other-index")
     assert backup.restore_refusal(elsewhere, archive, verified, bytes(32), True) is None
-    unsigned = archives.Verified(verified.summary, "pypi.test", "", verified.signed)
+    unsigned = archives.Verified(verified.summary, "pypi.test", "", verified.signed,
+                                 verified.sha256)
     assert "is not signed" in backup.restore_refusal(settings, archive, unsigned, KEY, False)
+
+
+def test_an_archive_whose_key_is_lost_here_is_restored_with_the_key_named(archive, settings,
+                                                                         tmp_path):
+    verified = archives.verify_archive(archive)
+    # A new identity here: this machine's key is another one; even --from-other-index
+    # will not take an archive that says it is this index's and does not match.
+    assert "does not match" in backup.restore_refusal(settings, archive, verified, bytes(32), True)
+    secrets = tmp_path / "old-secrets.json"
+    secrets.write_text(json.dumps({"backup_key": KEY.hex(), "passwords": {}}))
+    for form in (secrets, tmp_path / "key.hex"):
+        (tmp_path / "key.hex").write_text(KEY.hex() + "\n")
+        named = backup.named_key(form)
+        assert named.key == KEY and named.fingerprint.startswith("sha256:")
+        assert backup.restore_refusal(settings, archive, verified, bytes(32), False, named) is None
+    wrong = backup.NamedKey(tmp_path / "other.json", bytes(range(100, 132)))
+    refused = backup.restore_refusal(settings, archive, verified, KEY, True, wrong)
+    assert refused.startswith(f"index.tar.gz is not signed with the backup key in {tmp_path}/"
+                              f"other.json (fingerprint sha256:")
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(TaskError, match="holds no backup key: give a secrets.json"):
+        backup.named_key(tmp_path / "empty.json")
+
+
+def test_a_restore_streams_the_bytes_it_verified_or_none(archive, tmp_path):
+    verified = archives.verify_archive(archive)
+    assert verified.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
 
 
 def test_prune_keeps_the_newest(tmp_path):
@@ -220,8 +249,8 @@ def restore_facts(projects: int, running: bool = True) -> Facts:
 
 
 def test_a_restore_stages_then_swaps_while_the_old_store_waits(settings, archive):
-    summary = archives.verify_archive(archive).summary
-    plan = backup.plan_restore(settings, restore_facts(0), archive, summary, "", LOGIN, "h")
+    verified = archives.verify_archive(archive)
+    plan = backup.plan_restore(settings, restore_facts(0), archive, verified, "", LOGIN, "h")
     steps = plan.changes()
     assert [step.step for step in steps] == ["restore.stage", "restore.data", "server.records"]
     stage, swap = steps[0].commands[0], steps[1].commands[0]
@@ -229,24 +258,27 @@ def test_a_restore_stages_then_swaps_while_the_old_store_waits(settings, archive
     assert steps[2].commands[1].argv == ("docker", "exec", "pypicloud", "ppc-guard", "record")
     assert stage.argv[:6] == ("docker", "run", "--rm", "-i", "--user", "0")
     assert stage.argv[-1] == "stage" and stage.stdin_file == archive
+    # The bytes streamed must be the bytes verified (the file could change in between).
+    assert stage.stdin_sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert [command.argv[-1] for command in steps[0].undo] == ["finish"]  # unstaged then
     assert swap.argv[3] == "restore-swap" and swap.stdin_shown == "an admin's login"
     assert all(b"pw" not in part.encode() for part in swap.argv)
 
 
 def test_restore_over_packages_takes_the_index_name(settings, archive):
-    summary = archives.verify_archive(archive).summary
+    verified = archives.verify_archive(archive)
     with pytest.raises(TaskError, match=r"holds 1 project: .* --confirm=pypi\.test$"):
-        backup.plan_restore(settings, restore_facts(1), archive, summary, "", LOGIN, "h")
+        backup.plan_restore(settings, restore_facts(1), archive, verified, "", LOGIN, "h")
     with pytest.raises(TaskError, match="holds 3 projects"):
-        backup.plan_restore(settings, restore_facts(3), archive, summary, "pypi", LOGIN, "h")
-    assert backup.plan_restore(settings, restore_facts(3), archive, summary, "pypi.test", LOGIN, "h")
+        backup.plan_restore(settings, restore_facts(3), archive, verified, "pypi", LOGIN, "h")
+    assert backup.plan_restore(settings, restore_facts(3), archive, verified, "pypi.test", LOGIN, "h")
 
 
 def test_restore_needs_a_deployed_index(settings, archive):
     facts = restore_facts(0)
     facts.containers["pypicloud"] = None
     with pytest.raises(TaskError, match="has no index to restore into: deploy it first"):
-        backup.plan_restore(settings, facts, archive, archives.verify_archive(archive).summary,
+        backup.plan_restore(settings, facts, archive, archives.verify_archive(archive),
                             "", LOGIN, "h")
 
 
