@@ -14,6 +14,7 @@ interrupted run, retire and roll back, is one set of states, read best in one pl
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import re
@@ -63,11 +64,16 @@ ROLLBACK_CONFIG, ROLLBACK_CONTAINER = f"{ROLLBACK_DIR}/config.ini", f"{ROLLBACK_
 SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key|"
                          r"storage\.aws_secret_access_key)(\s*=\s*).*$", re.MULTILINE)
 URL_PASSWORD = re.compile(r"^(db\.url\s*=\s*[a-z]+://[^:@/\s]*:)[^@\s]*@", re.MULTILINE)
-# The accounts in config.ini (templates/config-accounts.ini.j2), which a rollback replaces.
-ACCOUNTS_BLOCK = re.compile(r"^# -- accounts:.*?^# -- end of accounts\n", re.MULTILINE | re.DOTALL)
-# The same lines in a config.ini from before the block was marked.
-ACCOUNT_LINES = re.compile(r"^(?:auth\.admins\s*=.*\n(?:[ \t]+\S.*\n)*|user\.[^=\s]+\s*=.*\n|"
-                           r"session\.(?:encrypt|validate)_key\s*=.*\n)", re.MULTILINE)
+# The blocks of config.ini that a rollback replaces with today's (templates/config-*.ini.j2),
+# and their lines in a config.ini from before the blocks were marked.
+TODAYS_BLOCKS = {
+    "accounts": re.compile(r"^(?:auth\.admins\s*=.*\n(?:[ \t]+\S.*\n)*|user\.[^=\s]+\s*=.*\n|"
+                           r"session\.(?:encrypt|validate)_key\s*=.*\n)", re.MULTILINE),
+    "rules": re.compile(r"^(?:pypi\.(?:default_read|default_write|allow_delete_groups|"
+                        r"allow_overwrite_groups|allow_overwrite|fallback|always_show_upstream)"
+                        r"\s*=.*\n|ppc_guard\.(?:release_window|private_names|account_quota)\s*=.*\n|"
+                        r"ppc_guard\.owners\s*=.*\n(?:[ \t]+\S.*\n)*)", re.MULTILINE),
+}
 # waitress has no "no limit": a body this large never arrives.
 UNLIMITED_BODY = 2 ** 62
 
@@ -99,14 +105,17 @@ PYPICLOUD_FALLBACK = {"none": ("none", False), "redirect": ("redirect", False),
                       "cache": ("cache", False), "mirror": ("cache", True)}
 
 
-def render_config(settings: Settings, creds: Credentials) -> bytes:
+def rule_values(settings: Settings) -> dict:
     fallback, always_show_upstream = PYPICLOUD_FALLBACK[settings.fallback]
+    return {"settings": settings, "fallback": fallback,
+            "always_show_upstream": str(always_show_upstream).lower()}
+
+
+def render_config(settings: Settings, creds: Credentials) -> bytes:
     return render(
         "config.ini.j2",
-        fallback=fallback,
-        always_show_upstream=str(always_show_upstream).lower(),
+        **rule_values(settings),
         data_dir=DATA_DIR,
-        settings=settings,
         s3_secret_access_key=ini_value(creds.s3_secret_access_key),
         cache_url=ini_value(settings.cache.url(creds.cache_password, timeouts=True)) if settings.cache else "",
         max_request_body_size=settings.max_upload_size or UNLIMITED_BODY,
@@ -114,24 +123,45 @@ def render_config(settings: Settings, creds: Credentials) -> bytes:
     )
 
 
-def with_current_accounts(config: bytes, settings: Settings, creds: Credentials) -> bytes:
-    """A config.ini kept for rollback, with the accounts, password hashes and session
-    keys of today: a rollback never brings back an account that was removed, or a
-    password that was changed."""
-    block = render("config-accounts.ini.j2", **account_values(settings, creds)).decode()
+def with_todays_accounts_and_rules(config: bytes, settings: Settings, creds: Credentials) -> bytes:
+    """A config.ini kept for rollback, with the accounts, password hashes, session keys
+    and rules of today: a rollback changes the code that runs, never who may log in, who
+    may publish what (owners, release_window) or which names stay home (private_names,
+    fallback)."""
     text = config.decode()
-    if ACCOUNTS_BLOCK.search(text):
-        return ACCOUNTS_BLOCK.sub(lambda _: block, text, count=1).encode()
-    found = []  # from before the block was marked: the first account line makes way for it
+    for name, block in (("accounts", render("config-accounts.ini.j2",
+                                            **account_values(settings, creds))),
+                        ("rules", render("config-rules.ini.j2", **rule_values(settings)))):
+        text = with_todays_block(text, name, block.decode())
+    try:  # a line left twice would stop the server at its start
+        configparser.ConfigParser(interpolation=None, strict=True).read_string(text)
+    except configparser.Error as error:
+        raise TaskError(f"the rollback target's config.ini cannot take today's accounts and "
+                        f"rules ({str(error).splitlines()[0]}): deploy instead") from None
+    return text.encode()
+
+
+def with_todays_block(text: str, name: str, block: str) -> str:
+    marked = re.compile(rf"^# -- {name}:.*?^# -- end of {name}\n", re.MULTILINE | re.DOTALL)
+    if marked.search(text):
+        return marked.sub(lambda _: block, text, count=1)
+    found = []  # from before the block was marked: the first of its lines makes way for it
 
     def first_makes_way(match: re.Match) -> str:
-        found.append(match)
+        found.append(match[0].split("=", 1)[0].strip())
         return block if len(found) == 1 else ""
 
-    text = ACCOUNT_LINES.sub(first_makes_way, text)
+    text = TODAYS_BLOCKS[name].sub(first_makes_way, text)
     if not found:
-        raise TaskError("the rollback target's config.ini holds no accounts: deploy instead")
-    return text.encode()
+        raise TaskError(f"the rollback target's config.ini holds no {name}: deploy instead")
+    # A rule of who may publish what that the retired server's config never had is one
+    # its code may not know. (One that predates account_quota has no quota.)
+    unknown = sorted(set(re.findall(r"^(ppc_guard\.(?:owners|private_names|release_window))",
+                                    block, re.MULTILINE)) - set(found))
+    if unknown:
+        raise TaskError(f"the rollback target's server predates {', '.join(unknown)}, which "
+                        f"today's settings decide: deploy instead")
+    return text
 
 
 def ini_value(text: str) -> str:
@@ -407,10 +437,14 @@ def plan_rollback(settings: Settings, facts: Facts, creds: Credentials,
     if target is None or config is None:
         raise TaskError(f"there is nothing to roll back to on {host_name}: a deploy that "
                         f"replaces the server keeps what it replaced")
-    image_ref, spec = target
+    image_ref = target[0]
     if facts.images.get(image_ref) is None:
         raise TaskError(f"the rollback target's image {image_ref} is no longer on {host_name}")
-    config_step = config_file_step(settings, facts, with_current_accounts(config, settings, creds))
+    config = with_todays_accounts_and_rules(config, settings, creds)
+    config_step = config_file_step(settings, facts, config)
+    # What it starts: the target's image, run as today's settings run the server, with
+    # that config.ini; labelled as such, so that a deploy of the same changes nothing.
+    spec = container_spec(settings, image_ref, facts.images[image_ref].context, config)
     if live.spec == spec and not isinstance(config_step, Change):
         return Serving(live.port, [*steps, config_step, Unchanged(
             "server.container", f"{settings.server_container} runs the rollback target")])

@@ -99,8 +99,9 @@ SETTINGS = (
             "let `clients.configure` hand an admin's password to developer machines"),
     Setting("owners", {}, values.owners,
             "accounts that may publish to projects besides their first uploader and the "
-            "admins: `{\"acme-*\": [ci]}` (glob patterns of project names); in the "
-            "environment `FABRIC_PPC_OWNERS=\"acme-*=ci release;tools-*=bob\"`", "`{}`"),
+            "admins: `{\"acme-*\": [ci]}` (glob patterns of project names); a pattern also "
+            "reserves its names: only its accounts and the admins may create such a project; "
+            "in the environment `FABRIC_PPC_OWNERS=\"acme-*=ci release;tools-*=bob\"`", "`{}`"),
     Setting("release_window", "2h", values.duration,
             "how long after a release's first file its owners may add more files (`90s`, "
             "`30m`, `2h`); after that, admins only. See Security"),
@@ -108,9 +109,12 @@ SETTINGS = (
             "glob patterns of project names (`acme-*`) that are never looked up on PyPI, "
             "whatever `fallback` says; every name the index ever held is private too. See "
             "Security", "`[]`"),
-    Setting("max_upload_size", "0", values.size,
-            "the largest upload request, for nginx and pypicloud alike: `500m`, `2g`",
-            "`0` (no limit)"),
+    Setting("max_upload_size", "1g", values.size,
+            "the largest upload request, for nginx and pypicloud alike: `500m`, `2g`; "
+            "`0`: no limit. Larger gets 413"),
+    Setting("account_quota", "20g", values.size,
+            "the most the projects an account created may hold, all files together (admins "
+            "have no cap): `50g`; `0`: no cap. An upload past it gets 413 naming it"),
     Setting("server_memory", "1g", values.size,
             "the most memory the server container may use (Docker's `--memory`, no swap "
             "beyond it): an upload or a flood of requests cannot take the host's; `0`: no "

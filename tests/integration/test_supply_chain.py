@@ -208,14 +208,18 @@ def test_an_owner_publishes_sdist_and_wheels_in_one_run_and_grants_hold(
     assert code == 0, output
     listing = index.request("/simple/ppc-owned/").body.decode()
     assert all(path.name in listing for path in release)
-    # ci owns nothing of it; acme-* it is granted, whoever published first.
+    # ci owns nothing of it; acme-* is reserved for ci: no one else may be its first.
     ci = {"TWINE_USERNAME": "ci", "TWINE_PASSWORD": index.password("ci")}
     code, output = twine(developer, [harness.build_wheel("ppc-owned", "2.0", tmp_path)], env=ci)
     assert code != 0 and "ppc-owned belongs to client and the admins: ci may not" in output, output
-    code, output = twine(developer, [harness.build_wheel("acme-lib", "1.0", tmp_path)])
+    for spelled in ("acme-lib", "ACME_Lib", "acme.lib"):
+        code, output = twine(developer, [harness.build_wheel(spelled, "1.0", tmp_path)])
+        assert code != 0 and ("acme-lib is reserved for ci and the admins by ppc.owners: "
+                              "client may not create it") in output, output
+    code, output = twine(developer, [harness.build_wheel("acme-lib", "1.0", tmp_path)], env=ci)
     assert code == 0, output
-    code, output = twine(developer, [harness.build_wheel("acme-lib", "2.0", tmp_path)], env=ci)
-    assert code == 0, output
+    code, output = twine(developer, [harness.build_wheel("acme-lib", "2.0", tmp_path)])
+    assert code != 0 and "acme-lib belongs to ci and the admins: client may not" in output, output
 
 
 def test_a_release_closes_after_its_window_but_for_admins(guarded, index, developer, make_dists,
@@ -287,10 +291,12 @@ def test_status_shows_the_fallback_and_the_private_names(guarded, index, fab):
             "after its first file; owners granted: acme-*: ci") in line
 
 
-def test_a_rollback_never_brings_back_a_removed_account(guarded, index, fab):
-    with_temp = index.guarded()
-    with_temp["users"] = ["client", "ci", "temp"]
-    for settings in (with_temp, index.guarded()):  # add an account, then take it away
+def test_a_rollback_never_brings_back_a_removed_account_or_yesterdays_rules(guarded, index, fab):
+    # Yesterday: an account more, and looser rules (no private names, no owners granted,
+    # a day's window); today takes them away.
+    yesterday = {**index.guarded(), "users": ["client", "ci", "temp"], "private_names": [],
+                 "owners": {}, "release_window": "24h"}
+    for settings in (yesterday, index.guarded()):
         result = fab("deploy", host=index.host, settings=settings)
         assert result.returncode == 0, result.stdout + result.stderr
     temp_login = ("temp", index.password("temp"))
@@ -303,6 +309,12 @@ def test_a_rollback_never_brings_back_a_removed_account(guarded, index, fab):
     assert index.request("/simple/", "client").status == 200
     config = index.host.out("cat /etc/pypicloud/config.ini")
     assert "user.temp" not in config and "user.client" in config
+    # The code that ran yesterday, today's rules: acme-* stays home (yesterday it went
+    # to PyPI), ci owns it, and a release closes after WINDOW seconds.
+    assert f"ppc_guard.release_window = {WINDOW}\n" in config + "\n"
+    assert "ppc_guard.private_names = acme-*" in config and "acme-* = ci" in config
+    private = index.request("/simple/acme-never-here/")
+    assert private.status == 404 and b"acme-never-here is a private name" in private.body, private
 
     forward = fab("deploy", host=index.host, settings=index.guarded())
     assert forward.returncode == 0, forward.stdout + forward.stderr
@@ -371,6 +383,30 @@ def test_one_upload_limit_holds_for_nginx_and_the_server(guarded, index, develop
     unlimited = fab("deploy", host=index.host, settings=index.guarded())
     assert unlimited.returncode == 0, unlimited.stdout + unlimited.stderr
     code, output = twine(developer, [big])
+    assert code == 0, output
+
+
+def test_an_account_stores_no_more_than_its_quota(guarded, index, developer, fab, tmp_path):
+    capped = fab("deploy", host=index.host, settings={**index.guarded(), "account_quota": "2m"})
+    assert capped.returncode == 0, capped.stdout + capped.stderr
+    ci = {"TWINE_USERNAME": "ci", "TWINE_PASSWORD": index.password("ci")}  # holds a few KB
+    first = harness.build_wheel("ppc-quota", "1.0", tmp_path, payload=os.urandom(1_200_000))
+    code, output = twine(developer, [first], env=ci)
+    assert code == 0, output
+    second = harness.build_wheel("ppc-quota-two", "1.0", tmp_path, payload=os.urandom(1_000_000))
+    code, output = twine(developer, [second], env=ci)
+    assert code != 0 and "413" in output and "the projects of ci hold " in output and \
+        "of its 2.0 MiB (ppc.account_quota): this file of" in output, output
+    assert b"ppc_quota_two" not in index.request("/simple/ppc-quota-two/").body
+    # An admin has no cap; and the index keeps serving what it holds.
+    admin = {"TWINE_USERNAME": "admin", "TWINE_PASSWORD": index.password("admin")}
+    big = harness.build_wheel("ppc-quota-admin", "1.0", tmp_path, payload=os.urandom(3_000_000))
+    code, output = twine(developer, [big], env=admin)
+    assert code == 0, output
+    assert b"ppc_quota-1.0" in index.request("/simple/ppc-quota/").body
+    uncapped = fab("deploy", host=index.host, settings=index.guarded())
+    assert uncapped.returncode == 0, uncapped.stdout + uncapped.stderr
+    code, output = twine(developer, [second], env=ci)
     assert code == 0, output
 
 

@@ -14,7 +14,7 @@ from ppc_tasks import certs
 
 from tests.own_certificate import write_own_certificate
 
-from . import harness
+from . import harness, web
 from .conftest import SERVER_NAME, password_of, container_started_at, steps
 
 INDEX = f"https://{SERVER_NAME}/simple/"
@@ -130,6 +130,46 @@ def test_plain_http_only_redirects(deployed, path):
     assert response.status == 301
     assert response.getheader("Location") == f"https://{SERVER_NAME}{path}"
     assert b"ppc-sample" not in body and b"pypicloud" not in body.lower()
+
+
+def test_plain_http_redirects_no_other_name(deployed):
+    """Another name gets no redirect: dropped by ours, or answered by the host's default
+    site (Debian's nginx has one) as if the index were not there."""
+    for name in ("evil.example", "pypi.test.evil.example"):
+        connection = http.client.HTTPConnection(deployed.host.address, 80, timeout=10)
+        connection.request("GET", "/simple/", headers={"Host": name})
+        try:
+            response = connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            continue
+        assert response.status < 300 or response.status >= 400, response.status
+        assert response.getheader("Location") is None and b"pypicloud" not in response.read()
+    # Ours alone, as when the host's nginx has no default site of its own.
+    site = deployed.host.out("cat /etc/nginx/conf.d/ppc-tasks.conf")
+    default = "listen 80 default_server;"
+    deployed.host.exec("mkdir -p /root/sites-aside && mv /etc/nginx/sites-enabled/* "
+                       "/root/sites-aside/ 2>/dev/null; nginx -s reload && sleep 1")
+    try:
+        assert default not in site
+        connection = http.client.HTTPConnection(deployed.host.address, 80, timeout=10)
+        connection.request("GET", "/simple/", headers={"Host": "evil.example"})
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+            connection.getresponse()  # dropped without an answer
+    finally:
+        deployed.host.exec("mv /root/sites-aside/* /etc/nginx/sites-enabled/ 2>/dev/null; "
+                           "nginx -s reload && sleep 1", check=False)
+
+
+@pytest.mark.parametrize("path", ["/", "/simple/", "/health", "/simple/no-such-project/"])
+def test_no_page_is_sniffed_or_framed(deployed, operator_home, path):
+    answer = web.request(deployed.host.address, path, ca=operator_home / "state" / SERVER_NAME /
+                         "ca.crt", sni=SERVER_NAME, host=SERVER_NAME,
+                         auth=("admin", password_of(operator_home)))
+    assert answer.status in (200, 302, 404), answer  # 302: fallback redirect, to PyPI
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert answer.headers["strict-transport-security"] == "max-age=31536000"
 
 
 def test_second_deploy_reloads_and_restarts_nothing(deployed, fab, operator_home):

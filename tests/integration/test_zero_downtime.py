@@ -206,14 +206,19 @@ def test_the_next_run_waits_for_a_command_a_killed_run_left_running(deployed, fa
 
 
 def test_rollback_returns_to_the_retired_server_without_failing_a_request(
-        deployed, fab, operator_home, release):
+        deployed, fab, operator_home, release, wheelhouse):
     host = deployed.host
-    changed = deployed.settings(fallback="none")
+    # Another image (the one the image change above built), with today's rules changed
+    # too: a rollback brings back the code, never the rules.
+    build = {"build_wheelhouse": str(wheelhouse), "build_index_url": OTHER_INDEX}
+    harness.load_archive(host, built_images(**build))
+    earlier = host.out("docker inspect --format '{{.Config.Image}}' pypicloud")
+    changed = deployed.settings(fallback="none", **build)
     assert fab("deploy", host=host, settings=changed).returncode == 0
     before = host.out("docker inspect --format '{{.Config.Image}}' pypicloud")
-    assert before.startswith("ppc/pypicloud:1.3.12-")  # named by content
+    assert before.startswith("ppc/pypicloud:1.3.12-") and before != earlier  # named by content
     status = fab("status", host=host, settings=changed)
-    assert f"rollback     ok       runs {before}; rollback target: ppc/pypicloud:1.3.12-" \
+    assert f"rollback     ok       runs {before}; rollback target: {earlier}" \
         in status.stdout, status.stdout
 
     with downloading(deployed, operator_home, release) as loop:
@@ -221,18 +226,21 @@ def test_rollback_returns_to_the_retired_server_without_failing_a_request(
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert loop.failures == [] and loop.ok > 5, (loop.ok, loop.failures[:5])
     assert "server.retire      changed" in rolled.stdout
-    assert "pypi.fallback = redirect" in host.out("cat /etc/pypicloud/config.ini")
+    assert host.out("docker inspect --format '{{.Config.Image}}' pypicloud") == earlier
+    assert "pypi.fallback = none" in host.out("cat /etc/pypicloud/config.ini")  # today's rule
     assert host.out("stat -c '%a %u' /etc/pypicloud/config.ini /etc/ppc-tasks/rollback/config.ini") \
         == "600 10001\n600 10001"
-    # Back where the earlier settings put it: their deploy changes nothing.
-    assert "done: 0 changed," in fab("deploy", host=host, settings=deployed.settings()).stdout
-    # And a second rollback goes forward again.
+    # The earlier image with today's rules is what these settings make: nothing to change.
+    assert "done: 0 changed," in fab("deploy", host=host,
+                                     settings=deployed.settings(fallback="none")).stdout
+    # And a second rollback goes forward again, under the rules of the day.
     forward = fab("rollback", host=host, settings=deployed.settings())
     assert forward.returncode == 0, forward.stdout + forward.stderr
-    assert "pypi.fallback = none" in host.out("cat /etc/pypicloud/config.ini")
+    assert host.out("docker inspect --format '{{.Config.Image}}' pypicloud") == before
+    assert "pypi.fallback = redirect" in host.out("cat /etc/pypicloud/config.ini")
     assert fab("deploy", host=host, settings=deployed.settings()).returncode == 0
     # Server images named by content are kept only while the server or the rollback needs
-    # them (the one built from a wheelhouse above is gone).
+    # them (here: the standard one and the wheelhouse one; any other is deleted).
     tags = host.out("docker image ls --format '{{.Repository}}:{{.Tag}}' ppc/pypicloud").split()
     live = host.out("docker inspect --format '{{.Config.Image}}' pypicloud")
     target = host.out("cut -d'|' -f1 /etc/ppc-tasks/rollback/container")

@@ -267,7 +267,11 @@ def test_nginx_not_running_is_started_and_not_enabled_is_enabled(settings):
 
 # A config.ini as releases before the accounts block was marked wrote it, with an account
 # since removed and session keys since changed.
-OLD_CONFIG = (b"[app:main]\npypi.fallback = none\n\nauth.admins =\n    admin\n\n"
+# A config.ini from before its blocks were marked, with other accounts and rules.
+OLD_CONFIG = (b"[app:main]\npypi.default_read = authenticated\npypi.fallback = cache\n"
+              b"ppc_guard.release_window = 86400\nppc_guard.owners =\n    acme-* = gone\n"
+              b"ppc_guard.private_names = \npyramid.includes = ppc_guard\n\n"
+              b"auth.admins =\n    admin\n\n"
               b"user.admin = $6$old\nuser.gone = $6$gone\n\nsession.encrypt_key = old-key\n"
               b"session.validate_key = old-key-2\nsession.secure = true\n\n"
               b"[server:main]\nport = 3031\n")
@@ -288,36 +292,51 @@ def test_rollback_starts_the_retired_server_beside_the_live_one(settings):
     plan = Plan(serving.steps)
     assert changed(plan) == ["server.config", "server.container"]
     config = plan.changes("server.config")[0]
-    # Its own settings, but today's accounts, password hashes and session keys.
-    assert config.diffs[0].new == server.with_current_accounts(OLD_CONFIG, settings, creds)
+    # Its own settings, but today's accounts, password hashes, session keys and rules.
+    assert config.diffs[0].new == server.with_todays_accounts_and_rules(OLD_CONFIG, settings, creds)
     shown = "\n".join(unified_diff(config.diffs[0]))
-    assert "pypi.fallback = none" in shown and creds.password_hashes["admin"] not in shown
+    assert "pyramid.includes = ppc_guard" in shown and creds.password_hashes["admin"] not in shown
     start = plan.changes("server.container")[0].commands[0].argv
     assert start[-1] == "ppc/pypicloud:1.3.12-0ld0ld0ld0ld"
-    assert "ppc-tasks.spec-hash=0ldspec" in start and "127.0.0.1:3032:3031" in start
+    # Labelled as what it is: that image, today's options, that config.ini (a deploy of
+    # the same settings and image then finds nothing to change).
+    spec = server.container_spec(settings, "ppc/pypicloud:1.3.12-0ld0ld0ld0ld", "0ld",
+                                 config.diffs[0].new)
+    assert f"ppc-tasks.spec-hash={spec}" in start and "127.0.0.1:3032:3031" in start
     assert serving.port == 3032 and serving.retire.step == "server.retire"
     plan.add(*nginx.plan_switch(settings, rolled_back_facts(settings), serving.port))
     assert changed(plan) == ["server.config", "server.container", "nginx.site", "nginx.service"]
 
 
-def test_a_rollback_serves_only_todays_accounts(settings):
+def test_a_rollback_serves_only_todays_accounts_and_rules(settings):
+    settings = dataclasses.replace(settings, private_names=("acme-*",), fallback="mirror")
     creds = credentials.load(settings.secrets_path)
-    current = server.with_current_accounts(OLD_CONFIG, settings, creds).decode()
+    current = server.with_todays_accounts_and_rules(OLD_CONFIG, settings, creds).decode()
     assert "user.gone" not in current and "$6$old" not in current and "old-key" not in current
     assert f"user.admin = {creds.password_hashes['admin']}\n" in current
     assert f"user.dev = {creds.password_hashes['dev']}\n" in current
     assert f"session.encrypt_key = {creds.session_encrypt_key}\n" in current
-    assert current.startswith("[app:main]\npypi.fallback = none\n\n# -- accounts:")
+    assert "acme-* = gone" not in current and "86400" not in current
+    assert "ppc_guard.private_names = acme-*\n" in current
+    assert "pypi.fallback = cache\npypi.always_show_upstream = true\n" in current
+    assert current.startswith("[app:main]\n# -- rules:") and current.count("pypi.fallback =") == 1
+    assert "# -- end of rules\npyramid.includes = ppc_guard\n\n# -- accounts:" in current
     assert current.endswith("# -- end of accounts\n\n\nsession.secure = true\n\n[server:main]\nport = 3031\n")
-    # A config.ini this release wrote: its accounts block is replaced, nothing else.
-    before = dataclasses.replace(settings, users=("dev", "gone"), fallback="none")
+    # A config.ini this release wrote: its blocks are replaced, nothing else.
+    before = dataclasses.replace(settings, users=("dev", "gone"), fallback="none",
+                                 owners=(("acme-*", ("gone",)),), private_names=())
     old_creds = dataclasses.replace(creds, password_hashes={**creds.password_hashes, "gone": "$6$g"},
                                     session_encrypt_key="old-key")
     rendered_then = server.render_config(before, old_creds)
-    assert server.with_current_accounts(rendered_then, settings, creds) == \
-        server.render_config(dataclasses.replace(settings, fallback="none"), creds)
+    assert server.with_todays_accounts_and_rules(rendered_then, settings, creds) == \
+        server.render_config(settings, creds)
     with pytest.raises(TaskError, match="holds no accounts"):
-        server.with_current_accounts(b"[app:main]\n", settings, creds)
+        server.with_todays_accounts_and_rules(b"[app:main]\npypi.fallback = none\n", settings, creds)
+    # A retired server whose config never had a guard rule may not know it: not that one.
+    older = OLD_CONFIG.replace(b"ppc_guard.private_names = \n", b"")
+    with pytest.raises(TaskError, match="^the rollback target's server predates "
+                                        "ppc_guard.private_names, which today's settings decide"):
+        server.with_todays_accounts_and_rules(older, settings, creds)
 
 
 def test_rollback_needs_a_target_and_its_image(settings):

@@ -110,6 +110,15 @@ def test_settings_grant_more_owners_by_pattern():
     assert refusal("ci", "other", "2.0", "alice", [file("1.0", 500)]) is not None
 
 
+def test_an_owners_pattern_reserves_its_names_for_its_accounts():
+    for spelled in ("acme-new", "ACME_New", "acme.new"):
+        assert refusal("bob", spelled, "1.0", None, []) == (
+            "acme-new is reserved for ci and the admins by ppc.owners: bob may not create it")
+    assert refusal("ci", "acme-new", "1.0", None, []) is None
+    # A project someone created before the pattern keeps its owner, beside the pattern's.
+    assert refusal("alice", "acme-old", "2.0", "alice", [file("1.0", 500)]) is None
+
+
 def test_a_project_nobody_owns_is_the_admins():
     refused = refusal("alice", "cached", "2.0", projects.NOBODY, [file("1.0", 5, uploader="")])
     assert refused.startswith("cached belongs to the admins: alice may not")
@@ -347,3 +356,16 @@ def test_pages_and_metadata_files_are_kept_under_their_projects_token_and_name(p
     """Every spelling of a project's name is kept as one answer: an account asking for
     many spellings cannot push the answers of others out."""
     assert views.kept_as(path) == kept_as
+
+
+def test_an_account_adds_no_file_past_its_quota():
+    mib = 1024 ** 2
+    assert projects.quota_refusal("ci", 10 * mib, 5 * mib, 20 * mib) is None
+    assert projects.quota_refusal("ci", 15 * mib, 5 * mib, 20 * mib) is None  # up to it
+    assert projects.quota_refusal("ci", 15 * mib, 5 * mib + 1, 20 * mib) == (
+        "the projects of ci hold 15.0 MiB of its 20.0 MiB (ppc.account_quota): this file of "
+        "5.0 MiB would pass it (delete old files, or ask an admin)")
+    assert projects.quota_refusal("ci", 10 ** 12, 1, 0) is None  # 0: no cap
+    rules = projects.parse_rules({"ppc_guard.account_quota": "1048576"})
+    assert rules.account_quota == mib
+    assert projects.parse_rules({}).account_quota == 0  # a config.ini from before: none

@@ -29,7 +29,11 @@ def test_site_follows_the_manual_block(site):
     assert "ssl_certificate     /etc/ssl/ppc-tasks/pypi.example.com.crt;" in https
     assert "ssl_certificate_key /etc/ssl/ppc-tasks/pypi.example.com.key;" in https
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in https
-    assert "client_max_body_size 0;" in https
+    assert f"client_max_body_size {1024 ** 3};" in https  # max_upload_size: 1g by default
+    for header in ('Strict-Transport-Security "max-age=31536000"',
+                   'X-Content-Type-Options "nosniff"', 'X-Frame-Options "DENY"',
+                   'Content-Security-Policy "frame-ancestors \'none\'"'):
+        assert f"add_header {header} always;" in https
     assert "chunked_transfer_encoding on;" in https
     assert 'proxy_set_header Connection "";' in https
     for header in ("Host $host", "X-Real-IP $remote_addr",
@@ -37,11 +41,16 @@ def test_site_follows_the_manual_block(site):
         assert f"proxy_set_header {header};" in https
 
 
-def test_plain_http_only_redirects(site):
+def test_plain_http_only_redirects_and_only_the_indexs_names(site):
     http = server_blocks(site)[0]
-    assert "listen 80;" in http
+    assert "listen 80;" in http and "default_server" not in http  # the host's may be
     assert "return 301 https://$host$request_uri;" in http
     assert "proxy_pass" not in http
+    # Whichever server is the default on port 80, this one redirects only its names.
+    assert "if ($ppc_tasks_own_name = 0) {\n        return 444;\n    }" in http
+    names = re.search(r"^map \$host \$ppc_tasks_own_name \{.*?^\}", site, flags=re.S | re.M)[0]
+    assert names.splitlines()[1:] == ["    default 0;", '    "pypi.example.com" 1;',
+                                      '    "10.1.2.3" 1;', "}"]
 
 
 def test_own_certificate_on_the_host():

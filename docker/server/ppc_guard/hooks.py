@@ -9,7 +9,8 @@ from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
 from .names import canonical, is_name, matches, path_refusal, project_of, upload_error
-from .projects import NOBODY, StoredFile, first_uploader, parse_rules, upload_refusal
+from .projects import (NOBODY, StoredFile, first_uploader, parse_rules, quota_refusal,
+                       upload_refusal)
 
 LOG = logging.getLogger(__name__)
 PUBLIC_PATHS = ("/health",)
@@ -107,6 +108,11 @@ def _guard_uploads(rules):
             raise refused(403, f"{project} is a private name of this index: it is never "
                                f"looked up on the upstream index")
         distribution = read_distribution(filename, data, refuse=uploader is not None)
+        if uploader is not None and not self.request.access.is_admin(uploader):
+            refusal = quota_refusal(uploader, registry.of(self).held_by(uploader),
+                                    distribution.size, rules.account_quota)
+            if refusal:
+                raise refused(413, refusal)
         # A copy of the upstream's file keeps the upstream's upload time and yank.
         release = None if uploader is not None else upstream.release_of(
             self.request.locator.get_releases(project), filename)

@@ -38,6 +38,7 @@ class Rules:
     owners: tuple  # ((name pattern, (account, ...)), ...)
     release_window: datetime.timedelta
     private_names: tuple  # name patterns that never fall back to the upstream index
+    account_quota: int = 0  # bytes the projects an account owns may hold; 0: no cap
 
     def granted(self, name):
         """The accounts the settings make owners of this project."""
@@ -65,9 +66,14 @@ def upload_refusal(user, name, version, recorded_owner, files, rules, now):
     """Why `user` (no admin) may not upload a file of `name` `version`, or None.
 
     recorded_owner: the project's first uploader, NOBODY, or None for a project the
-    index has never held (the upload makes `user` its owner). files: what it holds now.
+    index has never held (the upload makes `user` its owner, unless an owners pattern
+    reserves the name for other accounts). files: what it holds now.
     """
     name = canonical(name)
+    reserved_for = rules.granted(name)
+    if recorded_owner is None and not files and reserved_for and user not in reserved_for:
+        return (f"{name} is reserved for {', '.join(sorted(reserved_for))} and the admins by "
+                f"ppc.owners: {user} may not create it")
     if recorded_owner is not None or files:
         owners = owners_of(name, recorded_owner, rules)
         if user not in owners:
@@ -85,6 +91,20 @@ def upload_refusal(user, name, version, recorded_owner, files, rules, now):
     return None
 
 
+def quota_refusal(user, holds, size, quota):
+    """Why `user` (no admin), whose projects hold `holds` bytes, may not add a file of
+    `size` bytes, or None."""
+    if not quota or holds + size <= quota:
+        return None
+    return (f"the projects of {user} hold {megabytes(holds)} of its {megabytes(quota)} "
+            f"(ppc.account_quota): this file of {megabytes(size)} would pass it (delete old "
+            f"files, or ask an admin)")
+
+
+def megabytes(size):
+    return f"{size / 1024 ** 2:,.1f} MiB"
+
+
 def describe(window):
     seconds = int(window.total_seconds())
     for unit, size in (("hour", 3600), ("minute", 60)):
@@ -97,7 +117,8 @@ def describe(window):
 def parse_rules(settings):
     """Rules from pyramid's settings (config.ini): ppc_guard.owners holds one
     "PATTERN = ACCOUNT ACCOUNT" per line, ppc_guard.release_window seconds,
-    ppc_guard.private_names patterns separated by white space."""
+    ppc_guard.private_names patterns separated by white space, ppc_guard.account_quota
+    bytes (none in a config.ini from before it)."""
     owners = []
     for line in settings.get("ppc_guard.owners", "").splitlines():
         pattern, _, accounts = line.partition("=")
@@ -105,4 +126,5 @@ def parse_rules(settings):
             owners.append((pattern.strip(), tuple(accounts.split())))
     window = int(settings.get("ppc_guard.release_window", "7200"))
     return Rules(owners=tuple(owners), release_window=datetime.timedelta(seconds=window),
-                 private_names=tuple(settings.get("ppc_guard.private_names", "").split()))
+                 private_names=tuple(settings.get("ppc_guard.private_names", "").split()),
+                 account_quota=int(settings.get("ppc_guard.account_quota", "0")))

@@ -5,7 +5,7 @@ every index host sees the same and a backup of the sqlite database carries it:
   files are deleted: its name never falls back to the upstream index, and its owner
   stays its owner;
 - every file's size and core metadata (PEP 658), read from the file at upload (or by
-  the backfill, for files from before);
+  the backfill, for files from before): what an account's projects hold, for its quota;
 - the releases an admin yanked (PEP 592), with the reason;
 - generation tokens, one per project and one for the list of projects: a new random
   one with every change of the above, in the same transaction (answers.py keeps the
@@ -43,6 +43,8 @@ RECORD_FILE = (f"INSERT INTO {FILES} (filename, name, size, metadata_sha256, met
                f"metadata = excluded.metadata")
 FORGET_FILE = f"DELETE FROM {FILES} WHERE filename = :filename"
 FILES_OF = f"SELECT filename, size, metadata_sha256 FROM {FILES} WHERE name = :name"
+HELD_BY = (f"SELECT COALESCE(SUM({FILES}.size), 0) FROM {FILES} JOIN {PROJECTS} "
+           f"ON {PROJECTS}.name = {FILES}.name WHERE {PROJECTS}.owner = :owner")
 METADATA = f"SELECT metadata FROM {FILES} WHERE filename = :filename"
 RECORDED = f"SELECT filename FROM {FILES}"
 YANK = (f"INSERT INTO {YANKS} (name, version, reason) VALUES (:name, :version, :reason) "
@@ -182,6 +184,10 @@ class SqlRegistry:
         return {filename: FileRecord(size, sha256)
                 for filename, size, sha256 in self._rows(FILES_OF, name=name)}
 
+    def held_by(self, owner):
+        """The bytes of the files of the projects `owner` owns."""
+        return int(self._rows(HELD_BY, owner=owner)[0][0])
+
     def metadata(self, filename):
         rows = self._rows(METADATA, filename=filename)
         return rows[0][0].encode("utf-8") if rows and rows[0][0] is not None else None
@@ -240,6 +246,10 @@ class RedisRegistry:
     def files_of(self, name):
         return {text_of(filename): FileRecord(**json.loads(value))
                 for filename, value in self.client.hgetall(REDIS_FILES + name).items()}
+
+    def held_by(self, owner):
+        return sum(record.size for name, value in self.client.hgetall(REDIS_PROJECTS).items()
+                   if text_of(value) == owner for record in self.files_of(text_of(name)).values())
 
     def metadata(self, filename):
         value = self.client.hget(REDIS_METADATA, filename)
