@@ -10,8 +10,9 @@ GlobalKnownHostsFile; HostKeyAlias and StrictHostKeyChecking are honoured):
   whatever ssh_config says (a run hands the host secrets);
 - a key recorded as @revoked stops it too, whatever else names it, before we log in;
 - a host that known_hosts vouches for through an SSH certificate authority
-  (@cert-authority) and no key of its own stops it as well: paramiko checks no host
-  certificates, and such a host must never be trusted on first use;
+  (@cert-authority) and no key of its own must show a host certificate that authority
+  signed, for its name, valid now (as OpenSSH checks it); it is never trusted on first
+  use, and nothing is recorded for it;
 - an unknown host is recorded and accepted (OpenSSH's accept-new), unless ssh_config
   says `StrictHostKeyChecking yes`.
 
@@ -30,15 +31,19 @@ import os
 import re
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from paramiko.hostkeys import HostKeys, InvalidHostKey
 
 from .errors import TaskError
 
 USER_FILES = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
+CERTIFICATE = "-cert-v01@openssh.com"  # a host key algorithm's certificate form
 GLOBAL_FILES = "/etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2"
 _recording = threading.Lock()  # many hosts connect at once (clients.configure)
 
@@ -181,15 +186,15 @@ class _Checked(paramiko.MissingHostKeyPolicy):
         revoked = revocation_error(self.entries, self.shown_host, key)
         if revoked:
             raise revoked
-        authority = next((entry for entry in self.entries if entry.marker == "@cert-authority"),
-                         None)
-        if authority is not None:
-            raise RefusedHostKey(
-                f"known_hosts vouches for {self.shown_host} only through an SSH certificate "
-                f"authority ({authority.where}), and ppc-tasks checks no host certificates: "
-                f"check the host's own key ({key.get_name()} {fingerprint(key)}), add it to "
-                f"{_shown(policy.user_files[0]) if policy.user_files else 'known_hosts'} "
-                f"(ssh-keyscan) and run again")
+        authorities = [entry for entry in self.entries if entry.marker == "@cert-authority"]
+        if authorities:
+            problem = certificate_problem(key, self.entries, principal(policy.name), time.time())
+            if problem:
+                raise RefusedHostKey(f"known_hosts vouches for {self.shown_host} only through an "
+                                     f"SSH certificate authority ({authorities[0].where}), and "
+                                     f"{problem}: do not use this host until its certificate "
+                                     f"is put right")
+            return  # vouched for by its authority: as OpenSSH, nothing is recorded
         if policy.strict == "yes" or not policy.user_files:
             where = _shown(policy.user_files[0]) if policy.user_files else "a known_hosts file"
             raise UnknownHostKey(
@@ -207,6 +212,55 @@ class RefusedHostKey(paramiko.SSHException):
 
 class UnknownHostKey(RefusedHostKey):
     """StrictHostKeyChecking yes, and the host is not in known_hosts."""
+
+
+def principal(lookup: str) -> str:
+    """The name a host certificate must list: the host as looked up, without a port."""
+    return lookup[1:lookup.index("]")] if lookup.startswith("[") and "]" in lookup else lookup
+
+
+def certificate_problem(key: paramiko.PKey, entries: list[Entry], name: str,
+                        now: float) -> str | None:
+    """What is wrong with the host certificate a host presented, as OpenSSH checks it
+    against the @cert-authority entries for the host; None when nothing is."""
+    blob = key.public_blob
+    if blob is None or not blob.key_type.endswith(CERTIFICATE):
+        return "it presents no host certificate"
+    try:
+        certificate = serialization.load_ssh_public_identity(
+            blob.key_type.encode() + b" " + base64.b64encode(blob.key_blob))
+        signer = certificate.signature_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).split()[1].decode()
+    except (ValueError, UnsupportedAlgorithm) as error:
+        return f"its certificate cannot be read ({error})"
+    by_signer = [entry for entry in entries if entry.key.get_base64() == signer]
+    if any(entry.revoked for entry in by_signer):
+        return f"the authority that signed its certificate is revoked in {by_signer[0].where}"
+    if not any(entry.marker == "@cert-authority" for entry in by_signer):
+        return "its certificate is signed by another authority"
+    try:
+        certificate.verify_cert_signature()
+    except InvalidSignature:
+        return "its certificate's signature does not check"
+    if certificate.type != serialization.SSHCertificateType.HOST:
+        return "its certificate is a user's, not a host's"
+    if certificate.valid_principals and name.encode() not in certificate.valid_principals:
+        listed = ", ".join(p.decode(errors="replace") for p in certificate.valid_principals)
+        return f"its certificate is for {listed}, not {name}"
+    if not certificate.valid_after <= now < certificate.valid_before:
+        return "its certificate is expired or not valid yet"
+    if certificate.critical_options:
+        return "its certificate carries critical options"
+    return None
+
+
+def certificates_only(sock, disabled_algorithms=None) -> paramiko.Transport:
+    """A transport that takes only host certificates: for a host known_hosts knows only
+    through an authority (OpenSSH asks for certificates first then)."""
+    transport = paramiko.Transport(sock, disabled_algorithms=disabled_algorithms)
+    options = transport.get_security_options()
+    options.key_types = [kind + CERTIFICATE for kind in options.key_types]
+    return transport
 
 
 def revocation_error(entries: list[Entry], shown_host: str, key) -> RefusedHostKey | None:
@@ -246,9 +300,24 @@ def prepare(connection, shown_host: str) -> Policy:
         if not entry.marker and entry.key not in revoked:
             keys.add(paramiko_name, entry.key.get_name(), entry.key)
     connection.client.set_missing_host_key_policy(_Checked(policy, shown_host, entries))
+    if any(entry.marker == "@cert-authority" for entry in entries) and \
+            not any(not entry.marker for entry in entries):
+        connection.connect_kwargs = {**connection.connect_kwargs,
+                                     "transport_factory": certificates_only}
     connection.ppc_known_entries = entries
     connection.ppc_host_policy = policy
     return policy
+
+
+def no_certificate_error(connection, shown_host: str, reason: str) -> TaskError | None:
+    """One line for a host that offered no certificate where only one would do."""
+    authority = next((entry for entry in getattr(connection, "ppc_known_entries", [])
+                      if entry.marker == "@cert-authority"), None)
+    if authority is None or "no acceptable host key" not in reason:
+        return None
+    return TaskError(f"known_hosts vouches for {shown_host} only through an SSH certificate "
+                     f"authority ({authority.where}), and it presents no host certificate: do "
+                     f"not use this host until its certificate is put right")
 
 
 def changed_key_error(connection, shown_host: str, error: paramiko.BadHostKeyException) -> TaskError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -180,21 +181,48 @@ def test_a_proxyjump_host_is_checked_as_the_host_is(jump, ssh_key):
     assert "is revoked in ~/.ssh/known_hosts line 3: do not use this host" in error, error
 
 
-def test_a_host_only_a_certificate_authority_vouches_for_is_refused(new_user, ssh_key, tmp_path):
+def certify(host, authority: Path, principals: str | None) -> None:
+    """Sign the host's ed25519 key with the SSH CA for `principals` and have its sshd
+    present the certificate (None: present none)."""
+    public = authority.parent / "host.pub"
+    public.write_text(host.out("cat /etc/ssh/ssh_host_ed25519_key.pub") + "\n")
+    certificate = authority.parent / "host-cert.pub"
+    certificate.unlink(missing_ok=True)
+    if principals is not None:
+        subprocess.run(["ssh-keygen", "-q", "-s", str(authority), "-I", "test-host", "-h", "-n",
+                        principals, "-V", "-5m:+1h", str(public)], check=True)
+        host.exec("cat > /etc/ssh/ssh_host_ed25519_key-cert.pub", input=certificate.read_bytes())
+    host.exec("sed -i '/^HostCertificate/d' /etc/ssh/sshd_config" + (
+        " && echo 'HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub' >> /etc/ssh/sshd_config"
+        if principals is not None else "") + " && kill -HUP $(cat /run/sshd.pid) && sleep 1")
+
+
+def test_a_host_a_certificate_authority_vouches_for_shows_its_certificate(new_user, ssh_key,
+                                                                           tmp_path):
+    """As OpenSSH: the host's certificate, signed by the authority known_hosts names, for
+    its name, valid now; never a plain key taken on trust, nothing recorded."""
     home, host = new_user
     known_hosts = home / ".ssh" / "known_hosts"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "ssh-ca")],
-                   check=True)
-    authority = (tmp_path / "ssh-ca.pub").read_text().split()[:2]
-    known_hosts.write_text(f"@cert-authority [127.0.0.1]:* {' '.join(authority)}\n")
-    refused = fab_as(home, "-H", host.target, "audit", key=ssh_key)
-    error = one_line_error(refused)
-    assert (f"known_hosts vouches for 127.0.0.1:{host.port} only through an SSH certificate "
-            "authority (~/.ssh/known_hosts line 1)") in error, error
-    assert "check the host's own key (ssh-ed25519 SHA256:" in error
-    assert known_hosts.read_text().count("\n") == 1  # nothing taken on trust
-    # With the host's own key added, as the message says, it is the host it was.
-    with known_hosts.open("a") as lines:
-        lines.write(f"[127.0.0.1]:{host.port} {host_key_line(host)}\n")
-    again = fab_as(home, "-H", host.target, "audit", key=ssh_key)
-    assert again.returncode == 0 and "recorded" not in again.stderr, again.stderr
+    authority = tmp_path / "ssh-ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(authority)], check=True)
+    vouching = " ".join((tmp_path / "ssh-ca.pub").read_text().split()[:2])
+    known_hosts.write_text(f"@cert-authority [127.0.0.1]:* {vouching}\n")
+
+    certify(host, authority, "127.0.0.1")
+    checked = fab_as(home, "-H", host.target, "audit", key=ssh_key)
+    assert checked.returncode == 0 and "recorded" not in checked.stderr, checked.stderr
+    assert known_hosts.read_text().count("\n") == 1
+    ssh = subprocess.run(["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=yes", "-o",
+                          f"UserKnownHostsFile={known_hosts}", "-o", "BatchMode=yes", "-i",
+                          str(ssh_key), "-p", str(host.port), "root@127.0.0.1", "true"],
+                         capture_output=True, text=True)
+    assert ssh.returncode == 0, ssh.stderr  # and OpenSSH agrees
+
+    for principals, problem in (("db.internal", "its certificate is for db.internal, not 127.0.0.1"),
+                                (None, "it presents no host certificate")):
+        certify(host, authority, principals)
+        refused = fab_as(home, "-H", host.target, "audit", key=ssh_key)
+        error = one_line_error(refused)
+        assert (f"known_hosts vouches for 127.0.0.1:{host.port} only through an SSH "
+                f"certificate authority (~/.ssh/known_hosts line 1), and {problem}") in error, error
+        assert known_hosts.read_text().count("\n") == 1  # nothing taken on trust

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import functools
+import time
 from types import SimpleNamespace
 
 import paramiko
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from paramiko.hostkeys import HostKeys
+from paramiko.message import Message
 
 from ppc_tasks import known_hosts
 from ppc_tasks.errors import TaskError
@@ -62,7 +69,8 @@ def test_entries_match_plain_hashed_wildcard_and_negated_names(tmp_path):
 def connection(tmp_path, ssh_config: dict, host="127.0.0.1", port=2201):
     return SimpleNamespace(ssh_config={"userknownhostsfile": str(tmp_path / "known_hosts"),
                                        "globalknownhostsfile": "none", **ssh_config},
-                           host=host, port=port, client=paramiko.SSHClient(), gateway=None)
+                           host=host, port=port, client=paramiko.SSHClient(), gateway=None,
+                           connect_kwargs={})
 
 
 def test_recorded_keys_reach_paramiko_under_its_own_name(tmp_path):
@@ -116,10 +124,59 @@ def test_a_host_only_a_certificate_authority_vouches_for_is_not_trusted_on_first
     (tmp_path / "known_hosts").write_text(line("@cert-authority [127.0.0.1]:*", OTHER_KEY))
     conn = connection(tmp_path, {})
     known_hosts.prepare(conn, "dev1")
+    # Only host certificates are asked for (OpenSSH asks for them first)...
+    assert conn.connect_kwargs["transport_factory"] is known_hosts.certificates_only
     with pytest.raises(known_hosts.RefusedHostKey, match="^known_hosts vouches for dev1 only "
-                       "through an SSH certificate authority"):
+                       "through an SSH certificate authority .* and it presents no host "
+                       "certificate"):  # ...and a plain key is never taken on trust
         conn.client._policy.missing_host_key(conn.client, "[127.0.0.1]:2201", HOST_KEY)
     assert (tmp_path / "known_hosts").read_text().count("\n") == 1
+
+
+NOW = time.time()
+
+
+def paramiko_key(public) -> paramiko.PKey:
+    kind, data = public.public_bytes(serialization.Encoding.OpenSSH,
+                                     serialization.PublicFormat.OpenSSH).split()[:2]
+    return paramiko.PKey.from_type_string(kind.decode(), base64.b64decode(data))
+
+
+def presented(authority, principals=(b"127.0.0.1",), kind=serialization.SSHCertificateType.HOST,
+              valid=(NOW - 60, NOW + 3600)) -> paramiko.PKey:
+    """A host key as paramiko has it from a host that presents a certificate."""
+    builder = (serialization.SSHCertificateBuilder()
+               .public_key(ed25519.Ed25519PrivateKey.generate().public_key())
+               .serial(1).key_id(b"host").type(kind)
+               .valid_after(int(valid[0])).valid_before(int(valid[1])))
+    builder = builder.valid_principals(list(principals)) if principals else \
+        builder.valid_for_all_principals()
+    certificate = builder.sign(authority)
+    data = certificate.public_bytes().split()[1]
+    return paramiko.Ed25519Key(msg=Message(base64.b64decode(data)))
+
+
+def test_a_host_certificate_is_checked_as_openssh_checks_it(tmp_path):
+    authority, other = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    vouching = known_hosts.Entry(tmp_path / "known_hosts", 1, ("*",),
+                                 paramiko_key(authority.public_key()), "@cert-authority")
+    check = functools.partial(known_hosts.certificate_problem, entries=[vouching],
+                              name="127.0.0.1", now=NOW)
+    assert check(presented(authority)) is None
+    assert check(presented(authority, principals=())) is None  # no principals: any host
+    assert check(presented(other)) == "its certificate is signed by another authority"
+    assert check(presented(authority, principals=(b"db.internal",))) == \
+        "its certificate is for db.internal, not 127.0.0.1"
+    assert check(presented(authority, valid=(NOW - 7200, NOW - 3600))) == \
+        "its certificate is expired or not valid yet"
+    assert check(presented(authority, kind=serialization.SSHCertificateType.USER)) == \
+        "its certificate is a user's, not a host's"
+    assert check(HOST_KEY) == "it presents no host certificate"
+    revoked = dataclasses.replace(vouching, line=2, marker="@revoked")
+    assert known_hosts.certificate_problem(presented(authority), [vouching, revoked], "127.0.0.1",
+                                           NOW).startswith("the authority that signed its "
+                                                           "certificate is revoked in ")
+    assert known_hosts.principal("[127.0.0.1]:2201") == "127.0.0.1"
 
 
 def test_a_name_typed_in_another_case_finds_its_hashed_line(tmp_path):
