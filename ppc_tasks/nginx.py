@@ -144,8 +144,9 @@ def site_step(facts: Facts, site: bytes) -> Step:
 def configure(host):
     """Install nginx if missing and serve the index over HTTPS; HTTP only redirects.
 
-    The site proxies to pypicloud on 127.0.0.1, with TLS 1.2+, no upload size limit and
-    the forwarded headers pypicloud needs for https:// links. It is checked with
+    The site proxies to pypicloud on 127.0.0.1, with TLS 1.2+, the upload size limit
+    (max_upload_size), security headers (HSTS, nosniff, no framing) and the forwarded
+    headers pypicloud needs for https:// links; other names get no answer. It is checked with
     `nginx -t` before it goes live (a rejected one is rolled back), and nginx is
     reloaded only when the site changed. Needs the certificate from certs.install (or
     tls_host_cert/tls_host_key).

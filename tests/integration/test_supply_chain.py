@@ -292,10 +292,11 @@ def test_status_shows_the_fallback_and_the_private_names(guarded, index, fab):
 
 
 def test_a_rollback_never_brings_back_a_removed_account_or_yesterdays_rules(guarded, index, fab):
-    # Yesterday: an account more, and looser rules (no private names, no owners granted,
-    # a day's window); today takes them away.
+    # Yesterday: an account more, looser rules (no private names, no owners granted, a
+    # day's window) and a server of other options (its largest request); today takes
+    # them away.
     yesterday = {**index.guarded(), "users": ["client", "ci", "temp"], "private_names": [],
-                 "owners": {}, "release_window": "24h"}
+                 "owners": {}, "release_window": "24h", "max_upload_size": "512m"}
     for settings in (yesterday, index.guarded()):
         result = fab("deploy", host=index.host, settings=settings)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -309,7 +310,8 @@ def test_a_rollback_never_brings_back_a_removed_account_or_yesterdays_rules(guar
     assert index.request("/simple/", "client").status == 200
     config = index.host.out("cat /etc/pypicloud/config.ini")
     assert "user.temp" not in config and "user.client" in config
-    # The code that ran yesterday, today's rules: acme-* stays home (yesterday it went
+    assert f"max_request_body_size = {512 * 1024 ** 2}" in config  # the retired server's own
+    # The server that ran yesterday, today's rules: acme-* stays home (yesterday it went
     # to PyPI), ci owns it, and a release closes after WINDOW seconds.
     assert f"ppc_guard.release_window = {WINDOW}\n" in config + "\n"
     assert "ppc_guard.private_names = acme-*" in config and "acme-* = ci" in config
