@@ -202,7 +202,9 @@ def user_files(step: str, settings: Settings, facts: Facts, password: str, trust
                                  merge_toml)],
     }[step]()
     names = user_file_names(on_mac(facts))[step]
-    return [(name, *part) for name, part in zip(names, ours, strict=True)]
+    if len(names) != len(ours):  # zip(strict=True) but on Python 3.9
+        raise ValueError(f"{step}: {len(ours)} files, {len(names)} names")
+    return [(name, *part) for name, part in zip(names, ours)]
 
 
 def user_file_step(step: str, facts: Facts, user_file: UserFile) -> Step:
@@ -315,8 +317,9 @@ def refuse_admin_client(settings: Settings) -> None:
 def configure(host, all_tools=False):
     """Point developer machines at the index: pip, twine, uv, Poetry and PDM, no flags.
 
-    Run on many hosts at once: fab -H dev1,dev2,dev3 clients.configure. For the
-    connecting user, each file merged into what is there (the first change keeps a
+    Example: ppc -H dev1,dev2,dev3 clients.configure
+
+    On many hosts at once. For the connecting user, each file merged into what is there (the first change keeps a
     .ppc-tasks-backup), 0600: ~/.pypirc gains the `internal` repository (twine upload
     -r internal), ~/.config/pip/pip.conf the index; where installed (or with
     --all-tools), uv gets ~/.config/uv/uv.toml and ~/.netrc (uv pip install, uv add,
@@ -336,8 +339,11 @@ def configure(host, all_tools=False):
 
 @many_hosts_task
 def unconfigure(host):
-    """Put developer machines back: every file configure wrote as it was before, the CA
-    out of the system store.
+    """Put developer machines back as they were before clients.configure, CA and all.
+
+    Example: ppc -H dev1,dev2 clients.unconfigure
+
+    Every file configure wrote as it was before, the CA out of the system store.
 
     --index NAME picks the index when several were deployed from this machine.
     """

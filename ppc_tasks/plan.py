@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
 from .facts import Facts, FileFacts, FileState
 from .render import script_argv
@@ -148,7 +149,7 @@ class Handler:
         return self.change if self.listens in notified else self.otherwise
 
 
-Step = Change | Unchanged | Handler
+Step = Union[Change, Unchanged, Handler]  # (not `|` at run time: Python 3.9)
 
 
 def resolved(steps: Sequence[Step]):

@@ -1,5 +1,7 @@
 """A certificate "from a company CA", as an operator would bring their own."""
 
+from __future__ import annotations
+
 import datetime
 from pathlib import Path
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,51 @@ def run(command: Path, *args: str, cwd: Path, fab) -> subprocess.CompletedProces
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")}
     return subprocess.run([str(command), *args], cwd=cwd, capture_output=True, text=True,
                           env={**environment, "HOME": str(fab.home)}, timeout=900)
+
+
+# The oldest Python pyproject.toml's requires-python admits (Debian 11's): the operator's
+# machine may have no newer one. The server image has its own (3.11).
+PYTHON_FLOOR = "3.9"
+# Unit tests that need more than the floor themselves (not ppc-tasks): the guard runs in
+# the server image; these two read their answers with tomllib and sqlite3's serialize.
+NEWER_PYTHON_TESTS = ("test_guard.py", "test_guard_simple_api.py", "test_clients.py",
+                      "test_backup.py")
+
+
+def floor_python() -> Path:
+    """Python PYTHON_FLOOR on this machine: pyenv's, or one on the PATH that runs (pyenv's
+    shims are on the PATH, and fail for a version not selected)."""
+    candidates = [*sorted(Path("~/.pyenv/versions").expanduser().glob(
+        f"{PYTHON_FLOOR}.*/bin/python{PYTHON_FLOOR}")), shutil.which(f"python{PYTHON_FLOOR}")]
+    for candidate in filter(None, candidates):
+        if subprocess.run([str(candidate), "-c", "pass"], capture_output=True).returncode == 0:
+            return Path(candidate)
+    raise AssertionError(f"no Python {PYTHON_FLOOR} here (python{PYTHON_FLOOR}, or pyenv's): "
+                         f"the declared floor needs one to be tested")
+
+
+def test_the_declared_python_floor_runs_ppc_and_the_unit_tests(installed, fab, tmp_path):
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={PYTHON_FLOOR}"
+    venv = tmp_path / "floor"
+    subprocess.run([str(floor_python()), "-m", "venv", str(venv)], check=True)
+    version = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; "
+                              "print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True)
+    assert version.stdout.strip() == PYTHON_FLOOR
+    (wheel,) = (installed.parent.parent / "dist").glob("ppc_tasks-*.whl")
+    added = subprocess.run([str(venv / "bin" / "pip"), "install", "-q",
+                            "--disable-pip-version-check", str(wheel), "pytest"],
+                           capture_output=True, text=True)
+    assert added.returncode == 0, added.stdout + added.stderr
+    listed = run(venv / "bin" / "ppc", "--list", cwd=tmp_path, fab=fab)
+    assert listed.returncode == 0 and "  deploy " in listed.stdout, listed.stdout + listed.stderr
+    helped = run(venv / "bin" / "ppc", "--help", "restore", cwd=tmp_path, fab=fab)
+    assert "--key-file" in helped.stdout, helped.stdout + helped.stderr
+    unit = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/unit", *(f"--ignore=tests/unit/{name}" for name in NEWER_PYTHON_TESTS)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert unit.returncode == 0 and " passed" in unit.stdout, unit.stdout[-3000:] + unit.stderr[-2000:]
 
 
 def test_ppc_lists_its_tasks_from_an_empty_directory(installed, fab, tmp_path):

@@ -1,5 +1,7 @@
 """Host scripts (files/sh/) run here, on local files, as the host layer runs them there."""
 
+from __future__ import annotations
+
 import subprocess
 
 from ppc_tasks.render import script_argv

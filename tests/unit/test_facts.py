@@ -1,5 +1,7 @@
 """The probe (files/sh/facts.sh) run on local files, read by ppc_tasks/facts.py."""
 
+from __future__ import annotations
+
 import os
 
 from ppc_tasks import facts as facts_module

@@ -1,5 +1,7 @@
 """packages: yanks decided from the facts, without a host (the upload is tested for real)."""
 
+from __future__ import annotations
+
 import pytest
 
 from ppc_tasks import packages

@@ -14,6 +14,8 @@ every index host sees the same and a backup of the sqlite database carries it:
 pypicloud rebuilds its own tables from the package store when they are empty; these it
 never touches.
 """
+from __future__ import annotations  # the operator's machine may run Python 3.9
+
 import json
 import secrets
 import threading
