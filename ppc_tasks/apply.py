@@ -30,7 +30,7 @@ from fabric import Connection
 from . import facts as facts_module
 from . import state
 from .archives import HashingReader
-from .errors import TaskError
+from .errors import TaskError, program
 from .facts import Facts
 from .plan import (
     Change,
@@ -282,7 +282,7 @@ class Host(Remote):
 
     def require_docker(self, facts: Facts) -> None:
         if facts.docker == "missing":
-            raise TaskError(f"Docker is not installed on {self.name}: fab -H {self.name} "
+            raise TaskError(f"Docker is not installed on {self.name}: {program()} -H {self.name} "
                             f"host.bootstrap installs it (or deploy --bootstrap)")
         if facts.docker != "running":
             raise TaskError(f"dockerd is not running on {self.name}: start it "

@@ -145,12 +145,14 @@ def prune(directory: Path, keep: int) -> list[Path]:
 # -- tasks ---------------------------------------------------------------------------------
 @host_task(mutating=False)
 def create(host, keep=0):
-    """Back the index up to this machine: <state_dir>/<index>/backups/<UTC time>.tar.gz.
+    """Back the index up to this machine, into <state_dir>/<index>/backups/.
 
-    A consistent snapshot of the database and the file of every release it lists,
+    Example: ppc -H pypi-internal backup --keep=14
+
+    One archive, <UTC time>.tar.gz: a consistent snapshot of the database and the file of every release it lists,
     streamed over SSH while the server keeps serving, checked as it arrives, signed with
     the index's key and verified once written. Mode 0600; secrets are not in it.
-    --keep=N deletes all but the N newest archives. With fab --dry, says what it would
+    --keep=N deletes all but the N newest archives. With --dry, says what it would
     write and writes nothing.
     """
     settings = host.settings
@@ -194,7 +196,9 @@ def create(host, keep=0):
 
 @task(auto_shortflags=False, help={"file": OPTION_HELP["file"]})
 def verify(c, file):
-    """Check a backup archive offline: fab backup.verify FILE (no -H).
+    """Check a backup archive offline, on this machine (no -H).
+
+    Example: ppc backup.verify ~/.local/state/ppc-tasks/pypi-internal/backups/20261125T171807Z.tar.gz
 
     Every member a regular file where an index has one, each once; every file against
     the manifest's sha256, nothing missing; the database holding only an index's tables
@@ -219,7 +223,9 @@ def verify(c, file):
 
 @host_task
 def restore(host, file, confirm="", from_other_index=False, key_file=""):
-    """Put a backup archive into the host's index: fab -H HOST restore FILE.
+    """Put a backup archive into the host's index, checked and swapped in.
+
+    Example: ppc -H pypi-internal restore backups/20261125T171807Z.tar.gz --confirm=pypi-internal
 
     The archive is verified here first (a damaged or forged one is refused and nothing
     changes), then staged inside the data volume and checked again while the server

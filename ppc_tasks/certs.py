@@ -377,9 +377,13 @@ def install(host):
 def trust(host):
     """Add the index's CA certificate to the host's system trust store.
 
-    Works on the Debian/Ubuntu family (update-ca-certificates) and the RHEL/Fedora
-    family (update-ca-trust); a host that already trusts it is left alone. The index
-    is the one deployed from this machine; --index NAME picks one of several.
+    Example: ppc -H dev1 certs.trust
+
+    Works on Debian and Ubuntu (update-ca-certificates), RHEL and Fedora
+    (update-ca-trust), Arch (trust extract-compat), openSUSE (update-ca-certificates),
+    Alpine (update-ca-certificates) and macOS (the System keychain); a host that already
+    trusts it is left alone. The index is the one deployed from this machine; --index
+    NAME picks one of several.
     """
     facts = host.read_facts([PLATFORM.query(), *trust_queries(host.settings)])
     plan = Plan()

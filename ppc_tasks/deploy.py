@@ -5,6 +5,7 @@ copies the file store into S3."""
 from __future__ import annotations
 
 import datetime
+import sys
 
 from . import (
     balancer,
@@ -20,11 +21,11 @@ from . import (
 )
 from .apply import Host
 from .bootstrap import plan_docker
-from .errors import TaskError
+from .errors import TaskError, program
 from .facts import DOCKER, IMAGE, PLATFORM, TEXT, UNIT, Facts
 from .local import LocalFacts
 from .plan import Change, Plan, boot_step
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .wiring import host_task
 
 
@@ -34,9 +35,24 @@ def queries(settings) -> list[str]:
             *certs.install_queries(settings), *certs.trust_queries(settings), *nginx.queries(settings)]
 
 
-@host_task
+def confirm_first_names(settings, *, name_from_host=False, **_) -> None:
+    """A first deploy fixes the index's names for good: never the -H alias unless the
+    operator says so (interactively, or with --name-from-host)."""
+    if not settings.names_from_host or name_from_host or settings.server_state_dir.exists():
+        return
+    if sys.stdin.isatty():
+        answer = input(f"No server_names are set: name the index {settings.index_name} for "
+                       f"good (its CA will sign for that name only)? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            return
+    raise SettingsError(f"ppc.server_names: set the names clients will use (a first deploy "
+                        f"fixes them: the CA signs for them only), or take "
+                        f"{settings.index_name} with deploy --name-from-host")
+
+
+@host_task(preflight=confirm_first_names)
 def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=False,
-           bootstrap=False):
+           bootstrap=False, name_from_host=False):  # name_from_host: for the preflight
     """Turn the host into an HTTPS package index: images, data, server, TLS, nginx.
 
     Every step is skipped when already done; the recap counts what changed and says
@@ -44,13 +60,21 @@ def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=Fa
     nginx are enabled at boot (with systemd), so the index comes back by itself after
     a reboot. --skip-build uses the images already on the host; --rebuild rebuilds
     them from scratch; --verbose shows the image builds' own output; --bootstrap
-    first installs the Docker engine where it is missing (as host.bootstrap). With fab
+    first installs the Docker engine where it is missing (as host.bootstrap). With
     --dry, shows what would change (diffs, commands) and changes nothing.
 
-    The index keeps its CA and passwords when names are added or reordered. For a host
-    that serves an index whose CA and passwords are not on this machine, deploy
-    refuses; --new-identity makes new ones (the old ones are set aside, never deleted;
-    every client must then be configured again).
+    Example: ppc -H pypi-internal deploy --bootstrap
+
+    A first deploy names the index for good (its CA signs for its names only): it takes
+    them from server_names, or, with none set, asks to take the -H host's name (or
+    takes it with --name-from-host).
+
+    The index keeps its CA and passwords when names are reordered, or added where the
+    CA may sign for them (by default, ca_name_constraints, only the first deploy's names
+    and names under them). For a new name it may not sign for, or a host that serves an
+    index whose CA and passwords are not on this machine, deploy refuses;
+    --new-identity makes new ones (the old ones are set aside, never deleted; every
+    client must then be configured again).
     """
     host.verbose = verbose
     facts = host.read_facts(queries(host.settings))
@@ -167,9 +191,9 @@ def recap(host: Host, new_client_account: bool = False) -> None:
               f"{settings.secrets_path}")
     if new_client_account:
         host.note(f"clients:     the account {settings.client_user!r} is new: run "
-                  f"`fab -H DEV1,DEV2,... clients.configure` again, so that developer machines "
+                  f"`{program()} -H DEV1,DEV2,... clients.configure` again, so that developer machines "
                   f"use it instead of an admin's password; then change the admin passwords "
                   f"they held (delete them from {settings.secrets_path} and deploy)")
     ca = certs.ca_path(settings)
     if ca:
-        host.note(f"CA:          {ca} (trust it on clients: fab -H CLIENT certs.trust)")
+        host.note(f"CA:          {ca} (clients.configure puts it on developer machines)")

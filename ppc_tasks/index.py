@@ -16,7 +16,7 @@ import datetime
 import json
 from pathlib import Path
 
-from .errors import TaskError
+from .errors import TaskError, program
 from .facts import DATA_CONTAINER, FILE, TEXT, VOLUME, Facts
 from .local import RECORD
 from .plan import Change, LocalFile, LocalMove, Step, Unchanged, file_step
@@ -75,7 +75,7 @@ def choose_for_clients(indexes: dict[str, tuple[str, ...]], names: tuple[str, ..
         return next(iter(indexes))
     if not indexes:
         raise TaskError(f"no index has been deployed from this machine ({state_dir} is "
-                        f"empty): run fab -H SERVER deploy first, or set ppc.server_names")
+                        f"empty): run {program()} -H SERVER deploy first, or set ppc.server_names")
     raise TaskError(f"several indexes were deployed from this machine ({known}): "
                     f"choose one with --index NAME")
 

@@ -46,12 +46,14 @@ def upload_error(output: str, files: list[str]) -> str:
 
 @task(auto_shortflags=False, help={name: OPTION_HELP[name] for name in ("files", "index")})
 def upload(c, files, index=""):
-    """Upload distributions to the index with twine: fab packages.upload 'dist/*'.
+    """Upload distributions to the index with twine, from this machine (no -H).
+
+    Example: ppc packages.upload 'dist/*'
 
     Runs on this machine (no -H), with the URL, the account (client_user) and the CA
     of the index deployed from here (--index NAME picks one when there are several).
     Quote the pattern, so that it reaches the task as one argument. A version already
-    on the index is refused with a clear error. With fab --dry, shows the twine command.
+    on the index is refused with a clear error. With --dry, shows the twine command.
     """
     with expected_failures():
         settings = settings_of(c, for_server=False, index_option=index)
@@ -151,7 +153,9 @@ def change_yank(host: Host, release: str, reason: str | None) -> None:
 
 @host_task
 def yank(host, release, reason=""):
-    """Yank a release: fab -H HOST packages.yank acme-tools==1.2.0 --reason "broken build".
+    """Yank a release: pip and uv skip it unless it is pinned exactly.
+
+    Example: ppc -H pypi-internal packages.yank acme-tools==1.2.0 --reason "broken build"
 
     pip and uv then skip every file of it, unless a requirement pins that very version
     (==1.2.0), and show the reason to whoever installs it that way. Nothing is deleted:
@@ -163,5 +167,8 @@ def yank(host, release, reason=""):
 
 @host_task
 def unyank(host, release):
-    """Take a yank back: fab -H HOST packages.unyank acme-tools==1.2.0."""
+    """Take a yank back: the release installs again as any other.
+
+    Example: ppc -H pypi-internal packages.unyank acme-tools==1.2.0
+    """
     change_yank(host, release, None)

@@ -83,7 +83,9 @@ def _integer(low: int, high: int):
 SETTINGS = (
     Setting("server_names", "", values.host_names,
             "DNS names and plain IP addresses clients use for the index; the first one of the "
-            "first deploy names the index (see Identity)",
+            "first deploy names the index, and its CA signs for these only (see Identity). "
+            "Unset, a first deploy asks to take the `-H` host's name (or takes it with "
+            "`--name-from-host`); later runs find the index by it",
             "the `-H` host, as typed (an `~/.ssh/config` alias)"),
     Setting("admins", "admin", values.accounts,
             "pypicloud admin users; passwords are generated on first deploy (see below)",
@@ -273,18 +275,22 @@ class _Behaviour:
         # dict, and FABRIC_PPC_OWNERS is read here.
         if not raw["owners"] and (environ or {}).get(ENV_PREFIX + "OWNERS"):
             raw["owners"] = environ[ENV_PREFIX + "OWNERS"]
-        if not values.string_list(raw, "server_names") and host:
+        named_by_host = not values.string_list(raw, "server_names") and bool(host)
+        if named_by_host:
             raw["server_names"] = [host]
         read = {setting.name: setting.read(raw, setting.key) for setting in cls.TABLE}
         return cls(**_check_together(read, require_names,
-                                     now or datetime.datetime.now(datetime.timezone.utc)))
+                                     now or datetime.datetime.now(datetime.timezone.utc)),
+                   names_from_host=named_by_host)
 
 
 def settings_class(table: tuple[Setting, ...]) -> type:
-    """The class of settings a table defines: one attribute per setting, and index_name,
-    the index's folder in state_dir (its identity, see index.py)."""
+    """The class of settings a table defines: one attribute per setting, index_name, the
+    index's folder in state_dir (its identity, see index.py), and names_from_host: the
+    -H host named the index, server_names being empty."""
     made = dataclasses.make_dataclass(
-        "Settings", [(setting.name, object) for setting in table] + [("index_name", str)],
+        "Settings", [(setting.name, object) for setting in table] + [
+            ("index_name", str), ("names_from_host", bool, dataclasses.field(default=False))],
         bases=(_Behaviour,), frozen=True, namespace={"TABLE": table})
     made.__module__ = __name__
     made.__doc__ = "The validated settings of a run (see settings_class)."

@@ -24,7 +24,7 @@ import paramiko
 from fabric import Connection
 
 from . import known_hosts
-from .errors import ConnectionLost, TaskError
+from .errors import ConnectionLost, TaskError, program
 from .render import script_argv, script_name
 
 Argv = Sequence[str]
@@ -224,7 +224,7 @@ class Remote:
                 raise TaskError(f"sudo on {self.name} refused the password given")
         if self.require_sudo and not self.can_sudo:
             raise TaskError(f"{self.connection.user}@{self.name} cannot use sudo without a "
-                            f"password: allow it (NOPASSWD) or run fab with "
+                            f"password: allow it (NOPASSWD) or run {program()} with "
                             f"--prompt-for-sudo-password")
 
     def _dial(self) -> None:

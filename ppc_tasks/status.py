@@ -18,6 +18,7 @@ from invoke.exceptions import Exit
 
 from . import balancer, certificates, certs, credentials, deploy, image, nginx, server
 from .apply import AUDIT_LOG, Host
+from .errors import program
 from .facts import HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
 from .plan import counted
 from .settings import DATA_DIR, Settings
@@ -109,7 +110,7 @@ def check_rollback(settings: Settings, facts: Facts) -> Check:
     running = f"runs {container.image}" if container else "no server"
     target = server.rollback_target(facts)
     return Check("rollback", True, f"{running}; rollback target: "
-                                   f"{target[0] + ' (fab rollback)' if target else 'none yet'}")
+                                   f"{target[0] + f' ({program()} rollback)' if target else 'none yet'}")
 
 
 def check_config(settings: Settings, facts: Facts, creds: credentials.Credentials | None) -> Check:
@@ -151,7 +152,16 @@ def check_publishing(settings: Settings) -> Check:
     return Check("publishing", True,
                  f"fallback {settings.fallback}: {UPSTREAM[settings.fallback]}; private names: "
                  f"{private}, and every project ever published here; a release closes "
-                 f"{closes} after its first file; owners granted: {owners or 'none'}")
+                 f"{closes} after its first file; owners granted: {owners or 'none'}; "
+                 f"an account's projects hold at most {size_text(settings.account_quota)}")
+
+
+def size_text(size: int) -> str:
+    """A size setting as the operator wrote it, about: 20 GiB, 500 MiB; 0 is no cap."""
+    for unit, factor in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2)):
+        if size >= factor:
+            return f"{size / factor:g} {unit}"
+    return f"{size} bytes" if size else "anything (no cap)"
 
 
 def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
@@ -243,7 +253,7 @@ def balancer_checks(settings: Settings, facts: Facts, now: datetime.datetime) ->
             check_certificate(settings, facts, now, trusted_here=False),
             check_nginx(settings, facts, site),
             Check("upstreams", True, f"forwards to {', '.join(settings.index_hosts)} "
-                                     f"(fab -H {','.join(settings.index_hosts)} status "
+                                     f"({program()} -H {','.join(settings.index_hosts)} status "
                                      f"checks them)")]
 
 
@@ -281,7 +291,9 @@ def check_host(host: Host) -> list[Check]:
 
 @task(auto_shortflags=False, help={"json": "print the checks as JSON, one object per host"})
 def status(c, json=False):
-    """How index hosts are doing, read-only: fab -H pypi1[,pypi2,...] status [--json].
+    """How index hosts are doing, read-only.
+
+    Example: ppc -H pypi1,pypi2 status --json
 
     Images (up to date with this repo?), the data store (volume, projects, files, size,
     disk free), the server container (running, /health, uptime, restarts), config drift

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from . import image, server
-from .errors import TaskError
+from .errors import TaskError, program
 from .facts import Facts
 from .plan import Change, Command, Step, Unchanged
 from .render import script
@@ -35,7 +35,7 @@ def refuse_to_leave_packages_behind(settings: Settings, facts: Facts, host_name:
     """A deploy that switched a file-store index to S3 would serve an empty bucket."""
     if needs_migration(settings, facts):
         raise TaskError(f"the index on {host_name} keeps its packages in its file store: "
-                        f"fab -H {host_name} storage.migrate moves them into S3 (bucket "
+                        f"{program()} -H {host_name} storage.migrate moves them into S3 (bucket "
                         f"{settings.s3_bucket}) and switches the server to it")
 
 

@@ -81,8 +81,9 @@ def trust(c, file=""):
 
     ppc reads the fabric.yaml (.yml, .json) of the directory it runs in only once it is
     trusted, and only its ppc: settings; a file with anything else (gateway,
-    ssh_config_path, runners, ...) is refused. Changing the file untrusts it. Example:
-    ppc trust
+    ssh_config_path, runners, ...) is refused. Changing the file untrusts it.
+
+    Example: ppc trust
     """
     with expected_failures():
         path = Path(file).resolve() if file else project_file(Path.cwd())

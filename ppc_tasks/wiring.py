@@ -25,7 +25,7 @@ from invoke.exceptions import Exit
 
 from . import index
 from .apply import Host, audit_line, settings_fingerprint
-from .errors import TaskError
+from .errors import TaskError, program
 from .settings import Settings, SettingsError
 from .ssh import display_name
 
@@ -71,6 +71,8 @@ OPTION_HELP = {
     "key_file": "the secrets.json (or the backup_key alone, hex) of the index that made "
                 "the archive, when this machine no longer has its key",
     "lines": "how many of the last lines to show",
+    "name_from_host": "on a first deploy without server_names, name the index after the "
+                      "-H host, for good",
     "new_identity": "make a new CA and passwords for an index whose own are not on "
                     "this machine (every client must be configured again)",
     "rebuild": "rebuild the images from scratch",
@@ -81,22 +83,25 @@ OPTION_HELP = {
 }
 
 
-def with_options(wrapper, body, **options):
+def with_options(wrapper, body, task_name=None, **options):
     """Give the task `wrapper` the options of `body` plus these (name=default), which the
-    wrapper takes for itself: `fab --help TASK` lists them all."""
+    wrapper takes for itself: `fab --help TASK` lists them all. task_name: the name it is
+    listed by, when not the function's."""
     signature = inspect.signature(body)
     parameters = list(signature.parameters.values()) + [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
         for name, default in options.items()]
     wrapper.__signature__ = signature.replace(parameters=parameters)
-    return task(wrapper, auto_shortflags=False,  # -i, -H and friends belong to fab
+    return task(wrapper, name=task_name, auto_shortflags=False,  # -i, -H and friends: fab's
                 help={parameter.name: OPTION_HELP[parameter.name] for parameter in parameters
                       if parameter.name in OPTION_HELP})
 
 
-def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name: str = ""):
+def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name: str = "",
+              preflight=None):
     """Make a Fabric task of `body(host, ...)` for one host: settings validated first,
-    then connected, sudo checked.
+    then connected, sudo checked. preflight(settings, **options) may refuse the run
+    before the host is touched (a SettingsError or TaskError: one line).
 
     For a server, the -H name names the index unless server_names says otherwise; a
     task for any other host (for_server=False) works with the index deployed from this
@@ -108,7 +113,8 @@ def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name
     with one line on stderr and exit code 1, never a traceback.
     """
     if body is None:
-        return functools.partial(host_task, for_server=for_server, mutating=mutating, name=name)
+        return functools.partial(host_task, for_server=for_server, mutating=mutating, name=name,
+                                 preflight=preflight)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
@@ -117,8 +123,10 @@ def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name
         where = display_name(c) if isinstance(c, Connection) else "the host"
         with expected_failures(where):
             settings = settings_of(c, for_server=for_server, index_option=index_option)
+            if preflight is not None:
+                preflight(settings, *args, **kwargs)
             if not isinstance(c, Connection):
-                raise TaskError("name the server to work on: fab -H HOST " + body.__name__)
+                raise TaskError(f"name the server to work on: {program()} -H HOST {body.__name__}")
             host = Host(c, settings, dry=bool(c.config.run.dry))
             host.lock_wait = int(lock_wait) if mutating and not host.dry else None
             collection = body.__module__.rsplit(".", 1)[-1]
@@ -143,7 +151,8 @@ def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name
     options = {"lock_wait": 0} if mutating else {}
     if not for_server:
         options["index"] = ""
-    return with_options(wrapper, body, **options)
+    return with_options(wrapper, body, task_name=name.rsplit(".", 1)[-1] if name else None,
+                        **options)
 
 
 # Tasks already run on every host of this `fab` run (see many_hosts_task).
@@ -212,7 +221,7 @@ def first_call(c, name: str) -> bool:
     if name in _finished:
         return False
     if not isinstance(c, Connection):
-        raise Exit("Error: name the hosts to work on: fab -H HOST1,HOST2 ...", code=2)
+        raise Exit(f"Error: name the hosts to work on: {program()} -H HOST1,HOST2 ...", code=2)
     _finished.add(name)
     return True
 

@@ -1,6 +1,7 @@
 """The two headline commands exactly as a new user types them: hosts named by
 ~/.ssh/config aliases, and a ~/.fabric.yaml with nothing but what the network needs
-(the proxy's CA for the image build). No -i, no -f, no server_names."""
+(the proxy's CA for the image build). No -i, no -f, no server_names: the first deploy
+says to take the alias as the index's name."""
 
 from __future__ import annotations
 
@@ -49,9 +50,23 @@ def fab(home, *args: str) -> subprocess.CompletedProcess:
                           env=environment, timeout=900)
 
 
+def test_a_first_deploy_takes_no_name_it_was_not_given(home, machines):
+    """The alias is a name for this machine only, and a first deploy fixes the index's
+    names for good: without server_names it asks (here, with no terminal, it cannot)."""
+    server = machines[0]
+    refused = fab(home, "-H", "pypi-internal", "deploy")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.strip() == (
+        "Error: ppc.server_names: set the names clients will use (a first deploy fixes "
+        "them: the CA signs for them only), or take pypi-internal with deploy "
+        "--name-from-host"), refused.stderr
+    assert not (home / ".local" / "state" / "ppc-tasks" / "pypi-internal").exists()
+    assert server.out("ls /etc/pypicloud /var/log/ppc-tasks 2>&1 || true").count("No such") == 2
+
+
 @pytest.fixture(scope="module")
 def deployed_by_alias(home):
-    return fab(home, "-H", "pypi-internal", "deploy")
+    return fab(home, "-H", "pypi-internal", "deploy", "--name-from-host")
 
 
 def test_the_index_is_named_as_typed_after_h(deployed_by_alias, home):

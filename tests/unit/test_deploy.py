@@ -13,7 +13,7 @@ from ppc_tasks import apply, certs, credentials, deploy, image, index, nginx, se
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, ImageFacts
 from ppc_tasks.plan import Change, Plan, Unchanged, describe, unified_diff
-from ppc_tasks.settings import Settings
+from ppc_tasks.settings import Settings, SettingsError
 from ppc_tasks.system import FAMILIES, parse_platform
 
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
@@ -361,3 +361,25 @@ def test_nginx_is_reloaded_when_it_has_not_read_the_files_as_they_are(settings):
         "reload nginx: it has not loaded the site or certificate as they are")
     facts.files[nginx.LOADED_PATH] = FileFacts(None)  # deployed by a release before the record
     assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == ["nginx.service"]
+
+
+def test_a_first_deploy_names_the_index_only_as_told(tmp_path, monkeypatch):
+    by_alias = Settings.from_config({"state_dir": str(tmp_path)}, host="pypi-internal")
+    assert by_alias.names_from_host and by_alias.index_name == "pypi-internal"
+    with pytest.raises(SettingsError, match="^ppc.server_names: set the names clients will use "
+                                            ".* or take pypi-internal with deploy --name-from-host$"):
+        deploy.confirm_first_names(by_alias)
+    deploy.confirm_first_names(by_alias, name_from_host=True)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda question: "y")
+    deploy.confirm_first_names(by_alias)  # asked, and said yes
+    monkeypatch.setattr("builtins.input", lambda question: "")
+    with pytest.raises(SettingsError):
+        deploy.confirm_first_names(by_alias)
+    # Named in the settings, or an index this machine deployed already: nothing to ask.
+    named = Settings.from_config({"server_names": ["pypi.example.com"],
+                                  "state_dir": str(tmp_path)}, host="pypi-internal")
+    deploy.confirm_first_names(named)
+    by_alias.server_state_dir.mkdir(parents=True)
+    monkeypatch.setattr("builtins.input", lambda question: pytest.fail("asked again"))
+    deploy.confirm_first_names(by_alias)

@@ -88,7 +88,7 @@ def test_rollback_says_what_runs_and_what_rollback_would_return_to():
     facts.files[server.ROLLBACK_CONTAINER] = FileFacts(
         FileState(hashlib.sha256(record).hexdigest(), "600", "0:0"), content=record)
     assert status.check_rollback(settings, facts).detail == (
-        "runs ppc/pypicloud:1.3.12-new; rollback target: ppc/pypicloud:1.3.12-old (fab rollback)")
+        "runs ppc/pypicloud:1.3.12-new; rollback target: ppc/pypicloud:1.3.12-old (ppc rollback)")
 
 
 def test_s3_and_a_shared_cache_are_checked_as_the_server_sees_them(tmp_path):
@@ -142,3 +142,16 @@ def test_a_balancer_is_checked_for_its_certificate_and_nginx_not_for_an_index(tm
     # The certificate's CA need not be in a balancer's own trust store.
     assert all(check.ok for check in checks.values()), checks
     assert checks["upstreams"].detail.startswith("forwards to idx1, idx2")
+
+
+def test_the_publishing_line_says_what_the_index_promises(tmp_path):
+    settings = Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path),
+                                     "users": ["ci"], "private_names": ["acme-*"],
+                                     "owners": {"acme-*": ["ci"]},
+                                     "release_window": "90m", "account_quota": "500m"}, host=None)
+    check = status.check_publishing(settings)
+    assert check.ok and check.detail == (
+        "fallback redirect: a name the index never held is redirected to PyPI; private names: "
+        "acme-*, and every project ever published here; a release closes 90 min after its "
+        "first file; owners granted: acme-*: ci; an account's projects hold at most 500 MiB")
+    assert status.size_text(0) == "anything (no cap)" and status.size_text(20 * 1024 ** 3) == "20 GiB"

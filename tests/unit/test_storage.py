@@ -27,7 +27,7 @@ def on_s3(settings, monkeypatch):
 def test_a_file_store_is_copied_into_s3_before_the_server_is_replaced(settings, on_s3):
     facts = warm_facts(settings)  # the host runs the index on its file store
     with pytest.raises(TaskError, match=r"^the index on h keeps its packages in its file store: "
-                                        r"fab -H h storage.migrate moves them into S3"):
+                                        r"ppc -H h storage.migrate moves them into S3"):
         deploy.plan_deploy(on_s3, facts, NOW, "h")
     plan = deploy.plan_deploy(on_s3, facts, NOW, "h", migrate_storage=True)
     steps = changed(plan)
