@@ -221,7 +221,7 @@ def verify(c, file):
         print(f"verified {path}: {verified.summary}; {made}", flush=True)
 
 
-@host_task
+@host_task(option_help={"confirm": "the index's name, to replace every package it holds"})
 def restore(host, file, confirm="", from_other_index=False, key_file=""):
     """Put a backup archive into the host's index, checked and swapped in.
 

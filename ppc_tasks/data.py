@@ -183,7 +183,8 @@ def create(host):
     host.carry_out(plan)
 
 
-@host_task
+@host_task(option_help={"confirm": "the data volume's name (ppc.data_volume), to delete it "
+                                   "and every package in it"})
 def destroy(host, confirm=""):
     """Delete the data container, its volume and ALL uploaded packages; needs --confirm=VOLUME.
 

@@ -151,11 +151,11 @@ def server_image(settings: Settings, facts: Facts,
 
 
 @host_task
-def build(host, force=False, verbose=False):
+def build(host, rebuild=False, verbose=False):
     """Build the data and server images on the host; skipped when already up to date.
 
     The images are rebuilt when the files in docker/, the base image or the build
-    options change. --force rebuilds from scratch (no layer cache), e.g. to pick up
+    options change. --rebuild rebuilds from scratch (no layer cache), e.g. to pick up
     security updates of the base image's packages. --verbose shows the build's own
     output as it comes.
     """
@@ -163,5 +163,5 @@ def build(host, force=False, verbose=False):
     facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *queries(host.settings)])
     host.require_docker(facts)
     plan = Plan()
-    plan.add(*plan_images(host.settings, facts, force=force))
+    plan.add(*plan_images(host.settings, facts, force=rebuild))
     host.carry_out(plan)

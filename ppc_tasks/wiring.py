@@ -61,10 +61,9 @@ OPTION_HELP = {
                  "(default: stop at once, naming who holds it)",
     "all_tools": "configure uv, Poetry and PDM even where they are not installed",
     "bootstrap": "first install the Docker engine where it is missing (as host.bootstrap)",
-    "confirm": "the name the task asks for, to let it delete or replace packages",
     "file": "a backup archive (made by backup.create)",
     "files": "the distributions, as a quoted pattern: 'dist/*'",
-    "force": "rebuild from scratch, without the layer cache",
+    "follow": "then go on showing new lines as they come, until Ctrl-C",
     "from_other_index": "restore an archive another index made (or one not signed): its "
                         "packages replace this index's",
     "keep": "then delete all but this many newest archives (0: keep all)",
@@ -75,30 +74,33 @@ OPTION_HELP = {
                       "-H host, for good",
     "new_identity": "make a new CA and passwords for an index whose own are not on "
                     "this machine (every client must be configured again)",
-    "rebuild": "rebuild the images from scratch",
+    "rebuild": "rebuild the images from scratch, without Docker's layer cache",
     "reason": "why the release is yanked (one line; pip and uv show it)",
     "release": "the release, as NAME==VERSION",
+    "since": "only the server's lines since then: 10m, 2h, 2026-12-01T09:00",
     "skip_build": "use the images already on the host",
     "verbose": "show the image builds' own output",
 }
 
 
-def with_options(wrapper, body, task_name=None, **options):
+def with_options(wrapper, body, task_name=None, option_help=None, **options):
     """Give the task `wrapper` the options of `body` plus these (name=default), which the
-    wrapper takes for itself: `fab --help TASK` lists them all. task_name: the name it is
-    listed by, when not the function's."""
+    wrapper takes for itself: `fab --help TASK` lists them all, each with its OPTION_HELP
+    line or the task's own (option_help). task_name: the name it is listed by, when not
+    the function's."""
+    helps = {**OPTION_HELP, **(option_help or {})}
     signature = inspect.signature(body)
     parameters = list(signature.parameters.values()) + [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
         for name, default in options.items()]
     wrapper.__signature__ = signature.replace(parameters=parameters)
     return task(wrapper, name=task_name, auto_shortflags=False,  # -i, -H and friends: fab's
-                help={parameter.name: OPTION_HELP[parameter.name] for parameter in parameters
-                      if parameter.name in OPTION_HELP})
+                help={parameter.name: helps[parameter.name] for parameter in parameters
+                      if parameter.name in helps})
 
 
 def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name: str = "",
-              preflight=None):
+              preflight=None, option_help=None):
     """Make a Fabric task of `body(host, ...)` for one host: settings validated first,
     then connected, sudo checked. preflight(settings, **options) may refuse the run
     before the host is touched (a SettingsError or TaskError: one line).
@@ -114,7 +116,7 @@ def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name
     """
     if body is None:
         return functools.partial(host_task, for_server=for_server, mutating=mutating, name=name,
-                                 preflight=preflight)
+                                 preflight=preflight, option_help=option_help)
 
     @functools.wraps(body)
     def wrapper(c, *args, **kwargs):
@@ -152,7 +154,7 @@ def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name
     if not for_server:
         options["index"] = ""
     return with_options(wrapper, body, task_name=name.rsplit(".", 1)[-1] if name else None,
-                        **options)
+                        option_help=option_help, **options)
 
 
 # Tasks already run on every host of this `fab` run (see many_hosts_task).

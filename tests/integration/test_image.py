@@ -82,7 +82,7 @@ def test_a_long_build_shows_progress_and_verbose_streams_its_output(deployed, fa
     assert re.search(r"image\.server\s+changed\s+built \S+ in \d+\.\d s$", built.stdout,
                      re.MULTILINE), built.stdout
 
-    again = fab("image.build", "--force", host=deployed.host, settings=unique)
+    again = fab("image.build", "--rebuild", host=deployed.host, settings=unique)
     assert again.returncode == 0, again.stdout + again.stderr
     # Without --verbose, a log says once that the slow step runs, and how long it took.
     assert "image.server       running   (a step that takes a while)" in again.stdout

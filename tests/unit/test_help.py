@@ -84,3 +84,14 @@ def test_the_json_list_names_each_task_as_it_runs(capsys, tmp_path, monkeypatch)
 def test_messages_name_the_command_that_runs(argv0, shown, monkeypatch):
     monkeypatch.setattr("sys.argv", [argv0])
     assert program() == shown
+
+
+def test_an_option_means_one_thing_and_its_help_says_which():
+    def help_of(task, option):
+        return {argument.name: argument.help for argument in copy.deepcopy(task).get_arguments()
+                }[option]
+
+    assert "data volume" in help_of(TASKS["data.destroy"], "confirm")
+    assert "index's name" in help_of(TASKS["restore"], "confirm")
+    # One name for one thing: a rebuild from scratch is --rebuild wherever it is offered.
+    assert help_of(TASKS["image.build"], "rebuild") == help_of(TASKS["deploy"], "rebuild")
