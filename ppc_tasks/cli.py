@@ -28,6 +28,7 @@ from . import (
     certs,
     clients,
     data,
+    effective,
     image,
     nginx,
     packages,
@@ -37,7 +38,7 @@ from . import (
 )
 from .deploy import deploy, migrate_storage, rollback
 from .settings import DEFAULTS
-from .status import audit, status
+from .status import audit, logs, status
 
 # `fab -H HOST backup` takes a backup; `fab backup.verify FILE` checks one.
 backups = Collection("backup")
@@ -54,7 +55,8 @@ hosts.add_task(bootstrap.bootstrap)
 
 namespace = Collection(image, data, server, certs, nginx, clients, packages, backups, balancer,
                        storage, hosts)
-for top_level in (deploy, rollback, status, audit, backup.restore, trust.trust):
+for top_level in (deploy, rollback, status, audit, logs, backup.restore, trust.trust,
+                  effective.config):
     namespace.add_task(top_level)
 # Registering every default makes each one overridable from any config layer,
 # including FABRIC_PPC_<KEY> environment variables.

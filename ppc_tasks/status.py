@@ -21,6 +21,7 @@ from .apply import AUDIT_LOG, Host
 from .errors import program
 from .facts import HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
 from .plan import counted
+from .render import script_argv
 from .settings import DATA_DIR, Settings
 from .wiring import first_call, host_task, on_each_host, print_table, settings_of
 
@@ -350,3 +351,21 @@ def audit(host, lines=20):
         return
     for line in result.stdout.splitlines():
         print(line, flush=True)
+
+
+@host_task(mutating=False)
+def logs(host, lines=50, since="", follow=False):
+    """Show the server's log and nginx's errors, each line marked with where it is from.
+
+    Example: ppc -H pypi-internal logs --since 2h --follow
+
+    The last --lines of each (the server's since --since: 10m, 2h, a date); --follow
+    then shows them as they grow, until Ctrl-C. Errors the server answered with a bare
+    500 are explained here (the client is told only that the log says why).
+    """
+    argv = script_argv("logs", host.settings.server_container, str(int(lines)), since,
+                       "1" if follow else "0")
+    try:
+        host.run(argv, root=True, echo=True)
+    except KeyboardInterrupt:  # how --follow ends
+        print(flush=True)

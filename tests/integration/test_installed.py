@@ -180,6 +180,35 @@ def test_a_directorys_fabric_yaml_is_read_only_once_trusted(installed, fab, depl
     assert run(installed / "ppc", *status, cwd=tmp_path, fab=fab).returncode == 2
 
 
+def test_ppc_config_says_where_each_setting_comes_from(installed, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".fabric.yaml").write_text("ppc:\n  users: [ci]\n  release_window: 2h\n")
+    (tmp_path / "fabric.yaml").write_text(json.dumps({"ppc": {"server_names": ["pypi.example.com"]}}))
+    runtime = tmp_path / "run.json"
+    runtime.write_text(json.dumps({"ppc": {"release_window": "30m"}}))
+    environment = {**{k: v for k, v in os.environ.items() if not k.startswith("FABRIC_")},
+                   "HOME": str(home), "FABRIC_PPC_FALLBACK": "none"}
+
+    def ppc(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(installed / "ppc"), *args], cwd=tmp_path, capture_output=True,
+                              text=True, env={**environment, **extra}, timeout=60)
+
+    assert ppc("trust").returncode == 0
+    shown = ppc("-f", str(runtime), "config")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    lines = {line.split()[0]: line for line in shown.stdout.splitlines()}
+    assert lines["server_names"].endswith(f"pypi.example.com  ({tmp_path}/fabric.yaml)")
+    assert lines["users"].endswith("ci  (~/.fabric.yaml)")
+    assert lines["release_window"].endswith(f"30m  ({runtime})")  # -f over ~/.fabric.yaml
+    assert lines["fallback"].endswith("none  ($FABRIC_PPC_FALLBACK)")
+    assert lines["admins"].endswith("admin  (default)")
+    assert shown.stdout.rstrip().endswith("valid together")
+    wrong = ppc("config", FABRIC_PPC_FALLBACK="sometimes")
+    assert wrong.returncode == 2 and wrong.stderr.strip().startswith(
+        "Error: ppc.fallback: must be one of"), wrong.stderr
+
+
 def test_a_users_own_fabfile_adds_the_collections(installed, fab, deployed, tmp_path):
     (tmp_path / "fabfile.py").write_text(USER_FABFILE)
     (tmp_path / "fabric.yaml").write_text(json.dumps({"ppc": deployed.settings()}))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import http.client
 import re
+import signal
+import threading
 
 import pytest
 from cryptography import x509
@@ -264,3 +266,25 @@ def test_an_index_named_by_its_address_alone_serves_https_and_its_ca_names_no_ho
                         f"ppc-tasks-{host.address}.crt /tmp/forged.pem", check=False)
     assert verdict.returncode != 0 and b"excluded subtree violation" in verdict.stdout + \
         verdict.stderr, verdict
+
+
+def test_logs_show_the_server_and_nginx_and_follow_them(deployed, fab):
+    shown = fab("logs", "--lines=5", "--since=24h", host=deployed.host, settings=deployed.settings())
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert any(line.startswith("pypicloud | ") for line in shown.stdout.splitlines()), shown.stdout
+    following = fab("logs", "--lines=1", "--follow", host=deployed.host,
+                    settings=deployed.settings(), background=True)
+    seen: list[str] = []
+    reading = threading.Thread(target=lambda: seen.extend(following.stdout), daemon=True)
+    reading.start()
+    try:
+        harness.wait_for(lambda: any(line.startswith("pypicloud | ") for line in seen),
+                         "the followed log's first line", 60)
+        deployed.host.exec("docker exec pypicloud sh -c 'echo ppc-logs-marker > /proc/1/fd/1'")
+        harness.wait_for(lambda: "pypicloud | ppc-logs-marker\n" in seen,
+                         "the marker in the followed log", 30)
+    finally:
+        following.send_signal(signal.SIGINT)
+        errors = following.stderr.read()
+        following.wait(timeout=30)
+    assert following.returncode == 0 and "Traceback" not in errors, errors
