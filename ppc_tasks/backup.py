@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,10 +124,10 @@ class NamedKey:
 def named_key(path: Path) -> NamedKey:
     """The backup key in a file: an index's secrets.json, or its backup_key alone (hex)."""
     text = path.read_text().strip()
+    value = credentials.load(path).backup_key if text.startswith("{") else text
     try:
-        value = json.loads(text).get("backup_key", "") if text.startswith("{") else text
         key = bytes.fromhex(value)
-    except (ValueError, AttributeError):
+    except ValueError:
         key = b""
     if len(key) < 16:
         raise TaskError(f"{path} holds no backup key: give a secrets.json of the index that "

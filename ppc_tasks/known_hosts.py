@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import serialization
 from paramiko.hostkeys import HostKeys, InvalidHostKey
 
 from .errors import TaskError
+from .state import shown
 
 USER_FILES = "~/.ssh/known_hosts ~/.ssh/known_hosts2"
 CERTIFICATE = "-cert-v01@openssh.com"  # a host key algorithm's certificate form
@@ -62,7 +63,7 @@ class Entry:
 
     @property
     def where(self) -> str:
-        return f"{_shown(self.path)} line {self.line}"
+        return f"{shown(self.path)} line {self.line}"
 
 
 @dataclass(frozen=True)
@@ -167,12 +168,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     return key.fingerprint  # "SHA256:..." as ssh-keygen -l shows it
 
 
-def _shown(path: Path) -> str:
-    home = os.path.expanduser("~")
-    text = str(path)
-    return "~" + text[len(home):] if text.startswith(home + "/") else text
-
-
 # -- doing ---------------------------------------------------------------------------------
 class _Checked(paramiko.MissingHostKeyPolicy):
     """Called by paramiko, before it logs in, for a key that no usable entry records:
@@ -196,14 +191,14 @@ class _Checked(paramiko.MissingHostKeyPolicy):
                                      f"is put right")
             return  # vouched for by its authority: as OpenSSH, nothing is recorded
         if policy.strict == "yes" or not policy.user_files:
-            where = _shown(policy.user_files[0]) if policy.user_files else "a known_hosts file"
+            where = shown(policy.user_files[0]) if policy.user_files else "a known_hosts file"
             raise UnknownHostKey(
                 f"the SSH host key of {self.shown_host} is not known and ssh_config says "
                 f"StrictHostKeyChecking yes: check its fingerprint ({fingerprint(key)}), add "
                 f"it to {where} (ssh once, or ssh-keyscan) and run again")
         record(policy.user_files[0], known_line(policy.name, key, policy.hash_new))
         print(f"[{self.shown_host}] recorded its SSH host key ({key.get_name()} "
-              f"{fingerprint(key)}) in {_shown(policy.user_files[0])}", file=sys.stderr, flush=True)
+              f"{fingerprint(key)}) in {shown(policy.user_files[0])}", file=sys.stderr, flush=True)
 
 
 class RefusedHostKey(paramiko.SSHException):
@@ -329,7 +324,7 @@ def changed_key_error(connection, shown_host: str, error: paramiko.BadHostKeyExc
     entry = next((entry for entry in connection.ppc_known_entries
                   if not entry.revoked and entry.key == error.expected_key), None)
     where = entry.where if entry else "known_hosts"
-    file = _shown(entry.path) if entry else "~/.ssh/known_hosts"
+    file = shown(entry.path) if entry else "~/.ssh/known_hosts"
     return TaskError(f"the SSH host key of {shown_host} has changed ({error.key.get_name()} "
                      f"{fingerprint(error.key)}; {where} holds another): someone may be in "
                      f"between; if the host was rebuilt, remove that line (ssh-keygen -R "

@@ -16,3 +16,9 @@ def write(path: Path, data: bytes, mode: int = 0o600) -> None:
     with os.fdopen(descriptor, "wb") as stream:
         stream.write(data)
     os.replace(temporary, path)
+
+
+def shown(path: str | Path) -> str:
+    """A path on this machine as its operator writes it: ~ for the home folder."""
+    home, text = os.path.expanduser("~"), str(path)
+    return "~" + text[len(home):] if text.startswith(home + os.sep) else text

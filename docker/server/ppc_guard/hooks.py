@@ -108,9 +108,10 @@ def _guard_uploads(rules):
             raise refused(403, f"{project} is a private name of this index: it is never "
                                f"looked up on the upstream index")
         distribution = read_distribution(filename, data, refuse=uploader is not None)
+        records = registry.of(self)
         if uploader is not None and not self.request.access.is_admin(uploader):
-            refusal = quota_refusal(uploader, registry.of(self).held_by(uploader),
-                                    distribution.size, rules.account_quota)
+            refusal = quota_refusal(uploader, records.held_by(uploader), distribution.size,
+                                    rules.account_quota)
             if refusal:
                 raise refused(413, refusal)
         # A copy of the upstream's file keeps the upstream's upload time and yank.
@@ -119,7 +120,6 @@ def _guard_uploads(rules):
         if release is not None and release.get("uploaded"):
             kwargs["last_modified"] = release["uploaded"]
         package = upload(self, filename, data, name, version, *args, **kwargs)
-        records = registry.of(self)
         records.record_file(filename, project, distribution)
         if release is not None and release.get("yanked") is not None:
             records.yank(project, package.version, release["yanked"])
