@@ -30,6 +30,7 @@ from . import (
     data,
     effective,
     image,
+    init,
     nginx,
     packages,
     server,
@@ -55,8 +56,8 @@ hosts.add_task(bootstrap.bootstrap)
 
 namespace = Collection(image, data, server, certs, nginx, clients, packages, backups, balancer,
                        storage, hosts)
-for top_level in (deploy, rollback, status, audit, logs, backup.restore, trust.trust,
-                  effective.config):
+for top_level in (init.init, deploy, rollback, status, audit, logs, backup.restore,
+                  trust.trust, effective.config):
     namespace.add_task(top_level)
 # Registering every default makes each one overridable from any config layer,
 # including FABRIC_PPC_<KEY> environment variables.

@@ -42,7 +42,7 @@ def shown(value) -> str:
     if hasattr(value, "items"):
         return "; ".join(f"{key}: {shown(item)}" for key, item in value.items()) or "{}"
     if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value))
+        return ", ".join(map(str, value)) or "(none)"
     return str(value) if value != "" else "(none)"
 
 

@@ -75,6 +75,12 @@ def trusted_settings(path: Path) -> dict:
     return ppc_settings(path, content)
 
 
+def record(path: Path, content: bytes) -> None:
+    """Trust `path` as `content`: ppc reads it while its bytes are these."""
+    trusted = {**trusted_digests(), str(path.resolve()): digest(content)}
+    state.write(TRUSTED_FILES.expanduser(), json.dumps(trusted, indent=2, sort_keys=True).encode())
+
+
 @task(help={"file": "the file to trust (default: the fabric.yaml of this directory)"})
 def trust(c, file=""):
     """Let ppc read this directory's fabric.yaml, as it is now (read it first).
@@ -91,8 +97,6 @@ def trust(c, file=""):
             raise TaskError(f"no {', '.join(PROJECT_FILES)} here: nothing to trust")
         content = path.read_bytes()
         settings = ppc_settings(path, content).get("ppc", {})
-        trusted = {**trusted_digests(), str(path): digest(content)}
-        state.write(TRUSTED_FILES.expanduser(),
-                    json.dumps(trusted, indent=2, sort_keys=True).encode())
+        record(path, content)
     print(f"trusted {path} (sha256 {digest(content)[:16]}), which sets: "
           f"{', '.join(sorted(settings)) or 'nothing'}; a change untrusts it")
