@@ -18,6 +18,7 @@ import getpass
 import hashlib
 import json
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -44,7 +45,7 @@ from .plan import (
 )
 from .render import script, script_argv
 from .settings import Settings
-from .ssh import Remote, last_lines, shown
+from .ssh import Remote, Result, failure, last_lines, shown
 
 LOCK_PATH = "/run/lock/ppc-tasks.lock"
 # Held by each command of a run that holds LOCK_PATH: a command can outlive the SSH
@@ -89,8 +90,9 @@ def do_here(local: Sequence[LocalFile | LocalMove]) -> None:
 class Host(Remote):
     """A connected host, with the validated settings and a record of what changed."""
 
-    def __init__(self, connection: Connection, settings: Settings, dry: bool = False):
-        super().__init__(connection)
+    def __init__(self, connection: Connection | None, settings: Settings, dry: bool = False,
+                 name: str = ""):
+        super().__init__(connection, name)
         self.settings = settings
         self.dry = dry
         self.changed_steps: list[str] = []
@@ -276,9 +278,10 @@ class Host(Remote):
         if self.dry:
             self.note(f"dry run: {changed} would change, {unchanged} unchanged; nothing was changed")
             return
+        trips = self.round_trips
         self.note(f"done: {changed} changed, {unchanged} unchanged in "
-                  f"{time.monotonic() - self.started:.1f} s ({self.round_trips} SSH round "
-                  f"trip{'' if self.round_trips == 1 else 's'})")
+                  f"{time.monotonic() - self.started:.1f} s" + (
+                      f" ({trips} SSH round trip{'' if trips == 1 else 's'})" if trips else ""))
 
     def require_docker(self, facts: Facts) -> None:
         if facts.docker == "missing":
@@ -287,3 +290,24 @@ class Host(Remote):
         if facts.docker != "running":
             raise TaskError(f"dockerd is not running on {self.name}: start it "
                             f"(systemctl start docker) and run again")
+
+
+class ThisMachine(Host):
+    """The machine ppc runs on, as the user running it (never root): the same facts,
+    plans and report as a host over SSH, for a user who sets up their own machine."""
+
+    def __init__(self, settings: Settings, dry: bool = False):
+        super().__init__(None, settings, dry, name=socket.gethostname())
+        self.sudo = "none"
+
+    def run(self, argv, *, root: bool = False, stdin=b"", check: bool = True,
+            echo: bool = False) -> Result:
+        if root:
+            raise TaskError(f"{shown(argv)} would need root, which {self.name} is not asked for")
+        done = subprocess.run(list(argv), input=stdin if isinstance(stdin, bytes) else stdin.read(),
+                              capture_output=True, check=False)
+        result = Result(done.returncode, done.stdout.decode(errors="replace"),
+                        done.stderr.decode(errors="replace"))
+        if check and not result.ok:
+            raise failure(argv, result)
+        return result

@@ -16,9 +16,13 @@ import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from . import certs, credentials
-from .errors import TaskError
+from fabric import task
+
+from . import certs, client_kit, credentials
+from .apply import ThisMachine
+from .errors import TaskError, program
 from .facts import FILE, PIP, PLATFORM, TEXT, TOOL, Facts, FileFacts
 from .merging import (
     REPOSITORY,
@@ -32,7 +36,7 @@ from .plan import Change, Command, Plan, Step, Unchanged, file_step, one_step
 from .render import render, script_argv
 from .settings import Settings, SettingsError
 from .system import FAMILIES
-from .wiring import many_hosts_task
+from .wiring import OPTION_HELP, expected_failures, many_hosts_task, settings_of
 
 PYPIRC = ".pypirc"
 # pip's per-user file on Linux; the seed's ~/.pip/pip.conf is the legacy location.
@@ -351,3 +355,47 @@ def unconfigure(host):
     plan = Plan()
     plan.add(*plan_unconfigure(host.settings, facts, host.can_sudo))
     host.carry_out(plan)
+
+
+@task(auto_shortflags=False, help={"kit": OPTION_HELP["kit"], "index": OPTION_HELP["index"]})
+def export(c, kit, index=""):
+    """Write a kit from which a developer or CI machine sets itself up (clients.setup).
+
+    Example: ppc clients.export --kit dev-kit.json
+
+    The kit (a 0600 file) holds the index's names and URL, the client account with its
+    password, and the CA to trust: what every configured machine holds already, not the
+    CA's key and no admin's password. Hand it over as you would that password. --index
+    NAME picks the index when several were deployed from this machine.
+    """
+    with expected_failures():
+        settings = settings_of(c, for_server=False, index_option=index)
+        refuse_admin_client(settings)
+        content = client_kit.content(settings, client_password(settings),
+                                     certs.ca_to_trust(settings))
+        client_kit.write(Path(kit), content)
+    print(f"wrote {kit} for {settings.index_url} as {settings.client_user}; on the other "
+          f"machine: {program()} clients.setup --kit {Path(kit).name}, then delete the kit")
+
+
+@task(auto_shortflags=False, help={"kit": OPTION_HELP["kit"],
+                                   "all_tools": OPTION_HELP["all_tools"]})
+def setup(c, kit, all_tools=False):
+    """Set up your own machine from a kit (clients.export): pip, twine, uv, Poetry, PDM.
+
+    Example: ppc clients.setup --kit dev-kit.json
+
+    For the user running it, without sudo and without SSH: the files clients.configure
+    writes (merged, 0600, the first change keeping a backup), and the index's CA in a
+    bundle of your own that each tool is pointed at (uv: SSL_CERT_FILE). A second run
+    changes nothing; --dry shows what would change. Delete the kit when it is done.
+    """
+    with expected_failures("this machine"):
+        handed = client_kit.read(Path(kit))
+        here = ThisMachine(handed.settings, dry=bool(c.config.run.dry))
+        facts = here.gather(queries(handed.settings, can_sudo=False), root=False)
+        plan = Plan()
+        plan.add(*plan_configure(handed.settings, facts, handed.password, handed.ca,
+                                 can_sudo=False, host_name=here.name, all_tools=all_tools))
+        here.carry_out(plan)
+    here.summary()

@@ -79,6 +79,12 @@ def last_lines(text: str, count: int = 3) -> str:
     return " | ".join(lines[-count:])
 
 
+def failure(argv: Argv, result: Result) -> TaskError:
+    """A command that failed, in one line: which, its exit status, its last words."""
+    return TaskError(f"`{shown(argv)}` failed (exit {result.exited}): "
+                     f"{last_lines(result.stderr or result.stdout)}")
+
+
 def display_name(connection: Connection) -> str:
     """The host as the operator named it: an ssh_config alias as typed, else host[:port]."""
     if connection.original_host != connection.host:
@@ -90,9 +96,9 @@ def display_name(connection: Connection) -> str:
 class Remote:
     """A host over SSH: commands, as root when asked, and how the account gets there."""
 
-    def __init__(self, connection: Connection):
+    def __init__(self, connection: Connection | None, name: str = ""):
         self.connection = connection
-        self.name = display_name(connection)
+        self.name = name or display_name(connection)
         # How this account becomes root: root | nopasswd | password | none; "" until asked
         # (a run that takes the lock asks on the lock's own channel: one round trip less).
         self.sudo = ""
@@ -124,8 +130,7 @@ class Remote:
         result = Result(self._exit_status(channel, argv), b"".join(stdout).decode(errors="replace"),
                         b"".join(stderr).decode(errors="replace"))
         if check and not result.ok:
-            raise TaskError(f"`{shown(argv)}` failed (exit {result.exited}): "
-                            f"{last_lines(result.stderr or result.stdout)}")
+            raise failure(argv, result)
         return result
 
     @contextlib.contextmanager

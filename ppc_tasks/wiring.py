@@ -66,6 +66,7 @@ OPTION_HELP = {
     "follow": "then go on showing new lines as they come, until Ctrl-C",
     "from_other_index": "restore an archive another index made (or one not signed): its "
                         "packages replace this index's",
+    "kit": "the client kit file (made by clients.export; it holds a password)",
     "keep": "then delete all but this many newest archives (0: keep all)",
     "key_file": "the secrets.json (or the backup_key alone, hex) of the index that made "
                 "the archive, when this machine no longer has its key",

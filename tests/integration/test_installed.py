@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, steps
+from .conftest import REPO, SERVER_NAME, SYSTEM_CA_BUNDLE, password_of, steps
 
 USER_FABFILE = '''\
 from fabric import task
@@ -221,3 +221,63 @@ def test_a_users_own_fabfile_adds_the_collections(installed, fab, deployed, tmp_
                  "ppc.status", cwd=tmp_path, fab=fab)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "config       ok" in status.stdout, status.stdout
+
+
+def test_a_developer_sets_up_their_own_laptop_from_a_kit(installed, fab, deployed, start_host,
+                                                          make_dists, tmp_path):
+    """No SSH to the laptop, no state folder on it: the operator exports a kit, the
+    developer installs ppc and runs clients.setup, then twine, pip and uv work with
+    certificate verification on."""
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"ppc": deployed.settings()}))
+    kit = tmp_path / "dev-kit.json"
+    exported = run(installed / "ppc", "-f", str(settings), "clients.export", "--kit", str(kit),
+                   cwd=tmp_path, fab=fab)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert "ppc clients.setup --kit dev-kit.json" in exported.stdout
+    assert oct(kit.stat().st_mode & 0o777) == "0o600"
+    held = kit.read_text()
+    assert password_of(fab.home, "dev") in held
+    assert password_of(fab.home, "admin") not in held and "PRIVATE KEY" not in held
+
+    # ppc on the laptop, installed by its user from the wheels (the laptop has no PyPI).
+    (wheel,) = (installed.parent.parent / "dist").glob("ppc_tasks-*.whl")
+    wheels = tmp_path / "wheels"
+    fetched = subprocess.run([str(installed / "pip"), "download", "-q", "--only-binary=:all:",
+                              "--cert", SYSTEM_CA_BUNDLE, "-d", str(wheels), str(wheel)],
+                             capture_output=True, text=True)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    laptop = start_host("laptop", kind="client", add_hosts={SERVER_NAME: deployed.host.address})
+    laptop.exec("useradd -m -s /bin/sh dev")
+    laptop.copy_in([*wheels.glob("*.whl"), kit], "/tmp/handed")
+    laptop.copy_in(make_dists("ppc-from-a-kit", "1.0.0"), "/tmp/dist")
+    laptop.exec("chown -R dev: /tmp/handed /tmp/dist && chmod 600 /tmp/handed/dev-kit.json")
+
+    def as_dev(command: str) -> subprocess.CompletedProcess:
+        done = laptop.exec(f"cd && {command}", user="dev", check=False)
+        return subprocess.CompletedProcess(command, done.returncode, done.stdout.decode(),
+                                           done.stderr.decode())
+
+    installed_there = as_dev("python3 -m venv ~/ppc && ~/ppc/bin/pip install -q --no-index "
+                             "--find-links /tmp/handed ppc-tasks")
+    assert installed_there.returncode == 0, installed_there.stdout + installed_there.stderr
+    setup = as_dev("~/ppc/bin/ppc clients.setup --kit /tmp/handed/dev-kit.json")
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert {"clients.ca-bundle", "clients.pypirc", "clients.pip", "clients.uv"} <= {
+        step for step, state in steps(setup.stdout).items() if state == "changed"}, setup.stdout
+    again = as_dev("~/ppc/bin/ppc clients.setup --kit /tmp/handed/dev-kit.json")
+    assert "done: 0 changed," in again.stdout, again.stdout + again.stderr
+
+    upload = as_dev("twine upload --disable-progress-bar -r internal /tmp/dist/*")
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    install = as_dev("python3 -m venv ~/venv && ~/venv/bin/pip install --no-cache-dir "
+                     "ppc-from-a-kit")
+    assert "Successfully installed ppc-from-a-kit-1.0.0" in install.stdout, \
+        install.stdout + install.stderr
+    bundle = f"/home/dev/.config/ppc-tasks/{SERVER_NAME}-ca-bundle.pem"
+    assert f"SSL_CERT_FILE={bundle}" in setup.stdout
+    uv = as_dev(f"uv venv -q ~/uv-venv && . ~/uv-venv/bin/activate "
+                f"&& SSL_CERT_FILE={bundle} uv pip install --no-cache ppc-from-a-kit")
+    assert uv.returncode == 0 and "+ ppc-from-a-kit==1.0.0" in uv.stderr, uv.stdout + uv.stderr
+    # Nothing of the laptop was touched as root: it has no sudo at all.
+    assert "sudo" not in laptop.out("ls /etc/sudoers.d/ 2>/dev/null || true")
