@@ -1,7 +1,7 @@
 """ppc-tasks: Fabric tasks that turn a bare Linux host into a private Python package index.
 
 `from ppc_tasks import namespace` gives the root task collection, for an operator's own
-fabfile (see the README's "Your own fabfile").
+fabfile (see docs/install.md, "Your own fabfile").
 """
 
 

@@ -6,10 +6,9 @@ validated once, before anything touches a host; a bad value stops the run with o
 line that names the key.
 
 Each setting is defined once, in SETTINGS: its key, its default, the reader that checks
-its value (values.py) and what it means. DEFAULTS, the Settings class and the README's
-table of settings all come from there (`python -m ppc_tasks.settings` prints the table;
-a unit test keeps the README's the same): a new setting is one line here, and its line
-in the README.
+its value (values.py) and what it means. DEFAULTS, the Settings class and the table of
+settings in docs/settings.md all come from there (`python -m ppc_tasks.overview` writes
+the table; a unit test keeps it the same): a new setting is one line here.
 """
 
 from __future__ import annotations
@@ -59,8 +58,8 @@ class Setting:
     key: str
     default: str | dict
     read: Callable[[dict, str], object]
-    meaning: str  # the README's words
-    shown_default: str = ""  # the README's default, when not the default as written
+    meaning: str  # the docs' words
+    shown_default: str = ""  # the docs' default, when not the default as written
     attribute: str = ""  # the Settings attribute, when not the key
 
     @property
@@ -380,15 +379,12 @@ def _check_tls_choice(read: dict, now: datetime.datetime) -> None:
                             f"(every name in ppc.server_names and ppc.index_hosts must be in it)")
 
 
-# -- the README's table --------------------------------------------------------------------
+# -- the docs' table ----------------------------------------------------------------------
 def readme_table(table: tuple[Setting, ...] = SETTINGS) -> str:
-    """The README's table of settings, as the table defines them."""
+    """The docs' table of settings, as the table defines them."""
     rows = ["| key | default | meaning |", "| --- | --- | --- |"]
     for setting in table:
         default = setting.shown_default or (f"`{setting.default}`" if setting.default else "(none)")
         rows.append(f"| `{setting.key}` | {default} | {setting.meaning} |")
     return "\n".join(rows) + "\n"
 
-
-if __name__ == "__main__":
-    print(readme_table(), end="")

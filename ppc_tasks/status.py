@@ -144,7 +144,7 @@ UPSTREAM = {"none": "no name is looked up on PyPI",
 
 
 def check_publishing(settings: Settings) -> Check:
-    """What the index promises about names and releases (the README's Security section)."""
+    """What the index promises about names and releases (docs/security.md)."""
     private = ", ".join(settings.private_names) or "none set"
     owners = "; ".join(f"{pattern}: {', '.join(accounts)}" for pattern, accounts in settings.owners)
     window = settings.release_window

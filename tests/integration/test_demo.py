@@ -1,4 +1,4 @@
-"""The README's first command works end to end (and its teardown removes what it made)."""
+"""tests/demo, the README's "Try it on one machine", works end to end; --down removes it."""
 
 import subprocess
 import sys

@@ -1,7 +1,7 @@
 """A CI farm at once: 100 clients download through nginx+TLS, none fails.
 
 Bounded to a few seconds; the figures (requests per second, latencies, 100 real pip
-processes) come from benchmarks/run, recorded in the README.
+processes) come from benchmarks/run, recorded in docs/performance.md.
 """
 
 from __future__ import annotations

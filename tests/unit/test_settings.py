@@ -232,12 +232,6 @@ def test_several_index_hosts_share_one_certificate_and_need_shared_stores():
     assert make(index_hosts=["pypi1"]).certificate_names == ("pypi-internal", "pypi1")
 
 
-def test_the_readme_lists_every_setting_as_the_table_defines_it():
-    """README's settings table is SETTINGS, printed by `python -m ppc_tasks.settings`."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert settings.readme_table() in readme, "run: python -m ppc_tasks.settings (and paste)"
-
-
 def test_a_new_setting_is_one_entry_of_the_table():
     table = settings.SETTINGS + (settings.Setting("greeting", "hello", values.string,
                                                   "what the index says"),)
