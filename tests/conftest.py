@@ -25,8 +25,8 @@ TEST_IMAGES = ("host", "client", "nodocker", "s3", "postgres", "redis")
 # storage_migrate 72, server 53, bootstrap 50, installed 39; then the rest, unit tests last.
 LONGEST_FIRST = ("test_supply_chain", "test_balancer", "test_image", "test_resilience",
                  "test_zero_downtime", "test_backup", "test_clients", "test_scale_out",
-                 "test_demo", "test_simple_api", "test_preview", "test_storage_migrate",
-                 "test_server", "test_bootstrap", "test_installed")
+                 "test_quickstart", "test_demo", "test_simple_api", "test_preview",
+                 "test_storage_migrate", "test_server", "test_bootstrap", "test_installed")
 
 
 def pytest_configure(config) -> None:

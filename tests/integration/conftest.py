@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
@@ -302,6 +303,33 @@ def wheelhouse(docker_engine) -> Path:
         return str(directory)
 
     return Path(testrun.once("wheelhouse", fetch))
+
+
+@pytest.fixture(scope="session")
+def ppc_wheels(docker_engine) -> Path:
+    """ppc-tasks as a wheel built from this checkout, beside the wheels of everything it
+    needs (fetched through the proxy): what an operator installs on a machine without
+    PyPI, with pip install --no-index --find-links. Made once in the run."""
+    def make() -> str:
+        folder = testrun.folder() / "ppc-wheels"
+        source = testrun.folder() / "ppc-source"
+        shutil.rmtree(source, ignore_errors=True)
+        shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+            ".venv", ".git", ".demo", "__pycache__", "*.egg-info", "build"))
+        pip = str(REPO / ".venv" / "bin" / "pip")
+        built = subprocess.run([pip, "wheel", "-q", "--no-deps", "-w", str(folder), str(source)],
+                               capture_output=True, text=True)
+        assert built.returncode == 0, built.stdout + built.stderr
+        shutil.rmtree(source)
+        (wheel,) = folder.glob("ppc_tasks-*.whl")
+        # By its file: the name ppc-tasks is never looked up on PyPI.
+        fetched = subprocess.run([pip, "download", "-q", "--only-binary=:all:", "--cert",
+                                  SYSTEM_CA_BUNDLE, "-d", str(folder), str(wheel)],
+                                 capture_output=True, text=True)
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+        return str(folder)
+
+    return Path(testrun.once("ppc-wheels", make))
 
 
 @pytest.fixture(scope="session")

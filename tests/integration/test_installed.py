@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SERVER_NAME, SYSTEM_CA_BUNDLE, password_of, steps
+from .conftest import REPO, SERVER_NAME, password_of, steps
 
 USER_FABFILE = '''\
 from fabric import task
@@ -35,23 +35,15 @@ ns.add_collection(namespace, name="ppc")
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
+def installed(tmp_path_factory, ppc_wheels) -> Path:
     """A fresh venv with the wheel built from this checkout: its bin/ folder."""
-    work = tmp_path_factory.mktemp("installed")
-    source = work / "source"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "__pycache__", "*.egg-info", "build"))
-    pip = REPO / ".venv" / "bin" / "pip"
-    built = subprocess.run([str(pip), "wheel", "-q", "--no-deps", "-w", str(work / "dist"),
-                            str(source)], capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (work / "dist").glob("ppc_tasks-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
-    venv_pip = work / "venv" / "bin" / "pip"
-    added = subprocess.run([str(venv_pip), "install", "-q", "--disable-pip-version-check",
-                            str(wheel)], capture_output=True, text=True)
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    added = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                            "--no-index", "--find-links", str(ppc_wheels), "ppc-tasks"],
+                           capture_output=True, text=True)
     assert added.returncode == 0, added.stdout + added.stderr
-    return work / "venv" / "bin"
+    return venv / "bin"
 
 
 def run(command: Path, *args: str, cwd: Path, fab) -> subprocess.CompletedProcess:
@@ -81,7 +73,8 @@ def floor_python() -> Path:
                          f"the declared floor needs one to be tested")
 
 
-def test_the_declared_python_floor_runs_ppc_and_the_unit_tests(installed, fab, tmp_path):
+def test_the_declared_python_floor_runs_ppc_and_the_unit_tests(installed, ppc_wheels, fab,
+                                                                tmp_path):
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={PYTHON_FLOOR}"
     venv = tmp_path / "floor"
@@ -89,7 +82,7 @@ def test_the_declared_python_floor_runs_ppc_and_the_unit_tests(installed, fab, t
     version = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; "
                               "print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True)
     assert version.stdout.strip() == PYTHON_FLOOR
-    (wheel,) = (installed.parent.parent / "dist").glob("ppc_tasks-*.whl")
+    (wheel,) = ppc_wheels.glob("ppc_tasks-*.whl")
     added = subprocess.run([str(venv / "bin" / "pip"), "install", "-q",
                             "--disable-pip-version-check", str(wheel), "pytest"],
                            capture_output=True, text=True)
@@ -223,8 +216,8 @@ def test_a_users_own_fabfile_adds_the_collections(installed, fab, deployed, tmp_
     assert "config       ok" in status.stdout, status.stdout
 
 
-def test_a_developer_sets_up_their_own_laptop_from_a_kit(installed, fab, deployed, start_host,
-                                                          make_dists, tmp_path):
+def test_a_developer_sets_up_their_own_laptop_from_a_kit(installed, ppc_wheels, fab, deployed,
+                                                          start_host, make_dists, tmp_path):
     """No SSH to the laptop, no state folder on it: the operator exports a kit, the
     developer installs ppc and runs clients.setup, then twine, pip and uv work with
     certificate verification on."""
@@ -241,15 +234,9 @@ def test_a_developer_sets_up_their_own_laptop_from_a_kit(installed, fab, deploye
     assert password_of(fab.home, "admin") not in held and "PRIVATE KEY" not in held
 
     # ppc on the laptop, installed by its user from the wheels (the laptop has no PyPI).
-    (wheel,) = (installed.parent.parent / "dist").glob("ppc_tasks-*.whl")
-    wheels = tmp_path / "wheels"
-    fetched = subprocess.run([str(installed / "pip"), "download", "-q", "--only-binary=:all:",
-                              "--cert", SYSTEM_CA_BUNDLE, "-d", str(wheels), str(wheel)],
-                             capture_output=True, text=True)
-    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     laptop = start_host("laptop", kind="client", add_hosts={SERVER_NAME: deployed.host.address})
     laptop.exec("useradd -m -s /bin/sh dev")
-    laptop.copy_in([*wheels.glob("*.whl"), kit], "/tmp/handed")
+    laptop.copy_in([*ppc_wheels.glob("*.whl"), kit], "/tmp/handed")
     laptop.copy_in(make_dists("ppc-from-a-kit", "1.0.0"), "/tmp/dist")
     laptop.exec("chown -R dev: /tmp/handed /tmp/dist && chmod 600 /tmp/handed/dev-kit.json")
 
