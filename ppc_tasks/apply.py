@@ -2,7 +2,7 @@
 audit log.
 
 A task reads the host's facts (one probe, files/sh/facts.sh) and decides a plan from
-them; one executor here applies it, step by step, or shows it with `fab --dry` (the
+them; one executor here applies it, step by step, or shows it with `ppc --dry` (the
 reason, a unified diff of every file with secrets redacted, the exact commands),
 changing nothing, here or there. A mutating task holds the host's lock for its whole
 run, gathers its facts under it in the same round trip, and leaves a line in the host's
@@ -49,7 +49,7 @@ from .ssh import Remote, Result, failure, last_lines, shown
 
 LOCK_PATH = "/run/lock/ppc-tasks.lock"
 # Held by each command of a run that holds LOCK_PATH: a command can outlive the SSH
-# connection that started it (a killed fab), and the next run waits for it to end.
+# connection that started it (a killed ppc), and the next run waits for it to end.
 WORK_LOCK_PATH = LOCK_PATH + ".work"
 AUDIT_LOG = "/var/log/ppc-tasks/audit.log"
 SLOW_STEP = 2.0  # seconds after which a step says it is still running, and how long it took
@@ -122,7 +122,7 @@ class Host(Remote):
 
     def lock_and_gather(self, task_name: str, queries: Sequence[str], wait: int) -> Facts:
         """Take the host's lock for this run and read the facts under it, in one round
-        trip. The lock lasts as long as the connection: a killed fab never leaves one."""
+        trip. The lock lasts as long as the connection: a killed ppc never leaves one."""
         holder = (f"{getpass.getuser()}@{socket.gethostname()} running {task_name} since "
                   f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
         argv = script_argv("hold-lock", LOCK_PATH, AUDIT_LOG, str(wait), holder,

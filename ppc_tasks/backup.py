@@ -1,7 +1,7 @@
 """`backup`: the index in one verified, signed archive on the operator's machine, and back
 (the archives themselves: archives.py).
 
-`fab -H HOST backup` streams the index over SSH (nothing is staged on the host): a
+`ppc -H HOST backup` streams the index over SSH (nothing is staged on the host): a
 consistent snapshot of the database (sqlite's online backup API) and the file of every
 release it lists, taken by a throwaway container of the server image while the server
 keeps serving. The archive (`<state_dir>/<index>/backups/<time>.tar.gz`, 0600) carries
@@ -14,7 +14,7 @@ What an archive may hold is defined once, in the server image's guard
 checks it again as it extracts on the host. A restore stages the archive inside the
 data volume, swaps it in with renames and keeps the old store until the server answers
 from the new one: no archive, and no failure on the way (a full disk, a server that
-does not start, a killed fab), leaves the index without a store it can serve.
+does not start, a killed ppc), leaves the index without a store it can serve.
 """
 
 from __future__ import annotations

@@ -41,16 +41,16 @@ from .deploy import deploy, migrate_storage, rollback
 from .settings import DEFAULTS
 from .status import audit, logs, status
 
-# `fab -H HOST backup` takes a backup; `fab backup.verify FILE` checks one.
+# `ppc -H HOST backup` takes a backup; `ppc backup.verify FILE` checks one.
 backups = Collection("backup")
 backups.add_task(backup.create, default=True)
 backups.add_task(backup.verify)
 
-# `fab -H HOST storage.migrate` moves a file-store index into S3 (a deploy that copies first).
+# `ppc -H HOST storage.migrate` moves a file-store index into S3 (a deploy that copies first).
 storage = Collection("storage")
 storage.add_task(migrate_storage, name="migrate")
 
-# `fab -H HOST host.bootstrap` installs the Docker engine (ppc_tasks/bootstrap.py).
+# `ppc -H HOST host.bootstrap` installs the Docker engine (ppc_tasks/bootstrap.py).
 hosts = Collection("host")
 hosts.add_task(bootstrap.bootstrap)
 

@@ -272,7 +272,7 @@ def record(path: Path, line: str) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(descriptor, "a") as known_hosts:
-            fcntl.flock(known_hosts, fcntl.LOCK_EX)  # another fab may append too
+            fcntl.flock(known_hosts, fcntl.LOCK_EX)  # another run may append too
             known_hosts.write(line)
 
 

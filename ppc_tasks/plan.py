@@ -2,7 +2,7 @@
 
 Planners (in each collection's module) are pure functions of the settings and the
 facts: for every step they return a Change (what to do and why) or Unchanged. A Change
-is data all through, so that `fab --dry` shows it and a unit test asserts it:
+is data all through, so that `ppc --dry` shows it and a unit test asserts it:
 
 - `local`: files this machine keeps for the index (LocalFile) and folders it sets aside
   (LocalMove), done first;

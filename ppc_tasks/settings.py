@@ -42,7 +42,7 @@ CLIENT_INDEX_MODES = ("index-url", "extra-index-url")
 # The account developer machines get when ppc.users names none: never an admin's, whose
 # password would then be on every laptop.
 CLIENT_ACCOUNT = "client"
-# How Invoke names a setting in the environment when fab reads its config.
+# How Invoke names a setting in the environment when ppc (or fab) reads its config.
 ENV_PREFIX = "FABRIC_PPC_"
 
 

@@ -105,7 +105,7 @@ class Remote:
         self.require_sudo = True
         self.round_trips = 0
         # While a run holds the host's lock, each root command holds this one too: a
-        # command can outlive the connection that started it (a killed fab).
+        # command can outlive the connection that started it (a killed ppc).
         self.work_lock: str | None = None
 
     @property

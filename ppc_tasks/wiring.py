@@ -43,7 +43,7 @@ def expected_failures(where: str | None = None):
 
 
 def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
-    """The validated settings of this fab run, for the index it works on.
+    """The validated settings of this run, for the index it works on.
 
     For a server, the -H name (an ssh_config alias as typed) names the index when
     server_names is not set; client tasks find the index deployed from this machine
@@ -54,7 +54,7 @@ def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
     return index.for_servers(settings) if for_server else index.for_clients(settings, index_option)
 
 
-# `fab --help TASK` lines for the tasks' options, by name (one meaning per name).
+# `ppc --help TASK` lines for the tasks' options, by name (one meaning per name).
 OPTION_HELP = {
     "index": "the index to work with, when several were deployed from this machine",
     "lock_wait": "wait up to this many seconds for another run's lock on the host "
@@ -86,7 +86,7 @@ OPTION_HELP = {
 
 def with_options(wrapper, body, task_name=None, option_help=None, **options):
     """Give the task `wrapper` the options of `body` plus these (name=default), which the
-    wrapper takes for itself: `fab --help TASK` lists them all, each with its OPTION_HELP
+    wrapper takes for itself: `ppc --help TASK` lists them all, each with its OPTION_HELP
     line or the task's own (option_help). task_name: the name it is listed by, when not
     the function's."""
     helps = {**OPTION_HELP, **(option_help or {})}
@@ -158,7 +158,7 @@ def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name
                         option_help=option_help, **options)
 
 
-# Tasks already run on every host of this `fab` run (see many_hosts_task).
+# Tasks already run on every host of this run (see many_hosts_task).
 _finished: set[str] = set()
 PARALLEL_HOSTS = 16
 
@@ -230,7 +230,7 @@ def first_call(c, name: str) -> bool:
 
 
 def many_hosts_task(body=None, *, preflight=None):
-    """Make a Fabric task of `body(host, ...)` for many hosts at once (`fab -H a,b,c`).
+    """Make a Fabric task of `body(host, ...)` for many hosts at once (`ppc -H a,b,c`).
 
     The first call Fabric makes runs `body` on every -H host in parallel (see
     on_each_host); the others find the work done. A table ends the run, one line per

@@ -1,6 +1,6 @@
 # hold-lock.sh LOCK AUDIT_LOG WAIT HOLDER FACTS_SCRIPT [QUERY...]
-# Hold the host's ppc-tasks lock for as long as stdin stays open (fab's whole run): a
-# killed fab drops its connection, and with it the lock; nothing is left to clean up.
+# Hold the host's ppc-tasks lock for as long as stdin stays open (the whole run of ppc): a
+# killed ppc drops its connection, and with it the lock; nothing is left to clean up.
 # Prints "locked", then the facts QUERY asks for (facts.sh) and "end-of-facts"; or
 # "busy HOLDER" when another run holds the lock (after WAIT seconds, if WAIT > 0).
 # Each line then read from stdin is appended to the audit log (root, 0640).

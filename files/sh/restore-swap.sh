@@ -4,7 +4,7 @@
 # restore-volume.py, run in a throwaway container of IMAGE), start it and wait until it
 # answers the login (WAIT_SCRIPT is wait-healthy.sh); then drop the old store, or put it
 # back and start the server on it again. Prints "restored", or (last) "kept the old
-# store: WHY". Once it runs, a lost SSH connection (a killed fab) does not stop it
+# store: WHY". Once it runs, a lost SSH connection (a killed ppc) does not stop it
 # halfway.
 set -u
 trap '' HUP INT TERM PIPE
