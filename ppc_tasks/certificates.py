@@ -23,16 +23,21 @@ def names_in(certificate: x509.Certificate) -> list[str]:
             *map(str, san.get_values_for_type(x509.IPAddress))]
 
 
+def _address(name: str):
+    """The IP address `name` is, or None for a DNS name."""
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        return None
+
+
 def covers(certificate: x509.Certificate, name: str) -> bool:
     """Whether a TLS client accepts the certificate for `name`."""
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return False
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        address = None
+    address = _address(name)
     if address is not None:
         return address in san.get_values_for_type(x509.IPAddress)
     wanted = name.lower().rstrip(".")
@@ -66,3 +71,21 @@ def key_fits(key, certificate: x509.Certificate) -> bool:
 def _public_der(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER,
                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def ca_permits(ca_cert: x509.Certificate, names) -> bool:
+    """Whether the CA's name constraints (if any) let it sign for every one of `names`."""
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return True
+    permitted = constraints.permitted_subtrees or []
+    for name in names:
+        address = _address(name)
+        if address is not None:
+            if not any(isinstance(p, x509.IPAddress) and address in p.value for p in permitted):
+                return False
+        elif not any(isinstance(p, x509.DNSName)
+                     and (name == p.value or name.endswith("." + p.value)) for p in permitted):
+            return False
+    return True

@@ -98,22 +98,6 @@ def name_constraints(names: tuple[str, ...]) -> x509.NameConstraints:
     return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded or None)
 
 
-def ca_permits(ca_cert: x509.Certificate, names: tuple[str, ...]) -> bool:
-    try:
-        constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
-    except x509.ExtensionNotFound:
-        return True
-    permitted = constraints.permitted_subtrees or []
-    for name in names:
-        if _ip(name):
-            if not any(isinstance(p, x509.IPAddress) and _ip(name) in p.value for p in permitted):
-                return False
-        elif not any(isinstance(p, x509.DNSName)
-                     and (name == p.value or name.endswith("." + p.value)) for p in permitted):
-            return False
-    return True
-
-
 def new_server_certificate(ca_cert: x509.Certificate, ca_key, names: tuple[str, ...],
                            now: datetime.datetime):
     """A serverAuth certificate for every name, valid 825 days, signed by the CA."""
@@ -236,7 +220,7 @@ def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False,
     ca_cert_path, ca_key_path = here.ca_paths
     if here.ca is not None and not fresh:
         ca_cert, ca_key = load_ca(ca_cert_path, ca_key_path, here.ca)
-        refused = [name for name in settings.certificate_names if not ca_permits(ca_cert, (name,))]
+        refused = [name for name in settings.certificate_names if not certificates.ca_permits(ca_cert, (name,))]
         if refused:
             raise TaskError(f"the local CA {ca_cert_path} may not sign for {', '.join(refused)} "
                             f"(its name constraints): deploy with --new-identity to make a new "

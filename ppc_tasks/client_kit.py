@@ -16,9 +16,11 @@ from pathlib import Path
 
 from cryptography import x509
 
+from .certificates import ca_permits
 from .errors import TaskError
 from .index import with_index
 from .settings import Settings, SettingsError
+from .values import is_host_name
 
 KIND = "ppc-tasks client kit"
 VERSION = 1
@@ -76,13 +78,16 @@ def read(path: Path) -> Kit:
         settings = Settings.from_config(chosen, environ={})
     except SettingsError as error:
         raise refuse(str(error)) from None
-    if not isinstance(data.get("index"), str) or not data["index"]:
-        raise refuse("no index name")
-    return Kit(with_index(settings, data["index"], ()), password, ca_certificate(ca, refuse))
+    # The index names the folder of the user's CA bundle: a name, never a path.
+    if not isinstance(data.get("index"), str) or not is_host_name(data["index"]):
+        raise refuse("its index is no DNS name or IP address")
+    return Kit(with_index(settings, data["index"], ()), password,
+               ca_certificate(ca, settings.server_names, refuse))
 
 
-def ca_certificate(pem, refuse) -> bytes | None:
-    """The kit's CA, when the index has one: a CA certificate, as PEM."""
+def ca_certificate(pem, names: tuple[str, ...], refuse) -> bytes | None:
+    """The kit's CA, when the index has one: a CA certificate, as PEM, that may sign for
+    the index's names (a kit whose CA cannot was not made for this index)."""
     if pem is None:
         return None
     try:
@@ -92,4 +97,6 @@ def ca_certificate(pem, refuse) -> bytes | None:
         raise refuse("its CA is no PEM certificate") from None
     if not is_ca:
         raise refuse("its CA certificate is not a CA's")
+    if not ca_permits(certificate, names):
+        raise refuse(f"its CA may not sign for {', '.join(names)}")
     return pem.encode()

@@ -30,7 +30,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def ca():
-    certificate, _ = certs.new_ca(("pypi.example.com",), True, NOW)
+    certificate, _ = certs.new_ca(("pypi.example.com", "10.0.0.5"), True, NOW)
     return certs.pem(certificate)
 
 
@@ -64,6 +64,7 @@ def test_a_kit_holds_one_password_and_no_key(tmp_path, settings, ca):
     ({"settings": {"server_names": ["a.example"], "gateway": "nc"}}, "not those of a client"),
     ({"settings": {"server_names": ["bad name"]}}, "ppc.server_names"),
     ({"ca": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}, "no PEM"),
+    ({"index": "../../.ssh/authorized_keys"}, "its index is no DNS name"),
 ])
 def test_anything_but_a_kit_is_one_line_naming_the_file(tmp_path, settings, ca, changes, why):
     path = kit_file(tmp_path, settings, ca, changes)
@@ -72,10 +73,17 @@ def test_anything_but_a_kit_is_one_line_naming_the_file(tmp_path, settings, ca, 
 
 
 def test_a_server_certificate_is_no_ca_to_trust(tmp_path, settings):
-    ca_cert, ca_key = certs.new_ca(("pypi.example.com",), True, NOW)
-    leaf = certs.new_server_certificate(ca_cert, ca_key, ("pypi.example.com",), NOW)[0]
+    ca_cert, ca_key = certs.new_ca(("pypi.example.com", "10.0.0.5"), True, NOW)
+    leaf = certs.new_server_certificate(ca_cert, ca_key, ("pypi.example.com", "10.0.0.5"), NOW)[0]
     path = kit_file(tmp_path, settings, certs.pem(leaf))
     with pytest.raises(clients.TaskError, match="is not a CA's"):
+        client_kit.read(path)
+
+
+def test_a_ca_that_may_not_sign_for_the_kits_names_is_refused(tmp_path, settings):
+    other, _ = certs.new_ca(("pypi.other.example",), True, NOW)
+    path = kit_file(tmp_path, settings, certs.pem(other))
+    with pytest.raises(clients.TaskError, match="its CA may not sign for pypi.example.com, 10.0.0.5"):
         client_kit.read(path)
 
 
