@@ -95,8 +95,7 @@ def deploy(host):
     that failed on the next host (never an upload). Point the index's name at this host.
     The index hosts need shared stores (ppc.storage = s3, ppc.cache_url).
     """
-    facts = host.read_facts(queries(host.settings))
-    index.check_identity(host, facts)
+    facts = index.settle(host, host.read_facts(queries(host.settings)), queries)
     plan = plan_balancer(host.settings, facts, datetime.datetime.now(datetime.timezone.utc),
                          host.name)
     host.carry_out(plan)

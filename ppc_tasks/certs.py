@@ -346,9 +346,10 @@ def ca_to_trust(settings: Settings) -> bytes | None:
 @host_task
 def install(host):
     """Issue the server certificate (from the local CA, made once) and put it on the host."""
-    facts = host.read_facts([PLATFORM.query(), *index.queries(host.settings),
-                             *install_queries(host.settings)])
-    index.check_identity(host, facts)
+    def asked(settings: Settings) -> list[str]:
+        return [PLATFORM.query(), *index.queries(settings), *install_queries(settings)]
+
+    facts = index.settle(host, host.read_facts(asked(host.settings)), asked)
     here = local.read(host.settings)
     tls = prepare(host.settings, datetime.datetime.now(datetime.timezone.utc), here=here)
     plan = Plan()

@@ -10,6 +10,7 @@ import sys
 from . import (
     balancer,
     certs,
+    config_ini,
     credentials,
     data,
     image,
@@ -93,7 +94,7 @@ def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=Fa
 def carry_out_deploy(host: Host, facts: Facts, *, new_identity: bool = False, **options) -> None:
     """deploy's (and storage.migrate's) work once the facts are in: check, plan, apply."""
     host.require_docker(facts)
-    index.check_identity(host, facts, new_identity)
+    facts = index.settle(host, facts, queries, new_identity)
     here = local.read(host.settings)  # what this machine holds for the index, read once
     new_client_account = credentials.client_account_is_new(host.settings, here.credentials)
     # Everything is decided before anything changes: a refusal leaves host and here as they were.
@@ -128,16 +129,15 @@ def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_n
     plan.add(*tls.steps, secrets, index.identity_step(settings, facts, here.record),
              boot_step("docker.boot", "docker", facts), *images, data_step)
     if migrate_storage:
-        plan.add(storage.plan_migration(settings, facts, server.render_config(settings, creds),
+        plan.add(storage.plan_migration(settings, facts, config_ini.render_config(settings, creds),
                                         server_image_built="server" in built))
     serving = server.plan_server(settings, facts, creds, host_name,
                                  image_built="server" in built,
                                  data_made=isinstance(data_step, Change))
-    plan.add(*serving.steps)
-    plan.add(certs.plan_install(settings, tls, facts),
-             certs.plan_trust(settings, facts, tls.ca, host_name))
-    plan.add(*nginx.plan_nginx(settings, facts, host_name, nginx.render_site(settings, serving.port)))
-    plan.add(serving.retire, server.plan_records(settings, facts, isinstance(data_step, Change)))
+    plan.add(*serving.in_order(
+        [certs.plan_install(settings, tls, facts), certs.plan_trust(settings, facts, tls.ca, host_name),
+         *nginx.plan_nginx(settings, facts, host_name, nginx.render_site(settings, serving.port))],
+        server.plan_records(settings, facts, isinstance(data_step, Change))))
     return plan
 
 
@@ -163,8 +163,7 @@ def rollback(host):
                         f"from the machine that deploys it")
     plan = Plan()
     serving = server.plan_rollback(settings, facts, creds, host.name)
-    plan.add(*serving.steps, *nginx.plan_switch(settings, facts, serving.port))
-    plan.add(serving.retire)
+    plan.add(*serving.in_order(nginx.plan_switch(settings, facts, serving.port)))
     host.carry_out(plan)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .docker import CONTEXT_LABEL, SPEC_LABEL
+from .errors import TaskError
 from .render import script_argv
 from .system import Platform, parse_platform
 
@@ -66,6 +67,32 @@ class Release:
     yanked: str | None = None  # the reason ("" for none given); None: not yanked
 
 
+class NotAsked(TaskError):
+    """A planner read a fact that its task did not ask for: a fault of ppc-tasks, named."""
+
+
+class Answers(dict):
+    """The answers of one kind of fact, by what was asked; reading one that was not asked
+    for is a NotAsked naming the query, never a KeyError."""
+
+    def __init__(self, tokens: str, answers=()):
+        super().__init__(answers)
+        self.tokens = tokens
+
+    def __missing__(self, value):
+        raise NotAsked(f"a step read the fact {self.tokens}={value}, which its task did not "
+                       f"ask for: please report this fault of ppc-tasks")
+
+
+# The fields of Facts that hold answers by what was asked, and the query tokens that fill
+# them ("file|text": either asks for the files' states).
+ANSWERED_FIELDS = {"commands": "command", "tools": "tool", "units": "unit", "images": "image",
+                   "containers": "container", "volumes": "volume",
+                   "volume_usage": "volume-usage", "data_containers": "data-container",
+                   "files": "file|text", "uid_accounts": "uid", "health": "health",
+                   "health_report": "health", "releases": "release"}
+
+
 @dataclass
 class Facts:
     platform: Platform | None = None
@@ -95,6 +122,13 @@ class Facts:
     health_report: dict[str, dict[str, str]] = field(default_factory=dict)
     # "container/name/version" -> the release as the index holds it; None: cannot say
     releases: dict[str, Release | None] = field(default_factory=dict)
+
+    def __setattr__(self, name, value) -> None:
+        # Whoever fills a field (the parser, or a test by hand) gets answers that name
+        # the query a planner forgot.
+        if name in ANSWERED_FIELDS and not isinstance(value, Answers):
+            value = Answers(ANSWERED_FIELDS[name], value)
+        super().__setattr__(name, value)
 
     def file(self, path: str) -> FileFacts:
         return self.files[path]
@@ -177,6 +211,7 @@ class Kind:
 
     token: str
     read: Callable[[Facts, str, list[str]], None]
+    absent: tuple[str, ...] = ()  # the answer's fields for a thing that is not there
 
     def query(self, value: object = "") -> str:
         return f"{self.token}={value}" if value != "" else self.token
@@ -287,28 +322,43 @@ def _nginx_test(facts: Facts, _: str, answer: list[str]) -> None:
 
 
 PLATFORM = Kind("platform", _platform)  # os-release IDs, systemd?, the user's ids and home
-COMMAND = Kind("command", _command)  # is it on PATH?
-TOOL = Kind("tool", _tool)  # a developer tool of the connecting user: path and version
-PIP = Kind("pip", _pip)  # the versions of `python3 -m pip` and its Python
-DOCKER = Kind("docker", _docker)  # missing | running | stopped
-UNIT = Kind("unit", _unit)  # a systemd unit: enabled? active?
-IMAGE = Kind("image", _image)  # its ID and context-hash label
-CONTAINER = Kind("container", _container)  # spec label, state, port, health, mounts...
-VOLUME = Kind("volume", _volume)  # missing | empty | data
-VOLUME_USAGE = Kind("volume-usage", _volume_usage)  # bytes, files, projects, free bytes
-DATA_CONTAINER = Kind("data-container", _data_container)  # the volume it holds, an index?
-NGINX = Kind("nginx", _nginx)  # installed? running?
-DANGLING = Kind("dangling", _dangling)  # unattached volumes that hold an index
-FILE = Kind("file", _file)  # a file's mode, owner and sha256
-TEXT = Kind("text", _text)  # ... and its content
-UID = Kind("uid", _uid)  # the accounts with this numeric uid
-PORTS = Kind("ports", _ports)  # listening TCP ports
-NGINX_TEST = Kind("nginx-test", _nginx_test)  # does `nginx -t` pass? else its error
-HEALTH = Kind("health", _health)  # pypicloud's own /health, asked inside its container
-RELEASE = Kind("release", _release)  # CONTAINER/NAME/VERSION: held? its yank
+COMMAND = Kind("command", _command, ("no",))  # is it on PATH?
+TOOL = Kind("tool", _tool, ("", ""))  # a tool of the connecting user: path and version
+PIP = Kind("pip", _pip, ("",))  # the versions of `python3 -m pip` and its Python
+DOCKER = Kind("docker", _docker, ("missing",))  # missing | running | stopped
+UNIT = Kind("unit", _unit, ("none", "none"))  # a systemd unit: enabled? active?
+IMAGE = Kind("image", _image, ("missing",))  # its ID and context-hash label
+CONTAINER = Kind("container", _container, ("missing",))  # spec label, state, port, health...
+VOLUME = Kind("volume", _volume, ("missing",))  # missing | empty | data
+VOLUME_USAGE = Kind("volume-usage", _volume_usage,  # bytes, files, projects, free bytes
+                    ("0", "0", "0", "0"))
+DATA_CONTAINER = Kind("data-container", _data_container, ("missing", ""))  # its volume; an index?
+NGINX = Kind("nginx", _nginx, ("no", "no"))  # installed? running?
+DANGLING = Kind("dangling", _dangling)  # unattached volumes that hold an index (a line each)
+FILE = Kind("file", _file, ("missing",))  # a file's mode, owner and sha256
+TEXT = Kind("text", _text, ("missing", ""))  # ... and its content
+UID = Kind("uid", _uid, ("",))  # the accounts with this numeric uid
+PORTS = Kind("ports", _ports, ("",))  # listening TCP ports
+NGINX_TEST = Kind("nginx-test", _nginx_test, ("ok", ""))  # does `nginx -t` pass? else its error
+HEALTH = Kind("health", _health, ("no", ""))  # pypicloud's own /health, inside its container
+RELEASE = Kind("release", _release, ("unknown", ""))  # CONTAINER/NAME/VERSION: held? its yank
 KINDS = {kind.token: kind for kind in (
     PLATFORM, COMMAND, TOOL, PIP, DOCKER, UNIT, IMAGE, CONTAINER, VOLUME, VOLUME_USAGE,
     DATA_CONTAINER, NGINX, DANGLING, FILE, TEXT, UID, PORTS, NGINX_TEST, HEALTH, RELEASE)}
+
+
+def answered(queries, answers: dict[str, tuple[str, ...]] | None = None) -> Facts:
+    """Facts as a host answers `queries`: with answers[query] (the fields after the
+    value) where given, else as for a thing that is not there. Unit tests build facts so,
+    from a task's own queries: a planner that reads what was not asked for fails there."""
+    lines = []
+    for query in dict.fromkeys(queries):
+        token, _, value = query.partition("=")
+        kind = KINDS[token]
+        fields = (answers or {}).get(query, kind.absent)
+        if fields or kind is not DANGLING:  # DANGLING answers nothing for no volume
+            lines.append(kind.answer(value, *fields))
+    return parse("\n".join(lines))
 
 
 def parse(output: str) -> Facts:

@@ -133,20 +133,33 @@ def marker_of(facts: Facts) -> str | None:
     return (content.decode(errors="replace").strip() or None) if content else None
 
 
-def check_identity(host, facts: Facts, new_identity: bool = False) -> None:
-    """Refuse a run that would give the host's index a second identity (a new CA, new
-    passwords); follow the host to its index when the names changed. Touches nothing."""
-    settings = host.settings
-    indexes = known_indexes(settings.state_dir)
-    marker = marker_of(facts)
+def serving(settings: Settings, marker: str | None, indexes: dict[str, tuple[str, ...]]) -> str:
+    """The index a run works on: the one the host serves, when this machine has it and
+    the names no longer lead to it (they were replaced); else the one the names lead to."""
     if marker and marker != settings.index_name and marker in indexes:
-        host.settings = settings = dataclasses.replace(settings, index_name=marker)
-    if new_identity:
-        return
-    problem = identity_problem(settings.index_name, marker, host_has_index(settings, facts),
-                               indexes, settings.state_dir, host.name)
-    if problem:
-        raise TaskError(problem)
+        return marker
+    return settings.index_name
+
+
+def settle(host, facts: Facts, queries_of, new_identity: bool = False) -> Facts:
+    """The facts of the index the host serves. When the host serves this machine's index
+    under names that changed, the run works on that index (its folder, CA and
+    passwords), and its facts are asked again, as queries_of(settings) asks them for it.
+    Refuses a run that would give the host's index a second identity (a new CA, new
+    passwords). Touches nothing."""
+    indexes = known_indexes(host.settings.state_dir)
+    marker = marker_of(facts)
+    index = serving(host.settings, marker, indexes)
+    if index != host.settings.index_name:
+        # The one place a run's settings are replaced: by those of the index it serves.
+        host.settings = dataclasses.replace(host.settings, index_name=index)
+        facts = host.gather(queries_of(host.settings))
+    if not new_identity:
+        problem = identity_problem(index, marker, host_has_index(host.settings, facts),
+                                   indexes, host.settings.state_dir, host.name)
+        if problem:
+            raise TaskError(problem)
+    return facts
 
 
 def identity_step(settings: Settings, facts: Facts, recorded: dict | None) -> Step:

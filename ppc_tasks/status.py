@@ -16,7 +16,17 @@ from cryptography import x509
 from fabric import task
 from invoke.exceptions import Exit
 
-from . import balancer, certificates, certs, credentials, deploy, image, nginx, server
+from . import (
+    balancer,
+    certificates,
+    certs,
+    config_ini,
+    credentials,
+    deploy,
+    image,
+    nginx,
+    server,
+)
 from .apply import AUDIT_LOG, Host
 from .errors import program
 from .facts import HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
@@ -122,7 +132,7 @@ def check_config(settings: Settings, facts: Facts, creds: credentials.Credential
     if creds is None:
         return Check("config", True, f"{settings.config_path} (not compared: the index's "
                                      f"secrets are not on this machine)")
-    wanted = server.render_config(settings, creds)
+    wanted = config_ini.render_config(settings, creds)
     if file.state.sha256 != hashlib.sha256(wanted).hexdigest():
         return Check("config", False, f"{settings.config_path} differs from what the settings "
                                       f"render (edited by hand? deploy puts it right)")

@@ -318,6 +318,31 @@ def test_new_identity_is_explicit_and_sets_the_old_one_aside(index, legacy, fab)
     assert index.release() == legacy  # the packages stay
 
 
+def test_names_replaced_where_the_ca_may_sign_for_them_keep_the_index(index, legacy, fab):
+    """A CA made without name constraints may sign for any name: replacing every name
+    keeps the index (its folder, CA and passwords), and the host serves the new ones."""
+    unconstrained = index.settings(ca_name_constraints=False)
+    made = fab("deploy", "--new-identity", host=index.host, settings=unconstrained)
+    assert made.returncode == 0, made.stdout + made.stderr
+    ca = (index.state_dir / NAME / "ca.crt").read_bytes()
+
+    renamed = fab("deploy", host=index.host, settings={
+        **unconstrained, "server_names": ["renamed.test", index.host.address]})
+
+    assert renamed.returncode == 0 and "Traceback" not in renamed.stderr, \
+        renamed.stdout + renamed.stderr
+    assert f"index.identity     changed    {NAME} ({index.state_dir / NAME})" in renamed.stdout
+    assert (index.state_dir / NAME / "ca.crt").read_bytes() == ca
+    record = json.loads((index.state_dir / NAME / "index.json").read_text())
+    assert record == {"server_names": ["renamed.test", index.host.address]}
+    served = web.request(index.host.address, "/simple/", ca=index.state_dir / NAME / "ca.crt",
+                         sni="renamed.test", host="renamed.test", auth=("dev", index.password("dev")))
+    assert served.status == 200, served
+    back = fab("deploy", host=index.host, settings=unconstrained)  # the module's names again
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert index.get("/simple/").status == 200
+
+
 # Last in the module: a rebooted host container may come back with another address.
 def test_the_index_comes_back_after_a_reboot_by_itself(index, legacy, fab, start_host):
     settled = fab("deploy", host=index.host, settings=index.settings())

@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from ppc_tasks import apply, certs, credentials, deploy, image, index, nginx, server
+from ppc_tasks import apply, certs, config_ini, credentials, deploy, image, index, nginx, server
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, ImageFacts
 from ppc_tasks.plan import Change, Plan, Unchanged, describe, unified_diff
@@ -61,7 +61,7 @@ def warm_facts(settings: Settings) -> Facts:
     """The host as a deploy with these settings left it."""
     creds = credentials.load(settings.secrets_path)
     tls = certs.prepare(settings, NOW)
-    config = server.render_config(settings, creds)
+    config = config_ini.render_config(settings, creds)
     builds = image.image_builds(settings)
     spec = server.container_spec(settings, builds[1].content_tag, builds[1].context_hash, config)
     cert_path, key_path = certs.host_cert_paths(settings)
@@ -293,7 +293,7 @@ def test_rollback_starts_the_retired_server_beside_the_live_one(settings):
     assert changed(plan) == ["server.config", "server.container"]
     config = plan.changes("server.config")[0]
     # Its own settings, but today's accounts, password hashes, session keys and rules.
-    assert config.diffs[0].new == server.with_todays_accounts_and_rules(OLD_CONFIG, settings, creds)
+    assert config.diffs[0].new == config_ini.with_todays_accounts_and_rules(OLD_CONFIG, settings, creds)
     shown = "\n".join(unified_diff(config.diffs[0]))
     assert "pyramid.includes = ppc_guard" in shown and creds.password_hashes["admin"] not in shown
     start = plan.changes("server.container")[0].commands[0].argv
@@ -311,7 +311,7 @@ def test_rollback_starts_the_retired_server_beside_the_live_one(settings):
 def test_a_rollback_serves_only_todays_accounts_and_rules(settings):
     settings = dataclasses.replace(settings, private_names=("acme-*",), fallback="mirror")
     creds = credentials.load(settings.secrets_path)
-    current = server.with_todays_accounts_and_rules(OLD_CONFIG, settings, creds).decode()
+    current = config_ini.with_todays_accounts_and_rules(OLD_CONFIG, settings, creds).decode()
     assert "user.gone" not in current and "$6$old" not in current and "old-key" not in current
     assert f"user.admin = {creds.password_hashes['admin']}\n" in current
     assert f"user.dev = {creds.password_hashes['dev']}\n" in current
@@ -327,16 +327,16 @@ def test_a_rollback_serves_only_todays_accounts_and_rules(settings):
                                  owners=(("acme-*", ("gone",)),), private_names=())
     old_creds = dataclasses.replace(creds, password_hashes={**creds.password_hashes, "gone": "$6$g"},
                                     session_encrypt_key="old-key")
-    rendered_then = server.render_config(before, old_creds)
-    assert server.with_todays_accounts_and_rules(rendered_then, settings, creds) == \
-        server.render_config(settings, creds)
+    rendered_then = config_ini.render_config(before, old_creds)
+    assert config_ini.with_todays_accounts_and_rules(rendered_then, settings, creds) == \
+        config_ini.render_config(settings, creds)
     with pytest.raises(TaskError, match="holds no accounts"):
-        server.with_todays_accounts_and_rules(b"[app:main]\npypi.fallback = none\n", settings, creds)
+        config_ini.with_todays_accounts_and_rules(b"[app:main]\npypi.fallback = none\n", settings, creds)
     # A retired server whose config never had a guard rule may not know it: not that one.
     older = OLD_CONFIG.replace(b"ppc_guard.private_names = \n", b"")
     with pytest.raises(TaskError, match="^the rollback target's server predates "
                                         "ppc_guard.private_names, which today's settings decide"):
-        server.with_todays_accounts_and_rules(older, settings, creds)
+        config_ini.with_todays_accounts_and_rules(older, settings, creds)
 
 
 def test_rollback_needs_a_target_and_its_image(settings):

@@ -76,3 +76,12 @@ esac
     assert facts.releases == {"pypicloud/acme-tools/1.0.0": Release(True, "1.0", "broken build"),
                               "pypicloud/acme-tools/9": Release(False),
                               "old/acme-tools/1.0": None}
+
+
+def test_what_unit_tests_answer_for_an_absent_thing_is_what_the_probe_answers(tmp_path):
+    """facts.answered builds unit tests' facts from each kind's answer for a thing that
+    is not there: the probe's own answer, here for the kinds a machine without Docker has."""
+    queries = [f"file={tmp_path / 'none'}", f"text={tmp_path / 'none'}",
+               "command=no-such-command-here", "tool=no-such-tool-here", "uid=64999",
+               "unit=no-such-unit"]
+    assert facts_module.answered(queries) == probe(*queries)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from ppc_tasks import index
 from ppc_tasks.errors import TaskError
+from ppc_tasks.facts import FILE, TEXT, NotAsked, answered
+from ppc_tasks.settings import Settings
 
 
 def make_index(state_dir: Path, name: str, names: list[str] | None) -> None:
@@ -63,3 +66,42 @@ def test_a_second_identity_for_a_host_is_refused(tmp_path, marker, host_has_inde
     assert (problem is not None) == refused
     if refused:
         assert "--new-identity" in problem and "\n" not in problem
+
+
+def test_a_run_works_on_the_index_the_host_serves_when_its_names_were_replaced():
+    settings = Settings.from_config({"server_names": ["renamed.test"]}, host=None)
+    indexes = {"pypi.test": ("pypi.test",)}
+    assert index.serving(settings, "pypi.test", indexes) == "pypi.test"
+    assert index.serving(settings, "elsewhere.test", indexes) == "renamed.test"  # not here
+    assert index.serving(settings, None, indexes) == "renamed.test"
+
+
+class AskingHost:
+    """A host whose facts are answered from data, as often as they are asked for."""
+
+    def __init__(self, settings, answers: dict[str, tuple[str, ...]]):
+        self.settings, self.answers, self.name, self.asked = settings, answers, "h", []
+
+    def gather(self, queries):
+        self.asked.append(list(queries))
+        return answered(queries, self.answers)
+
+
+def test_a_run_that_follows_the_host_to_its_index_asks_for_that_index_s_facts(tmp_path):
+    make_index(tmp_path, "pypi.test", ["pypi.test"])
+    settings = Settings.from_config({"server_names": ["renamed.test"], "state_dir": str(tmp_path)},
+                                    host=None)
+
+    def queries(settings):
+        return [TEXT.query(index.HOST_MARKER), FILE.query(f"/etc/ssl/{settings.index_name}.crt"),
+                *index.queries(settings)]
+
+    answers = {TEXT.query(index.HOST_MARKER): ("644 0:0 x", "cHlwaS50ZXN0Cg==")}
+    host = AskingHost(settings, answers)
+    facts = index.settle(host, host.gather(queries(settings)), queries)
+    assert host.settings.index_name == "pypi.test" and host.settings.server_names == ("renamed.test",)
+    assert host.asked[-1] == queries(host.settings)
+    assert facts.file("/etc/ssl/pypi.test.crt").state is None  # asked for, and answered
+    with pytest.raises(NotAsked, match=re.escape("the fact file|text=/etc/ssl/renamed.test.crt, "
+                                                 "which its task did not ask for")):
+        facts.file("/etc/ssl/renamed.test.crt")

@@ -3,7 +3,7 @@ import configparser
 import jinja2
 import pytest
 
-from ppc_tasks import credentials, server
+from ppc_tasks import config_ini, credentials, server
 from ppc_tasks.credentials import Credentials
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState
 from ppc_tasks.plan import Change, Unchanged, resolved
@@ -36,12 +36,12 @@ def parsed(config: bytes) -> configparser.ConfigParser:
 def test_every_fallback_is_one_pypicloud_starts_with(creds, mode, fallback, always_show_upstream):
     settings = Settings.from_config({"admins": ["alice", "bob"], "users": ["ci"], "fallback": mode},
                                     host="pypi.test")
-    app = parsed(server.render_config(settings, creds))["app:main"]
+    app = parsed(config_ini.render_config(settings, creds))["app:main"]
     assert (app["pypi.fallback"], app["pypi.always_show_upstream"]) == (fallback, always_show_upstream)
 
 
 def test_config_has_users_keys_storage_and_database(settings, creds):
-    app = parsed(server.render_config(settings, creds))["app:main"]
+    app = parsed(config_ini.render_config(settings, creds))["app:main"]
     assert app["auth.admins"].split() == ["alice", "bob"]
     assert app["user.alice"] == creds.password_hashes["alice"]
     assert app["user.bob"] == creds.password_hashes["bob"]
@@ -64,13 +64,13 @@ def test_config_has_users_keys_storage_and_database(settings, creds):
 
 
 def test_config_contains_no_plain_password(settings, creds):
-    config = server.render_config(settings, creds).decode()
+    config = config_ini.render_config(settings, creds).decode()
     for password in creds.passwords.values():
         assert password not in config
 
 
 def test_config_trusts_the_proxy_scheme(settings, creds):
-    waitress = parsed(server.render_config(settings, creds))["server:main"]
+    waitress = parsed(config_ini.render_config(settings, creds))["server:main"]
     assert waitress["port"] == "3031"
     assert "x-forwarded-proto" in waitress["trusted_proxy_headers"]
 
@@ -81,7 +81,7 @@ def test_the_guard_gets_the_publishing_rules(creds):
                                     host="pypi.test")
     creds = Credentials()
     credentials.complete(creds, settings.accounts)
-    app = parsed(server.render_config(settings, creds))["app:main"]
+    app = parsed(config_ini.render_config(settings, creds))["app:main"]
     assert app["ppc_guard.owners"].strip().splitlines() == ["acme-* = ci dev"]
     assert app["ppc_guard.release_window"] == "1800"
     assert app["ppc_guard.private_names"] == "acme-* tools"
@@ -95,13 +95,13 @@ def test_one_upload_limit_for_nginx_and_waitress(limit, waitress, nginx):
     settings = Settings.from_config({"max_upload_size": limit}, host="pypi.test")
     creds = Credentials()
     credentials.complete(creds, settings.accounts)
-    assert parsed(server.render_config(settings, creds))["server:main"][
+    assert parsed(config_ini.render_config(settings, creds))["server:main"][
         "max_request_body_size"] == waitress
     assert f"client_max_body_size {nginx};" in nginx_module.render_site(settings, 3031).decode()
 
 
 def test_waitress_takes_the_client_address_from_nginx_only(settings, creds):
-    waitress = parsed(server.render_config(settings, creds))["server:main"]
+    waitress = parsed(config_ini.render_config(settings, creds))["server:main"]
     assert "x-forwarded-for" in waitress["trusted_proxy_headers"].split()
     assert waitress["trusted_proxy_count"] == "1"  # the last entry: what nginx appended
 
@@ -131,7 +131,7 @@ def test_run_argv_follows_the_manual_procedure(settings):
 
 
 def test_config_is_redacted_for_dry_runs(settings, creds):
-    shown = server.redact_config(server.render_config(settings, creds).decode())
+    shown = config_ini.redact_config(config_ini.render_config(settings, creds).decode())
     for secret in (*creds.password_hashes.values(), creds.session_encrypt_key,
                    creds.session_validate_key):
         assert secret not in shown
@@ -168,7 +168,7 @@ def test_config_for_s3_and_a_shared_cache_reads_back_as_given(creds):
         "s3_endpoint_url": "http://s3.test:8080", "s3_addressing_style": "path",
         "s3_prefix": "packages/", "cache_url": "postgresql://pypi@db.test/pypi"}, host="pypi.test")
     creds.s3_secret_access_key, creds.cache_password = "s3%(here)s/+k", "p@ss%w:rd"
-    config = server.render_config(settings, creds)
+    config = config_ini.render_config(settings, creds)
     # As pserve reads it: PasteDeploy's parser expands %(here)s, so a % is written twice.
     pserve = configparser.ConfigParser(defaults={"here": "/etc/pypicloud"})
     pserve.read_string(config.decode())
@@ -184,7 +184,7 @@ def test_config_for_s3_and_a_shared_cache_reads_back_as_given(creds):
         ("sql", "postgresql://pypi:p%40ss%25w%3Ard@db.test:5432/pypi?connect_timeout=5")
     assert "storage.dir" not in app
 
-    shown = server.redact_config(config.decode())
+    shown = config_ini.redact_config(config.decode())
     assert "s3%" not in shown and "p%40ss" not in shown
     assert "storage.aws_secret_access_key = <redacted>" in shown
     assert "db.url = postgresql://pypi:<redacted>@db.test:5432/pypi?connect_timeout=5" in shown
@@ -193,7 +193,7 @@ def test_config_for_s3_and_a_shared_cache_reads_back_as_given(creds):
 def test_config_for_a_redis_cache(creds):
     redis = Settings.from_config({"admins": ["alice", "bob"], "users": ["ci"],
                                   "cache_url": "redis://cache.test/2"}, host="pypi.test")
-    app = parsed(server.render_config(redis, creds))["app:main"]
+    app = parsed(config_ini.render_config(redis, creds))["app:main"]
     assert (app["pypi.db"], app["db.url"]) == (
         "redis", "redis://cache.test:6379/2?socket_connect_timeout=5&socket_timeout=15")
     assert (app["pypi.storage"], app["storage.dir"]) == ("file", "/var/lib/pypicloud/packages")

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from ppc_tasks import apply, deploy, server, storage
+from ppc_tasks import apply, config_ini, deploy, storage
 from ppc_tasks.errors import TaskError
 from ppc_tasks.plan import Change, Plan
 
@@ -49,7 +49,7 @@ def test_once_on_s3_there_is_nothing_to_move(settings, on_s3):
         if isinstance(step, Change):
             apply.do_here(step.local)  # the S3 secret is kept
     creds = deploy.credentials.load(on_s3.secrets_path)
-    facts.files[on_s3.config_path] = present(server.render_config(on_s3, creds), "600", "10001:10001")
+    facts.files[on_s3.config_path] = present(config_ini.render_config(on_s3, creds), "600", "10001:10001")
     migration = storage.plan_migration(on_s3, facts, Plan(), b"")
     assert not isinstance(migration, Change)
     assert migration.detail == "the index keeps its packages in S3 (bucket pypi)"
