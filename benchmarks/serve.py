@@ -222,7 +222,8 @@ def milliseconds(timings: dict, label: str) -> str:
 def warm_deploy(tree: Path, host: harness.TestHost, work: Path, runs: int = 11) -> dict:
     """A deploy that changes nothing, against its floor: the same probe (files/sh/facts.sh
     with the deploy's queries) as a shell script over one plain ssh connection."""
-    from ppc_tasks import deploy as deploy_task, index
+    from ppc_tasks import deploy as deploy_task
+    from ppc_tasks import index
     from ppc_tasks.settings import Settings
 
     settings = index.for_servers(Settings.from_config(

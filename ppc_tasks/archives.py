@@ -11,6 +11,7 @@ checks again.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import hmac
@@ -78,8 +79,8 @@ def made_by(verified: Verified, key: bytes | None) -> str:
         return "unsigned"
     if key is None:
         return "unknown"
-    return "index" if hmac.compare_digest(signature(key, verified.signed), verified.signature) \
-        else "forged"
+    signed_here = hmac.compare_digest(signature(key, verified.signed), verified.signature)
+    return "index" if signed_here else "forged"
 
 
 def summary_of(manifest: dict) -> Summary:
@@ -115,9 +116,10 @@ def repack(incoming, archive: Path, about_run: dict, key: bytes) -> Summary:
     releases whose files came with it."""
     files: dict[str, dict] = {}
     about = {}
-    with tempfile.TemporaryDirectory() as work, \
-            tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as out, \
-            tarfile.open(fileobj=incoming, mode="r|") as stream:
+    with contextlib.ExitStack() as opened:
+        work = opened.enter_context(tempfile.TemporaryDirectory())
+        out = opened.enter_context(tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT))
+        stream = opened.enter_context(tarfile.open(fileobj=incoming, mode="r|"))
         database = Path(work) / DATABASE
         for member in stream:
             source = stream.extractfile(member)
@@ -184,9 +186,10 @@ def verify_archive(archive: Path) -> Verified:
         try:
             # One pass, in order, over the bytes as read: their sha256 is what a restore
             # must stream.
-            with HashingReader(archive.open("rb")) as whole, \
-                    gzip.GzipFile(fileobj=whole, mode="rb") as unpacked, \
-                    tarfile.open(fileobj=unpacked, mode="r|") as stream:
+            with contextlib.ExitStack() as opened:
+                whole = opened.enter_context(HashingReader(archive.open("rb")))
+                unpacked = opened.enter_context(gzip.GzipFile(fileobj=whole, mode="rb"))
+                stream = opened.enter_context(tarfile.open(fileobj=unpacked, mode="r|"))
                 for member in stream:
                     problem = archive_rules.member_problem(member.name, member.isfile())
                     if problem:

@@ -33,8 +33,8 @@ from .archives import Verified, index_key, made_by, repack, verify_archive
 from .errors import TaskError
 from .facts import CONTAINER, DOCKER, IMAGE, VOLUME, VOLUME_USAGE, Facts
 from .plan import Change, Command, Plan, counted
+from .plans.server import records_change
 from .render import FILES_DIR, script, script_argv
-from .server import login_line, records_change
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
 from .wiring import OPTION_HELP, expected_failures, host_task
 
@@ -253,17 +253,14 @@ def restore(host, file, confirm="", from_other_index=False, key_file=""):
         host.task_name = f"restore(backup-key={named.fingerprint})"  # in the audit log
         print(f"[{host.name}] {archive.name} is signed with the backup key in {named.path} "
               f"({named.fingerprint})", flush=True)
-    creds = credentials.load(settings.secrets_path)
-    if settings.admins[0] not in creds.passwords:
-        raise TaskError(f"the index's passwords are not in {settings.secrets_path}: restore "
-                        f"from the machine that deploys it")
+    creds = credentials.admin_credentials(settings, "restore")
     name = settings.server_container
     facts = host.read_facts([DOCKER.query(), VOLUME.query(settings.data_volume),
                              VOLUME_USAGE.query(settings.data_volume), CONTAINER.query(name),
                              IMAGE.query(settings.server_image)])
     host.require_docker(facts)
     host.carry_out(plan_restore(settings, facts, archive, verified, confirm,
-                                login_line(settings, creds), host.name))
+                                credentials.login_line(settings, creds), host.name))
 
 
 def plan_restore(settings: Settings, facts: Facts, archive: Path, verified: Verified,

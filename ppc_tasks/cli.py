@@ -5,7 +5,7 @@ directory once ppc-tasks is installed, and every core flag of `fab` works (-H, -
 --dry, --prompt-for-sudo-password, --list, --help TASK). It reads the operator's own
 configuration as `fab` does (/etc/fabric.yaml, ~/.fabric.yaml, -f FILE, FABRIC_*
 variables), and the `ppc:` settings of the directory's fabric.yaml once the operator
-trusted that file (trust.py).
+trusted that file (project.py).
 
 In a clone, `fab` finds the same namespace through fabfile.py and tasks.py; in an
 operator's own fabfile, `from ppc_tasks import namespace` adds it beside their tasks.
@@ -33,6 +33,7 @@ from . import (
     init,
     nginx,
     packages,
+    project,
     server,
     trust,
     wiring,
@@ -73,15 +74,15 @@ class Ppc(Fab):
         super().create_config()
         # The project file: the fabric.yaml where ppc runs, its ppc: settings only, and
         # only once trusted. Data only: a fabric.py there is never executed.
-        project = trust.project_file(Path.cwd())
-        if project is None:
+        found = project.project_file(Path.cwd())
+        if found is None:
             return
         try:
-            settings = trust.trusted_settings(project)
-        except (trust.Untrusted, OSError) as refusal:
+            settings = project.trusted_settings(found)
+        except (project.Untrusted, OSError) as refusal:
             self.project_refusal = str(refusal)
             return
-        self.config._set(_project=settings, _project_path=str(project), _project_found=True)
+        self.config._set(_project=settings, _project_path=str(found), _project_found=True)
         self.config.merge()
 
     def update_config(self) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fabric import task
 
-from . import certs, client_kit, credentials
+from . import client_kit, credentials
 from .apply import ThisMachine
 from .errors import TaskError, program
 from .facts import FILE, PIP, PLATFORM, TEXT, TOOL, Facts, FileFacts
@@ -33,6 +33,7 @@ from .merging import (
     merge_uv_toml,
 )
 from .plan import Change, Command, Plan, Step, Unchanged, file_step, one_step
+from .plans import certs
 from .render import render, script_argv
 from .settings import Settings, SettingsError
 from .system import FAMILIES
@@ -75,8 +76,8 @@ def on_mac(facts: Facts) -> bool:
 
 def index_url_with_credentials(index_url: str, username: str, password: str) -> str:
     parts = urllib.parse.urlsplit(index_url)
-    netloc = f"{urllib.parse.quote(username, safe='')}:{urllib.parse.quote(password, safe='')}" \
-             f"@{parts.netloc}"
+    account = f"{urllib.parse.quote(username, safe='')}:{urllib.parse.quote(password, safe='')}"
+    netloc = f"{account}@{parts.netloc}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -128,8 +129,8 @@ def render_pdm_config(settings: Settings, password: str, ca_bundle: str | None) 
 def uv_system_certs_key(facts: Facts) -> str:
     """The uv.toml key for "verify with the system store" that the host's uv knows."""
     uv = facts.tools.get("uv")
-    return "native-tls" if uv is not None and uv[1] and uv[1] < UV_WITH_SYSTEM_CERTS \
-        else "system-certs"
+    older = uv is not None and uv[1] and uv[1] < UV_WITH_SYSTEM_CERTS
+    return "native-tls" if older else "system-certs"
 
 
 def user_bundle_name(settings: Settings) -> str:
@@ -143,20 +144,10 @@ def combined_bundle(system_bundle: str, ca_certificate: bytes) -> bytes:
     return ("\n".join(part for part in parts if part) + "\n").encode()
 
 
-def client_password(settings: Settings) -> str:
-    """The client account's password, from the index's secrets on this machine."""
-    path = settings.secrets_path
-    password = credentials.load(path).passwords.get(settings.client_user)
-    if not password:
-        raise TaskError(f"no password for {settings.client_user!r} in {path}: "
-                        f"deploy the server first (with the same ppc settings)")
-    return password
-
-
 def pip_trusts_system_store(facts: Facts) -> bool:
     """Whether `python3 -m pip` on the host verifies with the system trust store."""
-    return facts.pip is not None and facts.pip[0][:2] >= PIP_WITH_SYSTEM_STORE \
-        and facts.pip[1][:2] >= PYTHON_WITH_SYSTEM_STORE
+    return (facts.pip is not None and facts.pip[0][:2] >= PIP_WITH_SYSTEM_STORE
+            and facts.pip[1][:2] >= PYTHON_WITH_SYSTEM_STORE)
 
 
 def queries(settings: Settings, can_sudo: bool) -> list[str]:
@@ -334,7 +325,7 @@ def configure(host, all_tools=False):
     NAME picks one when there are several.
     """
     settings = host.settings
-    password, ca = client_password(settings), certs.ca_to_trust(settings)
+    password, ca = credentials.client_password(settings), certs.ca_to_trust(settings)
     facts = host.gather(queries(settings, host.can_sudo), root=False)
     plan = Plan()
     plan.add(*plan_configure(settings, facts, password, ca, host.can_sudo, host.name, all_tools))
@@ -371,7 +362,7 @@ def export(c, kit, index=""):
     with expected_failures():
         settings = settings_of(c, for_server=False, index_option=index)
         refuse_admin_client(settings)
-        content = client_kit.content(settings, client_password(settings),
+        content = client_kit.content(settings, credentials.client_password(settings),
                                      certs.ca_to_trust(settings))
         client_kit.write(Path(kit), content)
     print(f"wrote {kit} for {settings.index_url} as {settings.client_user}; on the other "

@@ -115,8 +115,8 @@ def take_service_secrets(credentials: Credentials, settings: Settings, path: Pat
         if given and given != getattr(credentials, name):
             setattr(credentials, name, given)
             taken.append(variable)
-        if name == "s3_secret_access_key" and settings.storage == "s3" \
-                and not credentials.s3_secret_access_key:
+        if (name == "s3_secret_access_key" and settings.storage == "s3"
+                and not credentials.s3_secret_access_key):
             raise CredentialsError(f"ppc.storage = s3 needs {what}: set {variable} in the "
                                    f"environment of one deploy; it is then kept in {path}")
     return taken
@@ -135,8 +135,8 @@ def prepare(settings: Settings, fresh: bool = False, environ: Mapping[str, str] 
     before = asdict(credentials)
     generated = complete(credentials, settings.accounts)
     new_key = not before["backup_key"]
-    hashed = {key: value for key, value in asdict(credentials).items() if key != "backup_key"} != \
-        {key: value for key, value in before.items() if key != "backup_key"}
+    hashed = ({key: value for key, value in asdict(credentials).items() if key != "backup_key"}
+              != {key: value for key, value in before.items() if key != "backup_key"})
     taken = take_service_secrets(credentials, settings, path, environ)
     if not new_key and not hashed and not taken:
         return credentials, Unchanged("index.secrets", str(path))
@@ -206,3 +206,31 @@ def serialized(credentials: Credentials) -> bytes:
 def save(path: Path, credentials: Credentials) -> None:
     """Readable by the operator only."""
     state.write(path, serialized(credentials))
+
+
+# -- the logins tasks use ------------------------------------------------------------------
+def admin_credentials(settings: Settings, task: str) -> Credentials:
+    """The index's secrets on this machine, for a task that logs in as an admin (`task`,
+    as the message names it: roll back, restore, yank)."""
+    creds = load(settings.secrets_path)
+    if settings.admins[0] not in creds.passwords:
+        raise TaskError(f"the index's admin passwords are not in {settings.secrets_path}: "
+                        f"{task} from the machine that deploys it")
+    return creds
+
+
+def login_line(settings: Settings, creds: Credentials) -> bytes:
+    """An admin's login, sent on stdin: the check that a new container serves accounts,
+    and what an admin does through the index's API."""
+    admin = settings.admins[0]
+    return f"{admin}:{creds.passwords[admin]}\n".encode()
+
+
+def client_password(settings: Settings) -> str:
+    """The client account's password, from the index's secrets on this machine."""
+    path = settings.secrets_path
+    password = load(path).passwords.get(settings.client_user)
+    if not password:
+        raise TaskError(f"no password for {settings.client_user!r} in {path}: "
+                        f"deploy the server first (with the same ppc settings)")
+    return password

@@ -7,33 +7,16 @@ from __future__ import annotations
 import datetime
 import sys
 
-from . import (
-    balancer,
-    certs,
-    config_ini,
-    credentials,
-    data,
-    image,
-    index,
-    local,
-    nginx,
-    server,
-    storage,
-)
+from . import credentials, index, local
 from .apply import Host
-from .bootstrap import plan_docker
 from .errors import TaskError, program
-from .facts import DOCKER, IMAGE, PLATFORM, TEXT, UNIT, Facts
-from .local import LocalFacts
-from .plan import Change, Plan, boot_step
-from .settings import Settings, SettingsError
+from .facts import DOCKER, IMAGE, PLATFORM, TEXT, Facts
+from .plan import Plan
+from .plans import certs, nginx, server
+from .plans.bootstrap import plan_docker
+from .plans.deploy import plan_deploy, queries
+from .settings import SettingsError
 from .wiring import host_task
-
-
-def queries(settings) -> list[str]:
-    return [PLATFORM.query(), DOCKER.query(), UNIT.query("docker"), *index.queries(settings),
-            *image.queries(settings), *data.queries(settings), *server.queries(settings),
-            *certs.install_queries(settings), *certs.trust_queries(settings), *nginx.queries(settings)]
 
 
 def confirm_first_names(settings, *, name_from_host=False, **_) -> None:
@@ -104,43 +87,6 @@ def carry_out_deploy(host: Host, facts: Facts, *, new_identity: bool = False, **
     recap(host, new_client_account)
 
 
-def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_name: str, *,
-                here: LocalFacts | None = None, skip_build: bool = False, rebuild: bool = False,
-                new_identity: bool = False, migrate_storage: bool = False) -> Plan:
-    """Every step of a deploy, decided from the settings, the host's facts and what this
-    machine holds (here: the CA, the secrets, the index's record; made in memory when
-    missing). With migrate_storage, the file store is copied into S3 before the server
-    is replaced."""
-    if balancer.is_balancer(facts):
-        raise TaskError(f"{host_name} is the index's balancer (balancer.deploy): an index "
-                        f"host needs a host of its own")
-    if not migrate_storage:
-        storage.refuse_to_leave_packages_behind(settings, facts, host_name)
-    here = here or local.read(settings)
-    plan = Plan()
-    if new_identity:
-        plan.add(index.set_aside(settings, now))
-    tls = certs.prepare(settings, now, fresh=new_identity, here=here)
-    creds, secrets = credentials.prepare(settings, fresh=new_identity, kept=here.credentials)
-    images = image.plan_images(settings, facts, force=rebuild, skip=skip_build)
-    built = image.rebuilt(images)
-    data_step = data.plan_data_step(
-        settings, facts, facts.images[settings.data_image] is not None or "data" in built, now)
-    plan.add(*tls.steps, secrets, index.identity_step(settings, facts, here.record),
-             boot_step("docker.boot", "docker", facts), *images, data_step)
-    if migrate_storage:
-        plan.add(storage.plan_migration(settings, facts, config_ini.render_config(settings, creds),
-                                        server_image_built="server" in built))
-    serving = server.plan_server(settings, facts, creds, host_name,
-                                 image_built="server" in built,
-                                 data_made=isinstance(data_step, Change))
-    plan.add(*serving.in_order(
-        [certs.plan_install(settings, tls, facts), certs.plan_trust(settings, facts, tls.ca, host_name),
-         *nginx.plan_nginx(settings, facts, host_name, nginx.render_site(settings, serving.port))],
-        server.plan_records(settings, facts, isinstance(data_step, Change))))
-    return plan
-
-
 @host_task(name="rollback")
 def rollback(host):
     """Go back to the server the last replacement retired: its image and config.ini.
@@ -157,10 +103,7 @@ def rollback(host):
     target = server.rollback_target(facts)
     if target is not None:  # is its image still there? (named only in the record)
         facts.images.update(host.gather([IMAGE.query(target[0])]).images)
-    creds = credentials.load(settings.secrets_path)
-    if settings.admins[0] not in creds.passwords:
-        raise TaskError(f"the index's passwords are not in {settings.secrets_path}: roll back "
-                        f"from the machine that deploys it")
+    creds = credentials.admin_credentials(settings, "roll back")
     plan = Plan()
     serving = server.plan_rollback(settings, facts, creds, host.name)
     plan.add(*serving.in_order(nginx.plan_switch(settings, facts, serving.port)))

@@ -191,8 +191,8 @@ def parse_file_state(text: str) -> FileFacts:
 def parse_container(text: str) -> ContainerFacts | None:
     if text == "missing":
         return None
-    spec, running, port, restarts, health, started_at, image_id, mounts, image = \
-        (text.split("|") + [""] * 9)[:9]
+    fields = (text.split("|") + [""] * 9)[:9]
+    spec, running, port, restarts, health, started_at, image_id, mounts, image = fields
     return ContainerFacts(
         spec=spec, running=running == "true", port=int(port) if port.isdigit() else None,
         restarts=int(restarts) if restarts.isdigit() else 0, health=health,

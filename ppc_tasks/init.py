@@ -12,14 +12,14 @@ from pathlib import Path
 
 from fabric import task
 
-from . import trust
+from . import project
 from .errors import TaskError, program
 from .render import render
 from .settings import DEFAULTS, Settings, SettingsError
 from .values import string_list
 from .wiring import expected_failures
 
-PROJECT_FILE = trust.PROJECT_FILES[0]
+PROJECT_FILE = project.PROJECT_FILES[0]
 
 
 def names_from_terminal() -> str:
@@ -60,7 +60,7 @@ def init(c, names="", private="", fallback=DEFAULTS["fallback"], admins=DEFAULTS
     """
     path = Path.cwd() / PROJECT_FILE
     with expected_failures():
-        existing = trust.project_file(Path.cwd())
+        existing = project.project_file(Path.cwd())
         if existing is not None:
             raise TaskError(f"{existing} exists: edit it (then ppc trust), or move it away "
                             f"and run init again")
@@ -69,6 +69,6 @@ def init(c, names="", private="", fallback=DEFAULTS["fallback"], admins=DEFAULTS
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(content)
-        trust.record(path, content)
+        project.record(path, content)
     print(f"wrote {path}, trusted as written; next: {program()} config, then "
           f"{program()} --dry -H HOST deploy")

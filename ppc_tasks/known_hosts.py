@@ -295,8 +295,8 @@ def prepare(connection, shown_host: str) -> Policy:
         if not entry.marker and entry.key not in revoked:
             keys.add(paramiko_name, entry.key.get_name(), entry.key)
     connection.client.set_missing_host_key_policy(_Checked(policy, shown_host, entries))
-    if any(entry.marker == "@cert-authority" for entry in entries) and \
-            not any(not entry.marker for entry in entries):
+    vouched_for = any(entry.marker == "@cert-authority" for entry in entries)
+    if vouched_for and not any(not entry.marker for entry in entries):
         connection.connect_kwargs = {**connection.connect_kwargs,
                                      "transport_factory": certificates_only}
     connection.ppc_known_entries = entries

@@ -13,12 +13,12 @@ from fabric import task
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import certs, credentials, server
+from . import credentials
 from .apply import Host, report_line
-from .clients import client_password
 from .errors import TaskError
 from .facts import CONTAINER, DOCKER, PLATFORM, RELEASE, Facts
 from .plan import Change, Command, Plan, Step, Unchanged
+from .plans import certs
 from .settings import Settings, SettingsError
 from .ssh import last_lines
 from .wiring import OPTION_HELP, expected_failures, host_task, settings_of
@@ -73,7 +73,7 @@ def upload(c, files, index=""):
         environment = {key: value for key, value in os.environ.items()
                        if key not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
         environment.update(TWINE_USERNAME=settings.client_user,
-                           TWINE_PASSWORD=client_password(settings))
+                           TWINE_PASSWORD=credentials.client_password(settings))
         result = subprocess.run(twine_argv(settings, paths), capture_output=True, text=True,
                                 env=environment)
         if result.returncode != 0:
@@ -142,12 +142,9 @@ def change_yank(host: Host, release: str, reason: str | None) -> None:
                              CONTAINER.query(settings.server_container),
                              release_query(settings, name, version)])
     host.require_docker(facts)
-    creds = credentials.load(settings.secrets_path)
-    if settings.admins[0] not in creds.passwords:
-        raise TaskError(f"the index's admin passwords are not in {settings.secrets_path}: "
-                        f"yank from the machine that deploys it")
+    creds = credentials.admin_credentials(settings, "yank")
     plan = Plan()
-    plan.add(plan_yank(settings, facts, name, version, reason, server.login_line(settings, creds)))
+    plan.add(plan_yank(settings, facts, name, version, reason, credentials.login_line(settings, creds)))
     host.carry_out(plan)
 
 

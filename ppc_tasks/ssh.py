@@ -208,8 +208,8 @@ class Remote:
         except (socket.gaierror, socket.timeout, TimeoutError, OSError,
                 paramiko.SSHException) as error:
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-            raise known_hosts.no_certificate_error(self.connection, self.name, reason) or \
-                TaskError(f"cannot reach {self.name} over SSH: {reason}") from None
+            raise (known_hosts.no_certificate_error(self.connection, self.name, reason)
+                   or TaskError(f"cannot reach {self.name} over SSH: {reason}")) from None
         # A dead peer is noticed within a minute instead of hanging a command forever.
         self.connection.transport.set_keepalive(15)
         self.require_sudo = require_sudo

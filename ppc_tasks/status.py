@@ -16,21 +16,12 @@ from cryptography import x509
 from fabric import task
 from invoke.exceptions import Exit
 
-from . import (
-    balancer,
-    certificates,
-    certs,
-    config_ini,
-    credentials,
-    deploy,
-    image,
-    nginx,
-    server,
-)
+from . import certificates, config_ini, credentials
 from .apply import AUDIT_LOG, Host
 from .errors import program
 from .facts import HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
 from .plan import counted
+from .plans import balancer, certs, deploy, image, nginx, server
 from .render import script_argv
 from .settings import DATA_DIR, Settings
 from .wiring import first_call, host_task, on_each_host, print_table, settings_of
@@ -158,8 +149,8 @@ def check_publishing(settings: Settings) -> Check:
     private = ", ".join(settings.private_names) or "none set"
     owners = "; ".join(f"{pattern}: {', '.join(accounts)}" for pattern, accounts in settings.owners)
     window = settings.release_window
-    closes = f"{window // 3600} h" if window % 3600 == 0 else \
-        f"{window // 60} min" if window % 60 == 0 else f"{window} s"
+    closes = (f"{window // 3600} h" if window % 3600 == 0 else
+              f"{window // 60} min" if window % 60 == 0 else f"{window} s")
     return Check("publishing", True,
                  f"fallback {settings.fallback}: {UPSTREAM[settings.fallback]}; private names: "
                  f"{private}, and every project ever published here; a release closes "
@@ -204,8 +195,8 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
     trusted = None
     if trusted_here and ca and ca.exists() and trust is not None:
         trust_file = facts.file(certs.trust_path(trust, settings.index_name))
-        trusted = trust_file.state is not None and \
-            trust_file.state.sha256 == hashlib.sha256(ca.read_bytes()).hexdigest()
+        trusted = (trust_file.state is not None
+                   and trust_file.state.sha256 == hashlib.sha256(ca.read_bytes()).hexdigest())
         if not trusted:
             problems.append("its CA is not in the host's trust store")
     detail = (f"{', '.join(names)}; {max(left.days, 0)} days left; issuer {issuer}"

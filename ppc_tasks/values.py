@@ -223,8 +223,8 @@ def owners(raw: dict, key: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         accounts = [accounts] if isinstance(accounts, str) else accounts
         if not isinstance(pattern, str) or not NAME_PATTERN.match(pattern):
             raise SettingsError(f"ppc.{key}: {pattern!r} is not {NAME_PATTERN_WHAT}")
-        if not isinstance(accounts, (list, tuple)) or not accounts or \
-                not all(isinstance(account, str) and USER.match(account) for account in accounts):
+        if not isinstance(accounts, (list, tuple)) or not accounts or not all(
+                isinstance(account, str) and USER.match(account) for account in accounts):
             raise SettingsError(f"ppc.{key}: {pattern!r} must name a list of accounts, "
                                 f"got {accounts!r}")
         owners.append((pattern, tuple(accounts)))
@@ -286,13 +286,13 @@ def cache_url(raw: dict, key: str) -> CacheUrl | None:
     if parts.password is not None:
         raise SettingsError(f"ppc.{key}: holds a password: give it in the environment as "
                             f"{CACHE_PASSWORD_ENV} instead (it is then kept in secrets.json)")
-    if scheme not in CACHE_PORTS or not parts.hostname or not is_host_name(parts.hostname) \
-            or parts.fragment or (parts.username is not None and not USER.match(parts.username)):
+    if (scheme not in CACHE_PORTS or not parts.hostname or not is_host_name(parts.hostname)
+            or parts.fragment or (parts.username is not None and not USER.match(parts.username))):
         raise SettingsError(f"ppc.{key}: must be {usage}, got {value!r}")
     database = parts.path.lstrip("/")
     if scheme == "postgresql":
-        if not parts.username or not _DATABASE.match(database) or \
-                (parts.query and not _QUERY.match(parts.query)):
+        if (not parts.username or not _DATABASE.match(database)
+                or (parts.query and not _QUERY.match(parts.query))):
             raise SettingsError(f"ppc.{key}: must be {usage}, got {value!r}")
     elif not (database or "0").isdigit() or parts.query:
         raise SettingsError(f"ppc.{key}: a Redis database is a number (redis://HOST:6379/0), "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from ppc_tasks import certs
+from ppc_tasks.plans import certs
 
 
 def write_own_certificate(directory: Path, names: tuple[str, ...],

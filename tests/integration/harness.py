@@ -3,7 +3,7 @@
 The images are cached in the local Docker engine between test runs: each carries a
 label with the hash of what it was made from and is rebuilt only when that changes.
 The server's own images are built once in a run, here, with the product's own build
-(ppc_tasks.image), and loaded into the hosts that should not build them; the images of
+(ppc_tasks.plans.image), and loaded into the hosts that should not build them; the images of
 earlier releases that upgrade tests deploy are kept here by their commit.
 """
 
@@ -265,7 +265,7 @@ def build_server_images(settings: dict) -> list[str]:
     """Build the data and server images in this machine's engine exactly as a deploy
     with these settings builds them on a host (the product's own context, build
     arguments and tags); their tags, the content tags included."""
-    from ppc_tasks import image  # the product: imported only by the runs that build
+    from ppc_tasks.plans import image
     from ppc_tasks.settings import Settings
 
     builds = image.image_builds(Settings.from_config(settings, host="build.test"))

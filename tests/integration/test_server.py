@@ -17,8 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (SERVER_NAME, Deployed, container_started_at, password_of, server_port,
-                       steps, tunnel)
+from .conftest import (
+    SERVER_NAME,
+    Deployed,
+    container_started_at,
+    password_of,
+    server_port,
+    steps,
+    tunnel,
+)
 
 
 def get(url: str, auth: tuple[str, str] | None = None) -> int:

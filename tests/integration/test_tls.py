@@ -12,12 +12,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ppc_tasks import certs
-
+from ppc_tasks.plans import certs
 from tests.own_certificate import write_own_certificate
 
 from . import harness, web
-from .conftest import SERVER_NAME, password_of, container_started_at, steps
+from .conftest import SERVER_NAME, container_started_at, password_of, steps
 
 INDEX = f"https://{SERVER_NAME}/simple/"
 

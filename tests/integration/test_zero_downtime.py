@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from . import harness, web
-from .conftest import SERVER_NAME, built_images, container_started_at, password_of, steps
+from .conftest import (
+    SERVER_NAME,
+    built_images,
+    container_started_at,
+    password_of,
+    steps,
+)
 
 PROJECT, VERSION = "ppc-zero-downtime", "1.0"
 CLIENTS = 3

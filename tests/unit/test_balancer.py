@@ -7,10 +7,11 @@ import dataclasses
 import pytest
 from cryptography import x509
 
-from ppc_tasks import apply, balancer, certs, deploy, nginx
+from ppc_tasks import apply
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, FileFacts
 from ppc_tasks.plan import Change
+from ppc_tasks.plans import balancer, certs, deploy, nginx
 from ppc_tasks.settings import Settings
 
 from .test_deploy import NOW, changed, fresh_facts, loaded, present

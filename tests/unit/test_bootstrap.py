@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ppc_tasks.bootstrap import plan_docker
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import Facts
 from ppc_tasks.plan import Change
+from ppc_tasks.plans.bootstrap import plan_docker
 from ppc_tasks.system import parse_platform
 
 APT = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io"

@@ -8,9 +8,10 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ppc_tasks import certificates, certs
+from ppc_tasks import certificates
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import Facts, FileFacts, FileState
+from ppc_tasks.plans import certs
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
 

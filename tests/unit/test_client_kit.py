@@ -13,7 +13,8 @@ import pytest
 from invoke import Config, Context
 from invoke.exceptions import Exit
 
-from ppc_tasks import certs, client_kit, clients
+from ppc_tasks import client_kit, clients
+from ppc_tasks.plans import certs
 from ppc_tasks.settings import Settings
 
 PASSWORD = "s3cret/+"

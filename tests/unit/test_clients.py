@@ -3,7 +3,7 @@ import configparser
 import pytest
 import tomllib
 
-from ppc_tasks import certs, clients, merging, packages
+from ppc_tasks import clients, merging, packages
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import (
     TEXT,
@@ -16,6 +16,7 @@ from ppc_tasks.facts import (
     parse_version,
 )
 from ppc_tasks.plan import Change, Unchanged
+from ppc_tasks.plans import certs
 from ppc_tasks.settings import Settings, SettingsError
 from ppc_tasks.system import FAMILIES, parse_platform
 

@@ -1,9 +1,9 @@
 import pytest
 
-from ppc_tasks import data
-from ppc_tasks.data import DataPlan, DataState
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts
+from ppc_tasks.plans import data
+from ppc_tasks.plans.data import DataPlan, DataState
 from ppc_tasks.settings import Settings
 
 SETTINGS = Settings.from_config({}, host="pypi.test")

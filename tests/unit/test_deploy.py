@@ -9,10 +9,12 @@ import hashlib
 
 import pytest
 
-from ppc_tasks import apply, certs, config_ini, credentials, deploy, image, index, nginx, server
+from ppc_tasks import apply, config_ini, credentials, deploy, index
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, ImageFacts
 from ppc_tasks.plan import Change, Plan, Unchanged, describe, unified_diff
+from ppc_tasks.plans import certs, image, nginx, server
+from ppc_tasks.plans.deploy import plan_deploy
 from ppc_tasks.settings import Settings, SettingsError
 from ppc_tasks.system import FAMILIES, parse_platform
 
@@ -32,7 +34,7 @@ def deployed_here(tmp_path) -> Settings:
     """Settings of an index as a first deploy leaves it on the operator's machine."""
     settings = Settings.from_config({"server_names": ["pypi.test"], "users": ["dev"],
                                      "state_dir": str(tmp_path / "state")}, host=None)
-    plan = deploy.plan_deploy(settings, fresh_facts(settings), NOW, "h")
+    plan = plan_deploy(settings, fresh_facts(settings), NOW, "h")
     for step in plan.steps:
         if isinstance(step, Change):
             apply.do_here(step.local)
@@ -96,7 +98,7 @@ def changed(plan) -> list[str]:
 
 
 def test_a_host_as_the_settings_say_yields_no_command(settings):
-    plan = deploy.plan_deploy(settings, warm_facts(settings), NOW, "h")
+    plan = plan_deploy(settings, warm_facts(settings), NOW, "h")
     assert changed(plan) == []
     assert [step.step for step in plan.steps] == [
         "certs.ca", "certs.server", "index.secrets", "index.identity", "docker.boot",
@@ -108,7 +110,7 @@ def test_a_host_as_the_settings_say_yields_no_command(settings):
 def test_a_bare_host_gets_every_step_in_the_order_of_the_manual_procedure(tmp_path):
     settings = Settings.from_config({"server_names": ["pypi.test"],
                                      "state_dir": str(tmp_path / "new")}, host=None)
-    plan = deploy.plan_deploy(settings, fresh_facts(settings), NOW, "h")
+    plan = plan_deploy(settings, fresh_facts(settings), NOW, "h")
     assert changed(plan) == [
         "certs.ca", "certs.server", "index.secrets", "index.identity", "image.data",
         "image.server", "data.container", "server.config", "server.container",
@@ -120,7 +122,7 @@ def test_a_bare_host_gets_every_step_in_the_order_of_the_manual_procedure(tmp_pa
 def test_a_new_setting_changes_the_config_and_replaces_the_server_only(settings):
     facts = warm_facts(settings)
     changed_settings = dataclasses.replace(settings, fallback="none")
-    plan = deploy.plan_deploy(changed_settings, facts, NOW, "h")
+    plan = plan_deploy(changed_settings, facts, NOW, "h")
     assert changed(plan) == SWITCH
     container = plan.changes("server.container")[0]
     assert container.would == ("recreate pypicloud: config.ini changed; pypicloud-next starts "
@@ -140,14 +142,14 @@ SWITCH = ["server.config", "server.container", "nginx.site", "nginx.service", "s
 
 
 def test_a_rebuild_replaces_the_server_with_the_new_image(settings):
-    plan = deploy.plan_deploy(settings, warm_facts(settings), NOW, "h", rebuild=True)
+    plan = plan_deploy(settings, warm_facts(settings), NOW, "h", rebuild=True)
     assert changed(plan) == ["image.data", "image.server", *SWITCH[1:]]
     assert plan.changes("server.container")[0].would.startswith(
         "recreate pypicloud: its image was rebuilt;")
 
 
 def test_a_replacement_starts_beside_the_live_server_then_nginx_switches(settings):
-    plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"),
+    plan = plan_deploy(dataclasses.replace(settings, fallback="none"),
                               warm_facts(settings), NOW, "h")
     replacement = plan.changes("server.container")[0]
     start, wait = replacement.commands[0], replacement.gate.command
@@ -175,15 +177,15 @@ def test_the_next_replacement_goes_back_to_the_first_port(settings):
     facts.ports = {22, 80, 443, 3032}
     facts.files[nginx.SITE_PATH] = present(nginx.render_site(settings, 3032))
     loaded(settings, facts)
-    assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == []
-    plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
+    assert changed(plan_deploy(settings, facts, NOW, "h")) == []
+    plan = plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
     assert "127.0.0.1:3031:3031" in plan.changes("server.container")[0].commands[0].argv
     assert "server 127.0.0.1:3031;" in plan.changes("nginx.site")[0].diffs[0].new.decode()
 
 
 def test_a_new_port_moves_the_server_and_reloads_nginx_after_nginx_t(settings):
     moved = dataclasses.replace(settings, port=4000)
-    plan = deploy.plan_deploy(moved, warm_facts(settings), NOW, "h")
+    plan = plan_deploy(moved, warm_facts(settings), NOW, "h")
     assert changed(plan) == SWITCH[1:]
     assert "127.0.0.1:4000:3031" in plan.changes("server.container")[0].commands[0].argv
     site = plan.changes("nginx.site")[0]
@@ -195,8 +197,8 @@ def test_a_port_taken_by_something_else_is_refused_before_any_step(settings):
     facts.ports.add(3032)
     with pytest.raises(TaskError, match="port 3032 is already in use on h: the index's server runs "
                                         "on port 3031 or 3032"):
-        deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
-    assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == []  # no replacement, no need
+        plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
+    assert changed(plan_deploy(settings, facts, NOW, "h")) == []  # no replacement, no need
 
 
 def test_an_interrupted_switch_is_finished_when_nginx_serves_the_new_one(settings):
@@ -205,7 +207,7 @@ def test_an_interrupted_switch_is_finished_when_nginx_serves_the_new_one(setting
                                                              port=3032)
     facts.files[nginx.SITE_PATH] = present(nginx.render_site(settings, 3032))
     loaded(settings, facts)
-    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    plan = plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["server.recover"]
     reload, retire = plan.changes("server.recover")[0].commands
     # nginx is reloaded first: the run may have stopped between the site and the reload.
@@ -218,7 +220,7 @@ def test_an_interrupted_replacement_nginx_never_used_is_removed(settings):
     facts = warm_facts(settings)
     facts.containers["pypicloud-next"] = ContainerFacts("half-made", True, 3032)
     facts.ports.add(3032)
-    plan = deploy.plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
+    plan = plan_deploy(dataclasses.replace(settings, fallback="none"), facts, NOW, "h")
     assert changed(plan) == ["server.recover", *SWITCH]
     assert plan.changes("server.recover")[0].commands[0].argv == (
         "docker", "rm", "--force", "pypicloud-next")
@@ -228,7 +230,7 @@ def test_an_interrupted_replacement_is_put_back_first(settings):
     facts = warm_facts(settings)
     facts.containers["pypicloud-previous"] = facts.containers["pypicloud"]
     facts.containers["pypicloud"] = ContainerFacts("half-made", False, None)
-    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    plan = plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["server.recover"]
     recover = plan.changes("server.recover")[0]
     assert [command.argv[:2] for command in recover.commands] == [
@@ -239,20 +241,20 @@ def test_a_changed_certificate_reloads_nginx(settings):
     facts = warm_facts(settings)
     cert_path, _ = certs.host_cert_paths(settings)
     facts.files[cert_path] = present(b"an older certificate")
-    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    plan = plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["certs.install", "nginx.service"]
     install = plan.changes("certs.install")[0]
     assert [diff.private for diff in install.diffs] == [False]  # the key did not change
     facts.files[certs.host_cert_paths(settings)[1]] = present(b"another key", "600")
     install = plan_step(settings, facts, "certs.install")
     shown = "\n".join(line for _, _, _, details in describe(
-        deploy.plan_deploy(settings, facts, NOW, "h"), " ".join) for line in details)
+        plan_deploy(settings, facts, NOW, "h"), " ".join) for line in details)
     assert "a private key (not shown)" in shown
     assert certs.prepare(settings, NOW).key.decode().splitlines()[1] not in shown
 
 
 def plan_step(settings, facts, name):
-    return next(step for step in deploy.plan_deploy(settings, facts, NOW, "h").steps
+    return next(step for step in plan_deploy(settings, facts, NOW, "h").steps
                 if step.step == name)
 
 
@@ -260,7 +262,7 @@ def test_nginx_not_running_is_started_and_not_enabled_is_enabled(settings):
     facts = warm_facts(settings)
     facts.nginx = (True, False)
     facts.units["nginx"] = ("disabled", "inactive")
-    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    plan = plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["nginx.service", "nginx.boot"]
     assert isinstance(plan_step(settings, warm_facts(settings), "nginx.boot"), Unchanged)
 
@@ -355,12 +357,12 @@ def test_nginx_is_reloaded_when_it_has_not_read_the_files_as_they_are(settings):
     cert_path, _ = certs.host_cert_paths(settings)
     facts.files[nginx.LOADED_PATH] = present(facts.file(nginx.LOADED_PATH).content.replace(
         facts.file(cert_path).state.sha256.encode(), b"0" * 64))
-    plan = deploy.plan_deploy(settings, facts, NOW, "h")
+    plan = plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["nginx.service"]
     assert plan.changes("nginx.service")[0].would == (
         "reload nginx: it has not loaded the site or certificate as they are")
     facts.files[nginx.LOADED_PATH] = FileFacts(None)  # deployed by a release before the record
-    assert changed(deploy.plan_deploy(settings, facts, NOW, "h")) == ["nginx.service"]
+    assert changed(plan_deploy(settings, facts, NOW, "h")) == ["nginx.service"]
 
 
 def test_a_first_deploy_names_the_index_only_as_told(tmp_path, monkeypatch):

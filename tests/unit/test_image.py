@@ -6,9 +6,9 @@ import tarfile
 
 import pytest
 
-from ppc_tasks import image
 from ppc_tasks.facts import Facts, ImageFacts
 from ppc_tasks.plan import Change, Unchanged
+from ppc_tasks.plans import image
 from ppc_tasks.settings import Settings, SettingsError
 
 

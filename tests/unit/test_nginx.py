@@ -2,9 +2,9 @@ import re
 
 import pytest
 
-from ppc_tasks import nginx
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import Facts
+from ppc_tasks.plans import nginx
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
 

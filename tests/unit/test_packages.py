@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ppc_tasks import packages
+from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, Release
 from ppc_tasks.plan import Change, Unchanged
 from ppc_tasks.settings import Settings, SettingsError
-from ppc_tasks.errors import TaskError
 
 LOGIN = b"admin:secret\n"
 

@@ -11,11 +11,12 @@ import json
 
 import pytest
 
-from ppc_tasks import index, overview, server, status
+from ppc_tasks import index, overview, status
 from ppc_tasks.apply import Host
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import KINDS, TEXT, NotAsked, answered
 from ppc_tasks.plan import describe
+from ppc_tasks.plans import server
 from ppc_tasks.settings import S3_SECRET_ENV, Settings, SettingsError
 from ppc_tasks.ssh import Result
 from tests.unit.test_deploy import deployed_here

@@ -9,7 +9,8 @@ import shlex
 
 import pytest
 
-from ppc_tasks import certs, data, deploy, facts, image, server
+from ppc_tasks import facts
+from ppc_tasks.plans import certs, data, deploy, image, server
 from ppc_tasks.render import script_argv
 from ppc_tasks.settings import Settings
 from ppc_tasks.ssh import command_line

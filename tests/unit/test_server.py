@@ -3,10 +3,11 @@ import configparser
 import jinja2
 import pytest
 
-from ppc_tasks import config_ini, credentials, server
+from ppc_tasks import config_ini, credentials
 from ppc_tasks.credentials import Credentials
 from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState
 from ppc_tasks.plan import Change, Unchanged, resolved
+from ppc_tasks.plans import server
 from ppc_tasks.render import render
 from ppc_tasks.settings import Settings
 
@@ -90,7 +91,7 @@ def test_the_guard_gets_the_publishing_rules(creds):
 @pytest.mark.parametrize("limit, waitress, nginx", [("0", str(2 ** 62), "0"),
                                                     ("1m", "1048576", "1048576")])
 def test_one_upload_limit_for_nginx_and_waitress(limit, waitress, nginx):
-    from ppc_tasks import nginx as nginx_module
+    from ppc_tasks.plans import nginx as nginx_module
 
     settings = Settings.from_config({"max_upload_size": limit}, host="pypi.test")
     creds = Credentials()

@@ -3,7 +3,7 @@
 import datetime
 import hashlib
 
-from ppc_tasks import balancer, certs, nginx, server, status
+from ppc_tasks import status
 from ppc_tasks.facts import (
     ContainerFacts,
     Facts,
@@ -12,6 +12,7 @@ from ppc_tasks.facts import (
     VolumeUsage,
     parse_health_report,
 )
+from ppc_tasks.plans import balancer, certs, nginx, server
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
 

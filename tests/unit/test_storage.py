@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 
-from ppc_tasks import apply, config_ini, deploy, storage
+from ppc_tasks import apply, config_ini
 from ppc_tasks.errors import TaskError
 from ppc_tasks.plan import Change, Plan
+from ppc_tasks.plans import deploy, storage
 
 from .test_deploy import NOW, changed, deployed_here, present, warm_facts
 

@@ -1,22 +1,16 @@
-"""Moving an index's packages out of its file store into S3 (the storage.migrate task,
-in deploy.py beside deploy, whose plan it shares).
-
-pypicloud's own `ppc-migrate` copies every package (with its metadata) from the store
-the running config.ini names into the one the settings name; the server is then
-replaced by one on S3, as a deploy replaces it (no downtime). The file store stays in
-the data volume until the operator removes it.
-"""
+"""What `storage` decides, from the settings and a host's facts alone: the facts it
+asks for, its steps and what they render (its tasks: ppc_tasks/storage.py)."""
 
 from __future__ import annotations
 
 import re
 
+from ..errors import TaskError, program
+from ..facts import Facts
+from ..plan import Change, Command, Step, Unchanged
+from ..render import script
+from ..settings import DATA_DIR, PYPICLOUD_UID, Settings
 from . import image, server
-from .errors import TaskError, program
-from .facts import Facts
-from .plan import Change, Command, Step, Unchanged
-from .render import script
-from .settings import DATA_DIR, PYPICLOUD_UID, Settings
 
 CONFIGURED_STORAGE = re.compile(rb"^pypi\.storage\s*=\s*(\S+)", re.MULTILINE)
 
@@ -66,4 +60,3 @@ def plan_migration(settings: Settings, facts: Facts, config: bytes,
                   commands=[Command.of(*migrate_argv(settings, server_image), stdin=config,
                                        failure="ppc-migrate could not copy the packages; the "
                                                "server still runs on its file store")])
-
