@@ -36,7 +36,7 @@ from .plan import Change, Command, Plan, counted
 from .plans.server import records_change
 from .render import FILES_DIR, script, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
-from .wiring import OPTION_HELP, expected_failures, host_task
+from .wiring import expected_failures, host_task
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -141,8 +141,12 @@ def prune(directory: Path, keep: int) -> list[Path]:
     return archives[:-keep] if keep > 0 and len(archives) > keep else []
 
 
+ARCHIVE_HELP = "a backup archive (made by backup.create)"
+
+
 # -- tasks ---------------------------------------------------------------------------------
-@host_task(mutating=False)
+@host_task(mutating=False, option_help={
+    "keep": "then delete all but this many newest archives (0: keep all)"})
 def create(host, keep=0):
     """Back the index up to this machine, into <state_dir>/<index>/backups/.
 
@@ -193,7 +197,7 @@ def create(host, keep=0):
         host.report("backup.prune", True, f"deleted {old.name} (--keep={keep})")
 
 
-@task(auto_shortflags=False, help={"file": OPTION_HELP["file"]})
+@task(auto_shortflags=False, help={"file": ARCHIVE_HELP})
 def verify(c, file):
     """Check a backup archive offline, on this machine (no -H).
 
@@ -220,7 +224,13 @@ def verify(c, file):
         print(f"verified {path}: {verified.summary}; {made}", flush=True)
 
 
-@host_task(option_help={"confirm": "the index's name, to replace every package it holds"})
+@host_task(option_help={
+    "file": ARCHIVE_HELP,
+    "confirm": "the index's name, to replace every package it holds",
+    "from_other_index": "restore an archive another index made (or one not signed): its "
+                        "packages replace this index's",
+    "key_file": "the secrets.json (or the backup_key alone, hex) of the index that made "
+                "the archive, when this machine no longer has its key"})
 def restore(host, file, confirm="", from_other_index=False, key_file=""):
     """Put a backup archive into the host's index, checked and swapped in.
 

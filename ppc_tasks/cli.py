@@ -16,7 +16,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from fabric import Config, Executor
+from fabric import Config
 from fabric.main import Fab
 from invoke import Collection
 from invoke.exceptions import Exit
@@ -100,19 +100,8 @@ def installed_version() -> str:
         return "unknown"
 
 
-program = Ppc(name="ppc-tasks", namespace=namespace, executor_class=Executor,
+program = Ppc(name="ppc-tasks", namespace=namespace, executor_class=wiring.Executor,
               config_class=Config, version=installed_version())
-
-
-def given_hosts() -> str | None:
-    """The -H list of the running program: `ppc`, or Fabric's own `fab` with a fabfile."""
-    from fabric.main import program as fab
-
-    cores = [running.core for running in (program, fab) if getattr(running, "core", None)]
-    return cores[0][0].args.hosts.value if cores else None
-
-
-wiring.given_hosts = given_hosts  # the many-hosts tasks run on every -H host
 
 
 def main() -> None:

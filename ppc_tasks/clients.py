@@ -307,8 +307,12 @@ def refuse_admin_client(settings: Settings) -> None:
                             f"account (ppc.users), or set ppc.allow_admin_client: true")
 
 
+ALL_TOOLS_HELP = "configure uv, Poetry and PDM even where they are not installed"
+KIT_HELP = "the client kit file (made by clients.export; it holds a password)"
+
+
 # -- tasks ---------------------------------------------------------------------------------
-@many_hosts_task(preflight=refuse_admin_client)
+@many_hosts_task(preflight=refuse_admin_client, option_help={"all_tools": ALL_TOOLS_HELP})
 def configure(host, all_tools=False):
     """Point developer machines at the index: pip, twine, uv, Poetry and PDM, no flags.
 
@@ -348,7 +352,7 @@ def unconfigure(host):
     host.carry_out(plan)
 
 
-@task(auto_shortflags=False, help={"kit": OPTION_HELP["kit"], "index": OPTION_HELP["index"]})
+@task(auto_shortflags=False, help={"kit": KIT_HELP, "index": OPTION_HELP["index"]})
 def export(c, kit, index=""):
     """Write a kit from which a developer or CI machine sets itself up (clients.setup).
 
@@ -369,8 +373,7 @@ def export(c, kit, index=""):
           f"machine: {program()} clients.setup --kit {Path(kit).name}, then delete the kit")
 
 
-@task(auto_shortflags=False, help={"kit": OPTION_HELP["kit"],
-                                   "all_tools": OPTION_HELP["all_tools"]})
+@task(auto_shortflags=False, help={"kit": KIT_HELP, "all_tools": ALL_TOOLS_HELP})
 def setup(c, kit, all_tools=False):
     """Set up your own machine from a kit (clients.export): pip, twine, uv, Poetry, PDM.
 

@@ -34,7 +34,13 @@ def confirm_first_names(settings, *, name_from_host=False, **_) -> None:
                         f"{settings.index_name} with deploy --name-from-host")
 
 
-@host_task(preflight=confirm_first_names)
+@host_task(preflight=confirm_first_names, option_help={
+    "bootstrap": "first install the Docker engine where it is missing (as host.bootstrap)",
+    "name_from_host": "on a first deploy without server_names, name the index after the "
+                      "-H host, for good",
+    "new_identity": "make a new CA and passwords for an index whose own are not on this "
+                    "machine (every client must be configured again)",
+    "skip_build": "use the images already on the host"})
 def deploy(host, skip_build=False, rebuild=False, new_identity=False, verbose=False,
            bootstrap=False, name_from_host=False):  # name_from_host: for the preflight
     """Turn the host into an HTTPS package index: images, data, server, TLS, nginx.

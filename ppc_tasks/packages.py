@@ -44,7 +44,8 @@ def upload_error(output: str, files: list[str]) -> str:
     return f"twine upload failed: {last_lines(output, 2)}"
 
 
-@task(auto_shortflags=False, help={name: OPTION_HELP[name] for name in ("files", "index")})
+@task(auto_shortflags=False, help={"files": "the distributions, as a quoted pattern: 'dist/*'",
+                                   "index": OPTION_HELP["index"]})
 def upload(c, files, index=""):
     """Upload distributions to the index with twine, from this machine (no -H).
 
@@ -83,6 +84,9 @@ def upload(c, files, index=""):
 
 
 # -- yanks ---------------------------------------------------------------------------------
+RELEASE_HELP = "the release, as NAME==VERSION"
+
+
 def parse_release(release: str) -> tuple[str, str]:
     """(canonical name, version) from NAME==VERSION."""
     name, separator, version = release.partition("==")
@@ -148,7 +152,8 @@ def change_yank(host: Host, release: str, reason: str | None) -> None:
     host.carry_out(plan)
 
 
-@host_task
+@host_task(option_help={"release": RELEASE_HELP,
+                        "reason": "why the release is yanked (one line; pip and uv show it)"})
 def yank(host, release, reason=""):
     """Yank a release: pip and uv skip it unless it is pinned exactly.
 
@@ -162,7 +167,7 @@ def yank(host, release, reason=""):
     change_yank(host, release, check_reason(reason))
 
 
-@host_task
+@host_task(option_help={"release": RELEASE_HELP})
 def unyank(host, release):
     """Take a yank back: the release installs again as any other.
 

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from json import dumps
 
 from cryptography import x509
-from fabric import task
 from invoke.exceptions import Exit
 
 from . import certificates, config_ini, credentials
@@ -24,7 +23,13 @@ from .plan import counted
 from .plans import balancer, certs, deploy, image, nginx, server
 from .render import script_argv
 from .settings import DATA_DIR, Settings
-from .wiring import first_call, host_task, on_each_host, print_table, settings_of
+from .wiring import (
+    host_task,
+    many_hosts,
+    on_each_host,
+    print_table,
+    settings_of,
+)
 
 EXPIRY_WARNING = datetime.timedelta(days=30)
 LOW_DISK = 1 << 30  # bytes free where the packages live
@@ -291,8 +296,8 @@ def check_host(host: Host) -> list[Check]:
     return status_checks(host.settings, facts, local_credentials(host.settings), now)
 
 
-@task(auto_shortflags=False, help={"json": "print the checks as JSON, one object per host"})
-def status(c, json=False):
+@many_hosts(help={"json": "print the checks as JSON, one object per host"})
+def status(c, targets, json=False):
     """How index hosts are doing, read-only.
 
     Example: ppc -H pypi1,pypi2 status --json
@@ -305,14 +310,13 @@ def status(c, json=False):
     certificate, nginx and the index hosts it forwards to. Exits 1 when anything is
     unhealthy or the certificate expires within 30 days, with one line per problem.
     """
-    if not first_call(c, "status"):
-        return
     results: dict[str, list[Check]] = {}
 
     def work(host: Host) -> None:
         results[host.name] = check_host(host)
 
-    outcomes = on_each_host(c, work, lambda connection: settings_of(connection, for_server=True),
+    outcomes = on_each_host(c, targets, work,
+                            lambda connection: settings_of(connection, for_server=True),
                             require_sudo=True)
     problems = []
     rows = []
@@ -343,7 +347,10 @@ def status(c, json=False):
         raise Exit("\n".join(problems), code=1)
 
 
-@host_task(mutating=False)
+LINES_HELP = "how many of the last lines to show"
+
+
+@host_task(mutating=False, option_help={"lines": LINES_HELP})
 def audit(host, lines=20):
     """Show the last lines of the host's audit log (who ran which task, when, and what changed)."""
     result = host.run(["tail", "-n", str(int(lines)), AUDIT_LOG], root=True, check=False)
@@ -354,7 +361,9 @@ def audit(host, lines=20):
         print(line, flush=True)
 
 
-@host_task(mutating=False)
+@host_task(mutating=False, option_help={
+    "lines": LINES_HELP, "follow": "then go on showing new lines as they come, until Ctrl-C",
+    "since": "only the server's lines since then: 10m, 2h, 2026-12-01T09:00"})
 def logs(host, lines=50, since="", follow=False):
     """Show the server's log and nginx's errors, each line marked with where it is from.
 

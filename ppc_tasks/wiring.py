@@ -19,8 +19,12 @@ import os
 import socket
 from dataclasses import dataclass
 
+import fabric
 import paramiko
 from fabric import Connection, task
+from fabric.main import program as fabric_program
+from fabric.tasks import ConnectionCall
+from invoke import Call
 from invoke.exceptions import Exit
 
 from . import index
@@ -54,32 +58,13 @@ def settings_of(c, *, for_server: bool, index_option: str = "") -> Settings:
     return index.for_servers(settings) if for_server else index.for_clients(settings, index_option)
 
 
-# `ppc --help TASK` lines for the tasks' options, by name (one meaning per name).
+# `ppc --help TASK` lines of the options the task decorators add, and of those that tasks
+# of two collections share (deploy and image.build); a task's own are beside it.
 OPTION_HELP = {
     "index": "the index to work with, when several were deployed from this machine",
     "lock_wait": "wait up to this many seconds for another run's lock on the host "
                  "(default: stop at once, naming who holds it)",
-    "all_tools": "configure uv, Poetry and PDM even where they are not installed",
-    "bootstrap": "first install the Docker engine where it is missing (as host.bootstrap)",
-    "file": "a backup archive (made by backup.create)",
-    "files": "the distributions, as a quoted pattern: 'dist/*'",
-    "follow": "then go on showing new lines as they come, until Ctrl-C",
-    "from_other_index": "restore an archive another index made (or one not signed): its "
-                        "packages replace this index's",
-    "kit": "the client kit file (made by clients.export; it holds a password)",
-    "keep": "then delete all but this many newest archives (0: keep all)",
-    "key_file": "the secrets.json (or the backup_key alone, hex) of the index that made "
-                "the archive, when this machine no longer has its key",
-    "lines": "how many of the last lines to show",
-    "name_from_host": "on a first deploy without server_names, name the index after the "
-                      "-H host, for good",
-    "new_identity": "make a new CA and passwords for an index whose own are not on "
-                    "this machine (every client must be configured again)",
     "rebuild": "rebuild the images from scratch, without Docker's layer cache",
-    "reason": "why the release is yanked (one line; pip and uv show it)",
-    "release": "the release, as NAME==VERSION",
-    "since": "only the server's lines since then: 10m, 2h, 2026-12-01T09:00",
-    "skip_build": "use the images already on the host",
     "verbose": "show the image builds' own output",
 }
 
@@ -158,20 +143,70 @@ def host_task(body=None, *, for_server: bool = True, mutating: bool = True, name
                         option_help=option_help, **options)
 
 
-# Tasks already run on every host of this run (see many_hosts_task).
-_finished: set[str] = set()
 PARALLEL_HOSTS = 16
 
 
-# Where the -H list of the running `fab` or `ppc` comes from: cli.py, which knows the
-# programs, hands it down (nothing here imports cli.py).
-given_hosts = lambda: None  # noqa: E731  (cli.py replaces it)
+class Executor(fabric.Executor):
+    """Fabric's executor, except that a task for many hosts at once (marked many_hosts:
+    many_hosts_task, status) is called once, with every -H host as `hosts`, where Fabric
+    calls a task once per host. `ppc` runs with it."""
+
+    def expand_calls(self, calls, apply_hosts=True):
+        expanded = []
+        for call in super().expand_calls(calls, apply_hosts):
+            if isinstance(call, ConnectionCall) and getattr(call.task, "many_hosts", False):
+                target, last = call.init_kwargs["host"], expanded[-1] if expanded else None
+                if (type(last) is Call and last.task is call.task
+                        and target not in last.kwargs["hosts"]):
+                    last.kwargs["hosts"].append(target)
+                    continue
+                call = Call(call.task, called_as=call.called_as, args=call.args,
+                            kwargs={**call.kwargs, "hosts": [target]})
+            expanded.append(call)
+        return expanded
 
 
-def cli_hosts(c) -> list[str]:
-    """Every host given with -H to the running `fab` or `ppc`, or just this connection's."""
-    hosts = given_hosts()
-    return [h for h in hosts.split(",") if h] if hosts else [c.original_host]
+def hosts_to_work_on(c, hosts: list[str] | None) -> list[str]:
+    """The -H hosts a task for many hosts works on in this call: all of them, from `ppc`
+    (Executor). Fabric's own `fab` calls it once per host: the first host's call works
+    on them all, and the others on none."""
+    if hosts:
+        return list(hosts)
+    if not isinstance(c, Connection):
+        raise Exit(f"Error: name the hosts to work on: {program()} -H HOST1,HOST2 ...", code=2)
+    core = getattr(fabric_program, "core", None)
+    typed = [h for h in (core[0].args.hosts.value or "").split(",") if h] if core else []
+    if not typed:
+        return [c.original_host]
+    first = c.derive_shorthand(typed[0])
+    is_first = (first["host"] == c.original_host and first["port"] in (None, c.port)
+                and first["user"] in (None, c.user))
+    return typed if is_first else []
+
+
+def many_hosts(run=None, *, help=None):
+    """Make a Fabric task of `run(c, targets, ...)`, a task for many hosts at once: it is
+    called with the -H hosts it works on (hosts_to_work_on), once. help: its options'."""
+    if run is None:
+        return functools.partial(many_hosts, help=help)
+
+    context, _, *options = inspect.signature(run).parameters.values()
+    called = called_with_hosts(run)
+    called.__signature__ = inspect.signature(run).replace(parameters=[context, *options])
+    made = task(called, auto_shortflags=False, help=help or {})
+    made.many_hosts = True  # see Executor
+    return made
+
+
+def called_with_hosts(run):
+    """run(c, targets, ...) as a task's body, which the executor gives `hosts`."""
+    @functools.wraps(run)
+    def called(c, *args, hosts=None, **kwargs):
+        targets = hosts_to_work_on(c, hosts)
+        if targets:
+            run(c, targets, *args, **kwargs)
+
+    return called
 
 
 @dataclass
@@ -181,12 +216,12 @@ class HostOutcome:
     error: str | None = None
 
 
-def on_each_host(c, work, settings_for, require_sudo: bool = False) -> list[HostOutcome]:
-    """Run work(host) on every -H host in parallel (16 at a time); one failing or
+def on_each_host(c, hosts: list[str], work, settings_for,
+                 require_sudo: bool = False) -> list[HostOutcome]:
+    """Run work(host) on each of `hosts` in parallel (16 at a time); one failing or
     unreachable host never stops the others. settings_for(connection) gives a host its
     settings."""
     dry = bool(c.config.run.dry)
-    hosts = cli_hosts(c)
     # Each with a config of its own, made here: Fabric resolves a connection's keys into
     # the config it is given, and 16 threads doing that to one config lost a host's -i
     # key now and then ("No authentication methods available").
@@ -218,40 +253,27 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
         print(f"{name:<{width}}  {outcome:<8}  {detail}", flush=True)
 
 
-def first_call(c, name: str) -> bool:
-    """Fabric calls a task once per -H host; a task that runs them all at once works
-    on the first call only."""
-    if name in _finished:
-        return False
-    if not isinstance(c, Connection):
-        raise Exit(f"Error: name the hosts to work on: {program()} -H HOST1,HOST2 ...", code=2)
-    _finished.add(name)
-    return True
-
-
-def many_hosts_task(body=None, *, preflight=None):
+def many_hosts_task(body=None, *, preflight=None, option_help=None):
     """Make a Fabric task of `body(host, ...)` for many hosts at once (`ppc -H a,b,c`).
 
-    The first call Fabric makes runs `body` on every -H host in parallel (see
-    on_each_host); the others find the work done. A table ends the run, one line per
-    host; the exit code is non-zero if any host failed. Sudo is optional:
-    `host.can_sudo` says whether there is any. The index is the one deployed from this
-    machine (--index picks one). preflight(settings) may refuse the run before any host
-    is touched (a SettingsError or TaskError: one line).
+    `body` runs on every -H host in parallel (see on_each_host, hosts_to_work_on). A
+    table ends the run, one line per host; the exit code is non-zero if any host failed.
+    Sudo is optional: `host.can_sudo` says whether there is any. The index is the one
+    deployed from this machine (--index picks one). preflight(settings) may refuse the
+    run before any host is touched (a SettingsError or TaskError: one line).
+    option_help: the help of body's options.
     """
     if body is None:
-        return functools.partial(many_hosts_task, preflight=preflight)
+        return functools.partial(many_hosts_task, preflight=preflight, option_help=option_help)
 
     @functools.wraps(body)
-    def wrapper(c, *args, **kwargs):
+    def wrapper(c, targets, *args, **kwargs):
         index_option = kwargs.pop("index", "")
         with expected_failures():
             settings = settings_of(c, for_server=False, index_option=index_option)
             if preflight is not None:
                 preflight(settings)
-        if not first_call(c, body.__name__):
-            return
-        outcomes = on_each_host(c, lambda host: body(host, *args, **kwargs),
+        outcomes = on_each_host(c, targets, lambda host: body(host, *args, **kwargs),
                                 lambda connection: settings)
         verb = "would change" if c.config.run.dry else "changed"
         rows = []
@@ -268,4 +290,6 @@ def many_hosts_task(body=None, *, preflight=None):
             raise Exit(f"Error: {len(failed)} of {len(rows)} hosts failed: {', '.join(failed)}",
                        code=1)
 
-    return with_options(wrapper, body, index="")
+    made = with_options(called_with_hosts(wrapper), body, option_help=option_help, index="")
+    made.many_hosts = True  # see Executor
+    return made

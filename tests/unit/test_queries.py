@@ -77,8 +77,8 @@ class AnsweringHost(Host):
 def host_bodies():
     """(name, body) of every task that works on one host at a time."""
     for name, task in sorted(overview.task_names().items()):
-        body = getattr(task.body, "__wrapped__", None)
-        if body is not None and next(iter(inspect.signature(body).parameters)) == "host":
+        body = inspect.unwrap(task.body)
+        if next(iter(inspect.signature(body).parameters)) == "host":
             yield name, body
     yield "status (one host)", status.check_host
 
