@@ -10,7 +10,7 @@ import sys
 from . import credentials, index, local
 from .apply import Host
 from .errors import TaskError, program
-from .facts import DOCKER, IMAGE, PLATFORM, TEXT, Facts
+from .facts import DOCKER, IMAGE, PLATFORM, Facts
 from .plan import Plan
 from .plans import certs, nginx, server
 from .plans.bootstrap import plan_docker
@@ -103,8 +103,7 @@ def rollback(host):
     next deploy puts back what the settings say.
     """
     settings = host.settings
-    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *server.queries(settings),
-                             TEXT.query(server.ROLLBACK_CONFIG)])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *server.rollback_queries(settings)])
     host.require_docker(facts)
     target = server.rollback_target(facts)
     if target is not None:  # is its image still there? (named only in the record)

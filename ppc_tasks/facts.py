@@ -1,14 +1,18 @@
 """Facts: what a host is like now, read by one probe (files/sh/facts.sh) in one round trip.
 
-A task lists the queries its planners need; the probe answers each with a line; this
-module turns the lines into plain data. Planners decide from Facts alone, so they are
-pure functions, tested with facts written by hand.
+Each planner module says which facts it reads (its `queries`); a task asks for those of
+the planners it composes; the probe answers each with a line; this module turns the lines
+into plain data. Planners decide from Facts alone, so they are pure functions, tested
+with facts answered from a task's own queries (`answered`): reading a fact no one asked
+for is a NotAsked, in a unit test as in a run. A new kind of fact is a case in facts.sh,
+a `Kind` here (its token, reader, absent answer and the field it fills) and that field.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,15 +88,6 @@ class Answers(dict):
                        f"ask for: please report this fault of ppc-tasks")
 
 
-# The fields of Facts that hold answers by what was asked, and the query tokens that fill
-# them ("file|text": either asks for the files' states).
-ANSWERED_FIELDS = {"commands": "command", "tools": "tool", "units": "unit", "images": "image",
-                   "containers": "container", "volumes": "volume",
-                   "volume_usage": "volume-usage", "data_containers": "data-container",
-                   "files": "file|text", "uid_accounts": "uid", "health": "health",
-                   "health_report": "health", "releases": "release"}
-
-
 @dataclass
 class Facts:
     platform: Platform | None = None
@@ -126,8 +121,9 @@ class Facts:
     def __setattr__(self, name, value) -> None:
         # Whoever fills a field (the parser, or a test by hand) gets answers that name
         # the query a planner forgot.
-        if name in ANSWERED_FIELDS and not isinstance(value, Answers):
-            value = Answers(ANSWERED_FIELDS[name], value)
+        tokens = answered_fields().get(name)
+        if tokens and not isinstance(value, Answers):
+            value = Answers(tokens, value)
         super().__setattr__(name, value)
 
     def file(self, path: str) -> FileFacts:
@@ -202,6 +198,20 @@ def parse_container(text: str) -> ContainerFacts | None:
 
 
 # -- the kinds of fact: each one's query token, its reader, and the answer a test writes --
+KINDS: dict[str, Kind] = {}  # every kind of fact by its token, as each is defined below
+
+
+@functools.cache
+def answered_fields() -> dict[str, str]:
+    """The fields of Facts that hold answers by what was asked, and the tokens that fill
+    them ("file|text": either asks for a file's state)."""
+    tokens: dict[str, list[str]] = {}
+    for kind in KINDS.values():
+        for name in kind.fields:
+            tokens.setdefault(name, []).append(kind.token)
+    return {name: "|".join(found) for name, found in tokens.items()}
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of fact: the token that asks files/sh/facts.sh for it (KIND or KIND=VALUE),
@@ -212,6 +222,10 @@ class Kind:
     token: str
     read: Callable[[Facts, str, list[str]], None]
     absent: tuple[str, ...] = ()  # the answer's fields for a thing that is not there
+    fields: tuple[str, ...] = ()  # the fields of Facts it fills, by what was asked
+
+    def __post_init__(self) -> None:
+        KINDS[self.token] = self
 
     def query(self, value: object = "") -> str:
         return f"{self.token}={value}" if value != "" else self.token
@@ -322,29 +336,30 @@ def _nginx_test(facts: Facts, _: str, answer: list[str]) -> None:
 
 
 PLATFORM = Kind("platform", _platform)  # os-release IDs, systemd?, the user's ids and home
-COMMAND = Kind("command", _command, ("no",))  # is it on PATH?
-TOOL = Kind("tool", _tool, ("", ""))  # a tool of the connecting user: path and version
+COMMAND = Kind("command", _command, ("no",), ("commands",))  # is it on PATH?
+TOOL = Kind("tool", _tool, ("", ""), ("tools",))  # a tool of the connecting user: path, version
 PIP = Kind("pip", _pip, ("",))  # the versions of `python3 -m pip` and its Python
 DOCKER = Kind("docker", _docker, ("missing",))  # missing | running | stopped
-UNIT = Kind("unit", _unit, ("none", "none"))  # a systemd unit: enabled? active?
-IMAGE = Kind("image", _image, ("missing",))  # its ID and context-hash label
-CONTAINER = Kind("container", _container, ("missing",))  # spec label, state, port, health...
-VOLUME = Kind("volume", _volume, ("missing",))  # missing | empty | data
+UNIT = Kind("unit", _unit, ("none", "none"), ("units",))  # a systemd unit: enabled? active?
+IMAGE = Kind("image", _image, ("missing",), ("images",))  # its ID and context-hash label
+CONTAINER = Kind("container", _container, ("missing",),  # spec label, state, port, health...
+                 ("containers",))
+VOLUME = Kind("volume", _volume, ("missing",), ("volumes",))  # missing | empty | data
 VOLUME_USAGE = Kind("volume-usage", _volume_usage,  # bytes, files, projects, free bytes
-                    ("0", "0", "0", "0"))
-DATA_CONTAINER = Kind("data-container", _data_container, ("missing", ""))  # its volume; an index?
+                    ("0", "0", "0", "0"), ("volume_usage",))
+DATA_CONTAINER = Kind("data-container", _data_container,  # the volume it holds; an index?
+                      ("missing", ""), ("data_containers",))
 NGINX = Kind("nginx", _nginx, ("no", "no"))  # installed? running?
 DANGLING = Kind("dangling", _dangling)  # unattached volumes that hold an index (a line each)
-FILE = Kind("file", _file, ("missing",))  # a file's mode, owner and sha256
-TEXT = Kind("text", _text, ("missing", ""))  # ... and its content
-UID = Kind("uid", _uid, ("",))  # the accounts with this numeric uid
+FILE = Kind("file", _file, ("missing",), ("files",))  # a file's mode, owner and sha256
+TEXT = Kind("text", _text, ("missing", ""), ("files",))  # ... and its content
+UID = Kind("uid", _uid, ("",), ("uid_accounts",))  # the accounts with this numeric uid
 PORTS = Kind("ports", _ports, ("",))  # listening TCP ports
 NGINX_TEST = Kind("nginx-test", _nginx_test, ("ok", ""))  # does `nginx -t` pass? else its error
-HEALTH = Kind("health", _health, ("no", ""))  # pypicloud's own /health, inside its container
-RELEASE = Kind("release", _release, ("unknown", ""))  # CONTAINER/NAME/VERSION: held? its yank
-KINDS = {kind.token: kind for kind in (
-    PLATFORM, COMMAND, TOOL, PIP, DOCKER, UNIT, IMAGE, CONTAINER, VOLUME, VOLUME_USAGE,
-    DATA_CONTAINER, NGINX, DANGLING, FILE, TEXT, UID, PORTS, NGINX_TEST, HEALTH, RELEASE)}
+HEALTH = Kind("health", _health, ("no", ""),  # pypicloud's own /health, inside its container
+              ("health", "health_report"))
+RELEASE = Kind("release", _release, ("unknown", ""),  # CONTAINER/NAME/VERSION: held? its yank
+               ("releases",))
 
 
 def answered(queries, answers: dict[str, tuple[str, ...]] | None = None) -> Facts:

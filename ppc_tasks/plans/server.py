@@ -306,6 +306,12 @@ def rollback_target(facts: Facts) -> tuple[str, str] | None:
     return (image_ref, spec) if image_ref and spec else None
 
 
+def rollback_queries(settings: Settings) -> list[str]:
+    """What plan_rollback reads: the server's facts and the config.ini it would go back to
+    (the retired image's own facts are asked once its name is known: rollback_target)."""
+    return [*queries(settings), TEXT.query(ROLLBACK_CONFIG)]
+
+
 def plan_rollback(settings: Settings, facts: Facts, creds: Credentials,
                   host_name: str) -> Serving:
     """server.config and server.container back to what the last replacement retired,

@@ -11,12 +11,24 @@ import pytest
 
 from ppc_tasks import apply, config_ini, credentials, deploy, index
 from ppc_tasks.errors import TaskError
-from ppc_tasks.facts import ContainerFacts, Facts, FileFacts, FileState, ImageFacts
+from ppc_tasks.facts import (
+    DOCKER,
+    PLATFORM,
+    PORTS,
+    UNIT,
+    ContainerFacts,
+    Facts,
+    FileFacts,
+    FileState,
+    ImageFacts,
+    answered,
+)
 from ppc_tasks.plan import Change, Plan, Unchanged, describe, unified_diff
 from ppc_tasks.plans import certs, image, nginx, server
+from ppc_tasks.plans import deploy as plans_deploy
 from ppc_tasks.plans.deploy import plan_deploy
 from ppc_tasks.settings import Settings, SettingsError
-from ppc_tasks.system import FAMILIES, parse_platform
+from ppc_tasks.system import FAMILIES
 
 NOW = datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -42,21 +54,11 @@ def deployed_here(tmp_path) -> Settings:
 
 
 def fresh_facts(settings: Settings) -> Facts:
-    """A bare host with Docker and systemd: nothing of the index yet."""
-    missing = FileFacts(None)
-    paths = [index.HOST_MARKER, settings.config_path, *certs.host_cert_paths(settings),
-             server.ROLLBACK_CONTAINER, server.ROLLBACK_CONFIG, server.RECORDS_PENDING, nginx.LOADED_PATH,
-             nginx.SITE_PATH, *(certs.trust_path(family.trust_store, settings.index_name)
-                                for family in FAMILIES.values())]
-    return Facts(
-        platform=parse_platform("os=debian\nsystemd=1\n"), user_ids="0:0", home="/root",
-        docker="running", units={"docker": ("enabled", "active"), "nginx": ("", "")},
-        images={tag: None for build in image.image_builds(settings)
-                for tag in (build.tag, build.content_tag)},
-        containers={"pypicloud": None, "pypicloud-next": None, "pypicloud-previous": None},
-        volumes={"pypicloud-data": "missing"},
-        data_containers={"pypi_data:/var/lib/pypicloud": ("missing", "")},
-        files={path: missing for path in paths}, nginx=(False, False), ports={22})
+    """A bare host with Docker and systemd, answering what a deploy asks: nothing of the
+    index yet."""
+    return answered(plans_deploy.queries(settings), {
+        PLATFORM.query(): ("debian", "1", "0:0", "/root"), DOCKER.query(): ("running",),
+        UNIT.query("docker"): ("enabled", "active"), PORTS.query(): ("16",)})
 
 
 def warm_facts(settings: Settings) -> Facts:
@@ -343,8 +345,10 @@ def test_a_rollback_serves_only_todays_accounts_and_rules(settings):
 
 def test_rollback_needs_a_target_and_its_image(settings):
     creds = credentials.load(settings.secrets_path)
+    facts = warm_facts(settings)  # as a deploy leaves it, answering what a rollback asks
+    facts.files.update(answered(server.rollback_queries(settings)).files | facts.files)
     with pytest.raises(TaskError, match="nothing to roll back to on h"):
-        server.plan_rollback(settings, warm_facts(settings), creds, "h")
+        server.plan_rollback(settings, facts, creds, "h")
     facts = rolled_back_facts(settings)
     facts.images["ppc/pypicloud:1.3.12-0ld0ld0ld0ld"] = None
     with pytest.raises(TaskError, match="image ppc/pypicloud:1.3.12-0ld0ld0ld0ld is no longer on h"):
