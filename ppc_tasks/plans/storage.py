@@ -1,5 +1,6 @@
-"""What `storage` decides, from the settings and a host's facts alone: the facts it
-asks for, its steps and what they render (its tasks: ppc_tasks/storage.py)."""
+"""Where an index keeps its packages, and moving them from its file store into S3: what
+a deploy checks (no packages left behind) and what storage.migrate copies first (its
+task: ppc_tasks/deploy.py)."""
 
 from __future__ import annotations
 
