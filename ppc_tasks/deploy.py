@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime
 import sys
 
-from . import credentials, index, local
+from . import credentials, index, local, tls_paths
 from .apply import Host
 from .errors import TaskError, program
 from .facts import DOCKER, IMAGE, PLATFORM, Facts
 from .plan import Plan
-from .plans import certs, nginx, server
+from .plans import nginx, server
 from .plans.bootstrap import plan_docker
 from .plans.deploy import plan_deploy, queries
 from .settings import SettingsError
@@ -141,6 +141,6 @@ def recap(host: Host, new_client_account: bool = False) -> None:
                   f"`{program()} -H DEV1,DEV2,... clients.configure` again, so that developer machines "
                   f"use it instead of an admin's password; then change the admin passwords "
                   f"they held (delete them from {settings.secrets_path} and deploy)")
-    ca = certs.ca_path(settings)
+    ca = tls_paths.ca_path(settings)
     if ca:
         host.note(f"CA:          {ca} (clients.configure puts it on developer machines)")

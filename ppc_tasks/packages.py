@@ -13,12 +13,11 @@ from fabric import task
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import credentials
+from . import credentials, tls_paths
 from .apply import Host, report_line
 from .errors import TaskError
 from .facts import CONTAINER, DOCKER, PLATFORM, RELEASE, Facts
 from .plan import Change, Command, Plan, Step, Unchanged
-from .plans import certs
 from .settings import Settings, SettingsError
 from .ssh import last_lines
 from .wiring import OPTION_HELP, expected_failures, host_task, settings_of
@@ -28,7 +27,7 @@ MAX_REASON = 200  # the guard's limit too: one line, as pip prints it
 
 def twine_argv(settings: Settings, files: list[str]) -> list[str]:
     """The twine command line; the password goes through the environment, never here."""
-    ca = certs.ca_path(settings)
+    ca = tls_paths.ca_path(settings)
     return [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
             "--repository-url", settings.index_url,
             *(["--cert", str(ca)] if ca else []), *files]

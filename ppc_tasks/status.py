@@ -15,12 +15,12 @@ from json import dumps
 from cryptography import x509
 from invoke.exceptions import Exit
 
-from . import certificates, config_ini, credentials
+from . import certificates, config_ini, credentials, tls_paths
 from .apply import AUDIT_LOG, Host
 from .errors import program
 from .facts import HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
 from .plan import counted
-from .plans import balancer, certs, deploy, image, nginx, server
+from .plans import balancer, deploy, image, nginx, server
 from .render import script_argv
 from .settings import DATA_DIR, Settings
 from .wiring import (
@@ -175,7 +175,7 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
                       trusted_here: bool = True) -> Check:
     """The certificate nginx serves; trusted_here: its CA belongs in the host's store
     (an index host's own tools reach the index; a balancer's do not need to)."""
-    cert_path, _ = certs.host_cert_paths(settings)
+    cert_path, _ = tls_paths.host_cert_paths(settings)
     content = facts.file(cert_path).content
     if not content:
         return Check("certificate", False, f"{cert_path} is missing")
@@ -195,11 +195,11 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
     key_matches = matches_local_key(settings, certificate)
     if key_matches is False:
         problems.append("is not the one issued here (server.key does not fit)")
-    ca = certs.ca_path(settings)
+    ca = tls_paths.ca_path(settings)
     trust = facts.platform.trust_store
     trusted = None
     if trusted_here and ca and ca.exists() and trust is not None:
-        trust_file = facts.file(certs.trust_path(trust, settings.index_name))
+        trust_file = facts.file(tls_paths.trust_path(trust, settings.index_name))
         trusted = (trust_file.state is not None
                    and trust_file.state.sha256 == hashlib.sha256(ca.read_bytes()).hexdigest())
         if not trusted:

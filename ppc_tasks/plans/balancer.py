@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 
-from .. import index, local
+from .. import index, local, tls_paths
 from ..errors import TaskError
 from ..facts import PLATFORM, TEXT, Facts
 from ..plan import Plan, Unchanged, file_step
@@ -18,10 +18,6 @@ from . import certs, nginx
 MARK = b"(balancer.deploy)"
 
 
-def upstream_ca_path(settings: Settings) -> str:
-    return f"{certs.HOST_TLS_DIR}/{settings.index_name}-ca.crt"
-
-
 def upstream(host: str) -> str:
     try:
         return f"[{host}]:443" if ipaddress.ip_address(host).version == 6 else f"{host}:443"
@@ -30,7 +26,7 @@ def upstream(host: str) -> str:
 
 
 def render_site(settings: Settings, ca_path: str) -> bytes:
-    certificate_path, key_path = certs.host_cert_paths(settings)
+    certificate_path, key_path = tls_paths.host_cert_paths(settings)
     return render("balancer-site.conf.j2", server_names=settings.server_names,
                   upstreams=[upstream(host) for host in settings.index_hosts],
                   certificate_path=certificate_path, key_path=key_path,
@@ -45,14 +41,14 @@ def is_balancer(facts: Facts) -> bool:
 def upstream_trust(settings: Settings, facts: Facts) -> str:
     """The CA file nginx checks the index hosts against: the index's CA, or the system's
     bundle for a publicly trusted certificate."""
-    if certs.ca_path(settings) is None:
+    if tls_paths.ca_path(settings) is None:
         return facts.platform.trust_store.bundle if facts.platform.trust_store else ""
-    return upstream_ca_path(settings)
+    return tls_paths.upstream_ca_path(settings)
 
 
 def queries(settings: Settings) -> list[str]:
     return [PLATFORM.query(), *index.queries(settings), *nginx.queries(settings),
-            TEXT.query(upstream_ca_path(settings))]
+            TEXT.query(tls_paths.upstream_ca_path(settings))]
 
 
 def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,

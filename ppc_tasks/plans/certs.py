@@ -30,11 +30,11 @@ from ..plan import (
 )
 from ..settings import Settings
 from ..system import FAMILIES, TrustStore
+from ..tls_paths import ca_path, host_cert_paths, trust_path
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=825)  # the most browsers and Apple platforms accept
 RENEW_BEFORE = datetime.timedelta(days=30)
-HOST_TLS_DIR = "/etc/ssl/ppc-tasks"
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -144,19 +144,6 @@ def reissue_reason(certificate: x509.Certificate, ca_cert: x509.Certificate,
     return None
 
 
-def trust_path(store: TrustStore, index_name: str) -> str:
-    # update-ca-certificates only picks up files ending in .crt
-    return f"{store.directory}/ppc-tasks-{index_name}.crt"
-
-
-def host_cert_paths(settings: Settings) -> tuple[str, str]:
-    """Where nginx reads the certificate and key on the server."""
-    if settings.tls_host_cert:
-        return settings.tls_host_cert, settings.tls_host_key
-    return (f"{HOST_TLS_DIR}/{settings.index_name}.crt",
-            f"{HOST_TLS_DIR}/{settings.index_name}.key")
-
-
 def pem(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.PEM)
 
@@ -199,10 +186,6 @@ class LocalTLS:
     key: bytes | None
     ca: bytes | None  # the CA clients must trust; None: a publicly trusted certificate
     steps: list[Step]  # certs.ca and certs.server, whose local writes save what is new
-
-
-def ca_paths(settings: Settings) -> tuple[Path, Path]:
-    return settings.server_state_dir / "ca.crt", settings.server_state_dir / "ca.key"
 
 
 def prepare(settings: Settings, now: datetime.datetime, fresh: bool = False,
@@ -323,13 +306,6 @@ def plan_untrust(settings: Settings, facts: Facts) -> Step:
     return Change("certs.trust", done=f"removed {path} ({how})",
                   would=f"take the index's CA out of the trust store: {path} ({how})",
                   commands=[Command.of(*command) for command in commands])
-
-
-def ca_path(settings: Settings) -> Path | None:
-    """The CA certificate clients must trust, on this machine (None for a public one)."""
-    if settings.tls_cert or settings.tls_host_cert:
-        return settings.tls_ca_cert
-    return ca_paths(settings)[0]
 
 
 def ca_to_trust(settings: Settings) -> bytes | None:

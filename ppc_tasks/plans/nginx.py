@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .. import tls_paths
 from ..errors import TaskError
 from ..facts import CONTAINER, NGINX, TEXT, UNIT, Facts
 from ..plan import Change, Command, Handler, Step, Unchanged, boot_step, file_step
@@ -20,7 +21,7 @@ UPSTREAM_SERVER = re.compile(rb"^\s*server 127\.0\.0\.1:(\d+);", re.MULTILINE)
 
 
 def render_site(settings: Settings, upstream_port: int) -> bytes:
-    certificate_path, key_path = certs.host_cert_paths(settings)
+    certificate_path, key_path = tls_paths.host_cert_paths(settings)
     return render("nginx-site.conf.j2", server_names=settings.certificate_names,
                   upstream_port=upstream_port, certificate_path=certificate_path,
                   key_path=key_path, max_upload_size=settings.max_upload_size)
@@ -46,7 +47,7 @@ def queries(settings: Settings) -> list[str]:
 
 def loaded_files(settings: Settings) -> list[str]:
     """What nginx reads of ours: a change to any of them needs a reload."""
-    return [SITE_PATH, *certs.host_cert_paths(settings)]
+    return [SITE_PATH, *tls_paths.host_cert_paths(settings)]
 
 
 def runs_files_as_they_are(settings: Settings, facts: Facts) -> bool:

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from cryptography import x509
 
-from ppc_tasks import apply
+from ppc_tasks import apply, tls_paths
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, FileFacts
 from ppc_tasks.plan import Change
@@ -46,7 +46,7 @@ def test_the_site_forwards_to_every_index_host_over_verified_tls(settings):
 
 def test_a_bare_host_gets_nginx_the_certificate_and_the_ca_then_nothing(settings):
     facts = fresh_facts(settings)
-    ca_path = balancer.upstream_ca_path(settings)
+    ca_path = tls_paths.upstream_ca_path(settings)
     facts.files[ca_path] = FileFacts(None)
     plan = balancer.plan_balancer(settings, facts, NOW, "lb1")
     assert changed(plan) == ["certs.ca", "certs.server", "index.identity", "certs.install",
@@ -57,7 +57,7 @@ def test_a_bare_host_gets_nginx_the_certificate_and_the_ca_then_nothing(settings
             apply.do_here(step.local)
     # The host as that plan left it: a second run changes nothing.
     tls = certs.prepare(settings, NOW)
-    cert_path, key_path = certs.host_cert_paths(settings)
+    cert_path, key_path = tls_paths.host_cert_paths(settings)
     facts.files.update({
         "/etc/ppc-tasks/index": present(b"pypi.example.com\n"),
         cert_path: present(tls.certificate), key_path: present(tls.key, "600"),

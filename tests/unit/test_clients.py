@@ -3,7 +3,7 @@ import configparser
 import pytest
 import tomllib
 
-from ppc_tasks import clients, merging, packages
+from ppc_tasks import clients, merging, packages, tls_paths
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import (
     TEXT,
@@ -16,7 +16,6 @@ from ppc_tasks.facts import (
     parse_version,
 )
 from ppc_tasks.plan import Change, Unchanged
-from ppc_tasks.plans import certs
 from ppc_tasks.settings import Settings, SettingsError
 from ppc_tasks.system import FAMILIES, parse_platform
 
@@ -124,7 +123,7 @@ def test_pip_conf_names_the_bundle_only_where_pip_needs_it(settings, pip, cert_i
                   user_ids="1000:1000", pip=parse_pip_versions(pip),
                   files={path: FileFacts(None) for path in (
                       "~/.pypirc", "~/.config/pip/pip.conf",
-                      certs.trust_path(FAMILIES["debian"].trust_store, settings.index_name))})
+                      tls_paths.trust_path(FAMILIES["debian"].trust_store, settings.index_name))})
     steps = {step.step: step for step in clients.plan_configure(
         settings, facts, PASSWORD, b"-----BEGIN CERTIFICATE-----\n", True, "dev1")}
     pip_conf = parsed(steps["clients.pip"].diffs[0].new.decode())
@@ -149,7 +148,7 @@ def test_a_mac_trusts_the_ca_in_its_keychain_and_gives_pip_and_twine_a_bundle(se
     """macOS's /etc/ssl/cert.pem never holds a local CA: pip and twine get the user's own
     bundle (the system's CAs, then the index's) even with sudo."""
     store = FAMILIES["macos"].trust_store
-    trust_path = certs.trust_path(store, settings.index_name)
+    trust_path = tls_paths.trust_path(store, settings.index_name)
     facts = Facts(platform=parse_platform("os=macos\nsystemd=0"), home="/Users/dev",
                   user_ids="501:20", pip=parse_pip_versions("25.0 3.12"),
                   files={path: FileFacts(None) for path in (
@@ -181,7 +180,7 @@ def dev_facts(settings, tools=("uv", "poetry", "pdm"), uv_version="0.13.9", file
                          for tool in tools},
                   files={path: FileFacts(None) for path in (
                       *TOOL_FILES, f"~/{clients.user_bundle_name(settings)}",
-                      certs.trust_path(FAMILIES["debian"].trust_store,
+                      tls_paths.trust_path(FAMILIES["debian"].trust_store,
                                                     settings.index_name))})
     for path, content in (files or {}).items():
         facts.files[path] = FileFacts(FileState("0" * 64, "600", "1000:1000"), content=content)

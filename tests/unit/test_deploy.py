@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from ppc_tasks import apply, config_ini, credentials, deploy, index
+from ppc_tasks import apply, config_ini, credentials, deploy, index, tls_paths
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import (
     DOCKER,
@@ -68,8 +68,8 @@ def warm_facts(settings: Settings) -> Facts:
     config = config_ini.render_config(settings, creds)
     builds = image.image_builds(settings)
     spec = server.container_spec(settings, builds[1].content_tag, builds[1].context_hash, config)
-    cert_path, key_path = certs.host_cert_paths(settings)
-    trust = certs.trust_path(FAMILIES["debian"].trust_store, settings.index_name)
+    cert_path, key_path = tls_paths.host_cert_paths(settings)
+    trust = tls_paths.trust_path(FAMILIES["debian"].trust_store, settings.index_name)
     facts = fresh_facts(settings)
     facts.units["nginx"] = ("enabled", "active")
     facts.images = {tag: ImageFacts("sha256:1", build.context_hash)
@@ -241,13 +241,13 @@ def test_an_interrupted_replacement_is_put_back_first(settings):
 
 def test_a_changed_certificate_reloads_nginx(settings):
     facts = warm_facts(settings)
-    cert_path, _ = certs.host_cert_paths(settings)
+    cert_path, _ = tls_paths.host_cert_paths(settings)
     facts.files[cert_path] = present(b"an older certificate")
     plan = plan_deploy(settings, facts, NOW, "h")
     assert changed(plan) == ["certs.install", "nginx.service"]
     install = plan.changes("certs.install")[0]
     assert [diff.private for diff in install.diffs] == [False]  # the key did not change
-    facts.files[certs.host_cert_paths(settings)[1]] = present(b"another key", "600")
+    facts.files[tls_paths.host_cert_paths(settings)[1]] = present(b"another key", "600")
     install = plan_step(settings, facts, "certs.install")
     shown = "\n".join(line for _, _, _, details in describe(
         plan_deploy(settings, facts, NOW, "h"), " ".join) for line in details)
@@ -358,7 +358,7 @@ def test_rollback_needs_a_target_and_its_image(settings):
 def test_nginx_is_reloaded_when_it_has_not_read_the_files_as_they_are(settings):
     facts = warm_facts(settings)
     # A run stopped after writing a new certificate, before reloading nginx.
-    cert_path, _ = certs.host_cert_paths(settings)
+    cert_path, _ = tls_paths.host_cert_paths(settings)
     facts.files[nginx.LOADED_PATH] = present(facts.file(nginx.LOADED_PATH).content.replace(
         facts.file(cert_path).state.sha256.encode(), b"0" * 64))
     plan = plan_deploy(settings, facts, NOW, "h")

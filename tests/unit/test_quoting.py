@@ -9,8 +9,8 @@ import shlex
 
 import pytest
 
-from ppc_tasks import facts
-from ppc_tasks.plans import certs, data, deploy, image, server
+from ppc_tasks import facts, tls_paths
+from ppc_tasks.plans import data, deploy, image, server
 from ppc_tasks.render import script_argv
 from ppc_tasks.settings import Settings
 from ppc_tasks.ssh import command_line
@@ -45,11 +45,11 @@ def built_commands(settings: Settings) -> list[list[str]]:
         script_argv("wait-healthy", settings.server_container, str(settings.start_timeout)),
         script_argv("put-file", settings.config_path, "600", "10001:10001", "keep"),
         script_argv("restore-previous", settings.config_path),
-        script_argv("put-file", certs.host_cert_paths(settings)[0], "644", "0:0", ""),
-        script_argv("put-file", certs.trust_path(FAMILIES["debian"].trust_store,
+        script_argv("put-file", tls_paths.host_cert_paths(settings)[0], "644", "0:0", ""),
+        script_argv("put-file", tls_paths.trust_path(FAMILIES["debian"].trust_store,
                                                  settings.primary_name), "644", "0:0", ""),
         ["docker", "rename", settings.server_container, settings.server_container + "-previous"],
-        ["rm", "-f", "--", certs.trust_path(FAMILIES["rhel"].trust_store, settings.primary_name)],
+        ["rm", "-f", "--", tls_paths.trust_path(FAMILIES["rhel"].trust_store, settings.primary_name)],
     ]
 
 

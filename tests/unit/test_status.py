@@ -3,7 +3,7 @@
 import datetime
 import hashlib
 
-from ppc_tasks import status
+from ppc_tasks import status, tls_paths
 from ppc_tasks.facts import (
     ContainerFacts,
     Facts,
@@ -29,7 +29,7 @@ def certificate_facts(settings: Settings, issued: datetime.datetime, names=None)
     ca, ca_key = certs.new_ca(names, "*" not in "".join(names), issued)
     certificate, _ = certs.new_server_certificate(ca, ca_key, names, issued)
     content = certs.pem(certificate)
-    path, _ = certs.host_cert_paths(settings)
+    path, _ = tls_paths.host_cert_paths(settings)
     return Facts(platform=parse_platform("os=debian\nsystemd=1"),
                  files={path: FileFacts(FileState(hashlib.sha256(content).hexdigest(), "644",
                                                   "0:0"), content=content)})
@@ -133,7 +133,7 @@ def test_a_balancer_is_checked_for_its_certificate_and_nginx_not_for_an_index(tm
                                                        "0:0"), content=site)
     facts.nginx, facts.nginx_test = (True, True), (True, "")
     facts.units["nginx"] = ("enabled", "active")
-    facts.files[certs.host_cert_paths(cluster)[1]] = FileFacts(FileState("1" * 64, "600", "0:0"))
+    facts.files[tls_paths.host_cert_paths(cluster)[1]] = FileFacts(FileState("1" * 64, "600", "0:0"))
     facts.files[nginx.LOADED_PATH] = FileFacts(None, content="".join(
         f"{facts.file(path).state.sha256} {path}\n" for path in nginx.loaded_files(cluster)
     ).encode())
