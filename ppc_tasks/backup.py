@@ -264,13 +264,16 @@ def restore(host, file, confirm="", from_other_index=False, key_file=""):
         print(f"[{host.name}] {archive.name} is signed with the backup key in {named.path} "
               f"({named.fingerprint})", flush=True)
     creds = credentials.admin_credentials(settings, "restore")
-    name = settings.server_container
-    facts = host.read_facts([DOCKER.query(), VOLUME.query(settings.data_volume),
-                             VOLUME_USAGE.query(settings.data_volume), CONTAINER.query(name),
-                             IMAGE.query(settings.server_image)])
+    facts = host.read_facts([DOCKER.query(), *restore_queries(settings)])
     host.require_docker(facts)
     host.carry_out(plan_restore(settings, facts, archive, verified, confirm,
                                 credentials.login_line(settings, creds), host.name))
+
+
+def restore_queries(settings: Settings) -> list[str]:
+    """What plan_restore reads: the volume and what it holds, the server and its image."""
+    return [VOLUME.query(settings.data_volume), VOLUME_USAGE.query(settings.data_volume),
+            CONTAINER.query(settings.server_container), IMAGE.query(settings.server_image)]
 
 
 def plan_restore(settings: Settings, facts: Facts, archive: Path, verified: Verified,

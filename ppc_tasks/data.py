@@ -14,13 +14,11 @@ from __future__ import annotations
 import datetime
 
 from .facts import (
-    CONTAINER,
     DOCKER,
     PLATFORM,
-    VOLUME,
 )
 from .plan import Plan
-from .plans.data import plan_data_step, plan_destroy, queries
+from .plans.data import destroy_queries, plan_data_step, plan_destroy, queries
 from .wiring import host_task
 
 
@@ -49,9 +47,7 @@ def destroy(host, confirm=""):
     serving from the volume while it disappears.
     """
     settings = host.settings
-    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), VOLUME.query(settings.data_volume),
-                             CONTAINER.query(settings.server_container),
-                             CONTAINER.query(settings.data_container)])
+    facts = host.read_facts([PLATFORM.query(), DOCKER.query(), *destroy_queries(settings)])
     host.require_docker(facts)
     plan = Plan()
     plan.add(*plan_destroy(settings, facts, confirm))

@@ -110,6 +110,11 @@ def release_query(settings: Settings, name: str, version: str) -> str:
     return RELEASE.query(f"{settings.server_container}/{name}/{version}")
 
 
+def yank_queries(settings: Settings, name: str, version: str) -> list[str]:
+    """What plan_yank reads: the server, and the release as the index holds it."""
+    return [CONTAINER.query(settings.server_container), release_query(settings, name, version)]
+
+
 def plan_yank(settings: Settings, facts: Facts, name: str, version: str, reason: str | None,
               login: bytes) -> Step:
     """packages.yank (reason: the yank's; None takes a yank back): through the index's
@@ -142,8 +147,7 @@ def change_yank(host: Host, release: str, reason: str | None) -> None:
     settings = host.settings
     name, version = parse_release(release)
     facts = host.read_facts([PLATFORM.query(), DOCKER.query(),
-                             CONTAINER.query(settings.server_container),
-                             release_query(settings, name, version)])
+                             *yank_queries(settings, name, version)])
     host.require_docker(facts)
     creds = credentials.admin_credentials(settings, "yank")
     plan = Plan()

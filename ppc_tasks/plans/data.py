@@ -135,6 +135,12 @@ def plan_data_step(settings: Settings, facts: Facts, image_ready: bool,
     return Change("data.container", done=done, would=would, commands=commands)
 
 
+def destroy_queries(settings: Settings) -> list[str]:
+    """What plan_destroy reads: the volume, and the containers that use it."""
+    return [VOLUME.query(settings.data_volume), CONTAINER.query(settings.server_container),
+            CONTAINER.query(settings.data_container)]
+
+
 def plan_destroy(settings: Settings, facts: Facts, confirm: str) -> list[Step]:
     if confirm != settings.data_volume:
         raise TaskError(f"this deletes every package on the index: repeat the volume "
