@@ -393,3 +393,5 @@ def setup(c, kit, all_tools=False):
                                  can_sudo=False, host_name=here.name, all_tools=all_tools))
         here.carry_out(plan)
     here.summary()
+    if not here.dry:
+        here.note(f"{kit} holds the password of {handed.settings.client_user}: delete it now")

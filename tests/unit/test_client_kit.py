@@ -106,6 +106,7 @@ def test_setup_writes_the_files_for_this_user_and_a_second_run_changes_nothing(
     setup(path)
     first = capsys.readouterr().out
     assert f"[{socket.gethostname()}] clients.pip" in first and "SSH" not in first
+    assert f"{path} holds the password of dev: delete it now" in first
     pip_conf = configparser.RawConfigParser()
     pip_conf.read(home / ".config/pip/pip.conf")
     assert pip_conf["global"]["extra-index-url"] == \

@@ -78,3 +78,17 @@ def test_an_existing_file_is_never_replaced(here):
     with pytest.raises(Exit, match="fabric.yml exists: edit it"):
         written(names="pypi.example.com")
     assert not (here / "fabric.yaml").exists()
+
+
+def test_a_file_made_meanwhile_is_not_replaced_and_nothing_is_left_aside(here, monkeypatch):
+    made_meanwhile = b"ppc:\n  server_names: [mine.example]\n"
+
+    def link(source, target):  # another run wrote it between the check and the link
+        (here / "fabric.yaml").write_bytes(made_meanwhile)
+        raise FileExistsError(target)
+
+    monkeypatch.setattr(init.os, "link", link)
+    with pytest.raises(Exit, match="fabric.yaml exists: edit it"):
+        written(names="pypi.example.com")
+    assert (here / "fabric.yaml").read_bytes() == made_meanwhile
+    assert sorted(path.name for path in here.iterdir()) == ["fabric.yaml"]
