@@ -114,11 +114,12 @@ class Remote:
 
     # -- commands -------------------------------------------------------------------------
     def run(self, argv: Argv, *, root: bool = False, stdin: bytes | BinaryIO = b"",
-            check: bool = True, echo: bool = False) -> Result:
+            check: bool = True, echo: bool = False, hold_stdin: bool = False) -> Result:
         """Run argv, as root with root=True; output is captured, and echoed only with
         echo (a build under --verbose: output that holds no secret). stdin (bytes, or a
-        file streamed in chunks) is sent, then closed."""
-        channel = self._open(argv, root, stdin)
+        file streamed in chunks) is sent, then closed; with hold_stdin it stays open
+        until the connection goes: the command's way to notice that its caller did."""
+        channel = self._open(argv, root, stdin, keep_open=hold_stdin)
         stdout: list[bytes] = []
         stderr: list[bytes] = []
         shown_to = sys.stdout.buffer if echo else None

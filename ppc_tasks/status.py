@@ -376,6 +376,6 @@ def logs(host, lines=50, since="", follow=False):
     argv = script_argv("logs", host.settings.server_container, str(int(lines)), since,
                        "1" if follow else "0")
     try:
-        host.run(argv, root=True, echo=True)
+        host.run(argv, root=True, echo=True, hold_stdin=bool(follow))
     except KeyboardInterrupt:  # how --follow ends
         print(flush=True)

@@ -287,3 +287,8 @@ def test_logs_show_the_server_and_nginx_and_follow_them(deployed, fab):
         errors = following.stderr.read()
         following.wait(timeout=30)
     assert following.returncode == 0 and "Traceback" not in errors, errors
+
+    def followers() -> str:  # what the followed run started on the host
+        return deployed.host.out("pgrep -af 'docker log[s] .*--follow|tai[l] -n 1 -F' || true")
+
+    harness.wait_for(lambda: not followers(), "the host's followers to end with the run", 15)

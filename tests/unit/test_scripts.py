@@ -1,7 +1,12 @@
 """The host scripts of files/sh/, run on local files as the host layer runs them there."""
 
+import os
 import subprocess
+import time
 
+import pytest
+
+from ppc_tasks.render import script_argv
 from tests.unit.scripts import run_script
 
 
@@ -76,3 +81,23 @@ def test_reload_nginx_records_the_files_nginx_has_read(tmp_path):
     failed = run_script("reload-nginx", str(loaded), str(site), "--", "false")
     assert failed.returncode != 0 and str(site) in loaded.read_text()  # record kept as it was
     assert str(certificate) in loaded.read_text()
+
+
+def test_followed_logs_end_with_the_caller(tmp_path):
+    """logs.sh --follow runs until its caller hangs up (its stdin ends with the SSH
+    connection): then its followers end too, instead of waiting for their next line."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "docker").write_text(f'#!/bin/sh\necho $$ > {tmp_path}/follower\n'
+                                 f'echo "a line"\nexec sleep 600\n')
+    (fake / "docker").chmod(0o755)
+    following = subprocess.Popen(script_argv("logs", "pypicloud", "1", "", "1"),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    assert following.stdout.readline() == b"pypicloud | a line\n"
+    follower = int((tmp_path / "follower").read_text())
+    following.stdin.close()  # the caller hangs up
+    assert following.wait(timeout=10) == 0
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(follower, 0)
