@@ -35,6 +35,7 @@ from . import (
     packages,
     project,
     server,
+    tokens,
     trust,
     wiring,
 )
@@ -55,8 +56,8 @@ storage.add_task(migrate_storage, name="migrate")
 hosts = Collection("host")
 hosts.add_task(bootstrap.bootstrap)
 
-namespace = Collection(image, data, server, certs, nginx, clients, packages, backups, balancer,
-                       storage, hosts)
+namespace = Collection(image, data, server, certs, nginx, clients, packages, tokens, backups,
+                       balancer, storage, hosts)
 for top_level in (init.init, deploy, rollback, status, audit, logs, backup.restore,
                   trust.trust, effective.config):
     namespace.add_task(top_level)

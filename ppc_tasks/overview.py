@@ -17,6 +17,7 @@ GROUPS = (
     ("Developer and CI machines", ("clients.configure", "clients.export", "clients.setup",
                                    "clients.unconfigure", "certs.trust")),
     ("Packages", ("packages.upload", "packages.yank", "packages.unyank")),
+    ("Publishing from CI", ("tokens.create", "tokens.list", "tokens.revoke")),
     ("Day two", ("backup.create", "backup.verify", "restore", "rollback", "audit")),
     ("Scale out", ("balancer.deploy", "storage.migrate")),
     ("One part of a deploy at a time", ("image.build", "data.create", "server.deploy",

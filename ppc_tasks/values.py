@@ -39,7 +39,7 @@ PREFIX = re.compile(r"^[A-Za-z0-9._/-]+$")
 # A glob pattern of project names: name characters and the wildcards * ? [ ].
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9*?\[\]._-]+$")
 NAME_PATTERN_WHAT = "a project name pattern of letters, digits, '._-' and the wildcards '*?[]'"
-_DURATION = re.compile(r"^([0-9]+)\s*([smh]?)$")
+_DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$")
 _SIZE = re.compile(r"^([0-9]+)\s*([kmgt]?)b?$", re.IGNORECASE)
 _DATABASE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _QUERY = re.compile(r"^[A-Za-z0-9_]+=[A-Za-z0-9_./-]+(&[A-Za-z0-9_]+=[A-Za-z0-9_./-]+)*$")
@@ -184,12 +184,12 @@ def boolean(raw: dict, key: str) -> bool:
 
 
 def duration(raw: dict, key: str) -> int:
-    """Seconds, from a whole number of seconds or one like 90s, 30m, 2h."""
+    """Seconds, from a whole number of seconds or one like 90s, 30m, 2h, 90d."""
     value = raw[key]
     match = _DURATION.match(str(value).strip().lower()) if not isinstance(value, bool) else None
     if not match:
         raise SettingsError(f"ppc.{key}: must be a duration like 90s, 30m or 2h, got {value!r}")
-    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
 
 
 def size(raw: dict, key: str) -> int:

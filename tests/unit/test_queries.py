@@ -84,7 +84,8 @@ def host_bodies():
 
 
 ARGUMENTS = {"packages.yank": ("acme-tools==1.0",), "packages.unyank": ("acme-tools==1.0",),
-             "restore": ("/nonexistent/backup.tar.gz",)}
+             "restore": ("/nonexistent/backup.tar.gz",), "tokens.create": ("acme-*",),
+             "tokens.revoke": ("3f2a9c1d",)}
 OPTIONS = {"data.destroy": {"confirm": "pypicloud-data"}}
 # Settings a task needs to get past its first check.
 SETTINGS = {"balancer.deploy": {"index_hosts": ["pypi1.pypi.test"]},

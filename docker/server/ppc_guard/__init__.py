@@ -15,6 +15,8 @@ What it promises, each kept by one module:
   throttled (429), and slow hashes never take every server thread (503).
 - answers.py: the simple API's pages and metadata files are made once and given again
   (to the same account) until the index changes.
+- tokens.py: an API token (user __token__) acts for one account on the projects of its
+  scope only, until it expires or is revoked; the index keeps the sha256 of its secret.
 - Anonymous requests get 401 for everything but /health, which answers without asking
   the backends; the deep check (access, cache, storage) is for requests that carry
   DEEP_HEALTH_HEADER, which nginx never passes on: Docker's health check and status.

@@ -5,6 +5,10 @@
     python -m ppc_guard CONFIG_INI yank NAME VER     through the index's API: an admin's
     python -m ppc_guard CONFIG_INI unyank NAME VER   "user:password" line, then the reason,
                                                      on stdin
+    python -m ppc_guard CONFIG_INI token-add         an API token (its JSON, on stdin:
+                                                     tokens.Token's fields, no secret)
+    python -m ppc_guard CONFIG_INI token-list        every API token, as JSON (no secret)
+    python -m ppc_guard CONFIG_INI token-revoke ID   remove one; exit 3 if there is none
 
 Reading commands open pypicloud's own cache as the server does; the yanks go through
 its API, as an admin, so that the server checks the account and logs the change.
@@ -15,8 +19,9 @@ import sys
 import urllib.error
 import urllib.request
 import warnings
+from dataclasses import asdict
 
-from . import backfill, registry
+from . import backfill, registry, tokens
 from .names import canonical
 from .views import held_version, yank_reason
 
@@ -48,6 +53,23 @@ def change_yank(method, name, version, login, reason):
         return 1
 
 
+def api_tokens(request, command, arguments):
+    with request.tm:
+        stored = registry.of(request.db)
+        if command == "token-add":
+            fields = json.loads(sys.stdin.read())
+            stored.add_api_token(tokens.Token(**{**fields, "scope": tuple(fields["scope"])}))
+            return 0
+        if command == "token-list":
+            print(json.dumps([{key: value for key, value in asdict(token).items()
+                               if key != "secret_sha256"} for token in stored.api_tokens()]))
+            return 0
+        if command == "token-revoke":
+            return 0 if stored.revoke_api_token(arguments[0]) else 3
+    print(f"unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
 def main(argv):
     warnings.filterwarnings("ignore", "pkg_resources is deprecated")  # pyramid's import
     config, command, *arguments = argv
@@ -68,6 +90,8 @@ def main(argv):
             with request.tm:
                 print(json.dumps(release_state(request, *arguments)))
             return 0
+        if command.startswith("token-"):
+            return api_tokens(request, command, arguments)
     print(f"unknown command {command!r}", file=sys.stderr)
     return 2
 

@@ -1,14 +1,16 @@
 """How the guard goes into pypicloud: wrappers around its cache (uploads, deletes), its
 access backend (logins) and its upstream look-ups, one tween in front of every request
 and one that answers the simple API from what answers.py kept."""
+import datetime
 import json
 import logging
 
-from . import registry, upstream, views
+from . import registry, tokens, upstream, views
 from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
-from .names import canonical, is_name, matches, path_refusal, project_of, upload_error
+from .names import (canonical, is_name, matches, named_in, path_refusal, project_of,
+                    upload_error)
 from .projects import (NOBODY, StoredFile, first_uploader, parse_rules, quota_refusal,
                        upload_refusal)
 
@@ -29,6 +31,7 @@ def install(config):
     _guard_uploads(rules)
     _remember_deletes()
     _remember_logins(Logins())
+    _scope_api_tokens()
     _keep_private_names_home(config, rules)
     _read_tokens_where_the_cache_is()
     views.install(config)
@@ -97,6 +100,8 @@ def _guard_uploads(rules):
         project, file_version = project_of(filename)
         project = canonical(name or project)
         uploader = kwargs.get("uploader")
+        if uploader == tokens.USER:  # a token's upload is its account's
+            uploader = kwargs["uploader"] = api_token(self.request).account
         # An account's upload; pypicloud's own copies of upstream files (fallback =
         # cache) have no uploader, and none is taken for a private or held name,
         # however the request that fetched it spelled the name.
@@ -167,6 +172,8 @@ def _remember_logins(logins):
     verify_user = IAccessBackend.verify_user
 
     def remembering_verify_user(self, username, password):
+        if username == tokens.USER:
+            return api_token_admits(self.request, password)
         if self.mutable:  # not what ppc-tasks configures: hashes may change under us
             return verify_user(self, username, password)
         # REMOTE_ADDR: the client nginx saw (waitress trusts its X-Forwarded-For).
@@ -175,6 +182,57 @@ def _remember_logins(logins):
                              lambda: verify_user(self, username, password))
 
     IAccessBackend.verify_user = remembering_verify_user
+
+
+# -- API tokens ---------------------------------------------------------------------------
+# How often a token's "last used" is written, at most, by one process.
+TOKEN_USE_RECORDED_EVERY = datetime.timedelta(minutes=1)
+_token_use_recorded = {}  # token id -> when this process last wrote its use
+
+
+def api_token_admits(request, password):
+    """Whether the password is a valid API token (tokens.py); the request then carries
+    it (api_token) for what it may do."""
+    from pypicloud.dateutil import utcnow
+
+    if request.environ.get(API_TOKEN_PASSWORD) == password:  # asked again by the request
+        return True
+    parsed = tokens.parse(password)
+    now = utcnow().replace(tzinfo=datetime.timezone.utc)
+    token = registry.of(request.db).api_token(parsed[0]) if parsed else None
+    if token is None or not token.admits(parsed[1], now):
+        return False
+    request.environ[API_TOKEN], request.environ[API_TOKEN_PASSWORD] = token, password
+    recorded = _token_use_recorded.get(token.id)
+    if recorded is None or now - recorded >= TOKEN_USE_RECORDED_EVERY:
+        _token_use_recorded[token.id] = now
+        registry.of(request.db).api_token_used(token.id, now.isoformat(timespec="seconds"))
+    return True
+
+
+API_TOKEN = "ppc_guard.api_token"  # the request's API token, once admitted
+API_TOKEN_PASSWORD = "ppc_guard.api_token_password"  # ... and what admitted it
+
+
+def api_token(request):
+    """The API token the request logged in with (authenticated_userid is tokens.USER)."""
+    request.authenticated_userid  # noqa: B018  (admits the token, if not done yet)
+    return request.environ[API_TOKEN]
+
+
+def _scope_api_tokens():
+    """A token reads and uploads to the projects of its scope, and nothing else: no
+    other project, no fallback to the upstream, no delete, no admin page."""
+    from pypicloud.access.base import IAccessBackend
+
+    has_permission = IAccessBackend.has_permission
+
+    def scoped_has_permission(self, package, perm):
+        if self.request.authenticated_userid != tokens.USER:
+            return has_permission(self, package, perm)
+        return perm in ("read", "write") and api_token(self.request).covers(package)
+
+    IAccessBackend.has_permission = scoped_has_permission
 
 
 # -- names that stay home -----------------------------------------------------------------
@@ -276,6 +334,10 @@ def front_door(handler, registry_):
         refusal = path_refusal(request.path_info)
         if refusal:
             return answer(*refusal)
+        named = named_in(request.path_info)
+        if user == tokens.USER and named and not api_token(request).covers(named[0]):
+            # Not even a redirect to the upstream: a token reads its scope, and no more.
+            return answer(404, f"{canonical(named[0])} is not in this token's scope")
         response = handler(request)
         if response.status_code == 500 and request.path_info != "/health":
             return answer(500, "the server failed to answer: its log says why")
@@ -323,8 +385,10 @@ def kept_answers(handler, registry_):
         scope, path = kept_as
         # What makes one answer differ from another: so many keys, and no more, as
         # there are accounts, names of the index and pages and files it holds.
-        key = (request.authenticated_userid, request.application_url, path,
-               views.media_type(request))
+        user = request.authenticated_userid
+        if user == tokens.USER:  # each token sees its own scope
+            user = f"{user}:{api_token(request).id}"
+        key = (user, request.application_url, path, views.media_type(request))
         try:
             current = token(scope)
         except Exception:  # the cache database's trouble: the view meets it, as before

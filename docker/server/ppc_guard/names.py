@@ -101,19 +101,27 @@ def upload_error(filename, name=None, version=None):
     return None
 
 
+def named_in(path):
+    """(the project name as the path spells it, the file name or "") of a path that names
+    a project: /simple/NAME/, /pypi/NAME/json, /api/package/NAME/FILE; else None."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[1] in ("simple", "pypi") and parts[2]:
+        return parts[2], ""
+    if len(parts) > 3 and parts[1:3] == ["api", "package"] and parts[3]:
+        return parts[3], "/".join(parts[4:])
+    return None
+
+
 def path_refusal(path):
     """Why a request's path names no project, or no file of the project it names, as
     (HTTP status, message); None when it does, or names none. Every spelling of a name
     is decided on here, before anything looks it up: a name that is not a project name
     (one still percent-encoded, say) is refused, and a file is a project's only when its
     own name says so (pypicloud finds a file by its file name alone)."""
-    parts = path.split("/")
-    if len(parts) > 2 and parts[1] in ("simple", "pypi") and parts[2]:
-        name, filename = parts[2], ""
-    elif len(parts) > 3 and parts[1:3] == ["api", "package"] and parts[3]:
-        name, filename = parts[3], "/".join(parts[4:])
-    else:
+    named = named_in(path)
+    if named is None:
         return None
+    name, filename = named
     if not is_name(name):
         return 400, f"invalid project name: {name!r}"
     if filename:

@@ -9,7 +9,9 @@ every index host sees the same and a backup of the sqlite database carries it:
 - the releases an admin yanked (PEP 592), with the reason;
 - generation tokens, one per project and one for the list of projects: a new random
   one with every change of the above, in the same transaction (answers.py keeps the
-  simple API's answers while theirs stays the same).
+  simple API's answers while theirs stays the same);
+- API tokens (tokens.py): each one's id, the sha256 of its secret, its account, scope,
+  note and dates.
 
 pypicloud rebuilds its own tables from the package store when they are empty; these it
 never touches.
@@ -20,9 +22,12 @@ import json
 import secrets
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+from .tokens import Token
 
 PROJECTS, FILES, YANKS, GENERATION = "ppc_projects", "ppc_files", "ppc_yanks", "ppc_generation"
+TOKENS = "ppc_tokens"
 CREATE = (
     f"CREATE TABLE IF NOT EXISTS {PROJECTS} (name VARCHAR(255) PRIMARY KEY, "
     f"owner VARCHAR(255) NOT NULL)",
@@ -34,6 +39,11 @@ CREATE = (
     f"version VARCHAR(255) NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (name, version))",
     f"CREATE TABLE IF NOT EXISTS {GENERATION} (scope VARCHAR(255) PRIMARY KEY, "
     f"token VARCHAR(64) NOT NULL)",
+    # scope: the patterns as a JSON list
+    f"CREATE TABLE IF NOT EXISTS {TOKENS} (id VARCHAR(16) PRIMARY KEY, "
+    f"secret_sha256 VARCHAR(64) NOT NULL, account VARCHAR(255) NOT NULL, scope TEXT NOT NULL, "
+    f"note TEXT NOT NULL, created VARCHAR(32) NOT NULL, expires VARCHAR(32) NOT NULL, "
+    f"last_used VARCHAR(32) NOT NULL)",
 )
 # First writer wins, on sqlite (3.24+) and PostgreSQL alike; the row is read back.
 CLAIM = f"INSERT INTO {PROJECTS} (name, owner) VALUES (:name, :owner) ON CONFLICT (name) DO NOTHING"
@@ -56,6 +66,13 @@ YANKS_OF = f"SELECT version, reason FROM {YANKS} WHERE name = :name"
 TOKEN = f"SELECT token FROM {GENERATION} WHERE scope = "  # + the driver's placeholder
 NEW_TOKEN = (f"INSERT INTO {GENERATION} (scope, token) VALUES (:scope, :token) "
              f"ON CONFLICT (scope) DO UPDATE SET token = excluded.token")
+TOKEN_FIELDS = "id, secret_sha256, account, scope, note, created, expires, last_used"
+ADD_API_TOKEN = (f"INSERT INTO {TOKENS} ({TOKEN_FIELDS}) VALUES (:id, :secret_sha256, :account, "
+                 f":scope, :note, :created, :expires, :last_used)")
+API_TOKEN = f"SELECT {TOKEN_FIELDS} FROM {TOKENS} WHERE id = :id"
+API_TOKENS = f"SELECT {TOKEN_FIELDS} FROM {TOKENS} ORDER BY created"
+REVOKE_API_TOKEN = f"DELETE FROM {TOKENS} WHERE id = :id"
+USED_API_TOKEN = f"UPDATE {TOKENS} SET last_used = :last_used WHERE id = :id"
 # The scope of the index page (/simple/), which every change of a project may change.
 EVERY_PROJECT = ""
 
@@ -64,6 +81,7 @@ REDIS_FILES = "ppc-tasks:files:"  # + project name: filename -> JSON {size, meta
 REDIS_METADATA = "ppc-tasks:metadata"  # filename -> core metadata
 REDIS_YANKS = "ppc-tasks:yanks:"  # + project name: version -> reason
 REDIS_GENERATION = "ppc-tasks:generation"  # scope -> token
+REDIS_TOKENS = "ppc-tasks:tokens"  # API token id -> JSON of its fields
 
 # More than the server's threads (config.ini): each keeps its connection for the token.
 SERVER_THREADS_AT_MOST = 64
@@ -207,6 +225,24 @@ class SqlRegistry:
     def unyank(self, name, version):
         self._changed(name, UNYANK, name=name, version=version)
 
+    def add_api_token(self, token):
+        self._write(ADD_API_TOKEN, **token_row(token))
+
+    def api_token(self, token_id):
+        rows = self._rows(API_TOKEN, id=token_id)
+        return token_of(rows[0]) if rows else None
+
+    def api_tokens(self):
+        return [token_of(row) for row in self._rows(API_TOKENS)]
+
+    def revoke_api_token(self, token_id):
+        found = self.api_token(token_id) is not None
+        self._write(REVOKE_API_TOKEN, id=token_id)
+        return found
+
+    def api_token_used(self, token_id, when):
+        self._write(USED_API_TOKEN, id=token_id, last_used=when)
+
 
 class RedisRegistry:
     """Hashes in the cache's Redis database."""
@@ -272,6 +308,37 @@ class RedisRegistry:
     def unyank(self, name, version):
         with self._changing(name) as pipe:
             pipe.hdel(REDIS_YANKS + name, version)
+
+    def add_api_token(self, token):
+        self.client.hset(REDIS_TOKENS, token.id, json.dumps(token_row(token)))
+
+    def api_token(self, token_id):
+        value = self.client.hget(REDIS_TOKENS, token_id)
+        return None if value is None else token_of(json.loads(value))
+
+    def api_tokens(self):
+        found = [token_of(json.loads(value)) for value in self.client.hvals(REDIS_TOKENS)]
+        return sorted(found, key=lambda token: token.created)
+
+    def revoke_api_token(self, token_id):
+        return bool(self.client.hdel(REDIS_TOKENS, token_id))
+
+    def api_token_used(self, token_id, when):
+        token = self.api_token(token_id)
+        if token is not None:  # never brings back one revoked meanwhile
+            self.client.hset(REDIS_TOKENS, token_id,
+                             json.dumps({**token_row(token), "last_used": when}))
+
+
+def token_row(token):
+    """A Token as the registry stores it: its fields, the scope as a JSON list."""
+    return {**asdict(token), "scope": json.dumps(list(token.scope))}
+
+
+def token_of(row):
+    """A Token from a stored row (a database row, or Redis's JSON of token_row)."""
+    values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    return Token(**{**values, "scope": tuple(json.loads(values["scope"]))})
 
 
 def new_token():
