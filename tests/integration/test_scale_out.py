@@ -157,6 +157,28 @@ def test_moving_the_cache_to_redis_keeps_every_release(deployed_shared, fab, eng
     assert "done: 0 changed," in again.stdout, again.stdout
 
 
+def test_api_tokens_live_in_the_shared_cache(deployed_shared, fab, engines, server, client,
+                                             index_home):
+    """On Redis (where the previous test moved the cache): made, used, revoked."""
+    settings = shared_settings(engines, server, index_home, cache_url=engines.redis_url)
+    made = fab("tokens.create", "--project", "ppc-shared-*", host=server, settings=settings)
+    assert made.returncode == 0, made.stdout + made.stderr
+    token = re.search(r"user __token__\): (ppc1-\S+)", made.stdout)[1]
+    assert token.split("-")[1] in engines.redis_cli("hkeys ppc-tasks:tokens").split()
+    assert token.split("-", 2)[2] not in engines.redis_cli("hgetall ppc-tasks:tokens")
+
+    def download():
+        return client.exec("~/venv/bin/pip download -q --no-deps --no-cache-dir -d /tmp/tok "
+                           "ppc-shared-sample==1.0.0", user="dev", check=False,
+                           env={"PIP_INDEX_URL": f"https://__token__:{token}@{INDEX}/simple/"})
+
+    assert download().returncode == 0
+    revoked = fab("tokens.revoke", token.split("-")[1], host=server, settings=settings)
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert engines.redis_cli("hkeys ppc-tasks:tokens").strip() == ""
+    assert download().returncode != 0
+
+
 def test_status_reports_the_bucket_and_the_cache_as_the_server_sees_them(
         deployed_shared, fab, engines, server, index_home):
     settings = shared_settings(engines, server, index_home, cache_url=engines.redis_url)
