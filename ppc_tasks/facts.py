@@ -117,6 +117,8 @@ class Facts:
     health_report: dict[str, dict[str, str]] = field(default_factory=dict)
     # "container/name/version" -> the release as the index holds it; None: cannot say
     releases: dict[str, Release | None] = field(default_factory=dict)
+    # container -> its API tokens, as ppc-guard lists them (no secret); None: cannot say
+    api_tokens: dict[str, tuple[dict, ...] | None] = field(default_factory=dict)
 
     def __setattr__(self, name, value) -> None:
         # Whoever fills a field (the parser, or a test by hand) gets answers that name
@@ -287,6 +289,17 @@ def _release(facts: Facts, value: str, answer: list[str]) -> None:
             pass
 
 
+def _api_tokens(facts: Facts, value: str, answer: list[str]) -> None:
+    facts.api_tokens[value] = None
+    if answer[0] == "ok":
+        try:
+            listed = json.loads(base64.b64decode(_field(answer, 1)))
+        except (ValueError, binascii.Error):
+            return
+        if isinstance(listed, list) and all(isinstance(token, dict) for token in listed):
+            facts.api_tokens[value] = tuple(listed)
+
+
 def _command(facts: Facts, value: str, answer: list[str]) -> None:
     facts.commands[value] = answer[0] == "yes"
 
@@ -360,6 +373,8 @@ HEALTH = Kind("health", _health, ("no", ""),  # pypicloud's own /health, inside 
               ("health", "health_report"))
 RELEASE = Kind("release", _release, ("unknown", ""),  # CONTAINER/NAME/VERSION: held? its yank
                ("releases",))
+API_TOKENS = Kind("api-tokens", _api_tokens, ("unknown", ""),  # CONTAINER: its API tokens
+                  ("api_tokens",))
 
 
 def answered(queries, answers: dict[str, tuple[str, ...]] | None = None) -> Facts:

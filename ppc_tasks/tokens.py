@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 from . import values
 from .errors import TaskError
-from .facts import CONTAINER, DOCKER, PLATFORM
+from .facts import API_TOKENS, CONTAINER, DOCKER, PLATFORM
 from .plan import Change, Command, Plan, Unchanged
 from .render import guard_module
 from .settings import SettingsError
@@ -53,17 +53,15 @@ def require_server(host, facts) -> None:
 
 
 def queries(settings) -> list[str]:
-    return [PLATFORM.query(), DOCKER.query(), CONTAINER.query(settings.server_container)]
+    container = settings.server_container
+    return [PLATFORM.query(), DOCKER.query(), CONTAINER.query(container),
+            API_TOKENS.query(container)]
 
 
-def stored_tokens(host) -> list[dict]:
+def stored_tokens(settings, facts) -> tuple[dict, ...]:
     """The index's tokens, as ppc-guard lists them (no secret)."""
-    result = host.run(guard_argv(host.settings, "token-list"), root=True, check=False)
-    try:
-        found = json.loads(result.stdout) if result.ok else None
-    except ValueError:
-        found = None
-    if not isinstance(found, list):
+    found = facts.api_tokens[settings.server_container]
+    if found is None:
         raise TaskError("the index's server cannot list tokens (its image is from before "
                         "them): deploy first")
     return found
@@ -107,8 +105,9 @@ def create(host, project, expires="90d", note="", account=""):
 @host_task(mutating=False, name="tokens.list")
 def list_tokens(host):
     """Show the index's API tokens: id, account, scope, note, made, expires, last used."""
-    require_server(host, host.read_facts(queries(host.settings)))
-    found = stored_tokens(host)
+    facts = host.read_facts(queries(host.settings))
+    require_server(host, facts)
+    found = stored_tokens(host.settings, facts)
     if not found:
         host.note("no tokens")
     for token in found:
@@ -126,7 +125,7 @@ def revoke(host, id):  # noqa: A002  (what the operator types: --id or the id al
     facts = host.read_facts(queries(host.settings))
     require_server(host, facts)
     plan = Plan()
-    if all(token["id"] != id for token in stored_tokens(host)):
+    if all(token["id"] != id for token in stored_tokens(host.settings, facts)):
         plan.add(Unchanged("tokens.revoke", f"no token {id} (revoked already, or never made)"))
     else:
         plan.add(Change("tokens.revoke", done=f"revoked token {id}", would=f"revoke token {id}",

@@ -171,6 +171,12 @@ for query in "$@"; do
         then answer release "$value" ok "$(printf '%s' "$state" | base64 | tr -d '\n')"
         else answer release "$value" unknown ""
         fi ;;
+    api-tokens)  # CONTAINER: ok JSON (base64) of its API tokens (no secret) | unknown
+        docker_answers || continue
+        if state=$(docker exec "$value" ppc-guard token-list 2>/dev/null)
+        then answer api-tokens "$value" ok "$(printf '%s' "$state" | base64 | tr -d '\n')"
+        else answer api-tokens "$value" unknown ""
+        fi ;;
     *)
         echo "facts.sh: unknown query $query" >&2; exit 2 ;;
     esac

@@ -36,6 +36,9 @@ PRESENT = {
     "uid": ("",),  # no account has the server's uid
     "ports": ("0016",), "nginx-test": ("ok", ""),
     "health": ("ok", ""), "release": ("ok", RELEASE),
+    "api-tokens": ("ok", base64.b64encode(json.dumps([{
+        "id": "3f2a9c1d", "account": "dev", "scope": ["acme-*"], "note": "", "created":
+        "2026-12-01T00:00:00+00:00", "expires": "", "last_used": ""}]).encode()).decode()),
 }
 # ... and where the index it serves is the one the settings name.
 PRESENT_HERE = {

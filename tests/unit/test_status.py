@@ -3,7 +3,7 @@
 import datetime
 import hashlib
 
-from ppc_tasks import status, tls_paths
+from ppc_tasks import tls_paths
 from ppc_tasks.facts import (
     ContainerFacts,
     Facts,
@@ -12,7 +12,7 @@ from ppc_tasks.facts import (
     VolumeUsage,
     parse_health_report,
 )
-from ppc_tasks.plans import balancer, certs, nginx, server
+from ppc_tasks.plans import balancer, certs, nginx, server, status
 from ppc_tasks.settings import Settings
 from ppc_tasks.system import parse_platform
 
@@ -156,3 +156,21 @@ def test_the_publishing_line_says_what_the_index_promises(tmp_path):
         "acme-*, and every project ever published here; a release closes 90 min after its "
         "first file; owners granted: acme-*: ci; an account's projects hold at most 500 MiB")
     assert status.size_text(0) == "anything (no cap)" and status.size_text(20 * 1024 ** 3) == "20 GiB"
+
+
+def test_status_counts_the_valid_tokens_and_names_the_next_to_expire():
+    current = Settings.from_config({"server_names": ["pypi.example.com"]}, host=None)
+
+    def token(token_id: str, expires: str) -> dict:
+        return {"id": token_id, "account": "client", "scope": ["acme-*"], "note": "",
+                "created": "2026-11-01T00:00:00+00:00", "expires": expires, "last_used": ""}
+
+    facts = Facts(api_tokens={"pypicloud": (
+        token("aaaa0001", ""), token("aaaa0002", "2026-11-20T00:00:00+00:00"),
+        token("aaaa0003", (NOW + datetime.timedelta(days=3)).isoformat()),
+        token("aaaa0004", (NOW + datetime.timedelta(days=40)).isoformat()))})
+    check = status.check_tokens(current, facts, NOW)
+    assert check.ok and check.detail == ("3 valid, 1 expired (tokens.revoke removes them); the "
+                                         "next to expire: aaaa0003 in 3d")
+    assert status.check_tokens(current, Facts(api_tokens={"pypicloud": ()}), NOW).detail == \
+        "none (tokens.create makes one)"
