@@ -192,6 +192,53 @@ def plain_account(host: harness.TestHost, state: Path, password: str, seconds: f
             "p95_ms": round(timings[int(len(timings) * 0.95)], 2)}
 
 
+def login_costs(host: harness.TestHost, state: Path, work: Path, tree: Path,
+                password: str) -> dict:
+    """What a login costs the request that carries it, on one kept connection through
+    nginx+TLS: an account's password the first time this server sees it (one slow hash)
+    and later (remembered), and an API token's first and later (one SHA-256 each)."""
+    import http.client
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
+    context.check_hostname = False
+    made = subprocess.run([str(FAB), "-f", str(work / "fabric.json"), "-i",
+                           str(work / "id_ed25519"), "-H", host.target, "tokens.create",
+                           "--project", PACKAGES[0]], cwd=tree, capture_output=True, text=True,
+                          env={**os.environ, "HOME": str(work)})
+    token = re.search(r"user __token__\): (\S+)", made.stdout)
+    if token is None:
+        raise SystemExit(f"tokens.create failed:\n{made.stdout}{made.stderr}")
+
+    def timed(user: str, secret: str) -> tuple[float, float]:
+        """(the first request's ms, the median of the next 30)."""
+        headers = {"Host": NAME, "Authorization": "Basic " + base64.b64encode(
+            f"{user}:{secret}".encode()).decode()}
+        connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=60)
+        timings = []
+        for _ in range(31):
+            started = time.perf_counter()
+            connection.request("GET", f"/simple/{PACKAGES[0]}/", headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"{user}'s request answered {response.status}")
+            timings.append((time.perf_counter() - started) * 1000)
+        connection.close()
+        return round(timings[0], 1), round(statistics.median(timings[1:]), 2)
+
+    password_first, password_later = timed("dev", password)
+    token_first, token_later = timed("__token__", token[1])
+    return {"password_first_ms": password_first, "password_later_ms": password_later,
+            "token_first_ms": token_first, "token_later_ms": token_later}
+
+
+def logins_line(logins: dict) -> str:
+    return (f"a login, on a kept connection (ms): password first {logins['password_first_ms']}, "
+            f"later {logins['password_later_ms']}; API token first {logins['token_first_ms']}, "
+            f"later {logins['token_later_ms']}")
+
+
 def wrong_password_flood(host: harness.TestHost, state: Path, password: str, work: Path) -> dict:
     """The plain account alone, then while FLOOD_CLIENTS clients guess its password."""
     idle = plain_account(host, state, password, 10)
@@ -315,6 +362,8 @@ def main() -> None:
                         help="measure the warm deploy only (not the serving)")
     parser.add_argument("--only-flood", action="store_true",
                         help="measure the wrong-password flood only")
+    parser.add_argument("--only-logins", action="store_true",
+                        help="measure what a password and an API token login cost only")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ppc-bench-") as directory:
@@ -331,13 +380,18 @@ def main() -> None:
             tree = checkout(options.ref, work)
             state = deploy(tree, host, work)
             say("a warm deploy against its floor")
-            warm = None if options.ref or options.only_flood else warm_deploy(tree, host, work)
+            warm = (None if options.ref or options.only_flood or options.only_logins
+                    else warm_deploy(tree, host, work))
             if options.only_deploy:
                 print(table({"revision": "", "warm_deploy": warm}, deploy_only=True))
                 return
             say(f"uploading {len(PACKAGES)} packages")
             packages = upload_packages(host, state, work)
             password = json.loads((state / "secrets.json").read_text())["passwords"]["dev"]
+            if options.only_logins:
+                say("what a login costs: a password, an API token")
+                print(logins_line(login_costs(host, state, work, tree, password)))
+                return
             if options.only_flood:
                 say(f"a wrong-password flood: {FLOOD_CLIENTS} clients guessing")
                 flood = wrong_password_flood(host, state, password, work)
