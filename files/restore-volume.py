@@ -7,8 +7,9 @@ never leaves the index without a store it can serve. ACTION is one of:
           each once), written without following links and hashed; then every hash
           against the manifest, and the database against the files. The archive's file
           records (size, core metadata) are dropped: derived data is read again from
-          the files themselves (server.records), never taken on trust. Prints "staged N
-          files". On any failure (a bad member, a full disk) what it wrote is removed
+          the files themselves (server.records), never taken on trust. The index's API
+          tokens are carried over as they are now (backups carry none): a restore
+          neither loses them nor revives one revoked since. Prints "staged N files". On any failure (a bad member, a full disk) what it wrote is removed
           and the store was never touched.
   swap    move the store (db.sqlite, packages) into .restore/old, the staged one in its
           place. The server is stopped meanwhile (files/sh/restore-swap.sh).
@@ -27,7 +28,7 @@ import sys
 import tarfile
 
 from ppc_guard.archive import DATABASE, MANIFEST, database_problem, member_problem
-from ppc_guard.registry import FILES
+from ppc_guard.registry import FILES, TOKEN_FIELDS, TOKENS, TOKENS_TABLE
 
 DATA = sys.argv[2] if len(sys.argv) > 2 else "/var/lib/pypicloud"
 STAGE = f"{DATA}/.restore"
@@ -51,6 +52,7 @@ def stage():
         hashes, manifest = extract(sys.stdin.buffer, NEW)
         check(hashes, manifest)
         forget_records(os.path.join(NEW, DATABASE))
+        carry_api_tokens(os.path.join(DATA, DATABASE), os.path.join(NEW, DATABASE))
         for root, directories, files in os.walk(STAGE):
             for name in [*directories, *files]:
                 os.chown(os.path.join(root, name), OWNER, OWNER)
@@ -107,6 +109,24 @@ def forget_records(database):
     connection = sqlite3.connect(database)
     with connection:
         connection.execute(f"DROP TABLE IF EXISTS {FILES}")
+    connection.close()
+
+
+def carry_api_tokens(live, staged):
+    """The live database's API tokens into the staged one, as they are (none from a live
+    database that is missing or cannot be read: a restore is how a damaged one is left)."""
+    connection = sqlite3.connect(f"file:{staged}", uri=True)  # URIs: the live one read-only
+    with connection:
+        connection.execute(f"DROP TABLE IF EXISTS main.{TOKENS}")  # not the live one's
+        connection.execute(TOKENS_TABLE)  # in main
+    if os.path.exists(live):
+        try:
+            connection.execute("ATTACH DATABASE ? AS live", (f"file:{live}?mode=ro",))
+            with connection:
+                connection.execute(f"INSERT INTO main.{TOKENS} ({TOKEN_FIELDS}) "
+                                   f"SELECT {TOKEN_FIELDS} FROM live.{TOKENS}")
+        except sqlite3.DatabaseError:  # no such table, or no database at all
+            pass
     connection.close()
 
 

@@ -228,6 +228,30 @@ def test_every_release_comes_back_byte_for_byte_on_a_fresh_host(drill, restored,
 
 
 
+def test_a_restore_keeps_the_index_s_api_tokens_as_they_are(drill, restored, fab):
+    """Neither lost nor revived: the tokens of B stay B's, the revoked one stays revoked."""
+    host_b, settings = restored
+    ca_b = f"{settings['state_dir']}/restore-b.test/ca.crt"
+
+    def token() -> str:
+        made = fab("tokens.create", "--project", "ppc-drill-*", host=host_b, settings=settings)
+        assert made.returncode == 0, made.stdout + made.stderr
+        return re.search(r"user __token__\): (ppc1-\S+)", made.stdout)[1]
+
+    def status(secret: str) -> int:
+        return web.request(host_b.address, f"/simple/{PROJECTS[0]}/", ca=Path(ca_b),
+                           sni="restore-b.test", host="restore-b.test",
+                           auth=("__token__", secret)).status
+
+    kept, revoked = token(), token()
+    gone = fab("tokens.revoke", revoked.split("-")[1], host=host_b, settings=settings)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    result = fab("restore", drill["archive"], "--confirm=restore-b.test", "--from-other-index",
+                 host=host_b, settings=settings)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (status(kept), status(revoked)) == (200, 401)
+
+
 def volume_state(host, volume: str = "pypicloud-data") -> str:
     """The server's start time and every file of the store, with its content."""
     return host.out("docker inspect --format '{{.State.StartedAt}}' pypicloud; "

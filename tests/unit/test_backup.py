@@ -21,7 +21,7 @@ import pytest
 from ppc_tasks import archives, backup
 from ppc_tasks.errors import TaskError
 from ppc_tasks.facts import ContainerFacts, Facts, ImageFacts, VolumeUsage
-from ppc_tasks.render import DOCKER_DIR, FILES_DIR
+from ppc_tasks.render import DOCKER_DIR, FILES_DIR, guard_module
 from ppc_tasks.settings import Settings
 from tests.forged_archives import forged, refit, rewritten, with_symlink
 
@@ -326,7 +326,25 @@ def test_stage_swap_and_finish_put_the_archive_in_place(archive, live_store):
     # What an archive says of its files' metadata is not taken: it is read from the files.
     tables = sqlite3.connect(live_store / "db.sqlite").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    assert sorted(tables) == [("packages",), ("ppc_projects",)]
+    assert sorted(tables) == [("packages",), ("ppc_projects",), ("ppc_tokens",)]
+
+
+def test_stage_carries_the_live_api_tokens_over(archive, tmp_path):
+    """A restore neither loses the index's tokens nor revives one revoked since (backups
+    carry none); a live database that cannot be read gives none."""
+    registry = guard_module("registry")
+    data = tmp_path / "volume"
+    data.mkdir()
+    live = sqlite3.connect(data / "db.sqlite")
+    live.execute(registry.TOKENS_TABLE)
+    live.execute(f"INSERT INTO {registry.TOKENS} VALUES ('abcd0001', 'f00d', 'dev', "
+                 f"'[\"acme-*\"]', '', '2026-12-06T00:00:00+00:00', '', '')")
+    live.commit()
+    live.close()
+    assert store(data, "stage", archive).returncode == 0
+    staged = sqlite3.connect(data / ".restore" / "new" / "db.sqlite")
+    assert staged.execute(f"SELECT id, account FROM {registry.TOKENS}").fetchall() == \
+        [("abcd0001", "dev")]
 
 
 def test_back_puts_the_old_store_back_even_after_a_cut_short_swap(archive, live_store):

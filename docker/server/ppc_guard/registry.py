@@ -28,6 +28,11 @@ from .tokens import Token
 
 PROJECTS, FILES, YANKS, GENERATION = "ppc_projects", "ppc_files", "ppc_yanks", "ppc_generation"
 TOKENS = "ppc_tokens"
+# scope: the patterns as a JSON list
+TOKENS_TABLE = (f"CREATE TABLE IF NOT EXISTS {TOKENS} (id VARCHAR(16) PRIMARY KEY, "
+                f"secret_sha256 VARCHAR(64) NOT NULL, account VARCHAR(255) NOT NULL, "
+                f"scope TEXT NOT NULL, note TEXT NOT NULL, created VARCHAR(32) NOT NULL, "
+                f"expires VARCHAR(32) NOT NULL, last_used VARCHAR(32) NOT NULL)")
 CREATE = (
     f"CREATE TABLE IF NOT EXISTS {PROJECTS} (name VARCHAR(255) PRIMARY KEY, "
     f"owner VARCHAR(255) NOT NULL)",
@@ -39,11 +44,7 @@ CREATE = (
     f"version VARCHAR(255) NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (name, version))",
     f"CREATE TABLE IF NOT EXISTS {GENERATION} (scope VARCHAR(255) PRIMARY KEY, "
     f"token VARCHAR(64) NOT NULL)",
-    # scope: the patterns as a JSON list
-    f"CREATE TABLE IF NOT EXISTS {TOKENS} (id VARCHAR(16) PRIMARY KEY, "
-    f"secret_sha256 VARCHAR(64) NOT NULL, account VARCHAR(255) NOT NULL, scope TEXT NOT NULL, "
-    f"note TEXT NOT NULL, created VARCHAR(32) NOT NULL, expires VARCHAR(32) NOT NULL, "
-    f"last_used VARCHAR(32) NOT NULL)",
+    TOKENS_TABLE,
 )
 # First writer wins, on sqlite (3.24+) and PostgreSQL alike; the row is read back.
 CLAIM = f"INSERT INTO {PROJECTS} (name, owner) VALUES (:name, :owner) ON CONFLICT (name) DO NOTHING"
