@@ -4,6 +4,7 @@ projects, listed, revoked and expired."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import tarfile
@@ -151,3 +152,28 @@ def test_a_backup_carries_no_token(make_token, fab, deployed, operator_home, tmp
     tables = {row[0] for row in sqlite3.connect(tmp_path / "db.sqlite").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "ppc_projects" in tables and "ppc_tokens" not in tables
+
+
+def test_without_trusted_publishers_the_oidc_endpoints_say_so_as_pypi_does(
+        index, client, operator_home, make_dists):
+    """Anonymously, through nginx: the audience 403, the token endpoints 422 with PyPI's
+    error shape; uv publish in a job shaped like GitHub Actions, with no credentials,
+    asks for the audience and stops there."""
+    audience = index("/_/oidc/audience")
+    assert audience.status == 403
+    assert json.loads(audience.body) == {"message": "Trusted publishing functionality not enabled"}
+    for path in ("/_/oidc/mint-token", "/_/oidc/github/mint-token", "/_/oidc/burn-token"):
+        minted = index(path, method="POST", body=b'{"token": "x"}',
+                       headers={"Content-Type": "application/json"})
+        assert minted.status == 422, path
+        assert json.loads(minted.body)["errors"][0]["code"] == "not-enabled"
+    client.copy_in([operator_home / "state" / SERVER_NAME / "ca.crt"], "/tmp/oidc-ca")
+    client.copy_in(make_dists("ppc-tok-oidc", "1.0"), "/tmp/oidc-dist")
+    job = {"GITHUB_ACTIONS": "true", "ACTIONS_ID_TOKEN_REQUEST_URL": "https://127.0.0.1:9/t?x=1",
+           "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "never-used"}
+    published = client.exec(f"SSL_CERT_FILE=/tmp/oidc-ca/ca.crt uv publish --trusted-publishing "
+                            f"always --publish-url https://{SERVER_NAME}/simple/ /tmp/oidc-dist/*",
+                            check=False, env=job)
+    output = (published.stdout + published.stderr).decode()
+    assert published.returncode != 0 and "Traceback" not in output
+    assert "not enabled" in output or "403" in output, output

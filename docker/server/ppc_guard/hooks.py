@@ -5,7 +5,7 @@ import datetime
 import json
 import logging
 
-from . import registry, tokens, upstream, views
+from . import publishing, registry, tokens, upstream, views
 from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
@@ -303,7 +303,8 @@ def _keep_private_names_home(config, rules):
 
 # -- every request ------------------------------------------------------------------------
 def front_door(handler, registry_):
-    """A tween: the cheap /health, 429/503 for logins the guard turns away, 401 with a
+    """A tween: the cheap /health, trusted publishing's endpoints (publishing.py, asked
+    anonymously), 429/503 for logins the guard turns away, 401 with a
     Basic challenge for anonymous requests to non-public paths, 400 or 404 for a path
     whose project name is none or whose file is not that project's (names.path_refusal),
     and a bare 500 for an unexpected error (pypicloud's answer carries its message: a
@@ -314,13 +315,16 @@ def front_door(handler, registry_):
     realm = registry_.settings.get("pypi.realm", "pypi")
 
     def answer(status, message, **headers):
+        body = message if isinstance(message, dict) else {"message": message}
         return Response(status=status, content_type="application/json", charset="utf-8",
-                        body=json.dumps({"message": message}).encode(), headers=headers)
+                        body=json.dumps(body).encode(), headers=headers)
 
     def tween(request):
         if request.path_info == "/health" and not request.headers.get(DEEP_HEALTH_HEADER):
             return Response(content_type="application/json", charset="utf-8",
                             body=b'{"status": "ok"}')
+        if publishing.is_endpoint(request.path_info):  # anonymous: a CI job's way in
+            return answer(*publishing.answer(request.path_info, request.method))
         try:
             user = request.authenticated_userid
         except TooManyFailures as error:
