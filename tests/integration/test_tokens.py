@@ -93,6 +93,28 @@ def test_a_token_publishes_with_twine_and_uv_to_its_scope_and_nothing_else(
     assert b"data-yanked" not in index("/simple/ppc-tok-uv/", ("__token__", token)).body
 
 
+def test_poetry_and_pdm_publish_with_a_token_unchanged(make_token, client, operator_home,
+                                                      make_dists):
+    """The user __token__ and the token as the password, in each tool's own settings."""
+    token, _ = make_token("--project", "ppc-tok-*")
+    client.copy_in([operator_home / "state" / SERVER_NAME / "ca.crt"], "/tmp/tok-ca")
+    client.copy_in(make_dists("ppc-tok-pdm", "1.0"), "/tmp/ppc-tok-pdm/dist")
+    client.exec("printf '[project]\\nname = \"ppc-tok-pdm\"\\nversion = \"1.0\"\\n' "
+                "> /tmp/ppc-tok-pdm/pyproject.toml")
+    url = f"https://{SERVER_NAME}/simple/"
+    poetry = client.exec(
+        "rm -rf /tmp/ppc-tok-poetry && poetry new -q /tmp/ppc-tok-poetry && cd /tmp/ppc-tok-poetry "
+        "&& poetry build -q && poetry publish -r tok", check=False, env={
+            "POETRY_REPOSITORIES_TOK_URL": url, "POETRY_HTTP_BASIC_TOK_USERNAME": "__token__",
+            "POETRY_HTTP_BASIC_TOK_PASSWORD": token,
+            "POETRY_CERTIFICATES_TOK_CERT": "/tmp/tok-ca/ca.crt"})
+    assert poetry.returncode == 0, poetry.stdout + poetry.stderr
+    pdm = client.exec("cd /tmp/ppc-tok-pdm && pdm publish --no-build", check=False, env={
+        "PDM_PUBLISH_REPO": url, "PDM_PUBLISH_USERNAME": "__token__",
+        "PDM_PUBLISH_PASSWORD": token, "PDM_PUBLISH_CA_CERTS": "/tmp/tok-ca/ca.crt"})
+    assert pdm.returncode == 0, pdm.stdout + pdm.stderr
+
+
 def test_each_token_sees_its_own_scope_even_from_kept_answers(make_token, index, make_dists):
     first, _ = make_token("--project", "ppc-tok-one")
     second, _ = make_token("--project", "ppc-tok-two")
