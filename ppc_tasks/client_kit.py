@@ -10,7 +10,6 @@ what `clients.configure` would, for the user running it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,16 +41,6 @@ def content(settings: Settings, password: str, ca: bytes | None) -> bytes:
     return (json.dumps({"kind": KIND, "version": VERSION, "index": settings.index_name,
                         "settings": chosen, "password": password,
                         "ca": ca.decode() if ca is not None else None}, indent=2) + "\n").encode()
-
-
-def write(path: Path, data: bytes) -> None:
-    """Replace `path` with the kit, 0600 from the start (it holds a password)."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as stream:
-        stream.write(data)
-    os.replace(temporary, path)
 
 
 def read(path: Path) -> Kit:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fabric import task
 
-from . import client_kit, credentials
+from . import client_kit, credentials, state
 from .apply import ThisMachine
 from .errors import TaskError, program
 from .facts import FILE, PIP, PLATFORM, TEXT, TOOL, Facts, FileFacts
@@ -368,7 +368,7 @@ def export(c, kit, index=""):
         refuse_admin_client(settings)
         content = client_kit.content(settings, credentials.client_password(settings),
                                      certs.ca_to_trust(settings))
-        client_kit.write(Path(kit), content)
+        state.write(Path(kit), content, private_folder=False)  # 0600: it holds a password
     print(f"wrote {kit} for {settings.index_url} as {settings.client_user}; on the other "
           f"machine: {program()} clients.setup --kit {Path(kit).name}, then delete the kit")
 

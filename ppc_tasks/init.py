@@ -6,13 +6,12 @@ The names are asked for here, before any host is touched, because they are perma
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from fabric import task
 
-from . import project
+from . import project, state
 from .errors import TaskError, program
 from .render import render
 from .settings import DEFAULTS, Settings, SettingsError
@@ -41,23 +40,6 @@ def settings_file(names: str, private: str, fallback: str, admins: str, users: s
     return render("fabric.yaml.j2", fallback=fallback.strip(), **lists)
 
 
-def write_new(path: Path, content: bytes) -> None:
-    """The file, whole or not at all (a killed run leaves no half file), and never over
-    one made meanwhile: written aside, then linked into place, which fails if it exists.
-    No secret in it: readable as any project file."""
-    aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(content)
-        os.link(aside, path)
-    except FileExistsError:
-        raise TaskError(f"{path} exists: edit it (then ppc trust), or move it away and run "
-                        f"init again") from None
-    finally:
-        aside.unlink(missing_ok=True)
-
-
 @task(auto_shortflags=False, help={
     "names": "the index's DNS names (or IP addresses), comma-separated; the first names it",
     "private": "project name patterns never looked up on PyPI, comma-separated: 'acme-*'",
@@ -82,7 +64,11 @@ def init(c, names="", private="", fallback=DEFAULTS["fallback"], admins=DEFAULTS
             raise TaskError(f"{existing} exists: edit it (then ppc trust), or move it away "
                             f"and run init again")
         content = settings_file(names or names_from_terminal(), private, fallback, admins, users)
-        write_new(path, content)
+        try:  # no secret in it: readable as any project file, in the operator's folder
+            state.write(path, content, 0o644, private_folder=False, replace=False)
+        except FileExistsError:  # made meanwhile
+            raise TaskError(f"{path} exists: edit it (then ppc trust), or move it away and "
+                            f"run init again") from None
         project.record(path, content)
     print(f"wrote {path}, trusted as written; next: {program()} config, then "
           f"{program()} --dry -H HOST deploy")

@@ -13,7 +13,7 @@ import pytest
 from invoke import Config, Context
 from invoke.exceptions import Exit
 
-from ppc_tasks import client_kit, clients
+from ppc_tasks import client_kit, clients, state
 from ppc_tasks.plans import certs
 from ppc_tasks.settings import Settings
 
@@ -39,7 +39,7 @@ def kit_file(tmp_path, settings, ca, changes=None):
     data = json.loads(client_kit.content(settings, PASSWORD, ca))
     data.update(changes or {})
     path = tmp_path / "kit.json"
-    client_kit.write(path, json.dumps(data).encode())
+    state.write(path, json.dumps(data).encode(), private_folder=False)
     return path
 
 

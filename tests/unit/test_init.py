@@ -6,7 +6,7 @@ import pytest
 from invoke.exceptions import Exit
 from invoke.util import yaml
 
-from ppc_tasks import init, project
+from ppc_tasks import init, project, state
 from ppc_tasks.settings import DEFAULTS, Settings
 
 
@@ -87,7 +87,7 @@ def test_a_file_made_meanwhile_is_not_replaced_and_nothing_is_left_aside(here, m
         (here / "fabric.yaml").write_bytes(made_meanwhile)
         raise FileExistsError(target)
 
-    monkeypatch.setattr(init.os, "link", link)
+    monkeypatch.setattr(state.os, "link", link)
     with pytest.raises(Exit, match="fabric.yaml exists: edit it"):
         written(names="pypi.example.com")
     assert (here / "fabric.yaml").read_bytes() == made_meanwhile
