@@ -328,12 +328,16 @@ def configure(host, all_tools=False):
     bundle of the user's own. The index is the one deployed from this machine; --index
     NAME picks one when there are several.
     """
-    settings = host.settings
-    password, ca = credentials.client_password(settings), certs.ca_to_trust(settings)
-    facts = host.gather(queries(settings, host.can_sudo), root=False)
-    plan = Plan()
-    plan.add(*plan_configure(settings, facts, password, ca, host.can_sudo, host.name, all_tools))
-    host.carry_out(plan)
+    configure_user(host, credentials.client_password(host.settings),
+                   certs.ca_to_trust(host.settings), all_tools)
+
+
+def configure_user(host, password: str, ca: bytes | None, all_tools: bool) -> None:
+    """The connecting user's files and trust, on a host over SSH (configure) or on this
+    machine (setup): its facts read, its plan carried out."""
+    facts = host.gather(queries(host.settings, host.can_sudo), root=False)
+    host.carry_out(Plan(plan_configure(host.settings, facts, password, ca, host.can_sudo,
+                                       host.name, all_tools)))
 
 
 @many_hosts_task
@@ -386,12 +390,8 @@ def setup(c, kit, all_tools=False):
     """
     with expected_failures("this machine"):
         handed = client_kit.read(Path(kit))
-        here = ThisMachine(handed.settings, dry=bool(c.config.run.dry))
-        facts = here.gather(queries(handed.settings, can_sudo=False), root=False)
-        plan = Plan()
-        plan.add(*plan_configure(handed.settings, facts, handed.password, handed.ca,
-                                 can_sudo=False, host_name=here.name, all_tools=all_tools))
-        here.carry_out(plan)
+        here = ThisMachine(handed.settings, dry=bool(c.config.run.dry))  # never sudo
+        configure_user(here, handed.password, handed.ca, all_tools)
     here.summary()
     if not here.dry:
         here.note(f"{kit} holds the password of {handed.settings.client_user}: delete it now")
