@@ -18,6 +18,7 @@ from .apply import Host, report_line
 from .errors import TaskError
 from .facts import CONTAINER, DOCKER, PLATFORM, RELEASE, Facts
 from .plan import Change, Command, Plan, Step, Unchanged
+from .plans import server
 from .settings import Settings, SettingsError
 from .ssh import last_lines
 from .wiring import OPTION_HELP, expected_failures, host_task, settings_of
@@ -106,24 +107,23 @@ def check_reason(reason: str) -> str:
     return reason
 
 
-def release_query(settings: Settings, name: str, version: str) -> str:
-    return RELEASE.query(f"{settings.server_container}/{name}/{version}")
+def release_asked(settings: Settings, name: str, version: str) -> str:
+    """The RELEASE fact's value for a release: CONTAINER/NAME/VERSION."""
+    return f"{settings.server_container}/{name}/{version}"
 
 
 def yank_queries(settings: Settings, name: str, version: str) -> list[str]:
     """What plan_yank reads: the server, and the release as the index holds it."""
-    return [CONTAINER.query(settings.server_container), release_query(settings, name, version)]
+    return [CONTAINER.query(settings.server_container),
+            RELEASE.query(release_asked(settings, name, version))]
 
 
 def plan_yank(settings: Settings, facts: Facts, name: str, version: str, reason: str | None,
               login: bytes) -> Step:
     """packages.yank (reason: the yank's; None takes a yank back): through the index's
     API as an admin, so that the server checks the account and logs the change."""
-    container = settings.server_container
-    live = facts.containers[container]
-    if live is None or not live.running:
-        raise TaskError(f"the index's server ({container}) is not running: deploy first")
-    release = facts.releases.get(f"{container}/{name}/{version}")
+    server.require_running(settings, facts)
+    release = facts.releases.get(release_asked(settings, name, version))
     if release is None:
         raise TaskError("the index's server cannot say what it holds (its image is from "
                         "before yanks): deploy first")
@@ -137,8 +137,8 @@ def plan_yank(settings: Settings, facts: Facts, name: str, version: str, reason:
     command = "unyank" if reason is None else "yank"
     return Change(
         "packages.yank", done=f"{command}ed {shown}{why}", would=f"{command} {shown}{why}",
-        commands=[Command(("docker", "exec", "-i", container, "ppc-guard", command, name,
-                           release.version), stdin=login + (reason or "").encode() + b"\n",
+        commands=[Command(tuple(server.guard_argv(settings, command, name, release.version)),
+                          stdin=login + (reason or "").encode() + b"\n",
                           stdin_shown="an admin's login and the reason",
                           failure=f"the index did not {command} {shown}")])
 

@@ -14,6 +14,7 @@ from . import values
 from .errors import TaskError
 from .facts import API_TOKENS, CONTAINER, DOCKER, PLATFORM
 from .plan import Change, Command, Plan, Unchanged
+from .plans import server
 from .render import guard_module
 from .settings import SettingsError
 from .wiring import host_task
@@ -40,16 +41,9 @@ def token_settings(settings, project: str, expires: str, account: str):
     return scope, (datetime.timedelta(seconds=lifetime) if expires != NEVER else None), account
 
 
-def guard_argv(settings, *arguments: str) -> list[str]:
-    return ["docker", "exec", "-i", settings.server_container, "ppc-guard", *arguments]
-
-
 def require_server(host, facts) -> None:
     host.require_docker(facts)
-    live = facts.containers[host.settings.server_container]
-    if live is None or not live.running:
-        raise TaskError(f"the index's server ({host.settings.server_container}) is not "
-                        f"running: deploy first")
+    server.require_running(host.settings, facts)
 
 
 def queries(settings) -> list[str]:
@@ -93,7 +87,7 @@ def create(host, project, expires="90d", note="", account=""):
     plan.add(Change("tokens.create", done=f"token {kept.id} for {', '.join(scope)} as "
                                          f"{account}, {until}",
                     would=f"make a token for {', '.join(scope)} as {account}, {until}",
-                    commands=[Command(tuple(guard_argv(host.settings, "token-add")),
+                    commands=[Command(tuple(server.guard_argv(host.settings, "token-add")),
                                       stdin=json.dumps(asdict(kept)).encode(),
                                       stdin_shown="the token's id, scope and secret's sha256",
                                       failure="the index did not take the token")]))
@@ -129,6 +123,6 @@ def revoke(host, id):  # noqa: A002  (what the operator types: --id or the id al
         plan.add(Unchanged("tokens.revoke", f"no token {id} (revoked already, or never made)"))
     else:
         plan.add(Change("tokens.revoke", done=f"revoked token {id}", would=f"revoke token {id}",
-                        commands=[Command(tuple(guard_argv(host.settings, "token-revoke", id)),
+                        commands=[Command(tuple(server.guard_argv(host.settings, "token-revoke", id)),
                                           failure=f"the index did not revoke token {id}")]))
     host.carry_out(plan)

@@ -281,6 +281,19 @@ def plan_records(settings: Settings, facts: Facts, data_made: bool = False) -> S
         otherwise)
 
 
+def require_running(settings: Settings, facts: Facts) -> None:
+    """Tasks that ask the index itself (yanks, tokens) need its server up."""
+    live = facts.containers[settings.server_container]
+    if live is None or not live.running:
+        raise TaskError(f"the index's server ({settings.server_container}) is not running: "
+                        f"deploy first")
+
+
+def guard_argv(settings: Settings, *arguments: str) -> list[str]:
+    """ppc-guard in the server container, reading stdin: the index's own code answers."""
+    return ["docker", "exec", "-i", settings.server_container, "ppc-guard", *arguments]
+
+
 def records_change(settings: Settings, done: str, would: str) -> Change:
     """server.records: ppc-guard in the server container reads every stored file without
     a record, each committed on its own; RECORDS_PENDING marks the run until it is done."""
