@@ -278,26 +278,29 @@ def _health(facts: Facts, value: str, answer: list[str]) -> None:
     facts.health_report[value] = parse_health_report(_field(answer, 1))
 
 
+def _json_answer(answer: list[str]):
+    """What ppc-guard answered, as JSON: "ok" and its output in base64; else None."""
+    if answer[0] != "ok":
+        return None
+    try:
+        return json.loads(base64.b64decode(_field(answer, 1)))
+    except (ValueError, binascii.Error):
+        return None
+
+
 def _release(facts: Facts, value: str, answer: list[str]) -> None:
-    facts.releases[value] = None
-    if answer[0] == "ok":
-        try:
-            state = json.loads(base64.b64decode(_field(answer, 1)))
-            facts.releases[value] = Release(bool(state["held"]), str(state.get("version", "")),
-                                            state.get("yanked"))
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            pass
+    state = _json_answer(answer)
+    try:
+        facts.releases[value] = Release(bool(state["held"]), str(state.get("version", "")),
+                                        state.get("yanked"))
+    except (KeyError, TypeError, AttributeError):  # no answer, or not a release's
+        facts.releases[value] = None
 
 
 def _api_tokens(facts: Facts, value: str, answer: list[str]) -> None:
-    facts.api_tokens[value] = None
-    if answer[0] == "ok":
-        try:
-            listed = json.loads(base64.b64decode(_field(answer, 1)))
-        except (ValueError, binascii.Error):
-            return
-        if isinstance(listed, list) and all(isinstance(token, dict) for token in listed):
-            facts.api_tokens[value] = tuple(listed)
+    listed = _json_answer(answer)
+    well_formed = isinstance(listed, list) and all(isinstance(token, dict) for token in listed)
+    facts.api_tokens[value] = tuple(listed) if well_formed else None
 
 
 def _command(facts: Facts, value: str, answer: list[str]) -> None:
