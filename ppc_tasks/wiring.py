@@ -193,8 +193,12 @@ def many_hosts(run=None, *, help=None):
     context, _, *options = inspect.signature(run).parameters.values()
     called = called_with_hosts(run)
     called.__signature__ = inspect.signature(run).replace(parameters=[context, *options])
-    made = task(called, auto_shortflags=False, help=help or {})
-    made.many_hosts = True  # see Executor
+    return for_many_hosts(task(called, auto_shortflags=False, help=help or {}))
+
+
+def for_many_hosts(made):
+    """Mark a task as one for many hosts at once: the Executor calls it once."""
+    made.many_hosts = True
     return made
 
 
@@ -290,6 +294,5 @@ def many_hosts_task(body=None, *, preflight=None, option_help=None):
             raise Exit(f"Error: {len(failed)} of {len(rows)} hosts failed: {', '.join(failed)}",
                        code=1)
 
-    made = with_options(called_with_hosts(wrapper), body, option_help=option_help, index="")
-    made.many_hosts = True  # see Executor
-    return made
+    return for_many_hosts(with_options(called_with_hosts(wrapper), body,
+                                       option_help=option_help, index=""))

@@ -199,14 +199,15 @@ def api_token_admits(request, password):
         return True
     parsed = tokens.parse(password)
     now = utcnow().replace(tzinfo=datetime.timezone.utc)
-    token = registry.of(request.db).api_token(parsed[0]) if parsed else None
+    stored = registry.of(request.db)
+    token = stored.api_token(parsed[0]) if parsed else None
     if token is None or not token.admits(parsed[1], now):
         return False
     request.environ[API_TOKEN], request.environ[API_TOKEN_PASSWORD] = token, password
     recorded = _token_use_recorded.get(token.id)
     if recorded is None or now - recorded >= TOKEN_USE_RECORDED_EVERY:
         _token_use_recorded[token.id] = now
-        registry.of(request.db).api_token_used(token.id, now.isoformat(timespec="seconds"))
+        stored.api_token_used(token.id, now.isoformat(timespec="seconds"))
     return True
 
 
@@ -338,8 +339,8 @@ def front_door(handler, registry_):
         refusal = path_refusal(request.path_info)
         if refusal:
             return answer(*refusal)
-        named = named_in(request.path_info)
-        if user == tokens.USER and named and not api_token(request).covers(named[0]):
+        named = named_in(request.path_info) if user == tokens.USER else None
+        if named and not api_token(request).covers(named[0]):
             # Not even a redirect to the upstream: a token reads its scope, and no more.
             return answer(404, f"{canonical(named[0])} is not in this token's scope")
         response = handler(request)
