@@ -40,6 +40,11 @@ def settings_file(names: str, private: str, fallback: str, admins: str, users: s
     return render("fabric.yaml.j2", fallback=fallback.strip(), **lists)
 
 
+def already_there(path: Path) -> TaskError:
+    return TaskError(f"{path} exists: edit it (then ppc trust), or move it away and run "
+                     f"init again")
+
+
 @task(auto_shortflags=False, help={
     "names": "the index's DNS names (or IP addresses), comma-separated; the first names it",
     "private": "project name patterns never looked up on PyPI, comma-separated: 'acme-*'",
@@ -61,14 +66,12 @@ def init(c, names="", private="", fallback=DEFAULTS["fallback"], admins=DEFAULTS
     with expected_failures():
         existing = project.project_file(Path.cwd())
         if existing is not None:
-            raise TaskError(f"{existing} exists: edit it (then ppc trust), or move it away "
-                            f"and run init again")
+            raise already_there(existing)
         content = settings_file(names or names_from_terminal(), private, fallback, admins, users)
         try:  # no secret in it: readable as any project file, in the operator's folder
             state.write(path, content, 0o644, private_folder=False, replace=False)
         except FileExistsError:  # made meanwhile
-            raise TaskError(f"{path} exists: edit it (then ppc trust), or move it away and "
-                            f"run init again") from None
+            raise already_there(path) from None
         project.record(path, content)
     print(f"wrote {path}, trusted as written; next: {program()} config, then "
           f"{program()} --dry -H HOST deploy")
