@@ -18,7 +18,7 @@ import sys
 import tarfile
 
 from ppc_guard.archive import member_problem
-from ppc_guard.registry import GENERATION, TOKENS
+from ppc_guard.registry import GENERATION, LIVE_TABLES
 
 DATA = "/var/lib/pypicloud"
 SNAPSHOT = "/tmp/db.sqlite"
@@ -28,9 +28,10 @@ source = sqlite3.connect(f"file:{DATA}/db.sqlite?mode=ro", uri=True)
 target = sqlite3.connect(SNAPSHOT)
 source.backup(target)
 target.execute(f"DROP TABLE IF EXISTS {GENERATION}")
-# No API token leaves the index, not even as a hash, and none comes back with a restore:
-# a restore never revives a token revoked since (make them again after one).
-target.execute(f"DROP TABLE IF EXISTS {TOKENS}")
+# No API token leaves the index, not even as a hash, nor its record of used OIDC tokens: a
+# restore keeps the live index's (registry.LIVE_TABLES).
+for table, _, _ in LIVE_TABLES:
+    target.execute(f"DROP TABLE IF EXISTS {table}")
 target.commit()
 releases = target.execute("SELECT name, version, filename FROM packages "
                           "ORDER BY name, version, filename").fetchall()

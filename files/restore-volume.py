@@ -8,8 +8,9 @@ never leaves the index without a store it can serve. ACTION is one of:
           against the manifest, and the database against the files. The archive's file
           records (size, core metadata) are dropped: derived data is read again from
           the files themselves (server.records), never taken on trust. The index's API
-          tokens are carried over as they are now (backups carry none): a restore
-          neither loses them nor revives one revoked since. Prints "staged N files". On any failure (a bad member, a full disk) what it wrote is removed
+          tokens and used OIDC tokens are carried over as they are now (backups carry
+          none): a restore neither loses a token nor revives one revoked since, nor lets
+          an OIDC token be used twice. Prints "staged N files". On any failure (a bad member, a full disk) what it wrote is removed
           and the store was never touched.
   swap    move the store (db.sqlite, packages) into .restore/old, the staged one in its
           place. The server is stopped meanwhile (files/sh/restore-swap.sh).
@@ -28,7 +29,7 @@ import sys
 import tarfile
 
 from ppc_guard.archive import DATABASE, MANIFEST, database_problem, member_problem
-from ppc_guard.registry import FILES, TOKEN_FIELDS, TOKENS, TOKENS_TABLE
+from ppc_guard.registry import FILES, LIVE_TABLES
 
 DATA = sys.argv[2] if len(sys.argv) > 2 else "/var/lib/pypicloud"
 STAGE = f"{DATA}/.restore"
@@ -52,7 +53,7 @@ def stage():
         hashes, manifest = extract(sys.stdin.buffer, NEW)
         check(hashes, manifest)
         forget_records(os.path.join(NEW, DATABASE))
-        carry_api_tokens(os.path.join(DATA, DATABASE), os.path.join(NEW, DATABASE))
+        carry_live_tables(os.path.join(DATA, DATABASE), os.path.join(NEW, DATABASE))
         for root, directories, files in os.walk(STAGE):
             for name in [*directories, *files]:
                 os.chown(os.path.join(root, name), OWNER, OWNER)
@@ -112,21 +113,28 @@ def forget_records(database):
     connection.close()
 
 
-def carry_api_tokens(live, staged):
-    """The live database's API tokens into the staged one, as they are (none from a live
-    database that is missing or cannot be read: a restore is how a damaged one is left)."""
+def carry_live_tables(live, staged):
+    """The live database's API tokens and used OIDC tokens (registry.LIVE_TABLES) into the
+    staged one, as they are (none from a live database that is missing or cannot be read:
+    a restore is how a damaged one is left)."""
     connection = sqlite3.connect(f"file:{staged}", uri=True)  # URIs: the live one read-only
     with connection:
-        connection.execute(f"DROP TABLE IF EXISTS main.{TOKENS}")  # not the live one's
-        connection.execute(TOKENS_TABLE)  # in main
+        for table, create, _ in LIVE_TABLES:
+            connection.execute(f"DROP TABLE IF EXISTS main.{table}")  # not the live one's
+            connection.execute(create)  # in main
     if os.path.exists(live):
         try:
             connection.execute("ATTACH DATABASE ? AS live", (f"file:{live}?mode=ro",))
-            with connection:
-                connection.execute(f"INSERT INTO main.{TOKENS} ({TOKEN_FIELDS}) "
-                                   f"SELECT {TOKEN_FIELDS} FROM live.{TOKENS}")
-        except sqlite3.DatabaseError:  # no such table, or no database at all
-            pass
+        except sqlite3.DatabaseError:  # no database at all
+            connection.close()
+            return
+        for table, _, columns in LIVE_TABLES:
+            try:
+                with connection:
+                    connection.execute(f"INSERT INTO main.{table} ({columns}) "
+                                       f"SELECT {columns} FROM live.{table}")
+            except sqlite3.DatabaseError:  # no such table (an index from before it)
+                pass
     connection.close()
 
 

@@ -52,7 +52,9 @@ PYPICLOUD_FALLBACK = {"none": ("none", False), "redirect": ("redirect", False),
 def rule_values(settings: Settings) -> dict:
     fallback, always_show_upstream = PYPICLOUD_FALLBACK[settings.fallback]
     return {"settings": settings, "fallback": fallback,
-            "always_show_upstream": str(always_show_upstream).lower()}
+            "always_show_upstream": str(always_show_upstream).lower(),
+            "trusted_publishers": [ini_value(publisher.as_json())
+                                   for publisher in settings.trusted_publishers]}
 
 
 def render_config(settings: Settings, creds: Credentials) -> bytes:

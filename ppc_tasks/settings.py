@@ -116,6 +116,12 @@ SETTINGS = (
     Setting("account_quota", "20g", values.size,
             "the most the projects an account created may hold, all files together (admins "
             "have no cap): `50g`; `0`: no cap. An upload past it gets 413 naming it"),
+    Setting("trusted_publishers", "", values.trusted_publishers,
+            "CI jobs that publish without a password (trusted publishing): a list of "
+            "`{issuer: github, repository: acme/tools, workflow: release.yml, projects: "
+            "[acme-tools]}`; issuers `github`, `gitlab` or an https URL with `claims`; "
+            "optional `environment`, `account` (default `client_user`), `jwks_file`, "
+            "`ca_bundle`. See Publishing", "`[]`"),
     Setting("server_memory", "1g", values.size,
             "the most memory the server container may use (Docker's `--memory`, no swap "
             "beyond it): an upload or a flood of requests cannot take the host's; `0`: no "
@@ -322,10 +328,24 @@ def _check_together(read: dict, require_names: bool, now: datetime.datetime) -> 
         if strangers:
             raise SettingsError(f"ppc.owners: {strangers[0]!r} (for {pattern!r}) is not in "
                                 f"ppc.admins or ppc.users")
+    read["trusted_publishers"] = tuple(
+        _publishing_account(publisher, read) for publisher in read["trusted_publishers"])
     read["index_name"] = read["server_names"][0] if read["server_names"] else ""
     if read["data_container"] == read["server_container"]:
         raise SettingsError("ppc.server_container: must differ from ppc.data_container")
     return read
+
+
+def _publishing_account(publisher, read: dict):
+    """A publisher's account: a plain one (an admin's uploads pass every rule), by default
+    ppc.client_user."""
+    account = publisher.account or read["client_user"]
+    where = f"ppc.trusted_publishers ({publisher.name})"
+    if account not in read["users"]:
+        what = "an admin" if account in read["admins"] else "not in ppc.users"
+        raise SettingsError(f"{where}: account {account!r} is {what}: name a plain account "
+                            f"(ppc.users) as its `account`")
+    return dataclasses.replace(publisher, account=account)
 
 
 def _check_storage_choice(read: dict) -> None:

@@ -107,7 +107,8 @@ def list_tokens(host):
     for token in found:
         host.note(f"{token['id']}  {token['account']:<12} {', '.join(token['scope']):<20} "
                   f"made {token['created'][:10]}  expires {token['expires'][:10] or 'never'}"
-                  f"  last used {token['last_used'][:16] or 'never'}  {token['note']}")
+                  f"  last used {token['last_used'][:16] or 'never'}  {token['note']}"
+                  f"{'  (single use)' if token.get('single_use') else ''}")
 
 
 @host_task(option_help={"id": "the token's id (tokens.list shows them)"})

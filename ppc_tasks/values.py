@@ -7,6 +7,7 @@ that names the key. The settings table (settings.py) says which reader each key 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from cryptography import x509
+
+from .render import guard_module
 
 # Secrets a setting needs are never settings (those live in files and in the repo):
 # they come from the environment of one run and are then kept in secrets.json.
@@ -229,6 +232,69 @@ def owners(raw: dict, key: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
                                 f"got {accounts!r}")
         owners.append((pattern, tuple(accounts)))
     return tuple(owners)
+
+
+def trusted_publishers(raw: dict, key: str) -> tuple:
+    """The CI jobs that may publish without a password: a list of mappings, each an
+    issuer, its claims, `projects` and optionally `account`, `jwks_file`, `ca_bundle`
+    (ppc_guard/publishers.py says what each issuer takes); in the environment
+    (FABRIC_PPC_TRUSTED_PUBLISHERS), that list as JSON. A publisher without `account`
+    has "" here: the settings give it ppc.client_user."""
+    value = plain(raw[key])
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except ValueError:
+            raise SettingsError(f"ppc.{key}: must be a list of publishers (in the "
+                                f"environment: that list as JSON)") from None
+    if not isinstance(value, list):
+        raise SettingsError(f"ppc.{key}: must be a list of publishers, got {value!r}")
+    publishers = guard_module("publishers")
+    made = []
+    for number, entry in enumerate(value, 1):
+        where = f"ppc.{key}[{number}]"
+        if not isinstance(entry, dict):
+            raise SettingsError(f"{where}: must be a mapping (issuer, its claims, projects)")
+        projects = entry.get("projects")
+        projects = [projects] if isinstance(projects, str) else projects
+        if not isinstance(projects, list) or not projects or not all(
+                isinstance(name, str) and NAME_PATTERN.match(name) for name in projects):
+            raise SettingsError(f"{where}.projects: a list of {NAME_PATTERN_WHAT}s, got "
+                                f"{entry.get('projects')!r}")
+        account = entry.get("account", "")
+        if account and not (isinstance(account, str) and USER.match(account)):
+            raise SettingsError(f"{where}.account: {account!r} is not {USER_WHAT}")
+        jwks = _read_text(entry, "jwks_file", where)
+        ca_bundle = _read_text(entry, "ca_bundle", where)
+        if ca_bundle and "BEGIN CERTIFICATE-----" not in ca_bundle:
+            raise SettingsError(f"{where}.ca_bundle: {entry['ca_bundle']} holds no PEM certificate")
+        try:
+            made.append(publishers.from_setting(entry, tuple(projects), account, jwks, ca_bundle))
+        except publishers.SettingError as error:
+            raise SettingsError(f"{where}.{error}") from None
+    return tuple(made)
+
+
+def _read_text(entry: dict, key: str, where: str) -> str:
+    """The text of a file named in a mapping (a path on this machine), or ""."""
+    value = entry.get(key)
+    if not value:
+        return ""
+    path = Path(str(value)).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise SettingsError(f"{where}.{key}: {value} is not a readable text file on this "
+                            f"machine") from None
+
+
+def plain(value):
+    """Invoke's configuration proxies as plain dicts and lists."""
+    if hasattr(value, "items"):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
 
 
 def wheelhouse(raw: dict, key: str) -> Path | None:

@@ -15,8 +15,11 @@ from .. import certificates, config_ini, credentials, tls_paths
 from ..errors import program
 from ..facts import API_TOKENS, HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
 from ..plan import counted
+from ..render import guard_module
 from ..settings import DATA_DIR, Settings
 from . import balancer, deploy, image, nginx, server
+
+MINTED_NOTE = guard_module("publishers").MINTED_NOTE
 
 EXPIRY_WARNING = datetime.timedelta(days=30)
 LOW_DISK = 1 << 30  # bytes free where the packages live
@@ -151,14 +154,29 @@ def check_publishing(settings: Settings) -> Check:
                  f"an account's projects hold at most {size_text(settings.account_quota)}")
 
 
+def check_publishers(settings: Settings) -> Check:
+    """The CI jobs that may publish without a password, and what each may publish."""
+    if not settings.trusted_publishers:
+        return Check("publishers", True, "none (trusted_publishers names the CI jobs that "
+                                         "may publish without a password)")
+    shown = [f"{publisher.name} -> {', '.join(publisher.projects)} as {publisher.account} "
+             f"({'keys pinned' if publisher.jwks else 'keys from its discovery document'})"
+             for publisher in settings.trusted_publishers]
+    return Check("publishers", True, f"{len(shown)}: " + "; ".join(shown))
+
+
 def check_tokens(settings: Settings, facts: Facts, now: datetime.datetime) -> Check:
-    """How many API tokens are valid, and which one expires next."""
+    """How many API tokens are valid (and how many of them trusted publishing minted),
+    and which one expires next."""
     found = facts.api_tokens[settings.server_container]
     if found is None:
         return Check("tokens", True, "the server cannot list them (a deploy updates it)")
     live = [token for token in found if not token["expires"]
             or datetime.datetime.fromisoformat(token["expires"]) > now]
+    minted = [token for token in live if token["note"].startswith(MINTED_NOTE)]
     detail = f"{len(live)} valid" if found else "none (tokens.create makes one)"
+    if minted:
+        detail += f" ({len(minted)} minted by trusted publishing, for 15 minutes)"
     if len(found) > len(live):
         detail += f", {len(found) - len(live)} expired (tokens.revoke removes them)"
     ending = [token for token in live if token["expires"]]
@@ -252,7 +270,7 @@ def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentia
             check_server(settings, facts, now), *check_shared_stores(settings, facts),
             check_rollback(settings, facts),
             check_config(settings, facts, creds), check_publishing(settings),
-            check_tokens(settings, facts, now),
+            check_publishers(settings), check_tokens(settings, facts, now),
             check_certificate(settings, facts, now),
             check_nginx(settings, facts,
                         nginx.render_site(settings, nginx.serving_port(settings, facts)))]

@@ -186,7 +186,7 @@ def test_without_trusted_publishers_the_oidc_endpoints_say_so_as_pypi_does(
     asks for the audience and stops there."""
     audience = index("/_/oidc/audience")
     assert audience.status == 403
-    assert json.loads(audience.body) == {"message": "Trusted publishing functionality not enabled"}
+    assert json.loads(audience.body)["message"] == "Trusted publishing functionality not enabled"
     for path in ("/_/oidc/mint-token", "/_/oidc/github/mint-token", "/_/oidc/burn-token"):
         minted = index(path, method="POST", body=b'{"token": "x"}',
                        headers={"Content-Type": "application/json"})

@@ -326,25 +326,30 @@ def test_stage_swap_and_finish_put_the_archive_in_place(archive, live_store):
     # What an archive says of its files' metadata is not taken: it is read from the files.
     tables = sqlite3.connect(live_store / "db.sqlite").execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-    assert sorted(tables) == [("packages",), ("ppc_projects",), ("ppc_tokens",)]
+    assert sorted(tables) == [("packages",), ("ppc_projects",), ("ppc_tokens",), ("ppc_used_jtis",)]
 
 
-def test_stage_carries_the_live_api_tokens_over(archive, tmp_path):
-    """A restore neither loses the index's tokens nor revives one revoked since (backups
-    carry none); a live database that cannot be read gives none."""
+def test_stage_carries_the_live_api_tokens_and_used_oidc_tokens_over(archive, tmp_path):
+    """A restore neither loses the index's tokens nor revives one revoked since, nor lets
+    an OIDC token be used again (backups carry none of them)."""
     registry = guard_module("registry")
     data = tmp_path / "volume"
     data.mkdir()
     live = sqlite3.connect(data / "db.sqlite")
     live.execute(registry.TOKENS_TABLE)
     live.execute(f"INSERT INTO {registry.TOKENS} VALUES ('abcd0001', 'f00d', 'dev', "
-                 f"'[\"acme-*\"]', '', '2026-12-06T00:00:00+00:00', '', '')")
+                 f"'[\"acme-*\"]', '', '2026-12-06T00:00:00+00:00', '', '', 0)")
+    live.execute(registry.USED_JTIS_TABLE)
+    live.execute(f"INSERT INTO {registry.USED_JTIS} VALUES ('https://ci.example jti-1', "
+                 f"'2026-12-06T00:10:00+00:00')")
     live.commit()
     live.close()
     assert store(data, "stage", archive).returncode == 0
     staged = sqlite3.connect(data / ".restore" / "new" / "db.sqlite")
     assert staged.execute(f"SELECT id, account FROM {registry.TOKENS}").fetchall() == \
         [("abcd0001", "dev")]
+    assert staged.execute(f"SELECT jti FROM {registry.USED_JTIS}").fetchall() == \
+        [("https://ci.example jti-1",)]
 
 
 def test_back_puts_the_old_store_back_even_after_a_cut_short_swap(archive, live_store):

@@ -13,7 +13,7 @@ from ppc_tasks.render import DOCKER_DIR
 from ppc_tasks.settings import Settings, SettingsError
 
 sys.path.insert(0, str(DOCKER_DIR / "server"))
-from ppc_guard import publishing, registry, tokens  # noqa: E402  (the image's, not ours)
+from ppc_guard import registry, tokens  # noqa: E402  (the image's, not ours)
 
 sys.path.remove(str(DOCKER_DIR / "server"))
 
@@ -70,21 +70,3 @@ def test_tokens_create_takes_a_scope_a_lifetime_and_a_plain_account(settings):
 def test_bad_token_options_are_one_line(settings, project, expires, account, message):
     with pytest.raises(SettingsError, match=message):
         tokens_task.token_settings(settings, project, expires, account)
-
-
-@pytest.mark.parametrize("path, method, status, code", [
-    ("/_/oidc/audience", "GET", 403, None),
-    ("/_/oidc/mint-token", "POST", 422, "not-enabled"),
-    ("/_/oidc/github/mint-token", "POST", 422, "not-enabled"),
-    ("/_/oidc/burn-token", "POST", 422, "not-enabled"),
-    ("/_/oidc/mint-token", "GET", 405, None),
-    ("/_/oidc/elsewhere", "GET", 404, None),
-])
-def test_trusted_publishing_not_configured_answers_as_pypi_does(path, method, status, code):
-    answered, body = publishing.answer(path, method)
-    assert answered == status
-    if code:
-        assert body == {"message": "Token request failed", "errors": [
-            {"code": code, "description": "Trusted publishing functionality not enabled"}]}
-    elif status == 403:
-        assert body == {"message": "Trusted publishing functionality not enabled"}

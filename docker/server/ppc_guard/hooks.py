@@ -5,7 +5,7 @@ import datetime
 import json
 import logging
 
-from . import publishing, registry, tokens, upstream, views
+from . import publishers, publishing, registry, tokens, upstream, views
 from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
@@ -100,8 +100,9 @@ def _guard_uploads(rules):
         project, file_version = project_of(filename)
         project = canonical(name or project)
         uploader = kwargs.get("uploader")
-        if uploader == tokens.USER:  # a token's upload is its account's
-            uploader = kwargs["uploader"] = api_token(self.request).account
+        token = api_token(self.request) if uploader == tokens.USER else None
+        if token is not None:  # a token's upload is its account's
+            uploader = kwargs["uploader"] = token.account
         # An account's upload; pypicloud's own copies of upstream files (fallback =
         # cache) have no uploader, and none is taken for a private or held name,
         # however the request that fetched it spelled the name.
@@ -126,6 +127,8 @@ def _guard_uploads(rules):
             kwargs["last_modified"] = release["uploaded"]
         package = upload(self, filename, data, name, version, *args, **kwargs)
         records.record_file(filename, project, distribution)
+        if token is not None and token.single_use:  # in the upload's own transaction
+            records.revoke_api_token(token.id)
         if release is not None and release.get("yanked") is not None:
             records.yank(project, package.version, release["yanked"])
         return package
@@ -314,6 +317,7 @@ def front_door(handler, registry_):
     from pyramid.response import Response
 
     realm = registry_.settings.get("pypi.realm", "pypi")
+    trusted = trusted_publishing(registry_.settings)
 
     def answer(status, message, **headers):
         body = message if isinstance(message, dict) else {"message": message}
@@ -325,7 +329,7 @@ def front_door(handler, registry_):
             return Response(content_type="application/json", charset="utf-8",
                             body=b'{"status": "ok"}')
         if publishing.is_endpoint(request.path_info):  # anonymous: a CI job's way in
-            return answer(*publishing.answer(request.path_info, request.method))
+            return trusted_publishing_answer(request, trusted)
         try:
             user = request.authenticated_userid
         except TooManyFailures as error:
@@ -349,6 +353,36 @@ def front_door(handler, registry_):
         return response
 
     return tween
+
+
+# -- trusted publishing -------------------------------------------------------------------
+def trusted_publishing(settings):
+    """The endpoints of publishing.py, for config.ini's publishers (one JSON per line)."""
+    lines = settings.get("ppc_guard.trusted_publishers", "").splitlines()
+    return publishing.TrustedPublishing(
+        [publishers.Publisher.from_json(line) for line in lines if line.strip()],
+        settings.get("ppc_guard.trusted_publishing_audience", ""))
+
+
+def trusted_publishing_answer(request, trusted):
+    from pyramid.response import Response
+
+    offers = request.accept.acceptable_offers(publishing.OFFERS)
+    asked = publishing.Asked(request.path_info, request.method, request.body,
+                             request.GET.get("discover"), request.remote_addr or "",
+                             offers[0][0] if offers else None, request.host_url)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if asked.method == "POST":  # a used OIDC token and the minted one, or none of them
+        with request.tm:
+            result = trusted.answer(asked, registry.of(request.db), now)
+    else:
+        result = trusted.answer(asked, None, now)
+    response = Response(status=result.status, content_type=result.media_type,
+                        body=result.encoded())
+    response.headers.update(result.headers)
+    if result.status == 429:  # as a guessed login: slowly
+        response.headers["X-Accel-Limit-Rate"] = TARPIT_BYTES_PER_SECOND
+    return response
 
 
 # -- answers kept ------------------------------------------------------------------------

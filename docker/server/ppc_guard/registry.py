@@ -11,13 +11,17 @@ every index host sees the same and a backup of the sqlite database carries it:
   one with every change of the above, in the same transaction (answers.py keeps the
   simple API's answers while theirs stays the same);
 - API tokens (tokens.py): each one's id, the sha256 of its secret, its account, scope,
-  note and dates.
+  note and dates;
+- the OIDC tokens trusted publishing took (publishing.py): issuer and `jti`, until they
+  would expire anyway, so that each is taken once.
 
 pypicloud rebuilds its own tables from the package store when they are empty; these it
 never touches.
 """
 from __future__ import annotations  # the operator's machine may run Python 3.9
 
+import datetime
+import hashlib
 import json
 import secrets
 import threading
@@ -27,12 +31,16 @@ from dataclasses import asdict, dataclass
 from .tokens import Token
 
 PROJECTS, FILES, YANKS, GENERATION = "ppc_projects", "ppc_files", "ppc_yanks", "ppc_generation"
-TOKENS = "ppc_tokens"
+TOKENS, USED_JTIS = "ppc_tokens", "ppc_used_jtis"
 # scope: the patterns as a JSON list
 TOKENS_TABLE = (f"CREATE TABLE IF NOT EXISTS {TOKENS} (id VARCHAR(16) PRIMARY KEY, "
                 f"secret_sha256 VARCHAR(64) NOT NULL, account VARCHAR(255) NOT NULL, "
                 f"scope TEXT NOT NULL, note TEXT NOT NULL, created VARCHAR(32) NOT NULL, "
-                f"expires VARCHAR(32) NOT NULL, last_used VARCHAR(32) NOT NULL)")
+                f"expires VARCHAR(32) NOT NULL, last_used VARCHAR(32) NOT NULL, "
+                f"single_use BOOLEAN NOT NULL DEFAULT FALSE)")
+# OIDC tokens traded for an API token (publishing.py), until they would expire anyway.
+USED_JTIS_TABLE = (f"CREATE TABLE IF NOT EXISTS {USED_JTIS} (jti VARCHAR(600) PRIMARY KEY, "
+                   f"expires VARCHAR(32) NOT NULL)")
 CREATE = (
     f"CREATE TABLE IF NOT EXISTS {PROJECTS} (name VARCHAR(255) PRIMARY KEY, "
     f"owner VARCHAR(255) NOT NULL)",
@@ -45,6 +53,7 @@ CREATE = (
     f"CREATE TABLE IF NOT EXISTS {GENERATION} (scope VARCHAR(255) PRIMARY KEY, "
     f"token VARCHAR(64) NOT NULL)",
     TOKENS_TABLE,
+    USED_JTIS_TABLE,
 )
 # First writer wins, on sqlite (3.24+) and PostgreSQL alike; the row is read back.
 CLAIM = f"INSERT INTO {PROJECTS} (name, owner) VALUES (:name, :owner) ON CONFLICT (name) DO NOTHING"
@@ -67,13 +76,23 @@ YANKS_OF = f"SELECT version, reason FROM {YANKS} WHERE name = :name"
 TOKEN = f"SELECT token FROM {GENERATION} WHERE scope = "  # + the driver's placeholder
 NEW_TOKEN = (f"INSERT INTO {GENERATION} (scope, token) VALUES (:scope, :token) "
              f"ON CONFLICT (scope) DO UPDATE SET token = excluded.token")
-TOKEN_FIELDS = "id, secret_sha256, account, scope, note, created, expires, last_used"
+TOKEN_FIELDS = "id, secret_sha256, account, scope, note, created, expires, last_used, single_use"
 ADD_API_TOKEN = (f"INSERT INTO {TOKENS} ({TOKEN_FIELDS}) VALUES (:id, :secret_sha256, :account, "
-                 f":scope, :note, :created, :expires, :last_used)")
+                 f":scope, :note, :created, :expires, :last_used, :single_use)")
 API_TOKEN = f"SELECT {TOKEN_FIELDS} FROM {TOKENS} WHERE id = :id"
 API_TOKENS = f"SELECT {TOKEN_FIELDS} FROM {TOKENS} ORDER BY created"
 REVOKE_API_TOKEN = f"DELETE FROM {TOKENS} WHERE id = :id"
 USED_API_TOKEN = f"UPDATE {TOKENS} SET last_used = :last_used WHERE id = :id"
+# What holds now, never what held at a moment past: backups carry none of these tables, and
+# a restore keeps the live index's ((table, its CREATE, its columns), ...): a restore
+# neither revives a token revoked since nor lets an OIDC token be used again.
+LIVE_TABLES = ((TOKENS, TOKENS_TABLE, TOKEN_FIELDS), (USED_JTIS, USED_JTIS_TABLE, "jti, expires"))
+# Dates are ISO 8601 in UTC, all written alike: they compare as text.
+FORGET_EXPIRED_MINTED = (f"DELETE FROM {TOKENS} WHERE note LIKE :note AND expires <> '' "
+                         f"AND expires < :now")
+FORGET_USED_JTIS = f"DELETE FROM {USED_JTIS} WHERE expires < :now"
+USE_JTI = (f"INSERT INTO {USED_JTIS} (jti, expires) VALUES (:jti, :expires) "
+           f"ON CONFLICT (jti) DO NOTHING")
 # The scope of the index page (/simple/), which every change of a project may change.
 EVERY_PROJECT = ""
 
@@ -83,6 +102,7 @@ REDIS_METADATA = "ppc-tasks:metadata"  # filename -> core metadata
 REDIS_YANKS = "ppc-tasks:yanks:"  # + project name: version -> reason
 REDIS_GENERATION = "ppc-tasks:generation"  # scope -> token
 REDIS_TOKENS = "ppc-tasks:tokens"  # API token id -> JSON of its fields
+REDIS_USED_JTI = "ppc-tasks:used-jti:"  # + sha256 of issuer and jti, until it expires
 
 # More than the server's threads (config.ini): each keeps its connection for the token.
 SERVER_THREADS_AT_MOST = 64
@@ -244,6 +264,20 @@ class SqlRegistry:
     def api_token_used(self, token_id, when):
         self._write(USED_API_TOKEN, id=token_id, last_used=when)
 
+    def first_use_of_jti(self, jti, expires, now):
+        """Records an OIDC token's issuer and jti; False when they were recorded before."""
+        self._write(FORGET_USED_JTIS, now=stamp(now))
+        from sqlalchemy import text
+        from zope.sqlalchemy import mark_changed
+
+        inserted = self.session.execute(text(USE_JTI), {"jti": jti, "expires": stamp(expires)})
+        mark_changed(self.session)
+        return inserted.rowcount == 1
+
+    def forget_expired_minted(self, note, now):
+        """Minted tokens (their note begins with `note`) past their expiry."""
+        self._write(FORGET_EXPIRED_MINTED, note=note + "%", now=stamp(now))
+
 
 class RedisRegistry:
     """Hashes in the cache's Redis database."""
@@ -330,6 +364,16 @@ class RedisRegistry:
             self.client.hset(REDIS_TOKENS, token_id,
                              json.dumps({**token_row(token), "last_used": when}))
 
+    def first_use_of_jti(self, jti, expires, now):
+        key = REDIS_USED_JTI + hashlib.sha256(jti.encode()).hexdigest()
+        return bool(self.client.set(key, "1", nx=True, exat=int(expires.timestamp())))
+
+    def forget_expired_minted(self, note, now):
+        gone = [token.id for token in self.api_tokens()
+                if token.note.startswith(note) and token.expired(now)]
+        if gone:
+            self.client.hdel(REDIS_TOKENS, *gone)
+
 
 def token_row(token):
     """A Token as the registry stores it: its fields, the scope as a JSON list."""
@@ -339,7 +383,13 @@ def token_row(token):
 def token_of(row):
     """A Token from a stored row (a database row, or Redis's JSON of token_row)."""
     values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
-    return Token(**{**values, "scope": tuple(json.loads(values["scope"]))})
+    return Token(**{**values, "scope": tuple(json.loads(values["scope"])),
+                    "single_use": bool(values.get("single_use"))})
+
+
+def stamp(moment):
+    """A date as the registry writes it."""
+    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def new_token():

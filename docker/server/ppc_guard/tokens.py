@@ -32,6 +32,7 @@ class Token:
     created: str  # ISO 8601, UTC
     expires: str  # ISO 8601, UTC; "" for never
     last_used: str = ""
+    single_use: bool = False  # revoked by its first upload (PEP 807's single-use-token)
 
     def expired(self, now):
         return bool(self.expires) and datetime.datetime.fromisoformat(self.expires) <= now
@@ -44,13 +45,13 @@ class Token:
         return matches(name, self.scope)
 
 
-def new(account, scope, note, now, lifetime=None):
+def new(account, scope, note, now, lifetime=None, single_use=False):
     """(the token as its user types it, the Token the index keeps)."""
     token_id, secret = secrets.token_hex(4), secrets.token_hex(32)
     expires = (now + lifetime).isoformat(timespec="seconds") if lifetime else ""
     return (f"ppc1-{token_id}-{secret}",
             Token(token_id, digest(secret), account, tuple(scope), note,
-                  now.isoformat(timespec="seconds"), expires))
+                  now.isoformat(timespec="seconds"), expires, single_use=single_use))
 
 
 def parse(password):
