@@ -64,13 +64,13 @@ def checkout(ref: str | None, work: Path) -> Path:
     return tree
 
 
-def deploy(tree: Path, host: harness.TestHost, work: Path) -> Path:
+def deploy(tree: Path, host: harness.TestHost, work: Path, **extra) -> Path:
     key = work / "id_ed25519"
     settings = work / "fabric.json"
     state = work / "state"
     settings.write_text(json.dumps({"ppc": {
         "server_names": [NAME, host.address], "users": ["dev"], "state_dir": str(state),
-        "build_ca_bundle": "/etc/ssl/certs/ca-certificates.crt"}}))
+        "build_ca_bundle": "/etc/ssl/certs/ca-certificates.crt", **extra}}))
     result = subprocess.run([str(FAB), "-f", str(settings), "-i", str(key), "-H", host.target,
                              "deploy"], cwd=tree, capture_output=True, text=True,
                             env={**os.environ, "HOME": str(work)})
@@ -233,10 +233,52 @@ def login_costs(host: harness.TestHost, state: Path, work: Path, tree: Path,
             "token_first_ms": token_first, "token_later_ms": token_later}
 
 
+def mint_cost(host: harness.TestHost, state: Path, work: Path, tree: Path) -> dict:
+    """What trusting a CI job costs: the index redeployed with a GitHub publisher (its
+    keys pinned), then one OIDC token after another traded for an API token, on one kept
+    connection through nginx+TLS (the JWTs are made beforehand: only the index is timed)."""
+    import http.client
+    import ssl
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    (work / "jwks.json").write_text(json.dumps({"keys": [{**public, "kid": "bench"}]}))
+    deploy(tree, host, work, trusted_publishers=[{
+        "issuer": "github", "repository": "acme/bench", "workflow": "release.yml",
+        "projects": [PACKAGES[0]], "jwks_file": str(work / "jwks.json")}])
+    now = int(time.time())
+    claims = {"iss": "https://token.actions.githubusercontent.com", "aud": NAME,
+              "iat": now, "nbf": now, "exp": now + 600, "repository": "acme/bench",
+              "job_workflow_ref": "acme/bench/.github/workflows/release.yml@refs/heads/main"}
+    bodies = [json.dumps({"token": jwt.encode({**claims, "jti": f"bench-{number}"}, key,
+                                              algorithm="RS256", headers={"kid": "bench"})})
+              for number in range(31)]
+    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
+    context.check_hostname = False
+    connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=60)
+    timings = []
+    for body in bodies:
+        started = time.perf_counter()
+        connection.request("POST", "/_/oidc/mint-token", body=body,
+                           headers={"Host": NAME, "Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise SystemExit(f"a mint answered {response.status}: {answer[:200]!r}")
+        timings.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return {"mint_first_ms": round(timings[0], 1),
+            "mint_later_ms": round(statistics.median(timings[1:]), 2)}
+
+
 def logins_line(logins: dict) -> str:
     return (f"a login, on a kept connection (ms): password first {logins['password_first_ms']}, "
             f"later {logins['password_later_ms']}; API token first {logins['token_first_ms']}, "
-            f"later {logins['token_later_ms']}")
+            f"later {logins['token_later_ms']}; a trusted publishing mint first "
+            f"{logins['mint_first_ms']}, later {logins['mint_later_ms']}")
 
 
 def wrong_password_flood(host: harness.TestHost, state: Path, password: str, work: Path) -> dict:
@@ -390,7 +432,8 @@ def main() -> None:
             password = json.loads((state / "secrets.json").read_text())["passwords"]["dev"]
             if options.only_logins:
                 say("what a login costs: a password, an API token")
-                print(logins_line(login_costs(host, state, work, tree, password)))
+                print(logins_line({**login_costs(host, state, work, tree, password),
+                                   **mint_cost(host, state, work, tree)}))
                 return
             if options.only_flood:
                 say(f"a wrong-password flood: {FLOOD_CLIENTS} clients guessing")

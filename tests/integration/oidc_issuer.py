@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ppc_tasks.plans import certs
@@ -72,13 +73,20 @@ class Issuer:
         public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
         return {"keys": [{**public, "kid": self.kid, "alg": "RS256", "use": "sig"}]}
 
-    def jwt(self, claims: dict, key=None, kid: str | None = None, algorithm="RS256") -> str:
-        """A JWT with these claims (None drops one), valid now for 5 minutes unless told."""
+    def public_pem(self) -> bytes:
+        return self.key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    @staticmethod
+    def claims(claims: dict) -> dict:
+        """These claims (None drops one), valid now for 5 minutes unless they say."""
         now = int(time.time())
         full = {"iat": now, "nbf": now, "exp": now + 300, "jti": uuid.uuid4().hex, **claims}
-        return jwt.encode({name: value for name, value in full.items() if value is not None},
-                          key if key is not None else self.key, algorithm=algorithm,
-                          headers={"kid": kid or self.kid})
+        return {name: value for name, value in full.items() if value is not None}
+
+    def jwt(self, claims: dict, key=None, kid: str | None = None, algorithm="RS256") -> str:
+        return jwt.encode(self.claims(claims), key if key is not None else self.key,
+                          algorithm=algorithm, headers={"kid": kid or self.kid})
 
     def github_job_token(self, audience: str, kid: str | None = None, **changes) -> str:
         """The JWT GitHub gives the job (`changes` to its claims; another key id)."""

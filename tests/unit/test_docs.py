@@ -50,3 +50,16 @@ def test_links_between_pages_lead_somewhere(name):
 def test_no_page_tells_history(name):
     found = HISTORY.findall((REPO_DIR / name).read_text())
     assert not found, f"{name}: {found}"
+
+
+def test_the_readme_s_settings_examples_are_settings_ppc_takes():
+    from invoke.vendor import yaml  # what Invoke reads fabric.yaml with
+
+    from ppc_tasks.settings import Settings
+
+    blocks = [yaml.safe_load(block) for block in
+              re.findall(r"```yaml\n(.*?)```", (REPO_DIR / "README.md").read_text(), re.S)]
+    examples = [block["ppc"] for block in blocks if isinstance(block, dict) and "ppc" in block]
+    assert examples
+    for example in examples:
+        assert Settings.from_config(example, host="pypi-internal")

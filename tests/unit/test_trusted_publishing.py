@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ppc_tasks.render import DOCKER_DIR
+from tests.forged_tokens import hmac_signed
 
 sys.path.insert(0, str(DOCKER_DIR / "server"))
 from ppc_guard import publishers, publishing, tokens  # noqa: E402  (the image's, not ours)
@@ -194,17 +195,7 @@ def test_expired_minted_tokens_are_forgotten_at_the_next_mint(index):
 def hmac_with_public_key():
     public_pem = KEY.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    header = {"alg": "HS256", "kid": "k1", "typ": "JWT"}
-    import base64
-    import hashlib
-    import hmac
-
-    def part(value):
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
-    message = part(header) + b"." + part(github_claims())
-    signature = base64.urlsafe_b64encode(hmac.new(public_pem, message, hashlib.sha256)
-                                         .digest()).rstrip(b"=")
-    return (message + b"." + signature).decode()
+    return hmac_signed(github_claims(), public_pem, "k1")
 
 
 HOSTILE = {

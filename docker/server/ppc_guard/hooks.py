@@ -314,20 +314,16 @@ def front_door(handler, registry_):
     and a bare 500 for an unexpected error (pypicloud's answer carries its message: a
     path, a query and its values, a backend's words; pypicloud logged it, for the
     operator)."""
-    from pyramid.response import Response
-
     realm = registry_.settings.get("pypi.realm", "pypi")
     trusted = trusted_publishing(registry_.settings)
 
     def answer(status, message, **headers):
         body = message if isinstance(message, dict) else {"message": message}
-        return Response(status=status, content_type="application/json", charset="utf-8",
-                        body=json.dumps(body).encode(), headers=headers)
+        return json_response(status, json.dumps(body).encode(), headers=headers)
 
     def tween(request):
         if request.path_info == "/health" and not request.headers.get(DEEP_HEALTH_HEADER):
-            return Response(content_type="application/json", charset="utf-8",
-                            body=b'{"status": "ok"}')
+            return json_response(200, b'{"status": "ok"}')
         if publishing.is_endpoint(request.path_info):  # anonymous: a CI job's way in
             return trusted_publishing_answer(request, trusted)
         try:
@@ -365,8 +361,6 @@ def trusted_publishing(settings):
 
 
 def trusted_publishing_answer(request, trusted):
-    from pyramid.response import Response
-
     offers = request.accept.acceptable_offers(publishing.OFFERS)
     asked = publishing.Asked(request.path_info, request.method, request.body,
                              request.GET.get("discover"), request.remote_addr or "",
@@ -377,11 +371,19 @@ def trusted_publishing_answer(request, trusted):
             result = trusted.answer(asked, registry.of(request.db), now)
     else:
         result = trusted.answer(asked, None, now)
-    response = Response(status=result.status, content_type=result.media_type,
-                        body=result.encoded())
-    response.headers.update(result.headers)
+    headers = dict(result.headers)
     if result.status == 429:  # as a guessed login: slowly
-        response.headers["X-Accel-Limit-Rate"] = TARPIT_BYTES_PER_SECOND
+        headers["X-Accel-Limit-Rate"] = TARPIT_BYTES_PER_SECOND
+    return json_response(result.status, result.encoded(), result.media_type, headers)
+
+
+def json_response(status, body, content_type="application/json", headers=None):
+    """An answer of the guard's own. Its headers go in after the body: Response(headers=)
+    would replace the Content-Type and Content-Length the body set."""
+    from pyramid.response import Response
+
+    response = Response(status=status, content_type=content_type, body=body)
+    response.headers.update(headers or {})
     return response
 
 

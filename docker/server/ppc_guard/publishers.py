@@ -20,7 +20,9 @@ from_setting (one home for what each kind of publisher checks).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
+import os
 import ssl
 import threading
 import time
@@ -206,8 +208,9 @@ def text(entry, key):
 
 # -- the issuers' keys ----------------------------------------------------------------------
 def fetch_json(url, ca_bundle, timeout=FETCH_TIMEOUT):
-    """A JSON document over https, trusting the system's CAs and `ca_bundle`."""
-    context = ssl.create_default_context()
+    """A JSON document over https, trusting the CAs the index trusts for its upstream (the
+    image's bundle: the system's, or the setting build_ca_bundle) and `ca_bundle`."""
+    context = ssl.create_default_context(cafile=os.environ.get("REQUESTS_CA_BUNDLE") or None)
     if ca_bundle:
         context.load_verify_locations(cadata=ca_bundle)
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
@@ -228,7 +231,7 @@ class IssuerKeys:
     def key(self, publisher, kid):
         """The PyJWK of `kid`, or a Refusal."""
         if publisher.jwks:
-            found = find(jwt.PyJWKSet.from_json(publisher.jwks), kid)
+            found = find(pinned(publisher.jwks), kid)
         else:
             with self._lock:
                 keys, fetched = self._sets.get(publisher.issuer, (None, None))
@@ -258,6 +261,12 @@ class IssuerKeys:
         except (OSError, ValueError, jwt.PyJWTError) as error:
             raise Refusal("issuer-unreachable", f"the keys of {issuer} could not be fetched: "
                                                 f"{error}", status=503) from None
+
+
+@functools.lru_cache(maxsize=64)
+def pinned(jwks):
+    """A pinned key set, read once."""
+    return jwt.PyJWKSet.from_json(jwks)
 
 
 def find(keys, kid):
