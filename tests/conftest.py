@@ -22,10 +22,12 @@ TEST_IMAGES = ("host", "client", "nodocker", "s3", "postgres", "redis")
 # Longest first, as a run of tests/run measured them (seconds on 2 cores, 4 workers):
 # supply_chain 241, balancer 207, image 191, resilience 188, zero_downtime 185,
 # backup 149, clients 116, scale_out 101, demo 85, simple_api 84, preview 83,
-# storage_migrate 72, server 53, bootstrap 50, installed 39; then the rest, unit tests last.
+# trusted_publishing 70, storage_migrate 72, server 53, bootstrap 50, installed 39; then the
+# rest, unit tests last.
 LONGEST_FIRST = ("test_supply_chain", "test_balancer", "test_image", "test_resilience",
                  "test_zero_downtime", "test_backup", "test_clients", "test_scale_out",
                  "test_quickstart", "test_demo", "test_simple_api", "test_preview",
+                 "test_trusted_publishing",
                  "test_storage_migrate", "test_server", "test_bootstrap", "test_installed")
 
 

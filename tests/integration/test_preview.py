@@ -105,7 +105,8 @@ def test_status_reports_every_part_and_changes_nothing(deployed, fab, operator_h
     assert result.returncode == 0, result.stdout + result.stderr
     parts = dict(re.findall(r"^\[[^\]]+\] (\S+)\s+(ok|PROBLEM)\s", result.stdout, flags=re.M))
     assert parts == {part: "ok" for part in ("images", "data", "server", "rollback", "config",
-                                             "publishing", "tokens", "certificate", "nginx")}, result.stdout
+                                             "publishing", "publishers", "tokens", "certificate",
+                                             "nginx")}, result.stdout
     assert "days left" in result.stdout and "/health answers" in result.stdout
     assert (host_snapshot(server), local_snapshot(operator_home / "state")) == before
 

@@ -14,6 +14,7 @@ import pytest
 from . import harness, web
 from .conftest import SYSTEM_CA_BUNDLE, password_of, steps
 from .engines import PG_PASSWORD, REDIS_PASSWORD, S3_SECRET, Stores
+from .oidc_issuer import Issuer
 
 INDEX = "pypi-shared.test"
 
@@ -23,6 +24,19 @@ def index_home(tmp_path_factory) -> Path:
     """This module's index keeps its state (CA, secrets) in state/ here, apart from every
     other module's: a host of another index may get an address this one named."""
     return tmp_path_factory.mktemp("index-home")
+
+
+JOB = {"repository": "acme/shared", "sub": "repo:acme/shared:ref:refs/heads/main",
+       "job_workflow_ref": "acme/shared/.github/workflows/release.yml@refs/heads/main"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def issuer(index_home):
+    """A CI's OIDC issuer whose keys the settings pin (github-jwks.json in index_home):
+    trusted publishing on the shared stores, PostgreSQL and Redis."""
+    issuer = Issuer(index_home, JOB)
+    yield issuer
+    issuer.close()
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +59,30 @@ def shared_settings(engines: Stores, server, index_home, **overrides) -> dict:
             "build_ca_bundle": SYSTEM_CA_BUNDLE, "state_dir": str(index_home / "state"),
             "storage": "s3", "s3_bucket": engines.bucket,
             "s3_endpoint_url": engines.s3_endpoint_url, "s3_addressing_style": "path",
-            "s3_access_key_id": "test:tester", "cache_url": engines.postgres_url, **overrides}
+            "s3_access_key_id": "test:tester", "cache_url": engines.postgres_url,
+            "trusted_publishers": [{"issuer": "github", "repository": "acme/shared",
+                                    "workflow": "release.yml", "projects": ["ppc-shared-*"],
+                                    "jwks_file": str(index_home / "github-jwks.json")}],
+            **overrides}
+
+
+def mint(server, index_home, token: str) -> tuple[int, dict]:
+    """A CI job's OIDC token traded at the index, through nginx."""
+    answer = web.request(server.address, "/_/oidc/mint-token", ca=index_home / "state" / INDEX
+                         / "ca.crt", sni=INDEX, host=INDEX, method="POST",
+                         body=json.dumps({"token": token}).encode(),
+                         headers={"Content-Type": "application/json"})
+    return answer.status, json.loads(answer.body)
+
+
+def used_once_in_the_shared_cache(server, index_home, issuer) -> str:
+    """Mint with a job's token, then again with the same: refused. The minted token."""
+    job_token = issuer.github_job_token(INDEX)
+    status, minted = mint(server, index_home, job_token)
+    assert status == 200, minted
+    status, again = mint(server, index_home, job_token)
+    assert status == 422 and again["errors"][0]["code"] == "invalid-reuse-token", again
+    return minted["token"]
 
 
 SECRETS_GIVEN = {"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET, "PPC_CACHE_PASSWORD": PG_PASSWORD}
@@ -110,6 +147,15 @@ def test_an_index_on_s3_and_postgresql(deployed_shared, engines, server, client,
                                     "ppc_shared_sample-1.0.0.tar.gz"]
     assert server.out("docker run --rm -v pypicloud-data:/data debian:bookworm-slim "
                       "find /data/packages -type f") == ""
+
+
+def test_trusted_publishing_keeps_its_records_in_postgresql(deployed_shared, engines, server,
+                                                            index_home, issuer):
+    """Every index host sees the used `jti`s and the minted tokens: they are in the cache."""
+    minted = used_once_in_the_shared_cache(server, index_home, issuer)
+    assert engines.sql("select count(*) from ppc_used_jtis") == "1"
+    assert engines.sql(f"select account from ppc_tokens where id = "
+                       f"$${minted.split('-')[1]}$$") == "dev"
 
 
 def test_a_warm_deploy_needs_no_secret_again(deployed_shared, fab, engines, server, index_home):
@@ -177,6 +223,14 @@ def test_api_tokens_live_in_the_shared_cache(deployed_shared, fab, engines, serv
     assert revoked.returncode == 0, revoked.stdout + revoked.stderr
     assert engines.redis_cli("hkeys ppc-tasks:tokens").strip() == ""
     assert download().returncode != 0
+
+
+def test_trusted_publishing_keeps_its_records_in_redis(deployed_shared, engines, server,
+                                                       index_home, issuer):
+    minted = used_once_in_the_shared_cache(server, index_home, issuer)
+    [used] = engines.redis_cli("--scan --pattern 'ppc-tasks:used-jti:*'").split()
+    assert 0 < int(engines.redis_cli(f"ttl {used}")) <= 300 + 61  # forgotten when it expires
+    assert minted.split("-")[1] in engines.redis_cli("hkeys ppc-tasks:tokens").split()
 
 
 def test_status_reports_the_bucket_and_the_cache_as_the_server_sees_them(

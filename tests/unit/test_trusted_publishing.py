@@ -353,7 +353,7 @@ def test_an_ec_key_signs_as_well():
 
 
 # -- the operator's settings, into config.ini and back ---------------------------------------
-def test_publishers_from_the_settings_reach_the_guard_through_config_ini(tmp_path, monkeypatch):
+def test_publishers_from_the_settings_reach_the_guard_through_config_ini(tmp_path):
     from ppc_tasks import config_ini, credentials
     from ppc_tasks.settings import Settings
 
@@ -373,12 +373,7 @@ def test_publishers_from_the_settings_reach_the_guard_through_config_ini(tmp_pat
     import configparser
     parser = configparser.ConfigParser()  # with pserve's interpolation: a % comes back once
     parser.read_string(config_ini.render_config(settings, creds).decode())
-    sys.path.insert(0, str(DOCKER_DIR / "server"))
-    try:
-        from ppc_guard import hooks
-    finally:
-        sys.path.remove(str(DOCKER_DIR / "server"))
-    guard = hooks.trusted_publishing(parser["app:main"])
+    guard = publishing.TrustedPublishing.configured(parser["app:main"])
     assert guard.trusted == (first, second) and guard.audience == "pypi.test"
     assert "MIIB%test" in guard.trusted[1].ca_bundle
 

@@ -5,7 +5,7 @@ import datetime
 import json
 import logging
 
-from . import publishers, publishing, registry, tokens, upstream, views
+from . import publishing, registry, tokens, upstream, views
 from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
@@ -315,7 +315,7 @@ def front_door(handler, registry_):
     path, a query and its values, a backend's words; pypicloud logged it, for the
     operator)."""
     realm = registry_.settings.get("pypi.realm", "pypi")
-    trusted = trusted_publishing(registry_.settings)
+    trusted = publishing.TrustedPublishing.configured(registry_.settings)
 
     def answer(status, message, **headers):
         body = message if isinstance(message, dict) else {"message": message}
@@ -352,14 +352,6 @@ def front_door(handler, registry_):
 
 
 # -- trusted publishing -------------------------------------------------------------------
-def trusted_publishing(settings):
-    """The endpoints of publishing.py, for config.ini's publishers (one JSON per line)."""
-    lines = settings.get("ppc_guard.trusted_publishers", "").splitlines()
-    return publishing.TrustedPublishing(
-        [publishers.Publisher.from_json(line) for line in lines if line.strip()],
-        settings.get("ppc_guard.trusted_publishing_audience", ""))
-
-
 def trusted_publishing_answer(request, trusted):
     offers = request.accept.acceptable_offers(publishing.OFFERS)
     asked = publishing.Asked(request.path_info, request.method, request.body,

@@ -88,6 +88,13 @@ class TrustedPublishing:
         self.keys = keys or publishers.IssuerKeys()
         self.throttle = throttle or AddressThrottle()
 
+    @classmethod
+    def configured(cls, settings):
+        """The endpoints for config.ini's settings: its publishers, one JSON a line."""
+        lines = settings.get("ppc_guard.trusted_publishers", "").splitlines()
+        return cls([publishers.Publisher.from_json(line) for line in lines if line.strip()],
+                   settings.get("ppc_guard.trusted_publishing_audience", ""))
+
     def answer(self, asked, store, now):
         """The Answer to a request, `store` being the registry (registry.py) that keeps
         the used `jti`s and the tokens; `now` timezone-aware."""
