@@ -135,6 +135,8 @@ def test_a_revoked_or_expired_token_logs_in_no_more(make_token, index, fab, depl
     assert index("/simple/", ("__token__", token)).status == 200
     listed = fab("tokens.list", host=deployed.host, settings=deployed.settings())
     assert listed.returncode == 0 and token_id in listed.stdout and token not in listed.stdout
+    [line] = [line for line in listed.stdout.splitlines() if token_id in line]
+    assert "last used never" not in line, line  # the request above used it
     shown = fab("status", host=deployed.host, settings=deployed.settings())
     assert re.search(r"tokens +ok +\d+ valid", shown.stdout), shown.stdout
     revoked = fab("tokens.revoke", token_id, host=deployed.host, settings=deployed.settings())

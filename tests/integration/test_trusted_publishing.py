@@ -151,6 +151,7 @@ def test_the_gh_action_exchange_then_twine_with_the_minted_token(
                            f"/tmp/tp-action/*", check=False)
     assert uploaded.returncode == 0, (uploaded.stdout + uploaded.stderr).decode()
     [line] = listed_tokens(fab, server, settings)
+    assert "last used never" not in line, line  # twine's upload used it
     assert "ci" in line and "ppc-tp-*" in line and "job_workflow_ref=acme/tp/.github/" \
         "workflows/release.yml@refs/tags/v1.0" in line
     other = make_dists("ppc-other", "1.0")[0]

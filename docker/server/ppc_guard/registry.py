@@ -23,6 +23,7 @@ from __future__ import annotations  # the operator's machine may run Python 3.9
 import datetime
 import hashlib
 import json
+import logging
 import secrets
 import threading
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass
 from .tokens import Token
 
 PROJECTS, FILES, YANKS, GENERATION = "ppc_projects", "ppc_files", "ppc_yanks", "ppc_generation"
+LOG = logging.getLogger(__name__)
 TOKENS, USED_JTIS = "ppc_tokens", "ppc_used_jtis"
 # scope: the patterns as a JSON list
 TOKENS_TABLE = (f"CREATE TABLE IF NOT EXISTS {TOKENS} (id VARCHAR(16) PRIMARY KEY, "
@@ -262,7 +264,17 @@ class SqlRegistry:
         return found
 
     def api_token_used(self, token_id, when):
-        self._write(USED_API_TOKEN, id=token_id, last_used=when)
+        """In a transaction of its own, at once: a login is checked before the request's
+        transaction begins (its begin would drop the write), and may end in a rollback.
+        Best effort: a busy database loses a "last used", never the request."""
+        from sqlalchemy import text
+
+        try:
+            with self.session.get_bind().begin() as connection:
+                connection.execute(text(USED_API_TOKEN), {"id": token_id, "last_used": when})
+        except Exception:  # noqa: BLE001  (whatever the driver raises)
+            LOG.warning("the last use of API token %s was not recorded", token_id,
+                        exc_info=True)
 
     def first_use_of_jti(self, jti, expires, now):
         """Records an OIDC token's issuer and jti; False when they were recorded before."""
