@@ -31,6 +31,7 @@ from . import (
     effective,
     image,
     init,
+    metrics,
     nginx,
     packages,
     project,
@@ -57,7 +58,7 @@ hosts = Collection("host")
 hosts.add_task(bootstrap.bootstrap)
 
 namespace = Collection(image, data, server, certs, nginx, clients, packages, tokens, backups,
-                       balancer, storage, hosts)
+                       balancer, storage, hosts, metrics)
 for top_level in (init.init, deploy, rollback, status, audit, logs, backup.restore,
                   trust.trust, effective.config):
     namespace.add_task(top_level)

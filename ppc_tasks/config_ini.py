@@ -6,6 +6,8 @@ secret redacted, and, for a rollback, given today's accounts and rules.
 from __future__ import annotations
 
 import configparser
+import hashlib
+import importlib.metadata
 import re
 
 from .credentials import Credentials
@@ -16,7 +18,8 @@ from .settings import DATA_DIR, Settings
 
 # Lines of config.ini that --dry never shows: password hashes and session keys.
 SECRET_LINE = re.compile(r"^(user\.[^=\s]+|session\.(encrypt|validate)_key|"
-                         r"storage\.aws_secret_access_key)(\s*=\s*).*$", re.MULTILINE)
+                         r"storage\.aws_secret_access_key|ppc_guard\.metrics_token_sha256)"
+                         r"(\s*=\s*).*$", re.MULTILINE)
 URL_PASSWORD = re.compile(r"^(db\.url\s*=\s*[a-z]+://[^:@/\s]*:)[^@\s]*@", re.MULTILINE)
 # The blocks of config.ini that a rollback replaces with today's (templates/config-*.ini.j2),
 # and their lines in a config.ini from before the blocks were marked.
@@ -39,6 +42,8 @@ def account_values(settings: Settings, creds: Credentials) -> dict:
                      for name in settings.accounts],
         "session_encrypt_key": creds.session_encrypt_key,
         "session_validate_key": creds.session_validate_key,
+        "metrics_token_sha256": hashlib.sha256(creds.metrics_token.encode()).hexdigest()
+        if creds.metrics_token else "",
     }
 
 
@@ -57,6 +62,14 @@ def rule_values(settings: Settings) -> dict:
                                    for publisher in settings.trusted_publishers]}
 
 
+def release() -> str:
+    """The ppc-tasks release that renders config.ini (/metrics names it)."""
+    try:
+        return importlib.metadata.version("ppc-tasks")
+    except importlib.metadata.PackageNotFoundError:  # a clone used without installing it
+        return "unknown"
+
+
 def render_config(settings: Settings, creds: Credentials) -> bytes:
     return render(
         "config.ini.j2",
@@ -65,6 +78,7 @@ def render_config(settings: Settings, creds: Credentials) -> bytes:
         s3_secret_access_key=ini_value(creds.s3_secret_access_key),
         cache_url=ini_value(settings.cache.url(creds.cache_password, timeouts=True)) if settings.cache else "",
         max_request_body_size=settings.max_upload_size or UNLIMITED_BODY,
+        release=release(),
         **account_values(settings, creds),
     )
 

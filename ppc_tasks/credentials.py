@@ -41,6 +41,8 @@ class Credentials:
     # Signs the manifest of every backup archive of this index (HMAC-SHA256): a restore
     # tells this index's archives from any other's, and from forged ones.
     backup_key: str = ""
+    # What Prometheus sends as a bearer token to read /metrics (config.ini has its sha256).
+    metrics_token: str = ""
     # The services' own: not the index's identity, so a new identity keeps them.
     s3_secret_access_key: str = ""
     cache_password: str = ""
@@ -82,6 +84,7 @@ def complete(credentials: Credentials, users: tuple[str, ...]) -> list[str]:
     credentials.session_encrypt_key = credentials.session_encrypt_key or new_session_key()
     credentials.session_validate_key = credentials.session_validate_key or new_session_key()
     credentials.backup_key = credentials.backup_key or secrets.token_hex(32)
+    credentials.metrics_token = credentials.metrics_token or secrets.token_urlsafe(32)
     return generated
 
 

@@ -122,6 +122,10 @@ SETTINGS = (
             "[acme-tools]}`; issuers `github`, `gitlab` or an https URL with `claims`; "
             "optional `environment`, `account` (default `client_user`), `jwks_file`, "
             "`ca_bundle`. See Publishing", "`[]`"),
+    Setting("metrics_allow", "", values.networks,
+            "addresses and networks (`10.0.0.5`, `10.0.0.0/24`) whose Prometheus reads "
+            "`/metrics` without the scrape credential (`metrics.scrape-config` writes it); "
+            "every other scrape needs it. See Monitoring", "`[]`"),
     Setting("server_memory", "1g", values.size,
             "the most memory the server container may use (Docker's `--memory`, no swap "
             "beyond it): an upload or a flood of requests cannot take the host's; `0`: no "

@@ -234,6 +234,18 @@ def owners(raw: dict, key: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(owners)
 
 
+def networks(raw: dict, key: str) -> tuple[str, ...]:
+    """IP addresses and networks (`10.0.0.5`, `10.0.0.0/24`, `fd00::/8`), as written."""
+    items = string_list(raw, key)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise SettingsError(f"ppc.{key}: {item!r} is no IP address or network "
+                                f"(10.0.0.5, 10.0.0.0/24)") from None
+    return tuple(items)
+
+
 def trusted_publishers(raw: dict, key: str) -> tuple:
     """The CI jobs that may publish without a password: a list of mappings, each an
     issuer, its claims, `projects` and optionally `account`, `jwks_file`, `ca_bundle`

@@ -56,9 +56,10 @@ def run(command: Path, *args: str, cwd: Path, fab) -> subprocess.CompletedProces
 # machine may have no newer one. The server image has its own (3.11).
 PYTHON_FLOOR = "3.9"
 # Unit tests that need more than the floor themselves (not ppc-tasks): the guard runs in
-# the server image; these two read their answers with tomllib and sqlite3's serialize.
-NEWER_PYTHON_TESTS = ("test_guard.py", "test_guard_simple_api.py", "test_clients.py",
-                      "test_backup.py")
+# the server image (with prometheus_client: test_metrics); these two read their answers
+# with tomllib and sqlite3's serialize.
+NEWER_PYTHON_TESTS = ("test_guard.py", "test_guard_simple_api.py", "test_metrics.py",
+                      "test_clients.py", "test_backup.py")
 
 
 def floor_python() -> Path:

@@ -5,7 +5,7 @@ import datetime
 import json
 import logging
 
-from . import publishing, registry, tokens, upstream, views
+from . import metrics, publishing, registry, tokens, upstream, views
 from .answers import Answers
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
@@ -27,15 +27,19 @@ TARPIT_BYTES_PER_SECOND = "32"
 
 
 def install(config):
-    rules = parse_rules(config.get_settings())
-    _guard_uploads(rules)
+    settings = config.get_settings()
+    rules = parse_rules(settings)
+    counted = process_metrics(settings)
+    _guard_uploads(rules, counted)
     _remember_deletes()
     _remember_logins(Logins())
     _scope_api_tokens()
-    _keep_private_names_home(config, rules)
+    _keep_private_names_home(config, rules, counted)
     _read_tokens_where_the_cache_is()
     views.install(config)
-    config.add_tween("ppc_guard.hooks.front_door")
+    config.registry.ppc_metrics = counted
+    config.add_tween("ppc_guard.hooks.measuring")
+    config.add_tween("ppc_guard.hooks.front_door", under="ppc_guard.hooks.measuring")
     # Before a transaction begins: a kept answer needs none.
     config.add_tween("ppc_guard.hooks.kept_answers", under="ppc_guard.hooks.front_door",
                      over="pyramid_tm.tm_tween_factory")
@@ -65,6 +69,12 @@ def stored(package):
     return StoredFile(package.version, uploaded, package.data.get("uploader") or NOBODY)
 
 
+try:  # the image has pyramid; the ppc-tasks repo imports this module without it
+    from pyramid.httpexceptions import HTTPError
+except ImportError:  # pragma: no cover
+    HTTPError = Exception
+
+
 # -- uploads and deletes ------------------------------------------------------------------
 def publish_refusal(cache, user, name, version, rules):
     """Why `user` may not add this file to `name` (see projects.py), recording the
@@ -88,12 +98,25 @@ def publish_refusal(cache, user, name, version, rules):
     return refusal
 
 
-def _guard_uploads(rules):
+# An upload refused, by the status that says why: its reason in /metrics.
+REFUSAL_REASONS = {400: "invalid", 403: "not_allowed", 413: "over_quota"}
+
+
+def _guard_uploads(rules, counted):
     from pypicloud.cache.base import ICache
+
+    def guarded_upload(self, filename, data, name=None, version=None, *args, **kwargs):
+        try:
+            package = checked_upload(self, filename, data, name, version, *args, **kwargs)
+        except HTTPError as error:
+            counted.uploads.labels(REFUSAL_REASONS.get(error.code, "refused")).inc()
+            raise
+        counted.uploads.labels("ok").inc()
+        return package
 
     upload = ICache.upload
 
-    def guarded_upload(self, filename, data, name=None, version=None, *args, **kwargs):
+    def checked_upload(self, filename, data, name=None, version=None, *args, **kwargs):
         error = upload_error(filename, name, version)
         if error:
             raise refused(400, error)
@@ -282,7 +305,7 @@ class PrivateAwareLocator:
         return getattr(self.locator, attribute)
 
 
-def _keep_private_names_home(config, rules):
+def _keep_private_names_home(config, rules, counted):
     import pypicloud.views.simple as simple
     from pyramid.events import ApplicationCreated
 
@@ -298,11 +321,64 @@ def _keep_private_names_home(config, rules):
     def wrap_locator(event):  # pypicloud makes its locator after this include
         app = event.app.registry
         # The upstream's JSON simple API, which carries yanks, sizes and upload times.
-        locator = upstream.UpstreamLocator(app.fallback_base_url) if app.fallback_base_url \
-            else app.locator
+        locator = upstream.UpstreamLocator(app.fallback_base_url, counted) \
+            if app.fallback_base_url else app.locator
         app.locator = PrivateAwareLocator(locator, rules)
 
     config.add_subscriber(wrap_locator, ApplicationCreated)
+
+
+# -- /metrics -------------------------------------------------------------------------------
+_figures_readers = []  # of the cache pypicloud configured (one per process)
+
+
+def process_metrics(settings):
+    """The process's metrics (metrics.py): its counters, and the figures read at each
+    scrape (the store's, the data volume's)."""
+    data_dir = settings.get("ppc_guard.data_dir", "")
+
+    def figures():
+        found = {}
+        if _figures_readers:
+            try:
+                found.update(_figures_readers[-1]())
+            except Exception:  # the cache database's trouble: the other figures still go out
+                LOG.warning("the store's figures could not be read", exc_info=True)
+        if data_dir:
+            found.update(metrics.volume_figures(data_dir))
+        return found
+
+    info = dict(item.split("=", 1) for item in settings.get("ppc_guard.build_info", "").split())
+    return metrics.Metrics(figures, info)
+
+
+def measuring(handler, registry_):
+    """A tween, outermost: every answer counted and timed by route kind and status class;
+    /metrics for the scrapers metrics.allowed lets in, 401 for anyone else."""
+    import time
+
+    settings = registry_.settings
+    counted = registry_.ppc_metrics
+    token_sha256 = settings.get("ppc_guard.metrics_token_sha256", "")
+    allowed_networks = metrics.networks(settings.get("ppc_guard.metrics_allow", ""))
+
+    def tween(request):
+        started = time.perf_counter()
+        if request.path_info == metrics.PATH:
+            if metrics.allowed(request.remote_addr or "", request.headers.get("Authorization"),
+                               token_sha256, allowed_networks):
+                response = json_response(200, counted.exposition(), metrics.CONTENT_TYPE)
+            else:
+                response = json_response(401, json.dumps({"message": "scrape with the index's "
+                                         "metrics credential"}).encode(),
+                                         headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        else:
+            response = handler(request)
+        counted.request(request.method, request.path_info, response.status_code,
+                        time.perf_counter() - started)
+        return response
+
+    return tween
 
 
 # -- every request ------------------------------------------------------------------------
@@ -326,13 +402,18 @@ def front_door(handler, registry_):
             return json_response(200, b'{"status": "ok"}')
         if publishing.is_endpoint(request.path_info):  # anonymous: a CI job's way in
             return trusted_publishing_answer(request, trusted)
+        logins = registry_.ppc_metrics.logins
         try:
             user = request.authenticated_userid
         except TooManyFailures as error:
+            logins.labels("throttled").inc()
             return answer(429, str(error), **{"Retry-After": str(error.retry_after),
                                                "X-Accel-Limit-Rate": TARPIT_BYTES_PER_SECOND})
         except TooBusy as error:
+            logins.labels("busy").inc()
             return answer(503, str(error), **{"Retry-After": "1"})
+        if request.authorization is not None:  # a login was asked for
+            logins.labels("wrong" if user is None else "ok").inc()
         if not is_public(request.path_info) and user is None:
             return answer(401, "log in with an account of this index",
                           **{"WWW-Authenticate": f'Basic realm="{realm}"'})
@@ -392,6 +473,7 @@ def _read_tokens_where_the_cache_is():
         def configure(cls, settings, configure=cache_class.configure.__func__):
             cache_settings = configure(cls, settings)
             _token_readers.append(registry.token_reader(cls, cache_settings))
+            _figures_readers.append(registry.figures_reader(cls, cache_settings))
             return cache_settings
         cache_class.configure = classmethod(configure)
 
@@ -428,6 +510,7 @@ def kept_answers(handler, registry_):
             LOG.warning("the generation token could not be read", exc_info=True)
             return handler(request)
         answer = kept.get(key, current)
+        registry_.ppc_metrics.kept_answers.labels("miss" if answer is None else "hit").inc()
         if answer is not None:
             return Response(headerlist=list(answer.headers), body=answer.body)
         response = handler(request)

@@ -163,6 +163,39 @@ def token_reader(cache_class, cache_settings):
     raise RuntimeError(f"ppc_guard keeps no registry in a {cache_class.__name__}")
 
 
+STORE_FIGURES = f"SELECT COUNT(DISTINCT name), COUNT(*), COALESCE(SUM(size), 0) FROM {FILES}"
+
+
+def figures_reader(cache_class, cache_settings):
+    """A function that reads how many projects and files the index holds, and their
+    bytes, outside any request (for /metrics); `cache_settings` as for token_reader."""
+    from pypicloud.cache.redis_cache import RedisCache
+    from pypicloud.cache.sql import SQLCache
+
+    if issubclass(cache_class, SQLCache):
+        from sqlalchemy import text
+
+        engine = cache_settings["dbmaker"].kw["bind"]
+
+        def sql_figures():
+            with engine.connect() as connection:
+                projects, files, size = connection.execute(text(STORE_FIGURES)).fetchone()
+            return {"store_projects": projects, "store_files": files, "store_bytes": int(size)}
+        return sql_figures
+    if issubclass(cache_class, RedisCache):
+        client = cache_settings["db"]
+
+        def redis_figures():
+            projects = files = size = 0
+            for key in client.scan_iter(REDIS_FILES + "*"):
+                records = client.hvals(key)
+                projects, files = projects + bool(records), files + len(records)
+                size += sum(json.loads(record)["size"] for record in records)
+            return {"store_projects": projects, "store_files": files, "store_bytes": size}
+        return redis_figures
+    raise RuntimeError(f"ppc_guard keeps no registry in a {cache_class.__name__}")
+
+
 def of(cache):
     """The registry that lives where this pypicloud cache keeps its records."""
     from pypicloud.cache.redis_cache import RedisCache

@@ -58,10 +58,10 @@ def release_of(releases, filename):
 class UpstreamLocator:
     """pypicloud's locator interface (get_releases), on the upstream's JSON simple API."""
 
-    def __init__(self, base_url):
+    def __init__(self, base_url, counted):
         from pypicloud.util import TimedCache
 
-        self.base_url = base_url.rstrip("/")
+        self.base_url, self.counted = base_url.rstrip("/"), counted  # metrics.Metrics
         self._cache = TimedCache(CACHE_SECONDS, self._fetch)
 
     def get_releases(self, project_name):
@@ -75,6 +75,7 @@ class UpstreamLocator:
         import requests
 
         url = f"{self.base_url}/simple/{project_name}/"
+        self.counted.upstream_fetches.inc()
         try:
             response = requests.get(url, headers={"Accept": JSON}, timeout=TIMEOUT_SECONDS)
             if response.status_code == 404:
@@ -83,4 +84,5 @@ class UpstreamLocator:
             return releases_of(response.json(), response.url)
         except (requests.RequestException, ValueError) as error:
             logging.getLogger(__name__).warning("upstream %s: %s", url, error)
+            self.counted.upstream_failures.inc()
             return None
