@@ -31,8 +31,8 @@ from . import credentials, state
 from .apply import settings_fingerprint
 from .archives import Verified, index_key, made_by, repack, verify_archive
 from .errors import TaskError
-from .facts import CONTAINER, DOCKER, IMAGE, VOLUME, VOLUME_USAGE, Facts
-from .plan import Change, Command, Plan, counted
+from .facts import CONTAINER, DOCKER, IMAGE, TEXT, VOLUME, VOLUME_USAGE, Facts
+from .plan import Change, Command, Plan, counted, file_step
 from .plans.server import records_change
 from .render import FILES_DIR, script, script_argv
 from .settings import DATA_DIR, PYPICLOUD_UID, Settings
@@ -161,7 +161,8 @@ def create(host, keep=0):
     settings = host.settings
     require_own_store(settings)
     facts = host.gather([DOCKER.query(), VOLUME.query(settings.data_volume),
-                         IMAGE.query(settings.server_image)])
+                         IMAGE.query(settings.server_image),
+                         TEXT.query(settings.verified_backup_path)])
     host.require_docker(facts)
     if facts.volumes[settings.data_volume] != "data":
         raise TaskError(f"there is no index on {host.name} to back up "
@@ -179,12 +180,13 @@ def create(host, keep=0):
         host.summary()
         return
     key = credentials.backup_key(settings)
+    created = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     partial = archive.with_name(archive.name + ".partial")
     state.write(partial, b"")  # 0600 in a 0700 folder, before a byte of the index is in it
     try:
         with host.streaming(stream_argv(settings), root=True,
                             stdin=(FILES_DIR / "backup-stream.py").read_bytes()) as incoming:
-            repack(incoming, partial, {"created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            repack(incoming, partial, {"created": created,
                                        "index": settings.index_name, "host": host.name,
                                        "settings": settings_fingerprint(settings)}, key)
         summary = verify_archive(partial).summary
@@ -192,6 +194,11 @@ def create(host, keep=0):
     finally:
         partial.unlink(missing_ok=True)
     host.report("backup.archive", True, f"{archive}: {summary}")
+    # The host says when its last verified backup was made: /metrics tells Prometheus.
+    host.carry_out(Plan([file_step("backup.record", settings.verified_backup_path,
+                                   f"{created}\n".encode(),
+                                   facts.file(settings.verified_backup_path), mode="644",
+                                   owner="0:0")]))
     for old in prune(directory, int(keep)):
         old.unlink()
         host.report("backup.prune", True, f"deleted {old.name} (--keep={keep})")

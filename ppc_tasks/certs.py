@@ -19,6 +19,7 @@ from .plans.certs import (
     ca_to_trust,
     install_queries,
     plan_install,
+    plan_metrics_copies,
     plan_trust,
     prepare,
     trust_queries,
@@ -30,7 +31,10 @@ from .wiring import host_task
 # -- tasks ---------------------------------------------------------------------------------
 @host_task
 def install(host):
-    """Issue the server certificate (from the local CA, made once) and put it on the host."""
+    """Issue the server certificate (from the local CA, made once) and put it on the host.
+
+    Copies of the certificate and the CA go into the config folder too, where the
+    server reads their expiry for /metrics."""
     def asked(settings: Settings) -> list[str]:
         return [PLATFORM.query(), *index.queries(settings), *install_queries(settings)]
 
@@ -39,7 +43,8 @@ def install(host):
     tls = prepare(host.settings, datetime.datetime.now(datetime.timezone.utc), here=here)
     plan = Plan()
     plan.add(*tls.steps, index.identity_step(host.settings, facts, here.record),
-             plan_install(host.settings, tls, facts))
+             plan_install(host.settings, tls, facts),
+             plan_metrics_copies(host.settings, tls, facts))
     host.carry_out(plan)
 
 

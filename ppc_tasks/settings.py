@@ -260,6 +260,12 @@ class _Behaviour:
         return self.state_dir / self.index_name
 
     @property
+    def verified_backup_path(self) -> str:
+        """On the server: when its last verified backup was made (backup.create writes it;
+        /metrics reads it)."""
+        return f"{self.config_dir}/last-verified-backup"
+
+    @property
     def secrets_path(self) -> Path:
         return self.server_state_dir / "secrets.json"
 

@@ -251,7 +251,27 @@ def own_ca(settings: Settings) -> bytes | None:
 
 def install_queries(settings: Settings) -> list[str]:
     cert_path, key_path = host_cert_paths(settings)
-    return [TEXT.query(cert_path), FILE.query(key_path)]
+    return [TEXT.query(cert_path), FILE.query(key_path),
+            *(TEXT.query(path) for path in metrics_copy_paths(settings))]
+
+
+def metrics_copy_paths(settings: Settings) -> tuple[str, str]:
+    """Where the server's guard reads the certificate and the CA for /metrics (their
+    expiry): in the config folder it mounts (config.ini names them)."""
+    return f"{settings.config_dir}/tls/certificate.pem", f"{settings.config_dir}/tls/ca.pem"
+
+
+def plan_metrics_copies(settings: Settings, tls: LocalTLS, facts: Facts) -> Step:
+    """Public copies of the certificate nginx serves and of the CA clients trust, for
+    /metrics (read at each scrape: no restart)."""
+    certificate_copy, ca_copy = metrics_copy_paths(settings)
+    served = tls.certificate if tls.certificate is not None \
+        else facts.file(host_cert_paths(settings)[0]).content
+    parts = [file_step("certs.metrics", path, content, facts.file(path), mode="644", owner="0:0")
+             for path, content in ((certificate_copy, served), (ca_copy, tls.ca)) if content]
+    return one_step("certs.metrics", f"{settings.config_dir}/tls",
+                    f"copy the certificate and CA for /metrics into {settings.config_dir}/tls",
+                    parts)
 
 
 def plan_install(settings: Settings, tls: LocalTLS, facts: Facts) -> Step:

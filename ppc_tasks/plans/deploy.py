@@ -52,7 +52,8 @@ def plan_deploy(settings: Settings, facts: Facts, now: datetime.datetime, host_n
                                  image_built="server" in built,
                                  data_made=isinstance(data_step, Change))
     plan.add(*serving.in_order(
-        [certs.plan_install(settings, tls, facts), certs.plan_trust(settings, facts, tls.ca, host_name),
+        [certs.plan_install(settings, tls, facts), certs.plan_metrics_copies(settings, tls, facts),
+         certs.plan_trust(settings, facts, tls.ca, host_name),
          *nginx.plan_nginx(settings, facts, host_name, nginx.render_site(settings, serving.port))],
         server.plan_records(settings, facts, isinstance(data_step, Change))))
     return plan

@@ -98,7 +98,9 @@ def ensure_base_image() -> str:
 IMAGE_PARENTS = {"sshd": BASE_IMAGE, "host": "ppc-test/sshd", "client": "ppc-test/sshd",
                  "nodocker": "ppc-test/sshd",  # a bare server host, for host.bootstrap
                  # Real engines for an index on more than one machine (S3, its cache).
-                 "s3": BASE_IMAGE, "postgres": BASE_IMAGE, "redis": BASE_IMAGE}
+                 "s3": BASE_IMAGE, "postgres": BASE_IMAGE, "redis": BASE_IMAGE,
+                 # The operator's monitoring: Prometheus and promtool.
+                 "prometheus": BASE_IMAGE}
 
 
 def ensure_built_image(name: str) -> str:

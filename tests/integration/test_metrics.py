@@ -1,18 +1,32 @@
 """/metrics on the shared server, through nginx over HTTPS: refused without the scrape
 credential, read with it as metrics.scrape-config writes it, and moved by what clients do
-(an upload, a wrong login, a page given again)."""
+(an upload, a wrong login, a page given again); then a real Prometheus (Debian's) scrapes
+it with the job scrape-config printed, the shipped alert rules pass promtool, and an
+alert fires for real."""
 
 from __future__ import annotations
 
 import json
 import stat
+import time
 
 import pytest
 from invoke.vendor import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import web
-from .conftest import SERVER_NAME, password_of
+from . import harness, testrun, web
+from .conftest import REPO, SERVER_NAME, password_of
+
+ALERTS = REPO / "files" / "prometheus-alerts.yml"
+# The shipped backup alert with a threshold a test can pass: it fires within seconds.
+TEST_RULES = """
+groups:
+  - name: ppc-tasks-test
+    rules:
+      - alert: PpcNoVerifiedBackupTest
+        expr: time() - ppc_backup_last_verified_timestamp_seconds > 1
+        annotations: {runbook: "ppc -H <host> backup"}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +106,82 @@ def test_what_clients_do_moves_the_series(deployed, operator_home, scrape_job, m
     assert any(name == "ppc_build_info" for name, _ in after)
     names = " ".join(f"{name}{labels}" for name, labels in after)
     assert "ppc-metrics" not in names and "dev" not in names  # no project, no account
+
+
+def test_the_certificate_the_ca_and_the_last_backup_are_in_the_figures(
+        deployed, operator_home, scrape_job, fab):
+    token = (scrape_job[1] / f"{SERVER_NAME}-metrics-token").read_text()
+    backup = fab("backup", host=deployed.host, settings=deployed.settings())
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    found = figures(scrape(deployed, operator_home, f"Bearer {token}"))
+    days = 86400
+    now = time.time()
+    assert 800 * days < found[("ppc_tls_certificate_expiry_timestamp_seconds", ())] - now < 826 * days
+    assert 3600 * days < found[("ppc_tls_ca_expiry_timestamp_seconds", ())] - now
+    assert now - found[("ppc_backup_last_verified_timestamp_seconds", ())] < 600
+
+
+@pytest.fixture(scope="module")
+def prometheus(deployed, scrape_job):
+    """Prometheus, scraping every second with the job scrape-config printed (its files at
+    the paths it names), the shipped rules and TEST_RULES: its query API's URL."""
+    job, folder = scrape_job
+    (folder / "alerts.yml").write_bytes(ALERTS.read_bytes())
+    (folder / "test-rules.yml").write_text(TEST_RULES)
+    (folder / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(folder / "alerts.yml"), str(folder / "test-rules.yml")],
+        "scrape_configs": [job]}))
+    image = harness.ensure_built_image("prometheus")
+    name = testrun.container_name("prometheus")
+    harness.sh("docker", "run", "-d", "--name", name, *testrun.labels(),
+               "--add-host", f"{SERVER_NAME}:{deployed.host.address}",
+               "-v", f"{folder}:{folder}:ro", "-p", "127.0.0.1::9090", image,
+               "prometheus", f"--config.file={folder / 'prometheus.yml'}",
+               "--storage.tsdb.path=/tmp/prometheus", "--web.listen-address=:9090")
+    port = harness.sh("docker", "port", name, "9090/tcp").stdout.decode().split()[0]
+    url = f"http://127.0.0.1:{port.rsplit(':', 1)[1]}"
+    yield url, name
+    harness.sh("docker", "rm", "-f", name, check=False)
+
+
+def api(url: str, path: str) -> dict:
+    with web.DIRECT.open(url + path, timeout=10) as answer:
+        return json.load(answer)["data"]
+
+
+def test_promtool_passes_the_shipped_alert_rules(prometheus, scrape_job):
+    checked = harness.sh("docker", "exec", prometheus[1], "promtool", "check", "rules",
+                         str(scrape_job[1] / "alerts.yml"), check=False)
+    output = (checked.stdout + checked.stderr).decode()
+    assert checked.returncode == 0 and "SUCCESS: 9 rules found" in output, output
+
+
+def test_prometheus_scrapes_the_index_and_an_alert_fires(prometheus, deployed, operator_home):
+    url, _ = prometheus
+
+    def target_up():
+        targets = api(url, "/api/v1/targets")["activeTargets"]
+        return targets and targets[0]["health"] == "up"
+
+    harness.wait_for(target_up, "Prometheus scraping the index over TLS", timeout=60)
+    uploads = api(url, "/api/v1/query?query=sum(ppc_uploads_total)")["result"]
+    assert uploads and float(uploads[0]["value"][1]) >= 1
+    before = api(url, "/api/v1/query?query=sum(ppc_logins_total%7Boutcome%3D%22wrong%22%7D)")
+    ca = operator_home / "state" / SERVER_NAME / "ca.crt"
+    assert web.request(deployed.host.address, "/simple/", ca=ca, sni=SERVER_NAME,
+                       host=SERVER_NAME, auth=("dev", "wrong")).status == 401
+
+    def wrong_login_seen():
+        now = api(url, "/api/v1/query?query=sum(ppc_logins_total%7Boutcome%3D%22wrong%22%7D)")
+        return float(now["result"][0]["value"][1]) > float(before["result"][0]["value"][1])
+
+    harness.wait_for(wrong_login_seen, "the wrong login in Prometheus", timeout=30)
+
+    def firing():
+        return [alert for alert in api(url, "/api/v1/alerts")["alerts"]
+                if alert["labels"]["alertname"] == "PpcNoVerifiedBackupTest"
+                and alert["state"] == "firing"]
+
+    harness.wait_for(firing, "the backup alert firing", timeout=60)
+    assert firing()[0]["annotations"]["runbook"] == "ppc -H <host> backup"

@@ -53,7 +53,8 @@ def test_deploy_sets_up_tls_and_recaps(deployed, operator_home):
     assert {step: change for step, change in steps(result.stdout).items()
             if step.split(".")[0] in ("certs", "nginx")} == {
         "certs.ca": "changed", "certs.server": "changed", "certs.install": "changed",
-        "certs.trust": "changed", "nginx.install": "changed", "nginx.site": "changed",
+        "certs.metrics": "changed", "certs.trust": "changed", "nginx.install": "changed",
+        "nginx.site": "changed",
         "nginx.service": "changed", "nginx.boot": "changed"}
     state = operator_home / "state" / SERVER_NAME
     assert f"index:       {INDEX}" in result.stdout

@@ -82,6 +82,8 @@ def warm_facts(settings: Settings) -> Facts:
         settings.config_path: present(config, "600", "10001:10001"),
         cert_path: present(tls.certificate), key_path: present(tls.key, "600"),
         trust: present(tls.ca), nginx.SITE_PATH: present(nginx.render_site(settings, 3031))})
+    certificate_copy, ca_copy = certs.metrics_copy_paths(settings)
+    facts.files.update({certificate_copy: present(tls.certificate), ca_copy: present(tls.ca)})
     facts.nginx = (True, True)
     facts.ports = {22, 80, 443, 3031}
     loaded(settings, facts)
@@ -105,8 +107,8 @@ def test_a_host_as_the_settings_say_yields_no_command(settings):
     assert [step.step for step in plan.steps] == [
         "certs.ca", "certs.server", "index.secrets", "index.identity", "docker.boot",
         "image.data", "image.server", "data.container", "server.config", "server.container",
-        "certs.install", "certs.trust", "nginx.install", "nginx.site", "nginx.service",
-        "nginx.boot", "server.records"]
+        "certs.install", "certs.metrics", "certs.trust", "nginx.install", "nginx.site",
+        "nginx.service", "nginx.boot", "server.records"]
 
 
 def test_a_bare_host_gets_every_step_in_the_order_of_the_manual_procedure(tmp_path):
@@ -116,8 +118,8 @@ def test_a_bare_host_gets_every_step_in_the_order_of_the_manual_procedure(tmp_pa
     assert changed(plan) == [
         "certs.ca", "certs.server", "index.secrets", "index.identity", "image.data",
         "image.server", "data.container", "server.config", "server.container",
-        "certs.install", "certs.trust", "nginx.install", "nginx.site", "nginx.service",
-        "nginx.boot"]
+        "certs.install", "certs.metrics", "certs.trust", "nginx.install", "nginx.site",
+        "nginx.service", "nginx.boot"]
     assert not (tmp_path / "new").exists()  # planning creates nothing, here either
 
 

@@ -126,3 +126,27 @@ def test_the_scrape_job_is_prometheus_yaml(ca_file):
     assert scrape["tls_config"].get("ca_file") == ca_file
     assert scrape["tls_config"]["server_name"] == "pypi.test"
     assert scrape["static_configs"] == [{"targets": ["pypi1.test:443", "pypi2.test:443"]}]
+
+
+def test_the_certificate_the_ca_and_the_last_backup_are_read_from_their_files(tmp_path):
+    import datetime
+
+    from ppc_tasks.plans import certs
+
+    now = datetime.datetime(2026, 12, 6, tzinfo=datetime.timezone.utc)
+    ca, ca_key = certs.new_ca(("pypi.test",), constrained=True, now=now)
+    certificate, _ = certs.new_server_certificate(ca, ca_key, ("pypi.test",), now)
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "certificate.pem").write_bytes(certs.pem(certificate))
+    (tmp_path / "tls" / "ca.pem").write_bytes(certs.pem(ca))
+    (tmp_path / "last-verified-backup").write_text("2026-12-05T03:00:00Z\n")
+    found = metrics.file_figures(str(tmp_path / "tls"), str(tmp_path / "last-verified-backup"))
+    assert found == {
+        "certificate_expiry_seconds": certificate.not_valid_after_utc.timestamp(),
+        "ca_expiry_seconds": ca.not_valid_after_utc.timestamp(),
+        "backup_verified_seconds": datetime.datetime(
+            2026, 12, 5, 3, tzinfo=datetime.timezone.utc).timestamp()}
+    (tmp_path / "last-verified-backup").write_text("garbage")
+    (tmp_path / "tls" / "ca.pem").write_text("not a certificate")
+    assert set(metrics.file_figures(str(tmp_path / "tls"), str(tmp_path / "nothing"))) == {
+        "certificate_expiry_seconds"}

@@ -334,8 +334,10 @@ _figures_readers = []  # of the cache pypicloud configured (one per process)
 
 def process_metrics(settings):
     """The process's metrics (metrics.py): its counters, and the figures read at each
-    scrape (the store's, the data volume's)."""
+    scrape (the store's, the data volume's, the certificate's, the last backup's)."""
     data_dir = settings.get("ppc_guard.data_dir", "")
+    tls_dir = settings.get("ppc_guard.tls_dir", "")
+    backup_record = settings.get("ppc_guard.backup_record", "")
 
     def figures():
         found = {}
@@ -346,6 +348,8 @@ def process_metrics(settings):
                 LOG.warning("the store's figures could not be read", exc_info=True)
         if data_dir:
             found.update(metrics.volume_figures(data_dir))
+        if tls_dir:
+            found.update(metrics.file_figures(tls_dir, backup_record))
         return found
 
     info = dict(item.split("=", 1) for item in settings.get("ppc_guard.build_info", "").split())

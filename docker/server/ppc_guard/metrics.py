@@ -14,6 +14,7 @@ Plain classes (no pyramid): the ppc-tasks repo unit-tests them.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import ipaddress
@@ -140,6 +141,29 @@ class Figures:
         for key, value in self.figures().items():
             name, text = self.HELP[key]
             yield GaugeMetricFamily(name, text, value=value)
+
+
+def file_figures(tls_dir, backup_record):
+    """The certificate's and the CA's expiry (PEM copies in `tls_dir`) and when the last
+    verified backup was made (`backup_record`: an ISO time), for those that are there."""
+    from cryptography import x509
+
+    found = {}
+    for key, name in (("certificate_expiry_seconds", "certificate.pem"),
+                      ("ca_expiry_seconds", "ca.pem")):
+        try:
+            with open(os.path.join(tls_dir, name), "rb") as stream:
+                certificate = x509.load_pem_x509_certificates(stream.read())[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        found[key] = certificate.not_valid_after_utc.timestamp()
+    try:
+        with open(backup_record, encoding="utf-8") as stream:
+            made = datetime.datetime.strptime(stream.read().strip(), "%Y-%m-%dT%H:%M:%SZ")
+    except (OSError, ValueError):
+        return found
+    found["backup_verified_seconds"] = made.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return found
 
 
 def volume_figures(path):
