@@ -62,6 +62,7 @@ class VolumeUsage:
     files: int
     projects: int
     free_bytes: int
+    size_bytes: int = 0  # of the file system it lives on (0: not told)
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ def _image(facts: Facts, value: str, answer: list[str]) -> None:
 
 
 def _volume_usage(facts: Facts, value: str, answer: list[str]) -> None:
-    numbers = [int(word) if word.isdigit() else 0 for word in (answer + ["0"] * 4)[:4]]
+    numbers = [int(word) if word.isdigit() else 0 for word in (answer + ["0"] * 5)[:5]]
     facts.volume_usage[value] = VolumeUsage(*numbers)
 
 

@@ -108,13 +108,14 @@ for query in "$@"; do
         elif [ -f "$mountpoint/db.sqlite" ]; then answer volume "$value" data
         else answer volume "$value" empty
         fi ;;
-    volume-usage)  # for status: bytes, package files, projects, free bytes where it lives
+    volume-usage)  # for status: bytes, package files, projects, free and total bytes where it lives
         docker_answers || continue
         mountpoint=$(volume_mountpoint "$value") || continue
         answer volume-usage "$value" "$(du -sb "$mountpoint" | cut -f1)" \
             "$(find "$mountpoint/packages" -type f ! -name '.*' 2>/dev/null | wc -l)" \
             "$(find "$mountpoint/packages" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)" \
-            "$(df -B1 --output=avail "$mountpoint" | tail -n 1 | tr -d ' ')" ;;
+            "$(df -B1 --output=avail "$mountpoint" | tail -n 1 | tr -d ' ')" \
+            "$(df -B1 --output=size "$mountpoint" | tail -n 1 | tr -d ' ')" ;;
     data-container)  # the volume a data container holds at DATA_DIR, and whether it holds an index
         docker_answers || continue
         name=${value%%:*} data_dir=${value#*:}

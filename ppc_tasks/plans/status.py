@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 
 from .. import certificates, config_ini, credentials, tls_paths
 from ..errors import program
-from ..facts import API_TOKENS, HEALTH, NGINX_TEST, VOLUME_USAGE, Facts
+from ..facts import API_TOKENS, HEALTH, NGINX_TEST, TEXT, VOLUME_USAGE, Facts
 from ..plan import counted
 from ..render import guard_module
 from ..settings import DATA_DIR, Settings
@@ -21,8 +21,13 @@ from . import balancer, deploy, image, nginx, server
 
 MINTED_NOTE = guard_module("publishers").MINTED_NOTE
 
+# When status pages: what the shipped alert rules (files/prometheus-alerts.yml) alert on,
+# or earlier.
 EXPIRY_WARNING = datetime.timedelta(days=30)
 LOW_DISK = 1 << 30  # bytes free where the packages live
+FULL = 0.9  # of the volume where the packages live
+BACKUP_AGE_LIMIT = datetime.timedelta(hours=26)
+BACKUP_TIME = "%Y-%m-%dT%H:%M:%SZ"  # as backup.create records it
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,13 @@ class Check:
     part: str
     ok: bool
     detail: str
+    figures: dict = field(default_factory=dict)  # for --json: what a monitor compares
 
 
 def queries(settings: Settings) -> list[str]:
     return [*deploy.queries(settings), VOLUME_USAGE.query(settings.data_volume),
             HEALTH.query(settings.server_container), NGINX_TEST.query(),
-            API_TOKENS.query(settings.server_container)]
+            API_TOKENS.query(settings.server_container), TEXT.query(settings.verified_backup_path)]
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -63,12 +69,17 @@ def check_data(settings: Settings, facts: Facts) -> Check:
     detail = (f"{settings.data_volume}: {counted(usage.projects, 'project')}, "
               f"{counted(usage.files, 'file')}, "
               f"{usage.bytes / 1e6:.1f} MB; {usage.free_bytes / 1e9:.1f} GB free")
+    figures = {"projects": usage.projects, "files": usage.files, "bytes": usage.bytes,
+               "free_bytes": usage.free_bytes, "size_bytes": usage.size_bytes}
     if holder != settings.data_volume:
         return Check("data", False, f"{detail}; the data container {settings.data_container} "
-                                    f"does not hold it (deploy makes it again)")
+                                    f"does not hold it (deploy makes it again)", figures)
     if usage.free_bytes < LOW_DISK:
-        return Check("data", False, f"{detail}: less than 1 GB free where packages live")
-    return Check("data", True, detail)
+        return Check("data", False, f"{detail}: less than 1 GB free where packages live",
+                     figures)
+    if usage.size_bytes and 1 - usage.free_bytes / usage.size_bytes > FULL:
+        return Check("data", False, f"{detail}: the disk is over {FULL:.0%} full", figures)
+    return Check("data", True, detail, figures)
 
 
 def check_server(settings: Settings, facts: Facts, now: datetime.datetime) -> Check:
@@ -230,7 +241,46 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
             problems.append("its CA is not in the host's trust store")
     detail = (f"{', '.join(names)}; {max(left.days, 0)} days left; issuer {issuer}"
               + (f"; {'; '.join(problems)}" if problems else ""))
-    return Check("certificate", not problems, detail)
+    return Check("certificate", not problems, detail,
+                 {"days_left": left.days, "expires": certificate.not_valid_after_utc.isoformat()})
+
+
+def check_ca(settings: Settings, now: datetime.datetime) -> Check:
+    """The CA clients trust, as this machine holds it: how long it still signs."""
+    path = tls_paths.ca_path(settings)
+    if path is None or not path.exists():
+        return Check("ca", True, "a public CA signs the certificate (tls_cert without "
+                                 "tls_ca_cert): its expiry is not known here")
+    try:
+        ca = x509.load_pem_x509_certificates(path.read_bytes())[0]
+    except ValueError:
+        return Check("ca", False, f"{path} cannot be read")
+    left = ca.not_valid_after_utc - now
+    detail = f"{path}: {max(left.days, 0)} days left"
+    if left < EXPIRY_WARNING:
+        detail += (f"; it expires: {program()} -H <host> deploy --new-identity makes a new one, "
+                   f"then clients.configure")
+    return Check("ca", left >= EXPIRY_WARNING, detail,
+                 {"days_left": left.days, "expires": ca.not_valid_after_utc.isoformat()})
+
+
+def check_backup(settings: Settings, facts: Facts, now: datetime.datetime) -> Check:
+    """When the host's last verified backup was made (backup.create records it)."""
+    content = facts.file(settings.verified_backup_path).content
+    if content is None:
+        return Check("backup", True, f"none verified yet ({program()} -H <host> backup makes one)")
+    try:
+        made = datetime.datetime.strptime(content.decode().strip(), BACKUP_TIME).replace(
+            tzinfo=datetime.timezone.utc)
+    except (UnicodeDecodeError, ValueError):
+        return Check("backup", False, f"{settings.verified_backup_path} cannot be read")
+    age = now - made
+    detail = f"the last verified backup was made {format_age(age)} ago"
+    if age > BACKUP_AGE_LIMIT:
+        detail += (f", over {BACKUP_AGE_LIMIT.total_seconds() / 3600:.0f} hours: "
+                   f"{program()} -H <host> backup")
+    return Check("backup", age <= BACKUP_AGE_LIMIT, detail,
+                 {"age_seconds": int(age.total_seconds()), "made": made.isoformat()})
 
 
 def matches_local_key(settings: Settings, certificate: x509.Certificate) -> bool | None:
@@ -271,7 +321,8 @@ def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentia
             check_rollback(settings, facts),
             check_config(settings, facts, creds), check_publishing(settings),
             check_publishers(settings), check_tokens(settings, facts, now),
-            check_certificate(settings, facts, now),
+            check_certificate(settings, facts, now), check_ca(settings, now),
+            check_backup(settings, facts, now),
             check_nginx(settings, facts,
                         nginx.render_site(settings, nginx.serving_port(settings, facts)))]
 

@@ -121,6 +121,29 @@ def test_the_certificate_the_ca_and_the_last_backup_are_in_the_figures(
     assert now - found[("ppc_backup_last_verified_timestamp_seconds", ())] < 600
 
 
+
+def test_status_pages_when_the_last_verified_backup_is_too_old(deployed, fab):
+    """As cron would run it: exit 1, one line naming the problem; --json has the figures."""
+    record = "/etc/pypicloud/last-verified-backup"  # the default config_dir's
+    kept = deployed.host.out(f"cat {record}")
+    deployed.host.exec(f"echo 2026-01-01T00:00:00Z > {record}")
+    try:
+        paged = fab("status", host=deployed.host, settings=deployed.settings())
+        assert paged.returncode == 1
+        [line] = [line for line in paged.stderr.splitlines() if line.strip()]
+        assert ": backup: the last verified backup was made " in line
+        assert "over 26 hours: fab -H <host> backup" in line
+        figures = fab("status", "--json", host=deployed.host, settings=deployed.settings())
+        [host] = json.loads(figures.stdout)
+        found = {check["part"]: check["figures"] for check in host["checks"]}
+        assert found["backup"]["made"] == "2026-01-01T00:00:00+00:00"
+        assert found["certificate"]["days_left"] > 800 and found["ca"]["days_left"] > 3600
+        assert found["data"]["free_bytes"] > 0 and found["data"]["size_bytes"] > 0
+    finally:
+        deployed.host.exec(f"echo {kept} > {record}")
+    assert fab("status", host=deployed.host, settings=deployed.settings()).returncode == 0
+
+
 @pytest.fixture(scope="module")
 def prometheus(deployed, scrape_job):
     """Prometheus, scraping every second with the job scrape-config printed (its files at

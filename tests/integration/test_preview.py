@@ -106,7 +106,7 @@ def test_status_reports_every_part_and_changes_nothing(deployed, fab, operator_h
     parts = dict(re.findall(r"^\[[^\]]+\] (\S+)\s+(ok|PROBLEM)\s", result.stdout, flags=re.M))
     assert parts == {part: "ok" for part in ("images", "data", "server", "rollback", "config",
                                              "publishing", "publishers", "tokens", "certificate",
-                                             "nginx")}, result.stdout
+                                             "ca", "backup", "nginx")}, result.stdout
     assert "days left" in result.stdout and "/health answers" in result.stdout
     assert (host_snapshot(server), local_snapshot(operator_home / "state")) == before
 

@@ -174,3 +174,49 @@ def test_status_counts_the_valid_tokens_and_names_the_next_to_expire():
                                          "next to expire: aaaa0003 in 3d")
     assert status.check_tokens(current, Facts(api_tokens={"pypicloud": ()}), NOW).detail == \
         "none (tokens.create makes one)"
+
+
+def test_the_ca_expiring_within_30_days_pages(tmp_path):
+    current = settings(tmp_path)
+    path = tls_paths.ca_path(current)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for issued, ok in ((NOW, True), (NOW - datetime.timedelta(days=3650 - 20), False)):
+        ca, _ = certs.new_ca(current.certificate_names, True, issued)
+        path.write_bytes(certs.pem(ca))
+        check = status.check_ca(current, NOW)
+        assert check.ok is ok, check
+        assert check.figures["days_left"] == (ca.not_valid_after_utc - NOW).days
+    assert "deploy --new-identity" in check.detail
+    path.unlink()
+    assert status.check_ca(current, NOW).ok  # nothing kept here to tell
+
+
+def backup_facts(current: Settings, content: bytes | None) -> Facts:
+    state = FileState(hashlib.sha256(content).hexdigest(), "644", "0:0") if content else None
+    return Facts(files={current.verified_backup_path: FileFacts(state, content=content)})
+
+
+def test_no_verified_backup_for_26_hours_pages_once_there_was_one(tmp_path):
+    current = settings(tmp_path)
+    assert status.check_backup(current, backup_facts(current, None), NOW).ok
+    recent = status.check_backup(current, backup_facts(current, b"2026-11-25T03:00:00Z\n"), NOW)
+    assert recent.ok and recent.detail == "the last verified backup was made 9h ago"
+    assert recent.figures == {"age_seconds": 9 * 3600, "made": "2026-11-25T03:00:00+00:00"}
+    old = status.check_backup(current, backup_facts(current, b"2026-11-24T09:00:00Z\n"), NOW)
+    assert not old.ok and "made 1d ago, over 26 hours: " in old.detail and "backup" in old.detail
+    assert not status.check_backup(current, backup_facts(current, b"garbage"), NOW).ok
+
+
+def test_a_disk_over_90_percent_full_pages(tmp_path):
+    current = settings(tmp_path)
+
+    def data(free: int, size: int):
+        facts = Facts(volumes={"pypicloud-data": "data"},
+                      data_containers={"pypi_data:/var/lib/pypicloud": ("pypicloud-data", "data")},
+                      volume_usage={"pypicloud-data": VolumeUsage(10, 2, 1, free, size)})
+        return status.check_data(current, facts)
+
+    roomy = data(50 << 30, 100 << 30)
+    assert roomy.ok and roomy.figures["size_bytes"] == 100 << 30
+    full = data(5 << 30, 100 << 30)
+    assert not full.ok and full.detail.endswith("the disk is over 90% full")
