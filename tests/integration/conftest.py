@@ -230,7 +230,9 @@ class Deployed:
         The server's IP is one of its names, so this machine can reach it by IP."""
         return {"server_names": [SERVER_NAME, self.host.address], "users": ["dev"],
                 "build_ca_bundle": SYSTEM_CA_BUNDLE,
-                "state_dir": str(self.operator_home / "state"), **overrides}
+                "state_dir": str(self.operator_home / "state"),
+                # This machine's requests read /metrics without the credential.
+                "metrics_allow": [harness.gateway_address()], **overrides}
 
 
 @pytest.fixture(scope="session")

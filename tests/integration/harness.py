@@ -103,6 +103,13 @@ IMAGE_PARENTS = {"sshd": BASE_IMAGE, "host": "ppc-test/sshd", "client": "ppc-tes
                  "prometheus": BASE_IMAGE}
 
 
+def gateway_address() -> str:
+    """Where containers on Docker's default bridge reach this machine, and the address
+    they see this machine's requests come from."""
+    return sh("docker", "network", "inspect", "bridge", "--format",
+              "{{(index .IPAM.Config 0).Gateway}}").stdout.decode().strip()
+
+
 def ensure_built_image(name: str) -> str:
     """Build tests/integration/images/<name> as ppc-test/<name> (and its parents) unless
     it is up to date."""

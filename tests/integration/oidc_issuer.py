@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import json
 import ssl
-import subprocess
 import threading
 import time
 import uuid
@@ -30,15 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ppc_tasks.plans import certs
 
+from .harness import gateway_address
+
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 REQUEST_TOKEN = "the-job-s-request-token"  # what GitHub gives a job to ask for its JWT
-
-
-def gateway_address() -> str:
-    """Where containers on Docker's default bridge reach this machine."""
-    return subprocess.run(["docker", "network", "inspect", "bridge", "--format",
-                           "{{(index .IPAM.Config 0).Gateway}}"], capture_output=True,
-                          check=True, text=True).stdout.strip()
 
 
 class Issuer:
