@@ -62,35 +62,20 @@ def test_the_scrape_config_names_what_prometheus_needs(scrape_job):
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
 
-SCRAPE = """
-import ssl, sys, urllib.error, urllib.request
-request = urllib.request.Request("https://%s/metrics", headers=dict(
-    [sys.argv[1].split(": ", 1)] if len(sys.argv) > 1 else []))
-try:
-    answer = urllib.request.urlopen(request, context=ssl.create_default_context(
-        cafile="/tmp/metrics-ca/ca.crt"))
-except urllib.error.HTTPError as error:
-    answer = error
-print(answer.status)
-""" % SERVER_NAME
-
-
 def test_metrics_are_read_with_the_credential_or_from_an_allowed_address_only(
         deployed, operator_home, scrape_job, client):
     """From the client (an address metrics_allow does not name): the credential only.
     From this machine (named): without it too."""
     token = (scrape_job[1] / f"{SERVER_NAME}-metrics-token").read_text()
     client.copy_in([operator_home / "state" / SERVER_NAME / "ca.crt"], "/tmp/metrics-ca")
-    client.exec("cat > /tmp/scrape.py", input=SCRAPE.encode())
 
-    def from_client(*header: str) -> str:
-        quoted = " ".join(f"'{item}'" for item in header)
-        return client.out(f"python3 /tmp/scrape.py {quoted}")
+    def from_client(authorization: str | None) -> int:
+        return web.from_host(client, f"https://{SERVER_NAME}/metrics", "/tmp/metrics-ca/ca.crt",
+                             headers={"Authorization": authorization} if authorization else {})[0]
 
-    for refused in ((), ("Authorization: Bearer not-the-credential",),
-                    (f"Authorization: Basic {token}",)):
-        assert from_client(*refused) == "401", refused
-    assert from_client(f"Authorization: Bearer {token}") == "200"
+    for refused in (None, "Bearer not-the-credential", f"Basic {token}"):
+        assert from_client(refused) == 401, refused
+    assert from_client(f"Bearer {token}") == 200
     read = scrape(deployed, operator_home, None)  # this machine: allowed by address
     assert read.status == 200 and read.headers["content-type"].startswith("text/plain")
     assert token not in read.body.decode()

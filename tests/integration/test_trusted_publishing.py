@@ -240,32 +240,18 @@ HOSTILE = {
 }
 
 
-POST = """
-import ssl, sys, urllib.error, urllib.request
-request = urllib.request.Request("https://%s" + sys.argv[1], method="POST",
-                                 data=sys.stdin.buffer.read(),
-                                 headers={"Content-Type": "application/json"})
-try:
-    answer = urllib.request.urlopen(request, context=ssl.create_default_context(
-        cafile="/tmp/tp-index-ca/ca.crt"))
-except urllib.error.HTTPError as error:
-    answer = error
-print(answer.status)
-print(answer.read().decode())
-""" % INDEX
-
-
 @pytest.fixture(scope="module")
 def attacker(client, home, deployed):
     """post(path, body) from the client's address (this machine's has its own count of
     failures, which the flood below runs up): (status, JSON answer)."""
     client.copy_in([home / "state" / INDEX / "ca.crt"], "/tmp/tp-index-ca")
-    client.exec("cat > /tmp/tp-post.py", input=POST.encode())
 
     def post(path: str, body: dict) -> tuple[int, dict]:
-        status, answer = client.out(f"python3 /tmp/tp-post.py {path}",
-                                    input=json.dumps(body).encode()).split("\n", 1)
-        return int(status), json.loads(answer)
+        status, answer = web.from_host(client, f"https://{INDEX}{path}",
+                                       "/tmp/tp-index-ca/ca.crt", "POST",
+                                       {"Content-Type": "application/json"},
+                                       json.dumps(body).encode())
+        return status, json.loads(answer)
     return post
 
 

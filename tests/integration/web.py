@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
+import json
 import re
+import shlex
 import socket
 import ssl
 import urllib.request
@@ -83,3 +85,27 @@ def upload_form(fields: dict[str, str], filename: str, content: bytes) -> tuple[
                  + content + b"\r\n")
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+# A request made from inside a test host (its address, its trust): Python there makes it.
+HOST_REQUEST = """
+import json, ssl, sys, urllib.error, urllib.request
+url, method, ca, headers = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+request = urllib.request.Request(url, method=method, data=sys.stdin.buffer.read() or None,
+                                 headers=headers)
+try:
+    answer = urllib.request.urlopen(request, context=ssl.create_default_context(cafile=ca))
+except urllib.error.HTTPError as error:
+    answer = error
+sys.stdout.write(json.dumps({"status": answer.status, "body": answer.read().decode()}))
+"""
+
+
+def from_host(host, url: str, ca: str, method: str = "GET", headers: dict | None = None,
+              body: bytes = b"") -> tuple[int, str]:
+    """(status, body) of a request `host` makes, trusting the CA file `ca` it holds."""
+    host.exec("cat > /tmp/ppc-request.py", input=HOST_REQUEST.encode())
+    answer = json.loads(host.out(
+        f"python3 /tmp/ppc-request.py {shlex.quote(url)} {method} {shlex.quote(ca)} "
+        f"{shlex.quote(json.dumps(headers or {}))}", input=body))
+    return answer["status"], answer["body"]
