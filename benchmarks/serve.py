@@ -12,7 +12,9 @@ measures through nginx with TLS, as clients see the index:
 - a wrong-password flood: the plain account's requests, one after another, alone and
   while 64 clients send it a new wrong password each (wrk): median, failures;
 - a deploy that changes nothing against its floor: the same probe as a shell script
-  over one plain ssh connection (this checkout only; --only-deploy measures just this).
+  over one plain ssh connection (this checkout only; --only-deploy measures just this);
+- with --only-logins, what a login and a trusted publishing mint cost; with
+  --only-metrics, what a scrape of /metrics costs and whether it slows the simple API.
 
 Prints a table and writes JSON (--json FILE). Run it through benchmarks/run.
 """
@@ -274,6 +276,79 @@ def mint_cost(host: harness.TestHost, state: Path, work: Path, tree: Path) -> di
             "mint_later_ms": round(statistics.median(timings[1:]), 2)}
 
 
+SEEDED_FILES = 10_000
+SEED = """
+import sqlite3, sys
+database = sqlite3.connect("/var/lib/pypicloud/db.sqlite")
+with database:
+    database.executemany(
+        "INSERT OR IGNORE INTO ppc_files (filename, name, size) VALUES (?, ?, ?)",
+        [(f"seeded_{number // 10:04}-1.0.{number % 10}-py3-none-any.whl",
+          f"seeded-{number // 10:04}", 4096 + number) for number in range(int(sys.argv[1]))])
+"""
+
+
+def metrics_cost(host: harness.TestHost, state: Path) -> dict:
+    """What /metrics costs: the index's registry given SEEDED_FILES more file records (in
+    its database: what a scrape counts), then 100 scrapes one after another on a kept
+    connection (the credential as a bearer token); and 300 /simple/<name>/ requests alone
+    and while a scraper asks every 100 ms (Prometheus asks every 15 s or so)."""
+    import http.client
+    import ssl
+    import threading
+
+    host.exec(f"docker exec -i -u 10001 pypicloud /opt/pypicloud/bin/python - {SEEDED_FILES}",
+              input=SEED.encode())
+    secrets = json.loads((state / "secrets.json").read_text())
+    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
+    context.check_hostname = False
+
+    def timed(path: str, headers: dict, count: int, stop=None) -> list[float]:
+        connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=60)
+        timings = []
+        while len(timings) < count and not (stop and stop.is_set()):
+            started = time.perf_counter()
+            connection.request("GET", path, headers={"Host": NAME, **headers})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise SystemExit(f"{path} answered {response.status}: {body[:200]!r}")
+            timings.append((time.perf_counter() - started) * 1000)
+            if stop is not None:
+                stop.wait(0.1)
+        connection.close()
+        return timings
+
+    scrape = {"Authorization": f"Bearer {secrets['metrics_token']}"}
+    scrapes = timed("/metrics", scrape, 101)[1:]
+    page = {"Authorization": "Basic " + base64.b64encode(
+        f"dev:{secrets['passwords']['dev']}".encode()).decode()}
+    alone = timed(f"/simple/{PACKAGES[0]}/", page, 301)[1:]
+    stop = threading.Event()
+    scraper = threading.Thread(target=timed, args=("/metrics", scrape, 10 ** 6, stop))
+    scraper.start()
+    try:
+        scraped = timed(f"/simple/{PACKAGES[0]}/", page, 301)[1:]
+    finally:
+        stop.set()
+        scraper.join()
+
+    def p(timings: list[float], share: float) -> float:
+        return round(sorted(timings)[int(len(timings) * share)], 2)
+
+    return {"scrape_p50_ms": p(scrapes, 0.5), "scrape_p95_ms": p(scrapes, 0.95),
+            "simple_alone_p50_ms": p(alone, 0.5), "simple_alone_p95_ms": p(alone, 0.95),
+            "simple_scraped_p50_ms": p(scraped, 0.5), "simple_scraped_p95_ms": p(scraped, 0.95)}
+
+
+def metrics_line(cost: dict) -> str:
+    return (f"/metrics of {SEEDED_FILES:,} more files (ms): p50 {cost['scrape_p50_ms']}, "
+            f"p95 {cost['scrape_p95_ms']}; /simple/<name>/ alone p50 "
+            f"{cost['simple_alone_p50_ms']}, p95 {cost['simple_alone_p95_ms']}; while scraped "
+            f"every 100 ms p50 {cost['simple_scraped_p50_ms']}, p95 "
+            f"{cost['simple_scraped_p95_ms']}")
+
+
 def logins_line(logins: dict) -> str:
     return (f"a login, on a kept connection (ms): password first {logins['password_first_ms']}, "
             f"later {logins['password_later_ms']}; API token first {logins['token_first_ms']}, "
@@ -406,6 +481,8 @@ def main() -> None:
                         help="measure the wrong-password flood only")
     parser.add_argument("--only-logins", action="store_true",
                         help="measure what a password and an API token login cost only")
+    parser.add_argument("--only-metrics", action="store_true",
+                        help="measure what /metrics costs, and whether it slows the simple API")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ppc-bench-") as directory:
@@ -423,13 +500,17 @@ def main() -> None:
             state = deploy(tree, host, work)
             say("a warm deploy against its floor")
             warm = (None if options.ref or options.only_flood or options.only_logins
-                    else warm_deploy(tree, host, work))
+                    or options.only_metrics else warm_deploy(tree, host, work))
             if options.only_deploy:
                 print(table({"revision": "", "warm_deploy": warm}, deploy_only=True))
                 return
             say(f"uploading {len(PACKAGES)} packages")
             packages = upload_packages(host, state, work)
             password = json.loads((state / "secrets.json").read_text())["passwords"]["dev"]
+            if options.only_metrics:
+                say("what /metrics costs")
+                print(metrics_line(metrics_cost(host, state)))
+                return
             if options.only_logins:
                 say("what a login costs: a password, an API token")
                 print(logins_line({**login_costs(host, state, work, tree, password),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import stat
 import time
+import urllib.parse
 
 import pytest
 from invoke.vendor import yaml
@@ -190,7 +191,14 @@ def test_promtool_passes_the_shipped_alert_rules(prometheus, scrape_job):
     assert checked.returncode == 0 and "SUCCESS: 9 rules found" in output, output
 
 
-def test_prometheus_scrapes_the_index_and_an_alert_fires(prometheus, deployed, operator_home):
+def query(url: str, expression: str) -> float:
+    """The value of an instant query that sums to one series."""
+    result = api(url, "/api/v1/query?query=" + urllib.parse.quote(expression))["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def test_prometheus_scrapes_the_index_and_an_alert_fires(prometheus, deployed, operator_home,
+                                                         make_dists):
     url, _ = prometheus
 
     def target_up():
@@ -198,18 +206,24 @@ def test_prometheus_scrapes_the_index_and_an_alert_fires(prometheus, deployed, o
         return targets and targets[0]["health"] == "up"
 
     harness.wait_for(target_up, "Prometheus scraping the index over TLS", timeout=60)
-    uploads = api(url, "/api/v1/query?query=sum(ppc_uploads_total)")["result"]
-    assert uploads and float(uploads[0]["value"][1]) >= 1
-    before = api(url, "/api/v1/query?query=sum(ppc_logins_total%7Boutcome%3D%22wrong%22%7D)")
+    uploads = 'sum(ppc_uploads_total{outcome="ok"})'
+    wrong = 'sum(ppc_logins_total{outcome="wrong"})'
+    before = {expression: query(url, expression) for expression in (uploads, wrong)}
     ca = operator_home / "state" / SERVER_NAME / "ca.crt"
-    assert web.request(deployed.host.address, "/simple/", ca=ca, sni=SERVER_NAME,
-                       host=SERVER_NAME, auth=("dev", "wrong")).status == 401
 
-    def wrong_login_seen():
-        now = api(url, "/api/v1/query?query=sum(ppc_logins_total%7Boutcome%3D%22wrong%22%7D)")
-        return float(now["result"][0]["value"][1]) > float(before["result"][0]["value"][1])
+    def index(path, auth, **kwargs):
+        return web.request(deployed.host.address, path, ca=ca, sni=SERVER_NAME,
+                           host=SERVER_NAME, auth=auth, **kwargs)
 
-    harness.wait_for(wrong_login_seen, "the wrong login in Prometheus", timeout=30)
+    assert index("/simple/", ("dev", "wrong")).status == 401
+    wheel = [path for path in make_dists("ppc-prometheus", "1.0") if path.suffix == ".whl"][0]
+    body, headers = web.upload_form({":action": "file_upload", "name": "ppc-prometheus",
+                                     "version": "1.0"}, wheel.name, wheel.read_bytes())
+    assert index("/simple/", ("dev", password_of(operator_home, "dev")), method="POST",
+                 body=body, headers=headers).status == 200
+    for expression in (uploads, wrong):
+        harness.wait_for(lambda: query(url, expression) > before[expression],
+                         f"{expression} moving in Prometheus", timeout=30)
 
     def firing():
         return [alert for alert in api(url, "/api/v1/alerts")["alerts"]
