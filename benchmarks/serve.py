@@ -194,16 +194,43 @@ def plain_account(host: harness.TestHost, state: Path, password: str, seconds: f
             "p95_ms": round(timings[int(len(timings) * 0.95)], 2)}
 
 
-def login_costs(host: harness.TestHost, state: Path, work: Path, tree: Path,
-                password: str) -> dict:
-    """What a login costs the request that carries it, on one kept connection through
-    nginx+TLS: an account's password the first time this server sees it (one slow hash)
-    and later (remembered), and an API token's first and later (one SHA-256 each)."""
+def kept_connection(host: harness.TestHost, state: Path, requests, stop=None,
+                    pause: float = 0.0) -> list[float]:
+    """The ms each request takes, one after another on one kept connection through
+    nginx+TLS, as the index's name; requests: (method, path, headers, body), each must
+    answer 200. With `stop`, until it is set, `pause` seconds between requests."""
     import http.client
     import ssl
 
     context = ssl.create_default_context(cafile=str(state / "ca.crt"))
     context.check_hostname = False
+    connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=60)
+    timings = []
+    for method, path, headers, body in requests:
+        if stop is not None and stop.is_set():
+            break
+        started = time.perf_counter()
+        connection.request(method, path, body=body, headers={"Host": NAME, **headers})
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise SystemExit(f"{method} {path} answered {response.status}: {answer[:200]!r}")
+        timings.append((time.perf_counter() - started) * 1000)
+        if stop is not None:
+            stop.wait(pause)
+    connection.close()
+    return timings
+
+
+def basic(user: str, secret: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
+
+
+def login_costs(host: harness.TestHost, state: Path, work: Path, tree: Path,
+                password: str) -> dict:
+    """What a login costs the request that carries it, on one kept connection through
+    nginx+TLS: an account's password the first time this server sees it (one slow hash)
+    and later (remembered), and an API token's first and later (one SHA-256 each)."""
     made = subprocess.run([str(FAB), "-f", str(work / "fabric.json"), "-i",
                            str(work / "id_ed25519"), "-H", host.target, "tokens.create",
                            "--project", PACKAGES[0]], cwd=tree, capture_output=True, text=True,
@@ -214,19 +241,8 @@ def login_costs(host: harness.TestHost, state: Path, work: Path, tree: Path,
 
     def timed(user: str, secret: str) -> tuple[float, float]:
         """(the first request's ms, the median of the next 30)."""
-        headers = {"Host": NAME, "Authorization": "Basic " + base64.b64encode(
-            f"{user}:{secret}".encode()).decode()}
-        connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=60)
-        timings = []
-        for _ in range(31):
-            started = time.perf_counter()
-            connection.request("GET", f"/simple/{PACKAGES[0]}/", headers=headers)
-            response = connection.getresponse()
-            response.read()
-            if response.status != 200:
-                raise SystemExit(f"{user}'s request answered {response.status}")
-            timings.append((time.perf_counter() - started) * 1000)
-        connection.close()
+        timings = kept_connection(host, state, [("GET", f"/simple/{PACKAGES[0]}/",
+                                                 basic(user, secret), None)] * 31)
         return round(timings[0], 1), round(statistics.median(timings[1:]), 2)
 
     password_first, password_later = timed("dev", password)
@@ -239,9 +255,6 @@ def mint_cost(host: harness.TestHost, state: Path, work: Path, tree: Path) -> di
     """What trusting a CI job costs: the index redeployed with a GitHub publisher (its
     keys pinned), then one OIDC token after another traded for an API token, on one kept
     connection through nginx+TLS (the JWTs are made beforehand: only the index is timed)."""
-    import http.client
-    import ssl
-
     import jwt
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -258,20 +271,9 @@ def mint_cost(host: harness.TestHost, state: Path, work: Path, tree: Path) -> di
     bodies = [json.dumps({"token": jwt.encode({**claims, "jti": f"bench-{number}"}, key,
                                               algorithm="RS256", headers={"kid": "bench"})})
               for number in range(31)]
-    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
-    context.check_hostname = False
-    connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=60)
-    timings = []
-    for body in bodies:
-        started = time.perf_counter()
-        connection.request("POST", "/_/oidc/mint-token", body=body,
-                           headers={"Host": NAME, "Content-Type": "application/json"})
-        response = connection.getresponse()
-        answer = response.read()
-        if response.status != 200:
-            raise SystemExit(f"a mint answered {response.status}: {answer[:200]!r}")
-        timings.append((time.perf_counter() - started) * 1000)
-    connection.close()
+    timings = kept_connection(host, state, [
+        ("POST", "/_/oidc/mint-token", {"Content-Type": "application/json"}, body)
+        for body in bodies])
     return {"mint_first_ms": round(timings[0], 1),
             "mint_later_ms": round(statistics.median(timings[1:]), 2)}
 
@@ -293,39 +295,23 @@ def metrics_cost(host: harness.TestHost, state: Path) -> dict:
     its database: what a scrape counts), then 100 scrapes one after another on a kept
     connection (the credential as a bearer token); and 300 /simple/<name>/ requests alone
     and while a scraper asks every 100 ms (Prometheus asks every 15 s or so)."""
-    import http.client
-    import ssl
+    import itertools
     import threading
 
     host.exec(f"docker exec -i -u 10001 pypicloud /opt/pypicloud/bin/python - {SEEDED_FILES}",
               input=SEED.encode())
     secrets = json.loads((state / "secrets.json").read_text())
-    context = ssl.create_default_context(cafile=str(state / "ca.crt"))
-    context.check_hostname = False
 
-    def timed(path: str, headers: dict, count: int, stop=None) -> list[float]:
-        connection = http.client.HTTPSConnection(host.address, 443, context=context, timeout=60)
-        timings = []
-        while len(timings) < count and not (stop and stop.is_set()):
-            started = time.perf_counter()
-            connection.request("GET", path, headers={"Host": NAME, **headers})
-            response = connection.getresponse()
-            body = response.read()
-            if response.status != 200:
-                raise SystemExit(f"{path} answered {response.status}: {body[:200]!r}")
-            timings.append((time.perf_counter() - started) * 1000)
-            if stop is not None:
-                stop.wait(0.1)
-        connection.close()
-        return timings
+    def timed(path: str, headers: dict, count: int) -> list[float]:
+        return kept_connection(host, state, [("GET", path, headers, None)] * count)
 
     scrape = {"Authorization": f"Bearer {secrets['metrics_token']}"}
     scrapes = timed("/metrics", scrape, 101)[1:]
-    page = {"Authorization": "Basic " + base64.b64encode(
-        f"dev:{secrets['passwords']['dev']}".encode()).decode()}
+    page = basic("dev", secrets["passwords"]["dev"])
     alone = timed(f"/simple/{PACKAGES[0]}/", page, 301)[1:]
     stop = threading.Event()
-    scraper = threading.Thread(target=timed, args=("/metrics", scrape, 10 ** 6, stop))
+    scraper = threading.Thread(target=kept_connection, args=(
+        host, state, itertools.repeat(("GET", "/metrics", scrape, None)), stop, 0.1))
     scraper.start()
     try:
         scraped = timed(f"/simple/{PACKAGES[0]}/", page, 301)[1:]

@@ -1,5 +1,7 @@
 """status decides from facts alone: each check, with facts written by hand."""
 
+from __future__ import annotations
+
 import datetime
 import hashlib
 
