@@ -4,6 +4,7 @@ and one that answers the simple API from what answers.py kept."""
 import datetime
 import json
 import logging
+import time
 
 from . import metrics, publishing, registry, tokens, upstream, views
 from .answers import Answers
@@ -357,10 +358,9 @@ def process_metrics(settings):
 
 
 def measuring(handler, registry_):
-    """A tween, outermost: every answer counted and timed by route kind and status class;
-    /metrics for the scrapers metrics.allowed lets in, 401 for anyone else."""
-    import time
-
+    """A tween, outermost: every answer counted and timed by route kind and status class
+    (one that fails on the way as a 500); /metrics for the scrapers metrics.allowed lets
+    in, 401 for anyone else."""
     settings = registry_.settings
     counted = registry_.ppc_metrics
     token_sha256 = settings.get("ppc_guard.metrics_token_sha256", "")
@@ -371,13 +371,18 @@ def measuring(handler, registry_):
         if request.path_info == metrics.PATH:
             if metrics.allowed(request.remote_addr or "", request.headers.get("Authorization"),
                                token_sha256, allowed_networks):
-                response = json_response(200, counted.exposition(), metrics.CONTENT_TYPE)
+                response = guard_response(200, counted.exposition(), metrics.CONTENT_TYPE)
             else:
-                response = json_response(401, json.dumps({"message": "scrape with the index's "
+                response = guard_response(401, json.dumps({"message": "scrape with the index's "
                                          "metrics credential"}).encode(),
                                          headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         else:
-            response = handler(request)
+            try:
+                response = handler(request)
+            except Exception:
+                counted.request(request.method, request.path_info, 500,
+                                time.perf_counter() - started)
+                raise
         counted.request(request.method, request.path_info, response.status_code,
                         time.perf_counter() - started)
         return response
@@ -399,11 +404,11 @@ def front_door(handler, registry_):
 
     def answer(status, message, **headers):
         body = message if isinstance(message, dict) else {"message": message}
-        return json_response(status, json.dumps(body).encode(), headers=headers)
+        return guard_response(status, json.dumps(body).encode(), headers=headers)
 
     def tween(request):
         if request.path_info == "/health" and not request.headers.get(DEEP_HEALTH_HEADER):
-            return json_response(200, b'{"status": "ok"}')
+            return guard_response(200, b'{"status": "ok"}')
         if publishing.is_endpoint(request.path_info):  # anonymous: a CI job's way in
             return trusted_publishing_answer(request, trusted)
         logins = registry_.ppc_metrics.logins
@@ -451,10 +456,10 @@ def trusted_publishing_answer(request, trusted):
     headers = dict(result.headers)
     if result.status == 429:  # as a guessed login: slowly
         headers["X-Accel-Limit-Rate"] = TARPIT_BYTES_PER_SECOND
-    return json_response(result.status, result.encoded(), result.media_type, headers)
+    return guard_response(result.status, result.encoded(), result.media_type, headers)
 
 
-def json_response(status, body, content_type="application/json", headers=None):
+def guard_response(status, body, content_type="application/json", headers=None):
     """An answer of the guard's own. Its headers go in after the body: Response(headers=)
     would replace the Content-Type and Content-Length the body set."""
     from pyramid.response import Response
