@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from . import harness
+from . import harness, web
 from .conftest import SYSTEM_CA_BUNDLE, steps
 from .engines import PG_PASSWORD, REDIS_PASSWORD, S3_SECRET, Stores
 
@@ -153,6 +153,9 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
     found = as_dev(client, "pip download --retries 0 --no-deps --no-cache-dir -d /tmp/other "
                            "ppc-cluster-sample==2.0.0", PIP_INDEX_URL=other)
     assert found.returncode == 0, found.stdout + found.stderr
+    # Scrapes go to each index host: the balancer sends none to any one of them.
+    status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca)
+    assert status == 404 and "scrape each index host" in answer
 
     # A second run changes nothing anywhere; a preview of one says so.
     settings = cluster_settings(engines, index_hosts, index_home, "postgresql")

@@ -34,7 +34,8 @@ def test_the_site_forwards_to_every_index_host_over_verified_tls(settings):
                  "proxy_ssl_name pypi.example.com;",
                  "proxy_next_upstream error timeout http_502 http_503 http_504;",
                  f"client_max_body_size {1024 ** 3};", "return 301 https://$host$request_uri;",
-                 "if ($ppc_tasks_own_name = 0) {", 'add_header X-Frame-Options "DENY" always;'):
+                 "if ($ppc_tasks_own_name = 0) {", 'add_header X-Frame-Options "DENY" always;',
+                 "location = /metrics {"):
         assert line in site
     # The index hosts' own security headers are not passed on beside the balancer's.
     for header in ("Strict-Transport-Security", "X-Content-Type-Options", "X-Frame-Options",
