@@ -209,15 +209,13 @@ def size(raw: dict, key: str) -> int:
 def owners(raw: dict, key: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """{pattern: [account, ...]}, in a config file; in the environment (FABRIC_PPC_OWNERS)
     "PATTERN=ACCOUNT ACCOUNT;PATTERN=ACCOUNT"."""
-    value = raw[key]
+    value = plain(raw[key])
     if isinstance(value, str):
         pairs = [part.partition("=") for part in value.split(";") if part.strip()]
         if any(not separator for _, separator, _ in pairs):
             raise SettingsError(f"ppc.{key}: must map project name patterns to accounts, "
                                 f"e.g. acme-*=ci release (several joined by ';'), got {value!r}")
         value = {pattern.strip(): accounts.split() for pattern, _, accounts in pairs}
-    if hasattr(value, "items") and not isinstance(value, dict):  # Invoke's DataProxy
-        value = dict(value.items())
     if not isinstance(value, dict):
         raise SettingsError(f"ppc.{key}: must map project name patterns to lists of accounts, "
                             f"got {value!r}")

@@ -96,9 +96,7 @@ def test_what_clients_do_moves_the_series(deployed, operator_home, scrape_job, m
     dev = ("dev", password_of(operator_home, "dev"))
     assert index("/simple/", ("dev", "not-the-password")).status == 401
     wheel = [path for path in make_dists("ppc-metrics", "1.0") if path.suffix == ".whl"][0]
-    body, headers = web.upload_form({":action": "file_upload", "name": "ppc-metrics",
-                                     "version": "1.0"}, wheel.name, wheel.read_bytes())
-    assert index("/simple/", dev, method="POST", body=body, headers=headers).status == 200
+    assert web.upload_dist(index, dev, wheel).status == 200
     for _ in range(2):  # made, then given again
         assert index("/simple/ppc-metrics/", dev).status == 200
     after = figures(scrape(deployed, operator_home, f"Bearer {token}"))
@@ -217,10 +215,7 @@ def test_prometheus_scrapes_the_index_and_an_alert_fires(prometheus, deployed, o
 
     assert index("/simple/", ("dev", "wrong")).status == 401
     wheel = [path for path in make_dists("ppc-prometheus", "1.0") if path.suffix == ".whl"][0]
-    body, headers = web.upload_form({":action": "file_upload", "name": "ppc-prometheus",
-                                     "version": "1.0"}, wheel.name, wheel.read_bytes())
-    assert index("/simple/", ("dev", password_of(operator_home, "dev")), method="POST",
-                 body=body, headers=headers).status == 200
+    assert web.upload_dist(index, ("dev", password_of(operator_home, "dev")), wheel).status == 200
     for expression in (uploads, wrong):
         harness.wait_for(lambda: query(url, expression) > before[expression],
                          f"{expression} moving in Prometheus", timeout=30)

@@ -225,6 +225,24 @@ def test_api_tokens_live_in_the_shared_cache(deployed_shared, fab, engines, serv
     assert download().returncode != 0
 
 
+def test_metrics_count_the_files_the_shared_cache_records(deployed_shared, engines, server,
+                                                         index_home):
+    """On Redis: /metrics reads the store's figures from the registry there."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    state = index_home / "state" / INDEX
+    token = json.loads((state / "secrets.json").read_text())["metrics_token"]
+    scraped = web.request(server.address, "/metrics", ca=state / "ca.crt", sni=INDEX, host=INDEX,
+                          headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status == 200, scraped.body
+    found = {sample.name: sample.value for family in
+             text_string_to_metric_families(scraped.body.decode()) for sample in family.samples}
+    recorded = engines.redis_cli("--scan --pattern 'ppc-tasks:files:*'").split()
+    assert found["ppc_store_projects"] == len(recorded) >= 1
+    assert found["ppc_store_files"] == sum(
+        int(engines.redis_cli(f"hlen {key}")) for key in recorded) >= 2
+
+
 def test_trusted_publishing_keeps_its_records_in_redis(deployed_shared, engines, server,
                                                        index_home, issuer):
     minted = used_once_in_the_shared_cache(server, index_home, issuer)

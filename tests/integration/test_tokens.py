@@ -42,14 +42,6 @@ def make_token(fab, deployed):
     return make
 
 
-def upload(index, auth, path):
-    name, version = path.name.split("-")[0].replace("_", "-"), path.name.split("-")[1]
-    version = version.removesuffix(".tar.gz")
-    body, headers = web.upload_form({":action": "file_upload", "name": name, "version": version},
-                                    path.name, path.read_bytes())
-    return index("/simple/", auth, method="POST", body=body, headers=headers)
-
-
 def test_a_token_publishes_with_twine_and_uv_to_its_scope_and_nothing_else(
         make_token, index, client, deployed, operator_home, make_dists, fab):
     token, output = make_token("--project", "ppc-tok-*", "--note", "the CI of ppc-tok")
@@ -123,7 +115,7 @@ def test_each_token_sees_its_own_scope_even_from_kept_answers(make_token, index,
     second, _ = make_token("--project", "ppc-tok-two")
     for token, name in ((first, "ppc-tok-one"), (second, "ppc-tok-two")):
         for path in make_dists(name, "1.0"):
-            assert upload(index, ("__token__", token), path).status == 200
+            assert web.upload_dist(index, ("__token__", token), path).status == 200
     for _ in range(2):  # the second time from the kept answers
         assert b"ppc-tok-two" not in index("/simple/", ("__token__", first)).body
         assert b"ppc-tok-one" not in index("/simple/", ("__token__", second)).body

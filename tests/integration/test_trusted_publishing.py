@@ -97,11 +97,7 @@ def listed_tokens(fab, server, settings) -> list[str]:
 
 
 def upload(index, token: str, path: Path) -> web.Response:
-    name, version = path.name.split("-")[0].replace("_", "-"), path.name.split("-")[1]
-    body, headers = web.upload_form({":action": "file_upload", "name": name,
-                                     "version": version.removesuffix(".tar.gz")},
-                                    path.name, path.read_bytes())
-    return index("/simple/", ("__token__", token), method="POST", body=body, headers=headers)
+    return web.upload_dist(index, ("__token__", token), path)
 
 
 def test_uv_publishes_from_a_github_shaped_job_with_no_credentials(

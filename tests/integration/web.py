@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import parse_sdist_filename, parse_wheel_filename
+
 
 @dataclass
 class Response:
@@ -73,6 +75,18 @@ def files_of(address: str, project: str, *, ca: Path, name: str,
             assert download.status == 200, (link, download.status)
         result[link.rsplit("/", 1)[1]] = hashlib.sha256(body).hexdigest()
     return result
+
+
+def upload_dist(call, auth: tuple[str, str], path: Path) -> Response:
+    """A distribution file uploaded as twine sends it, its project and version read from
+    its file name; call(path, auth, **request) makes the request (a test's `index`)."""
+    if path.suffix == ".whl":
+        name, version, _, _ = parse_wheel_filename(path.name)
+    else:
+        name, version = parse_sdist_filename(path.name)
+    body, headers = upload_form({":action": "file_upload", "name": name,
+                                 "version": str(version)}, path.name, path.read_bytes())
+    return call("/simple/", auth, method="POST", body=body, headers=headers)
 
 
 def upload_form(fields: dict[str, str], filename: str, content: bytes) -> tuple[bytes, dict]:

@@ -401,6 +401,7 @@ def front_door(handler, registry_):
     operator)."""
     realm = registry_.settings.get("pypi.realm", "pypi")
     trusted = publishing.TrustedPublishing.configured(registry_.settings)
+    logins = registry_.ppc_metrics.logins
 
     def answer(status, message, **headers):
         body = message if isinstance(message, dict) else {"message": message}
@@ -411,7 +412,6 @@ def front_door(handler, registry_):
             return guard_response(200, b'{"status": "ok"}')
         if publishing.is_endpoint(request.path_info):  # anonymous: a CI job's way in
             return trusted_publishing_answer(request, trusted)
-        logins = registry_.ppc_metrics.logins
         try:
             user = request.authenticated_userid
         except TooManyFailures as error:
@@ -500,6 +500,7 @@ def kept_answers(handler, registry_):
 
     kept = Answers()
     token = _token_readers[-1]
+    kept_answers = registry_.ppc_metrics.kept_answers
 
     def tween(request):
         kept_as = views.kept_as(request.path_info)
@@ -519,7 +520,7 @@ def kept_answers(handler, registry_):
             LOG.warning("the generation token could not be read", exc_info=True)
             return handler(request)
         answer = kept.get(key, current)
-        registry_.ppc_metrics.kept_answers.labels("miss" if answer is None else "hit").inc()
+        kept_answers.labels("miss" if answer is None else "hit").inc()
         if answer is not None:
             return Response(headerlist=list(answer.headers), body=answer.body)
         response = handler(request)

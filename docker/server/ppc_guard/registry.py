@@ -184,13 +184,14 @@ def figures_reader(cache_class, cache_settings):
         return sql_figures
     if issubclass(cache_class, RedisCache):
         client = cache_settings["db"]
+        records = RedisRegistry(client)
 
         def redis_figures():
             projects = files = size = 0
             for key in client.scan_iter(REDIS_FILES + "*"):
-                records = client.hvals(key)
-                projects, files = projects + bool(records), files + len(records)
-                size += sum(json.loads(record)["size"] for record in records)
+                held = records.files_of(text_of(key)[len(REDIS_FILES):])
+                projects, files = projects + bool(held), files + len(held)
+                size += sum(record.size for record in held.values())
             return {"store_projects": projects, "store_files": files, "store_bytes": size}
         return redis_figures
     raise RuntimeError(f"ppc_guard keeps no registry in a {cache_class.__name__}")
@@ -222,11 +223,13 @@ class SqlRegistry:
         return self.session.execute(text(statement), values).fetchall()
 
     def _write(self, statement, **values):
+        """The statement's result (its rowcount), in the request's transaction."""
         from sqlalchemy import text
         from zope.sqlalchemy import mark_changed
 
-        self.session.execute(text(statement), values)
+        result = self.session.execute(text(statement), values)
         mark_changed(self.session)  # else the transaction ends in a rollback: no ORM change
+        return result
 
     def _changed(self, project, statement, **values):
         """A write that changes what the simple API shows of `project`: with new
@@ -312,12 +315,7 @@ class SqlRegistry:
     def first_use_of_jti(self, jti, expires, now):
         """Records an OIDC token's issuer and jti; False when they were recorded before."""
         self._write(FORGET_USED_JTIS, now=stamp(now))
-        from sqlalchemy import text
-        from zope.sqlalchemy import mark_changed
-
-        inserted = self.session.execute(text(USE_JTI), {"jti": jti, "expires": stamp(expires)})
-        mark_changed(self.session)
-        return inserted.rowcount == 1
+        return self._write(USE_JTI, jti=jti, expires=stamp(expires)).rowcount == 1
 
     def forget_expired_minted(self, note, now):
         """Minted tokens (their note begins with `note`) past their expiry."""
