@@ -38,10 +38,11 @@ def local_credentials(settings: Settings) -> credentials.Credentials | None:
 def check_host(host: Host) -> list[Check]:
     facts = host.gather(queries(host.settings))
     now = datetime.datetime.now(datetime.timezone.utc)
+    creds = local_credentials(host.settings)
     if balancer.is_balancer(facts):
-        return balancer_checks(host.settings, facts, now)
+        return balancer_checks(host.settings, facts, now, creds.metrics_token if creds else "")
     host.require_docker(facts)
-    return status_checks(host.settings, facts, local_credentials(host.settings), now)
+    return status_checks(host.settings, facts, creds, now)
 
 
 @many_hosts(help={"json": "print the checks as JSON, one object per host"})
@@ -55,8 +56,8 @@ def status(c, targets, json=False):
     (is config.ini what the settings render, and does the server run with it?), the
     certificate (names, days left, issuer, key, trusted by the host), the CA's days left,
     the last verified backup's age, and nginx (running, nginx -t, site up to date, enabled
-    at boot). On a balancer (balancer.deploy): its certificate, nginx and the index hosts
-    it forwards to. Exits 1, with one line per problem, when anything is unhealthy: the
+    at boot). On a balancer (balancer.deploy): its certificate, nginx, nginx's exporter
+    (its /metrics) and the index hosts it forwards to. Exits 1, with one line per problem, when anything is unhealthy: the
     certificate or CA expiring within 30 days, no verified backup for 26 hours (once there
     was one), the disk over 90 % full. Run it from cron as a monitor; --json carries the
     figures (days left, backup age, bytes free).

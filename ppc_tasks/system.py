@@ -34,11 +34,16 @@ class Family:
     trust_store: TrustStore
     # The Docker engine from the distribution's own packages (host.bootstrap).
     install_docker: tuple[str, ...] | None = None
+    # nginx's Prometheus exporter for a balancer's own figures; None: not packaged.
+    install_nginx_exporter: tuple[str, ...] | None = None
 
 
 def apt_install(package: str) -> tuple[str, ...]:
+    # A configuration file written before the package (its /etc/default file) is kept:
+    # the package's first start already runs with it.
     return ("sh", "-c", (f"apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-                         f"apt-get install -y -qq {package}"))
+                         f"apt-get install -y -qq -o Dpkg::Options::=--force-confdef "
+                         f"-o Dpkg::Options::=--force-confold {package}"))
 
 
 def dnf_install(package: str) -> tuple[str, ...]:
@@ -49,8 +54,10 @@ MACOS_KEYCHAIN = "/Library/Keychains/System.keychain"
 FAMILIES = {
     "debian": Family("debian", apt_install("nginx"), TrustStore(
         "debian", "/usr/local/share/ca-certificates", ("update-ca-certificates",),
-        "/etc/ssl/certs/ca-certificates.crt"), install_docker=apt_install("docker.io")),
-    # Fedora packages the engine as moby-engine; RHEL itself has none.
+        "/etc/ssl/certs/ca-certificates.crt"), install_docker=apt_install("docker.io"),
+        install_nginx_exporter=apt_install("prometheus-nginx-exporter")),
+    # Fedora packages the engine as moby-engine; RHEL itself has none. Neither packages
+    # nginx's Prometheus exporter.
     "rhel": Family("rhel", dnf_install("nginx"), TrustStore(
         "rhel", "/etc/pki/ca-trust/source/anchors", ("update-ca-trust", "extract"),
         "/etc/pki/tls/certs/ca-bundle.crt"), install_docker=dnf_install("moby-engine")),

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 
 from .. import index, local, tls_paths
 from ..errors import TaskError
-from ..facts import PLATFORM, TEXT, Facts
-from ..plan import Plan, Unchanged, file_step
-from ..render import render
+from ..facts import COMMAND, PLATFORM, PORTS, TEXT, UNIT, Facts
+from ..plan import Change, Command, Handler, Plan, Step, Unchanged, boot_step, file_step
+from ..render import render, script_argv
 from ..settings import Settings
 from . import certs, nginx
 
 # The first line of the balancer's site: how deploy tells a balancer from an index host.
 MARK = b"(balancer.deploy)"
+# The balancer's own figures: nginx's counters (stub_status) for its Prometheus exporter,
+# which serves them where only nginx reaches it; nginx answers them as /metrics.
+EXPORTER = "prometheus-nginx-exporter"
+EXPORTER_DEFAULTS = f"/etc/default/{EXPORTER}"  # its arguments (read by its unit)
+STUB_STATUS_ADDRESS = "127.0.0.1:9112"
+EXPORTER_PORT = 9113
+EXPORTER_ADDRESS = f"127.0.0.1:{EXPORTER_PORT}"
+TOKEN = re.compile(r"[A-Za-z0-9_-]+")  # secrets.token_urlsafe's alphabet: no regex syntax
 
 
 def upstream(host: str) -> str:
@@ -25,12 +34,38 @@ def upstream(host: str) -> str:
         return f"{host}:443"
 
 
-def render_site(settings: Settings, ca_path: str) -> bytes:
+def has_exporter(facts: Facts) -> bool:
+    """Whether the host's system packages nginx's exporter (Debian and Ubuntu do)."""
+    family = facts.platform.family
+    return family is not None and family.install_nginx_exporter is not None
+
+
+def render_site(settings: Settings, ca_path: str, metrics_token: str, exporter: bool) -> bytes:
+    """The site; with the exporter, /metrics answers the balancer's figures to the scrape
+    credential (metrics_token, "" while the index has none) and ppc.metrics_allow. It
+    holds the credential: written 0600 (nginx reads it as root)."""
+    if metrics_token and not TOKEN.fullmatch(metrics_token):
+        raise TaskError(f"{settings.secrets_path}: metrics_token must be letters, digits, "
+                        f"'-' and '_': delete it and deploy again for a new one")
     certificate_path, key_path = tls_paths.host_cert_paths(settings)
     return render("balancer-site.conf.j2", server_names=settings.server_names,
                   upstreams=[upstream(host) for host in settings.index_hosts],
                   certificate_path=certificate_path, key_path=key_path,
-                  upstream_ca_path=ca_path, max_upload_size=settings.max_upload_size)
+                  upstream_ca_path=ca_path, max_upload_size=settings.max_upload_size,
+                  exporter_address=EXPORTER_ADDRESS if exporter else "",
+                  stub_status_address=STUB_STATUS_ADDRESS, metrics_token=metrics_token,
+                  metrics_allow=[str(ipaddress.ip_network(network, strict=False))
+                                 for network in settings.metrics_allow])
+
+
+def hide_credential(text: str) -> str:
+    """The site as previews show it: without the scrape credential."""
+    return re.sub(r'"~\^Bearer [^"]*"', '"~^Bearer (the metrics credential)$"', text)
+
+
+def render_exporter_defaults() -> bytes:
+    return render("nginx-exporter.default.j2", stub_status_address=STUB_STATUS_ADDRESS,
+                  exporter_address=EXPORTER_ADDRESS)
 
 
 def is_balancer(facts: Facts) -> bool:
@@ -46,9 +81,13 @@ def upstream_trust(settings: Settings, facts: Facts) -> str:
     return tls_paths.upstream_ca_path(settings)
 
 
+def exporter_queries() -> list[str]:
+    return [COMMAND.query(EXPORTER), UNIT.query(EXPORTER), PORTS.query(), TEXT.query(EXPORTER_DEFAULTS)]
+
+
 def queries(settings: Settings) -> list[str]:
     return [PLATFORM.query(), *index.queries(settings), *nginx.queries(settings),
-            TEXT.query(tls_paths.upstream_ca_path(settings))]
+            TEXT.query(tls_paths.upstream_ca_path(settings)), *exporter_queries()]
 
 
 def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
@@ -70,5 +109,53 @@ def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
     else:
         plan.add(file_step("balancer.ca", ca_path, tls.ca, facts.file(ca_path), mode="644",
                            owner="0:0", notifies=("nginx.reload",)))
-    plan.add(*nginx.plan_nginx(settings, facts, host_name, render_site(settings, ca_path)))
+    site = render_site(settings, ca_path, here.credentials.metrics_token, has_exporter(facts))
+    plan.add(*nginx.plan_nginx(settings, facts, host_name, site, mode="600",
+                               redact=hide_credential))
+    if not here.credentials.metrics_token:
+        plan.add(Unchanged("balancer.metrics", "the index has no metrics credential yet: "
+                                               "deploy its hosts, then balancer.deploy again"))
+    plan.add(*plan_exporter(facts))
     return plan
+
+
+def exporter_running(facts: Facts) -> bool:
+    if facts.platform.systemd:
+        return facts.unit_active(EXPORTER)
+    return EXPORTER_PORT in facts.ports
+
+
+def plan_exporter(facts: Facts) -> list[Step]:
+    """exporter.config, exporter.install, exporter.service, exporter.boot: nginx's
+    exporter from the system's packages, started with its arguments already in place
+    (so it never listens beyond the loopback address), after nginx serves stub_status."""
+    family = facts.platform.family
+    if not has_exporter(facts):
+        return [Unchanged("exporter.install", f"{facts.platform.os} packages no nginx exporter: "
+                                              f"the balancer's /metrics answers 404")]
+    config = file_step("exporter.config", EXPORTER_DEFAULTS, render_exporter_defaults(),
+                       facts.file(EXPORTER_DEFAULTS), mode="644", owner="0:0",
+                       notifies=("exporter.restart",))
+    if facts.commands.get(EXPORTER):
+        install: Step = Unchanged("exporter.install", f"{EXPORTER} is installed")
+    else:
+        install = Change("exporter.install", done=f"installed {EXPORTER} ({family.name} packages)",
+                         would=f"install {EXPORTER} ({family.name} packages)",
+                         commands=[Command.of(*family.install_nginx_exporter)],
+                         notifies=("exporter.restart",))
+    command = (("systemctl", "restart", EXPORTER) if facts.platform.systemd
+               else ("service", EXPORTER, "restart"))
+
+    def start(done: str, would: str) -> Change:
+        return Change("exporter.service", done=done, would=would, commands=[Command.of(
+            *script_argv("wait-listening", str(EXPORTER_PORT), "30", "--", *command),
+            failure=f"{EXPORTER} does not serve on {EXPORTER_ADDRESS} (journalctl -u "
+                    f"{EXPORTER} says why)")])
+
+    service = Handler("exporter.service", "exporter.restart",
+                      start(f"restarted {EXPORTER} (its arguments or package changed)",
+                            f"restart {EXPORTER}: its arguments or package change"),
+                      Unchanged("exporter.service", f"{EXPORTER} serves on {EXPORTER_ADDRESS}")
+                      if exporter_running(facts) else
+                      start(f"started {EXPORTER}", f"start {EXPORTER}: it is not running"))
+    return [config, install, service, boot_step("exporter.boot", EXPORTER, facts)]

@@ -4,6 +4,7 @@ asks for, its steps and what they render (its tasks: ppc_tasks/nginx.py)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .. import tls_paths
 from ..errors import TaskError
@@ -60,9 +61,10 @@ def runs_files_as_they_are(settings: Settings, facts: Facts) -> bool:
                for path, state in now.items())
 
 
-def plan_nginx(settings: Settings, facts: Facts, host_name: str, site: bytes) -> list[Step]:
-    """nginx.install, nginx.site (the index's, or a balancer's), nginx.service (reloaded
-    when notified), nginx.boot."""
+def plan_nginx(settings: Settings, facts: Facts, host_name: str, site: bytes, *,
+               mode: str = "644", redact: Callable[[str], str] = lambda text: text) -> list[Step]:
+    """nginx.install, nginx.site (the index's, or a balancer's: mode 0600 and redacted in
+    previews when it holds a secret), nginx.service (reloaded when notified), nginx.boot."""
     installed, running = facts.nginx
     family = facts.platform.family
     if family is not None and family.install_nginx is None:
@@ -78,7 +80,7 @@ def plan_nginx(settings: Settings, facts: Facts, host_name: str, site: bytes) ->
         steps = [Change("nginx.install", done=f"installed nginx ({family.name} packages)",
                         would=f"install nginx ({family.name} packages)",
                         commands=[Command.of(*family.install_nginx)])]
-    steps.append(site_step(facts, site))
+    steps.append(site_step(facts, site, mode, redact))
     if running:
         steps.append(reload_step(settings, facts))
     else:
@@ -123,13 +125,14 @@ def load_command(settings: Settings, facts: Facts, command: tuple[str, ...]) -> 
                                    *command))
 
 
-def site_step(facts: Facts, site: bytes) -> Step:
+def site_step(facts: Facts, site: bytes, mode: str = "644",
+              redact: Callable[[str], str] = lambda text: text) -> Step:
     """The site, written only if `nginx -t` accepts it (else the previous one stays)."""
-    step = file_step("nginx.site", SITE_PATH, site, facts.file(SITE_PATH), mode="644",
-                     owner="0:0", notifies=("nginx.reload",))
+    step = file_step("nginx.site", SITE_PATH, site, facts.file(SITE_PATH), mode=mode,
+                     owner="0:0", redact=redact, notifies=("nginx.reload",))
     if isinstance(step, Change):
         step.commands = [Command.of(*script_argv("put-checked", script("put-file"), SITE_PATH,
-                                                 "644", "nginx", "-t"),
+                                                 mode, "nginx", "-t"),
                                     stdin=site,
                                     failure="nginx rejected the new configuration, the "
                                             "previous one stays live")]

@@ -41,7 +41,8 @@ class Check:
 def queries(settings: Settings) -> list[str]:
     return [*deploy.queries(settings), VOLUME_USAGE.query(settings.data_volume),
             HEALTH.query(settings.server_container), NGINX_TEST.query(),
-            API_TOKENS.query(settings.server_container), TEXT.query(settings.verified_backup_path)]
+            API_TOKENS.query(settings.server_container), TEXT.query(settings.verified_backup_path),
+            *balancer.exporter_queries()]
 
 
 # -- deciding ------------------------------------------------------------------------------
@@ -327,14 +328,34 @@ def status_checks(settings: Settings, facts: Facts, creds: credentials.Credentia
                         nginx.render_site(settings, nginx.serving_port(settings, facts)))]
 
 
-def balancer_checks(settings: Settings, facts: Facts, now: datetime.datetime) -> list[Check]:
-    """A balancer holds no index: its certificate, nginx, and where it forwards (each
-    index host's own status tells how that one is doing)."""
-    site = balancer.render_site(settings, balancer.upstream_trust(settings, facts))
+def check_exporter(facts: Facts) -> Check:
+    """nginx's exporter, which the balancer's /metrics answers from."""
+    if not balancer.has_exporter(facts):
+        return Check("metrics", True, f"{facts.platform.os} packages no nginx exporter: "
+                                      f"scrape each index host")
+    defaults = facts.file(balancer.EXPORTER_DEFAULTS).state
+    problems = [problem for problem, bad in (
+        ("not installed (balancer.deploy installs it)", not facts.commands.get(balancer.EXPORTER)),
+        ("not running", not balancer.exporter_running(facts)),
+        (f"{balancer.EXPORTER_DEFAULTS} differs from what ppc-tasks writes",
+         defaults is None or defaults.sha256 != hashlib.sha256(
+             balancer.render_exporter_defaults()).hexdigest()),
+        ("not enabled at boot", facts.platform.systemd and not facts.unit_enabled(balancer.EXPORTER)),
+    ) if bad]
+    return Check("metrics", not problems, "; ".join(problems) or
+                 f"{balancer.EXPORTER} serves nginx's figures as /metrics")
+
+
+def balancer_checks(settings: Settings, facts: Facts, now: datetime.datetime,
+                    metrics_token: str) -> list[Check]:
+    """A balancer holds no index: its certificate, nginx, its figures for Prometheus, and
+    where it forwards (each index host's own status tells how that one is doing)."""
+    site = balancer.render_site(settings, balancer.upstream_trust(settings, facts),
+                                metrics_token, balancer.has_exporter(facts))
     return [Check("role", True, f"balancer for {', '.join(settings.server_names)} "
                                 f"(balancer.deploy)"),
             check_certificate(settings, facts, now, trusted_here=False),
-            check_nginx(settings, facts, site),
+            check_nginx(settings, facts, site), check_exporter(facts),
             Check("upstreams", True, f"forwards to {', '.join(settings.index_hosts)} "
                                      f"({program()} -H {','.join(settings.index_hosts)} status "
                                      f"checks them)")]

@@ -1,6 +1,7 @@
 """Two index hosts serve one index from S3 and a shared cache, behind a balancer: the
 client, configured with clients.configure for the shared name, uploads and installs
-through the balancer, and keeps installing while one index host's server is down."""
+through the balancer, and keeps installing while one index host's server is down. The
+balancer tells its own figures (nginx's) to the scrape credential and metrics_allow."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from invoke.vendor import yaml
 
 from . import harness, web
 from .conftest import SYSTEM_CA_BUNDLE, steps
@@ -59,7 +61,7 @@ def cluster_settings(engines: Stores, index_hosts, index_home, cache: str) -> di
             "state_dir": str(index_home / "state"), "storage": "s3",
             "s3_bucket": engines.bucket, "s3_endpoint_url": engines.s3_endpoint_url,
             "s3_addressing_style": "path", "s3_access_key_id": "test:tester",
-            "cache_url": cache_url}
+            "cache_url": cache_url, "metrics_allow": [harness.gateway_address()]}
 
 
 def on_all(hosts) -> str:
@@ -153,10 +155,6 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
     found = as_dev(client, "pip download --retries 0 --no-deps --no-cache-dir -d /tmp/other "
                            "ppc-cluster-sample==2.0.0", PIP_INDEX_URL=other)
     assert found.returncode == 0, found.stdout + found.stderr
-    # Scrapes go to each index host: the balancer sends none to any one of them.
-    status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca)
-    assert status == 404 and "scrape each index host" in answer
-
     # A second run changes nothing anywhere; a preview of one says so.
     settings = cluster_settings(engines, index_hosts, index_home, "postgresql")
     preview = fab("--dry", "balancer.deploy", host=balancer_host, settings=settings)
@@ -175,7 +173,8 @@ def test_status_checks_the_balancer_as_a_balancer(cluster, fab, engines, index_h
     assert status.returncode == 0, status.stdout + status.stderr
     rows = re.findall(rf"^\[127.0.0.1:{balancer_host.port}\] (\S+) +(\S+) ", status.stdout,
                       re.MULTILINE)
-    assert rows == [("role", "ok"), ("certificate", "ok"), ("nginx", "ok"), ("upstreams", "ok")]
+    assert rows == [("role", "ok"), ("certificate", "ok"), ("nginx", "ok"), ("metrics", "ok"),
+                    ("upstreams", "ok")]
     site = "/etc/nginx/conf.d/ppc-tasks.conf"
     balancer_host.exec(f"cp -p {site} /tmp/site && echo '# edited' >> {site}")
     try:
@@ -184,6 +183,51 @@ def test_status_checks_the_balancer_as_a_balancer(cluster, fab, engines, index_h
         balancer_host.exec(f"cp -p /tmp/site {site}")
     assert drifted.returncode == 1
     assert "nginx: the site differs from what the settings render" in drifted.stderr
+
+
+def scrape_balancer(balancer_host, index_home, authorization: str | None = None) -> web.Response:
+    """/metrics of the balancer, from this machine (an address of metrics_allow)."""
+    return web.request(balancer_host.address, "/metrics", sni=INDEX, host=INDEX,
+                       ca=index_home / "state" / INDEX / "ca.crt",
+                       headers={"Authorization": authorization} if authorization else {})
+
+
+def test_the_balancer_tells_nginx_figures_to_the_credential_and_allowed_addresses(
+        cluster, fab, engines, index_hosts, balancer_host, client, index_home, tmp_path):
+    # The job metrics.scrape-config prints for it: the index's name, which reaches it.
+    settings = cluster_settings(engines, index_hosts, index_home, "postgresql")
+    made = fab("metrics.scrape-config", "--directory", str(tmp_path), settings=settings)
+    assert made.returncode == 0, made.stdout + made.stderr
+    jobs = {job["job_name"]: job for job in yaml.safe_load(made.stdout)}
+    assert jobs[f"ppc-{INDEX}-balancer"]["static_configs"] == [{"targets": [f"{INDEX}:443"]}]
+    token = (tmp_path / f"{INDEX}-metrics-token").read_text()
+    # From the client (no address of metrics_allow): the exact credential only.
+    ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
+    for refused in (None, "Bearer not-the-credential", f"Bearer {token.swapcase()}",
+                    f"Bearer {token}x", f"Basic {token}"):
+        status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca,
+                                       headers={"Authorization": refused} if refused else {})
+        assert status == 401 and "metrics credential" in answer, (refused, status, answer)
+    status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca,
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert status == 200 and "nginx_up 1" in answer, answer
+    # From this machine (named by metrics_allow): without it too. Requests move them.
+    before = web.figures(scrape_balancer(balancer_host, index_home))
+    assert before[("nginx_up", ())] == 1
+    for _ in range(3):
+        web.from_host(client, f"https://{INDEX}/simple/", ca)
+    after = web.figures(scrape_balancer(balancer_host, index_home, "Bearer not-the-credential"))
+    assert after[("nginx_http_requests_total", ())] >= before[("nginx_http_requests_total", ())] + 3
+    # (prometheus_client's parser names a counter's sample with _total, as OpenMetrics does.)
+    accepted = ("nginx_connections_accepted_total", ())
+    assert after[accepted] > before[accepted]
+    # The exporter and nginx's counters listen on the loopback address only.
+    listening = balancer_host.out("awk '$4 == \"0A\" { print $2 }' /proc/net/tcp /proc/net/tcp6")
+    for port in ("2398", "2399"):  # 9112 (stub_status), 9113 (the exporter)
+        assert [address for address in listening.split() if address.endswith(f":{port}")] == [
+            f"0100007F:{port}"], listening
+    # The site holds the credential: only root reads it.
+    assert balancer_host.out("stat -c '%a %u' /etc/nginx/conf.d/ppc-tasks.conf") == "600 0"
 
 
 def failover(fab, settings, client, down, up, requirement: str) -> None:
@@ -232,7 +276,8 @@ def test_the_same_with_redis_as_the_cache(cluster, fab, engines, index_hosts, ba
     failover(fab, settings, client, first, second, "ppc-cluster-sample==3.0.0")
 
 
-def test_the_balancer_serves_again_after_a_reboot_by_itself(cluster, balancer_host, client):
+def test_the_balancer_serves_again_after_a_reboot_by_itself(cluster, balancer_host, client,
+                                                             index_home):
     harness.reboot(balancer_host)
     # A server keeps its address across a reboot; a restarted container may get another,
     # so the client's name for the index follows it, as DNS would.
@@ -244,3 +289,7 @@ def test_the_balancer_serves_again_after_a_reboot_by_itself(cluster, balancer_ho
                                                                times=1),
                      "an install through the rebooted balancer", 180)
     assert installs_through_the_balancer(client, "ppc-cluster-sample==1.0.0") == []
+    # Its figures too: the exporter starts at boot, after nginx.
+    harness.wait_for(lambda: scrape_balancer(balancer_host, index_home).status == 200,
+                     "the rebooted balancer's /metrics", 60)
+    assert web.figures(scrape_balancer(balancer_host, index_home))[("nginx_up", ())] == 1

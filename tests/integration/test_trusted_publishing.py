@@ -214,6 +214,15 @@ def test_a_replayed_token_is_refused(index, issuer):
     assert post_json(index, "/_/oidc/burn-token", {"token": minted["token"]})[0] == 200
 
 
+def test_an_oversized_token_request_is_refused_unread(index, issuer):
+    """Anyone may post here: a body past the 64 KB a token request may be is refused (the
+    guard reads no more of it than that)."""
+    token = issuer.github_job_token(audience(index))
+    status, refused = post_json(index, "/_/oidc/mint-token",
+                                {"token": token, "padding": "x" * 16 * 1024 * 1024})
+    assert status == 413 and refused["errors"][0]["code"] == "invalid-payload", refused
+
+
 HOSTILE = {
     "expired": lambda issuer, aud: issuer.github_job_token(aud, exp=int(time.time()) - 120,
                                                            iat=int(time.time()) - 900),

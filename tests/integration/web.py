@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
+from prometheus_client.parser import text_string_to_metric_families
 
 
 @dataclass
@@ -52,6 +53,14 @@ def request(address: str, path: str, *, ca: Path, sni: str | None, host: str,
         return Response(None, b"", {})
     finally:
         connection.close()
+
+
+def figures(response: Response) -> dict:
+    """A /metrics answer's samples: {(sample name, sorted labels): value}."""
+    assert response.status == 200, response.body
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.body.decode())
+            for sample in family.samples}
 
 
 # A signed download URL of an S3 store is fetched directly, never through the machine's proxy.

@@ -10,7 +10,8 @@ from ppc_tasks.plan import Change
 from ppc_tasks.plans.bootstrap import plan_docker
 from ppc_tasks.system import parse_platform
 
-APT = "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io"
+APT = ("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+       "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold docker.io")
 
 
 def facts(os_words: str, docker: str, systemd: bool = True) -> Facts:

@@ -11,7 +11,8 @@ from invoke.vendor import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from ppc_tasks import config_ini, credentials
-from ppc_tasks.render import DOCKER_DIR, render
+from ppc_tasks import metrics as ppc_metrics
+from ppc_tasks.render import DOCKER_DIR
 from ppc_tasks.settings import Settings, SettingsError
 
 sys.path.insert(0, str(DOCKER_DIR / "server"))
@@ -115,17 +116,26 @@ def test_a_network_that_is_none_is_one_line():
 
 
 @pytest.mark.parametrize("ca_file", ["/etc/prometheus/ppc/pypi.test-ca.crt", None])
-def test_the_scrape_job_is_prometheus_yaml(ca_file):
-    job = yaml.safe_load(render("prometheus-scrape.yml.j2", index="pypi.test", program="ppc",
-                                token_file="/etc/prometheus/ppc/pypi.test-metrics-token",
-                                ca_file=ca_file, targets=("pypi1.test", "pypi2.test")))
-    [scrape] = job
-    assert scrape["scheme"] == "https" and scrape["metrics_path"] == "/metrics"
-    assert scrape["authorization"] == {
-        "type": "Bearer", "credentials_file": "/etc/prometheus/ppc/pypi.test-metrics-token"}
-    assert scrape["tls_config"].get("ca_file") == ca_file
-    assert scrape["tls_config"]["server_name"] == "pypi.test"
-    assert scrape["static_configs"] == [{"targets": ["pypi1.test:443", "pypi2.test:443"]}]
+def test_the_scrape_jobs_are_prometheus_yaml(ca_file, tmp_path):
+    cluster = Settings.from_config({
+        "server_names": ["pypi.test"], "state_dir": str(tmp_path), "storage": "s3",
+        "index_hosts": ["pypi1.test", "pypi2.test"], "s3_bucket": "pypi",
+        "s3_access_key_id": "k", "cache_url": "redis://cache"}, host=None)
+    jobs = yaml.safe_load(ppc_metrics.scrape_jobs(
+        cluster, "/etc/prometheus/ppc/pypi.test-metrics-token", ca_file))
+    # Each index host, and the balancer at the index's name: all with one credential and CA.
+    assert [(job["job_name"], job["static_configs"]) for job in jobs] == [
+        ("ppc-pypi.test", [{"targets": ["pypi1.test:443", "pypi2.test:443"]}]),
+        ("ppc-pypi.test-balancer", [{"targets": ["pypi.test:443"]}])]
+    for scrape in jobs:
+        assert scrape["scheme"] == "https" and scrape["metrics_path"] == "/metrics"
+        assert scrape["authorization"] == {
+            "type": "Bearer", "credentials_file": "/etc/prometheus/ppc/pypi.test-metrics-token"}
+        assert scrape["tls_config"].get("ca_file") == ca_file
+        assert scrape["tls_config"]["server_name"] == "pypi.test"
+    one_host = Settings.from_config({"server_names": ["pypi.test"]}, host=None)
+    [job] = yaml.safe_load(ppc_metrics.scrape_jobs(one_host, "/token", ca_file))
+    assert job["static_configs"] == [{"targets": ["pypi.test:443"]}]
 
 
 def test_the_certificate_the_ca_and_the_last_backup_are_read_from_their_files(tmp_path):

@@ -123,15 +123,15 @@ def test_the_health_report_survives_what_a_server_may_print():
     assert parse_health_report("eyJjYWNoZSI6ICIifQ==") == {"cache": ""}
 
 
-def test_a_balancer_is_checked_for_its_certificate_and_nginx_not_for_an_index(tmp_path):
+def test_a_balancer_is_checked_for_its_certificate_nginx_and_exporter_not_for_an_index(tmp_path):
     cluster = Settings.from_config({"server_names": ["pypi.test"], "state_dir": str(tmp_path),
                                     "index_hosts": ["idx1", "idx2"], "storage": "s3",
                                     "s3_bucket": "packages", "s3_access_key_id": "key",
                                     "cache_url": "redis://cache/0"},
                                    host=None)
     facts = certificate_facts(cluster, NOW)
-    site = balancer.render_site(cluster, balancer.upstream_trust(cluster, facts))
-    facts.files[nginx.SITE_PATH] = FileFacts(FileState(hashlib.sha256(site).hexdigest(), "644",
+    site = balancer.render_site(cluster, balancer.upstream_trust(cluster, facts), "t0ken", True)
+    facts.files[nginx.SITE_PATH] = FileFacts(FileState(hashlib.sha256(site).hexdigest(), "600",
                                                        "0:0"), content=site)
     facts.nginx, facts.nginx_test = (True, True), (True, "")
     facts.units["nginx"] = ("enabled", "active")
@@ -139,12 +139,27 @@ def test_a_balancer_is_checked_for_its_certificate_and_nginx_not_for_an_index(tm
     facts.files[nginx.LOADED_PATH] = FileFacts(None, content="".join(
         f"{facts.file(path).state.sha256} {path}\n" for path in nginx.loaded_files(cluster)
     ).encode())
+    defaults = balancer.render_exporter_defaults()
+    facts.files[balancer.EXPORTER_DEFAULTS] = FileFacts(FileState(
+        hashlib.sha256(defaults).hexdigest(), "644", "0:0"), content=defaults)
+    facts.commands[balancer.EXPORTER] = True
+    facts.units[balancer.EXPORTER] = ("enabled", "active")
     assert balancer.is_balancer(facts)
-    checks = {check.part: check for check in status.balancer_checks(cluster, facts, NOW)}
-    assert list(checks) == ["role", "certificate", "nginx", "upstreams"]
+    checks = {check.part: check for check in status.balancer_checks(cluster, facts, NOW, "t0ken")}
+    assert list(checks) == ["role", "certificate", "nginx", "metrics", "upstreams"]
     # The certificate's CA need not be in a balancer's own trust store.
     assert all(check.ok for check in checks.values()), checks
     assert checks["upstreams"].detail.startswith("forwards to idx1, idx2")
+    # Another credential in the settings' state is drift; so is a stopped exporter.
+    drifted = {check.part: check for check in status.balancer_checks(cluster, facts, NOW, "other")}
+    assert drifted["nginx"].detail == "the site differs from what the settings render"
+    facts.units[balancer.EXPORTER] = ("disabled", "failed")
+    stopped = {check.part: check for check in status.balancer_checks(cluster, facts, NOW, "t0ken")}
+    assert stopped["metrics"].detail == "not running; not enabled at boot"
+    # A system that packages no exporter is no problem: status says why there is none.
+    facts.platform = parse_platform("os=rocky rhel\nsystemd=1")
+    rocky = {check.part: check for check in status.balancer_checks(cluster, facts, NOW, "t0ken")}
+    assert rocky["metrics"].ok and "packages no nginx exporter" in rocky["metrics"].detail
 
 
 def test_the_publishing_line_says_what_the_index_promises(tmp_path):

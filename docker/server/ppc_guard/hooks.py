@@ -444,7 +444,9 @@ def front_door(handler, registry_):
 # -- trusted publishing -------------------------------------------------------------------
 def trusted_publishing_answer(request, trusted):
     offers = request.accept.acceptable_offers(publishing.OFFERS)
-    asked = publishing.Asked(request.path_info, request.method, request.body,
+    # Anyone may ask: never more than the largest request it takes is read into memory.
+    body = request.body_file.read(publishing.MAX_BODY + 1)
+    asked = publishing.Asked(request.path_info, request.method, body,
                              request.GET.get("discover"), request.remote_addr or "",
                              offers[0][0] if offers else None, request.host_url)
     now = datetime.datetime.now(datetime.timezone.utc)
