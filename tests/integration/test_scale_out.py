@@ -158,6 +158,15 @@ def test_trusted_publishing_keeps_its_records_in_postgresql(deployed_shared, eng
                        f"$${minted.split('-')[1]}$$") == "dev"
 
 
+def test_metrics_on_postgresql_count_the_files_and_the_connection_pool(deployed_shared, engines,
+                                                                      server, index_home):
+    found = scraped(server, index_home)
+    assert found["ppc_store_files"] == int(engines.sql("select count(*) from packages")) >= 2
+    # The pool pypicloud's requests use: the scrape's own connection is back in it.
+    assert found["ppc_cache_pool_size"] >= 1 and found["ppc_cache_connections_idle"] >= 1
+    assert "ppc_cache_connections_in_use" in found
+
+
 def test_a_warm_deploy_needs_no_secret_again(deployed_shared, fab, engines, server, index_home):
     again = fab("deploy", host=server, settings=shared_settings(engines, server, index_home))
     assert again.returncode == 0, again.stdout + again.stderr
@@ -225,18 +234,20 @@ def test_api_tokens_live_in_the_shared_cache(deployed_shared, fab, engines, serv
     assert download().returncode != 0
 
 
+def scraped(server, index_home) -> dict[str, float]:
+    """/metrics of the index host, read with the scrape credential: {sample: value} of the
+    series without labels."""
+    state = index_home / "state" / INDEX
+    token = json.loads((state / "secrets.json").read_text())["metrics_token"]
+    answer = web.request(server.address, "/metrics", ca=state / "ca.crt", sni=INDEX, host=INDEX,
+                         headers={"Authorization": f"Bearer {token}"})
+    return {name: value for (name, labels), value in web.figures(answer).items() if not labels}
+
+
 def test_metrics_count_the_files_the_shared_cache_records(deployed_shared, engines, server,
                                                          index_home):
     """On Redis: /metrics reads the store's figures from the registry there."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    state = index_home / "state" / INDEX
-    token = json.loads((state / "secrets.json").read_text())["metrics_token"]
-    scraped = web.request(server.address, "/metrics", ca=state / "ca.crt", sni=INDEX, host=INDEX,
-                          headers={"Authorization": f"Bearer {token}"})
-    assert scraped.status == 200, scraped.body
-    found = {sample.name: sample.value for family in
-             text_string_to_metric_families(scraped.body.decode()) for sample in family.samples}
+    found = scraped(server, index_home)
     recorded = engines.redis_cli("--scan --pattern 'ppc-tasks:files:*'").split()
     assert found["ppc_store_projects"] == len(recorded) >= 1
     assert found["ppc_store_files"] == sum(

@@ -46,7 +46,8 @@ def value(found: dict, family: str, sample: str, **labels) -> float:
 
 def test_the_series_count_time_and_figure_with_kinds_for_labels():
     counted = metrics.Metrics(lambda: {"store_projects": 2, "store_files": 5, "store_bytes": 900,
-                                       "volume_free_bytes": 10, "volume_size_bytes": 100},
+                                       "volume_free_bytes": 10, "volume_size_bytes": 100,
+                                       "cache_connections_in_use": 1, "cache_pool_size": 5},
                               {"image": "ppc/pypicloud:1.3.12", "release": "0.1.0"})
     counted.request("GET", "/simple/acme-tools/", 200, 0.004)
     counted.request("POST", "/simple/", 403, 0.2)
@@ -64,6 +65,7 @@ def test_the_series_count_time_and_figure_with_kinds_for_labels():
     assert value(found, "ppc_uploads", "ppc_uploads_total", outcome="not_allowed") == 1
     assert value(found, "ppc_store_files", "ppc_store_files") == 5
     assert value(found, "ppc_volume_free_bytes", "ppc_volume_free_bytes") == 10
+    assert value(found, "ppc_cache_connections_in_use", "ppc_cache_connections_in_use") == 1
     assert value(found, "ppc_build_info", "ppc_build_info", image="ppc/pypicloud:1.3.12",
                  release="0.1.0") == 1
     assert all(found[name].documentation for name in found)  # each with its help text

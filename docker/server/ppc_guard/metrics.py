@@ -104,7 +104,8 @@ class Metrics:
 
 class Figures:
     """A collector of what is read at each scrape: `figures()` gives some of store_projects,
-    store_files, store_bytes, volume_free_bytes, volume_size_bytes,
+    store_files, store_bytes, cache_connections_in_use, cache_connections_idle,
+    cache_pool_size, volume_free_bytes, volume_size_bytes,
     certificate_expiry_seconds, ca_expiry_seconds, backup_verified_seconds (each when
     known); `info` labels the running image and ppc-tasks release."""
 
@@ -112,6 +113,12 @@ class Figures:
         "store_projects": ("ppc_store_projects", "Projects the index holds files of"),
         "store_files": ("ppc_store_files", "Files the index holds"),
         "store_bytes": ("ppc_store_bytes", "Bytes of the files the index holds"),
+        "cache_connections_in_use": ("ppc_cache_connections_in_use",
+                                     "Connections of the cache's pool that requests hold"),
+        "cache_connections_idle": ("ppc_cache_connections_idle",
+                                   "Open connections of the cache's pool, waiting for a request"),
+        "cache_pool_size": ("ppc_cache_pool_size",
+                            "Connections the cache's pool keeps open (more open when busy)"),
         "volume_free_bytes": ("ppc_volume_free_bytes",
                               "Free bytes of the volume that holds the index's data"),
         "volume_size_bytes": ("ppc_volume_size_bytes",

@@ -168,19 +168,29 @@ STORE_FIGURES = f"SELECT COUNT(DISTINCT name), COUNT(*), COALESCE(SUM(size), 0) 
 
 def figures_reader(cache_class, cache_settings):
     """A function that reads how many projects and files the index holds, and their
-    bytes, outside any request (for /metrics); `cache_settings` as for token_reader."""
+    bytes (and on a SQL cache with a pool, its connections), outside any request (for
+    /metrics); `cache_settings` as for token_reader."""
     from pypicloud.cache.redis_cache import RedisCache
     from pypicloud.cache.sql import SQLCache
 
     if issubclass(cache_class, SQLCache):
         from sqlalchemy import text
 
+        from sqlalchemy.pool import QueuePool
+
         engine = cache_settings["dbmaker"].kw["bind"]
+        # The pool pypicloud's requests take their connections from: PostgreSQL's (and
+        # MySQL's) keep one; SQLite's opens a connection for each use.
+        pool = engine.pool if isinstance(engine.pool, QueuePool) else None
 
         def sql_figures():
             with engine.connect() as connection:
                 projects, files, size = connection.execute(text(STORE_FIGURES)).fetchone()
-            return {"store_projects": projects, "store_files": files, "store_bytes": int(size)}
+            found = {"store_projects": projects, "store_files": files, "store_bytes": int(size)}
+            if pool is not None:
+                found.update(cache_connections_in_use=pool.checkedout(),
+                             cache_connections_idle=pool.checkedin(), cache_pool_size=pool.size())
+            return found
         return sql_figures
     if issubclass(cache_class, RedisCache):
         client = cache_settings["db"]
