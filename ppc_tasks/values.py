@@ -282,6 +282,11 @@ def trusted_publishers(raw: dict, key: str) -> tuple:
             made.append(publishers.from_setting(entry, tuple(projects), account, jwks, ca_bundle))
         except publishers.SettingError as error:
             raise SettingsError(f"{where}.{error}") from None
+        # An issuer has one key set: its tokens are checked against the first publisher's.
+        first = next(publisher for publisher in made if publisher.issuer == made[-1].issuer)
+        if (first.jwks, first.ca_bundle) != (jwks, ca_bundle):
+            raise SettingsError(f"{where}: another publisher of {first.issuer} names other "
+                                f"jwks_file or ca_bundle: give them the same")
     return tuple(made)
 
 

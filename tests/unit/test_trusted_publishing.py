@@ -411,6 +411,25 @@ def test_a_bad_publisher_setting_is_one_line(value, message):
         Settings.from_config({"trusted_publishers": value}, host="pypi.test")
 
 
+def test_publishers_of_one_issuer_share_its_keys(tmp_path):
+    """An issuer's tokens are checked against one key set: two publishers of it that name
+    different ones are a setting to correct, not a choice the guard makes."""
+    from ppc_tasks.settings import Settings, SettingsError
+
+    keys = tmp_path / "jwks.json"
+    keys.write_text(jwks((KEY, "k1")))
+    pinned = {"issuer": "github", "repository": REPOSITORY, "workflow": WORKFLOW,
+              "projects": ["acme-tools"], "jwks_file": str(keys)}
+    discovered = {**pinned, "projects": ["acme-lib"], "jwks_file": ""}
+    with pytest.raises(SettingsError, match=r"^ppc.trusted_publishers\[2\]: another publisher "
+                                            r"of https://token.actions.githubusercontent.com "
+                                            r"names other jwks_file or ca_bundle"):
+        Settings.from_config({"trusted_publishers": [pinned, discovered]}, host="pypi.test")
+    both = Settings.from_config({"trusted_publishers": [pinned, {**pinned, "projects": ["acme-lib"]}]},
+                                host="pypi.test")
+    assert len(both.trusted_publishers) == 2
+
+
 def test_publishers_come_from_the_environment_as_json():
     from ppc_tasks.settings import Settings
 
