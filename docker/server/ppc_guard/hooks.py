@@ -139,7 +139,8 @@ def _guard_uploads(rules, counted):
                                f"looked up on the upstream index")
         distribution = read_distribution(filename, data, refuse=uploader is not None)
         records = registry.of(self)
-        if uploader is not None and not self.request.access.is_admin(uploader):
+        if (uploader is not None and rules.account_quota
+                and not self.request.access.is_admin(uploader)):
             refusal = quota_refusal(uploader, records.held_by(uploader), distribution.size,
                                     rules.account_quota)
             if refusal:
