@@ -116,6 +116,9 @@ class Facts:
     # pypicloud's /health per part (access, cache, storage): "" when healthy, else what is
     # wrong; empty when the server does not answer at all
     health_report: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the server's answers and server errors (5xx) of the last hour (or since it started),
+    # as its guard adds them to that report; None: it does not say
+    last_hour: dict[str, LastHour | None] = field(default_factory=dict)
     # "container/name/version" -> the release as the index holds it; None: cannot say
     releases: dict[str, Release | None] = field(default_factory=dict)
     # container -> its API tokens, as ppc-guard lists them (no secret); None: cannot say
@@ -149,15 +152,30 @@ def probe_argv(queries) -> list[str]:
 
 
 # -- parsing -------------------------------------------------------------------------------
-def parse_health_report(encoded: str) -> dict[str, str]:
-    """/health's JSON, as pypicloud-health --report printed it; {} when there is none."""
+@dataclass(frozen=True)
+class LastHour:
+    answers: int
+    server_errors: int
+
+
+LAST_HOUR = "ppc_last_hour"  # what the guard adds to pypicloud's report (ppc_guard/hooks.py)
+
+
+def parse_health_report(encoded: str) -> tuple[dict[str, str], LastHour | None]:
+    """/health's JSON, as pypicloud-health --report printed it: its parts ({} when there is
+    none) and the guard's figures of the last hour."""
     try:
         report = json.loads(base64.b64decode(encoded) or b"{}")
     except (ValueError, binascii.Error):
-        return {}
+        return {}, None
     if not isinstance(report, dict):
-        return {}
-    return {str(part): str(message) for part, message in report.items()}
+        return {}, None
+    figures = report.pop(LAST_HOUR, None)
+    try:
+        last_hour = LastHour(int(figures["answers"]), int(figures["server_errors"]))
+    except (TypeError, KeyError, ValueError):
+        last_hour = None
+    return {str(part): str(message) for part, message in report.items()}, last_hour
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -276,7 +294,7 @@ def _text(facts: Facts, value: str, answer: list[str]) -> None:
 
 def _health(facts: Facts, value: str, answer: list[str]) -> None:
     facts.health[value] = answer[0] == "ok"
-    facts.health_report[value] = parse_health_report(_field(answer, 1))
+    facts.health_report[value], facts.last_hour[value] = parse_health_report(_field(answer, 1))
 
 
 def _json_answer(answer: list[str]):
@@ -374,7 +392,7 @@ UID = Kind("uid", _uid, ("",), ("uid_accounts",))  # the accounts with this nume
 PORTS = Kind("ports", _ports, ("",))  # listening TCP ports
 NGINX_TEST = Kind("nginx-test", _nginx_test, ("ok", ""))  # does `nginx -t` pass? else its error
 HEALTH = Kind("health", _health, ("no", ""),  # pypicloud's own /health, inside its container
-              ("health", "health_report"))
+              ("health", "health_report", "last_hour"))
 RELEASE = Kind("release", _release, ("unknown", ""),  # CONTAINER/NAME/VERSION: held? its yank
                ("releases",))
 API_TOKENS = Kind("api-tokens", _api_tokens, ("unknown", ""),  # CONTAINER: its API tokens

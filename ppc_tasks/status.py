@@ -52,15 +52,17 @@ def status(c, targets, json=False):
     Example: ppc -H pypi1,pypi2 status --json
 
     Images (up to date with this repo?), the data store (volume, projects, files, size,
-    disk free), the server container (running, /health, uptime, restarts), config drift
-    (is config.ini what the settings render, and does the server run with it?), the
-    certificate (names, days left, issuer, key, trusted by the host), the CA's days left,
-    the last verified backup's age, and nginx (running, nginx -t, site up to date, enabled
-    at boot). On a balancer (balancer.deploy): its certificate, nginx, nginx's exporter
-    (its /metrics) and the index hosts it forwards to. Exits 1, with one line per problem, when anything is unhealthy: the
-    certificate or CA expiring within 30 days, no verified backup for 26 hours (once there
-    was one), the disk over 90 % full. Run it from cron as a monitor; --json carries the
-    figures (days left, backup age, bytes free).
+    disk free), the server container (running, /health, uptime, restarts, its answers and
+    server errors of the last hour), config drift (is config.ini what the settings
+    render, and does the server run with it?), the certificate (names, days left, issuer,
+    key, trusted by the host), the CA's days left, the last verified backup's age, and
+    nginx (running, nginx -t, site up to date, enabled at boot). On a balancer
+    (balancer.deploy): its certificate, nginx, nginx's exporter (its /metrics) and the
+    index hosts it forwards to. Exits 1, with one line per problem, when anything is
+    unhealthy: the certificate or CA expiring within 30 days, no verified backup for 26
+    hours (once there was one), the disk over 90 % full, over 5 % of the last hour's
+    answers server errors. Run it from cron as a monitor; --json carries the figures
+    (days left, backup age, bytes free, answers and errors).
     """
     results: dict[str, list[Check]] = {}
 

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from .. import certificates, config_ini, credentials, tls_paths
 from ..errors import program
-from ..facts import API_TOKENS, HEALTH, NGINX_TEST, TEXT, VOLUME_USAGE, Facts
+from ..facts import API_TOKENS, HEALTH, NGINX_TEST, TEXT, VOLUME_USAGE, Facts, LastHour
 from ..plan import counted
 from ..render import guard_module
 from ..settings import DATA_DIR, Settings
@@ -93,7 +93,24 @@ def check_server(settings: Settings, facts: Facts, now: datetime.datetime) -> Ch
     uptime = f"up {format_age(now - started)}" if started and container.running else "stopped"
     detail = (f"{name} {uptime}, /health {'answers' if healthy else 'does not answer'}, "
               f"restarted {container.restarts} times")
-    return Check("server", container.running and healthy, detail)
+    last_hour = facts.last_hour.get(name)
+    if last_hour is None:
+        return Check("server", container.running and healthy, detail)
+    since = ("in the last hour" if started and now - started >= datetime.timedelta(hours=1)
+             else "since it started")
+    errors = (f"{last_hour.server_errors} of {last_hour.answers} answers {since} were "
+              f"server errors (5xx)")
+    failing = too_many_errors(last_hour)
+    return Check("server", container.running and healthy and not failing,
+                 f"{detail}; {errors}" + (f": {program()} -H <host> logs says why" if failing else ""),
+                 figures={"answers_last_hour": last_hour.answers,
+                          "server_errors_last_hour": last_hour.server_errors})
+
+
+def too_many_errors(last_hour: LastHour) -> bool:
+    """As the alert PpcServerErrors has it, over 5 % of the answers; and at least five, so
+    that one failed request of a quiet hour pages no one."""
+    return last_hour.server_errors >= 5 and last_hour.server_errors * 20 > last_hour.answers
 
 
 def check_shared_stores(settings: Settings, facts: Facts) -> list[Check]:

@@ -139,6 +139,9 @@ def test_status_pages_when_the_last_verified_backup_is_too_old(deployed, fab):
         assert found["backup"]["made"] == "2026-01-01T00:00:00+00:00"
         assert found["certificate"]["days_left"] > 800 and found["ca"]["days_left"] > 3600
         assert found["data"]["free_bytes"] > 0 and found["data"]["size_bytes"] > 0
+        # What clients got in the last hour, as the server counted it (not the checks).
+        assert found["server"]["answers_last_hour"] > 0
+        assert "server_errors_last_hour" in found["server"]
     finally:
         deployed.host.exec(f"echo {kept} > {record}")
     assert fab("status", host=deployed.host, settings=deployed.settings()).returncode == 0

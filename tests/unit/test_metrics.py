@@ -74,6 +74,26 @@ def test_the_series_count_time_and_figure_with_kinds_for_labels():
     assert labels <= {"route", "status_class", "outcome", "result", "le", "image", "release"}
 
 
+def test_the_last_hour_counts_the_answers_clients_got_minute_by_minute():
+    now = [10_000.0]
+    counted = metrics.Metrics()
+    counted.last_hour = metrics.LastHour(clock=lambda: now[0])
+    for status in (200, 200, 502, 500):
+        counted.request("GET", "/simple/acme-tools/", status, 0.01)
+    counted.request("GET", "/health", 500, 0.01)  # the container's own checks
+    counted.request("GET", "/metrics", 200, 0.01)  # and scrapes are not among them
+    assert counted.last_hour.figures() == {"answers": 4, "server_errors": 2}
+    now[0] += 59 * 60
+    counted.request("POST", "/simple/", 200, 0.3)
+    assert counted.last_hour.figures() == {"answers": 5, "server_errors": 2}
+    now[0] += 60  # the first minute has left the hour
+    assert counted.last_hour.figures() == {"answers": 1, "server_errors": 0}
+    now[0] += 3 * 3600
+    counted.request("GET", "/simple/", 200, 0.01)
+    assert counted.last_hour.figures() == {"answers": 1, "server_errors": 0}
+    assert len(counted.last_hour.minutes) == 1  # what left the hour is dropped
+
+
 def test_figures_that_cannot_be_read_leave_the_rest():
     counted = metrics.Metrics(lambda: {}, {})
     found = families(counted.exposition())

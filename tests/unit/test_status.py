@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 
@@ -11,6 +12,7 @@ from ppc_tasks.facts import (
     Facts,
     FileFacts,
     FileState,
+    LastHour,
     VolumeUsage,
     parse_health_report,
 )
@@ -71,6 +73,27 @@ def test_the_server_is_healthy_only_running_and_answering():
     assert not status.check_server(current, facts, NOW).ok
 
 
+def test_the_server_pages_when_over_5_percent_of_the_last_hour_were_server_errors():
+    current = Settings.from_config({}, host="pypi.test")
+    running = ContainerFacts("spec", True, 3031, started_at="2026-11-25T09:59:00.123Z")
+    facts = Facts(containers={"pypicloud": running}, health={"pypicloud": True},
+                  last_hour={"pypicloud": LastHour(answers=400, server_errors=20)})
+    check = status.check_server(current, facts, NOW)
+    assert check.ok and check.detail.endswith(
+        "; 20 of 400 answers in the last hour were server errors (5xx)")
+    assert check.figures == {"answers_last_hour": 400, "server_errors_last_hour": 20}
+    facts.last_hour["pypicloud"] = LastHour(answers=400, server_errors=21)
+    paged = status.check_server(current, facts, NOW)
+    assert not paged.ok and paged.detail.endswith("were server errors (5xx): ppc -H <host> logs "
+                                                  "says why")
+    # One failure of a quiet hour pages no one; a server up for minutes says so.
+    facts.last_hour["pypicloud"] = LastHour(answers=2, server_errors=1)
+    assert status.check_server(current, facts, NOW).ok
+    young = ContainerFacts("spec", True, 3031, started_at="2026-11-25T11:50:00Z")
+    facts.containers["pypicloud"] = young
+    assert "1 of 2 answers since it started" in status.check_server(current, facts, NOW).detail
+
+
 def test_little_disk_left_where_packages_live_is_a_problem():
     current = Settings.from_config({}, host="pypi.test")
     facts = Facts(volumes={"pypicloud-data": "data"},
@@ -118,9 +141,13 @@ def test_s3_and_a_shared_cache_are_checked_as_the_server_sees_them(tmp_path):
 
 
 def test_the_health_report_survives_what_a_server_may_print():
-    assert parse_health_report("") == {}
-    assert parse_health_report("bm90IGpzb24=") == {}  # "not json"
-    assert parse_health_report("eyJjYWNoZSI6ICIifQ==") == {"cache": ""}
+    assert parse_health_report("") == ({}, None)
+    assert parse_health_report("bm90IGpzb24=") == ({}, None)  # "not json"
+    assert parse_health_report("eyJjYWNoZSI6ICIifQ==") == ({"cache": ""}, None)  # an older guard
+    # The guard's figures of the last hour, beside the parts.
+    assert parse_health_report("eyJjYWNoZSI6ICIiLCAicHBjX2xhc3RfaG91ciI6IHsiYW5zd2VycyI6IDcsICJzZXJ2ZXJfZXJyb3JzIjogMX19") == ({"cache": ""}, LastHour(7, 1))
+    odd = base64.b64encode(b'{"cache": "", "ppc_last_hour": {"answers": "many"}}').decode()
+    assert parse_health_report(odd) == ({"cache": ""}, None)
 
 
 def test_a_balancer_is_checked_for_its_certificate_nginx_and_exporter_not_for_an_index(tmp_path):

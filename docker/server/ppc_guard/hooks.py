@@ -403,6 +403,7 @@ def front_door(handler, registry_):
     realm = registry_.settings.get("pypi.realm", "pypi")
     trusted = publishing.TrustedPublishing.configured(registry_.settings)
     logins = registry_.ppc_metrics.logins
+    last_hour = registry_.ppc_metrics.last_hour
 
     def answer(status, message, **headers):
         body = message if isinstance(message, dict) else {"message": message}
@@ -435,11 +436,26 @@ def front_door(handler, registry_):
             # Not even a redirect to the upstream: a token reads its scope, and no more.
             return answer(404, f"{canonical(named[0])} is not in this token's scope")
         response = handler(request)
-        if response.status_code == 500 and request.path_info != "/health":
+        if request.path_info == "/health":  # the deep check, from inside the container
+            return with_last_hour(response, last_hour.figures())
+        if response.status_code == 500:
             return answer(500, "the server failed to answer: its log says why")
         return response
 
     return tween
+
+
+def with_last_hour(response, figures):
+    """pypicloud's deep /health with the server's answers of the last hour beside its
+    parts (`fab status` shows them; the name is ppc_tasks/facts.py's LAST_HOUR)."""
+    try:
+        report = json.loads(response.body)
+    except ValueError:
+        return response
+    if not isinstance(report, dict):
+        return response
+    report["ppc_last_hour"] = figures
+    return guard_response(response.status_code, json.dumps(report).encode())
 
 
 # -- trusted publishing -------------------------------------------------------------------

@@ -14,11 +14,14 @@ Plain classes (no pyramid): the ppc-tasks repo unit-tests them.
 """
 from __future__ import annotations
 
+import collections
 import datetime
 import hashlib
 import hmac
 import ipaddress
 import os
+import threading
+import time
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram,
                                generate_latest)
@@ -92,14 +95,48 @@ class Metrics:
             self.kept_answers.labels(result)
         if figures is not None or info is not None:
             self.registry.register(Figures(figures or (lambda: {}), info or {}))
+        self.last_hour = LastHour()
 
     def request(self, method, path, status, seconds):
         route = route_kind(method, path)
         self.requests.labels(route, status_class(status)).inc()
         self.latency.labels(route).observe(seconds)
+        if path not in ("/health", PATH):  # the answers clients got, not checks and scrapes
+            self.last_hour.add(status)
 
     def exposition(self):
         return generate_latest(self.registry)
+
+
+class LastHour:
+    """Answers and server errors (5xx) of the last hour, in minutes, for `fab status`
+    (through the deep /health): a person's figure beside Prometheus' history. It starts
+    with the server."""
+
+    MINUTES = 60
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.minutes = collections.deque()  # [minute, answers, server errors], oldest first
+        self.lock = threading.Lock()
+
+    def add(self, status):
+        minute = int(self.clock() // 60)
+        with self.lock:
+            if not self.minutes or self.minutes[-1][0] != minute:
+                self.minutes.append([minute, 0, 0])
+                while self.minutes[0][0] <= minute - self.MINUTES:
+                    self.minutes.popleft()
+            self.minutes[-1][1] += 1
+            self.minutes[-1][2] += status >= 500
+
+    def figures(self):
+        """{"answers": N, "server_errors": M} of the last 60 minutes."""
+        oldest = int(self.clock() // 60) - self.MINUTES
+        with self.lock:
+            kept = [counts for counts in self.minutes if counts[0] > oldest]
+        return {"answers": sum(counts[1] for counts in kept),
+                "server_errors": sum(counts[2] for counts in kept)}
 
 
 class Figures:
