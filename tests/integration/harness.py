@@ -10,6 +10,7 @@ earlier releases that upgrade tests deploy are kept here by their commit.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import io
@@ -126,17 +127,31 @@ def ensure_built_image(name: str) -> str:
             digest.update(path.read_bytes())
     source_hash = digest.hexdigest()[:16]
     tag = f"ppc-test/{name}"
-    if image_label(tag, HASH_LABEL) != source_hash:
-        with tempfile.TemporaryDirectory() as build_context:
-            shutil.copytree(context, build_context, dirs_exist_ok=True)
-            tools = context / "tools.txt"
-            if tools.exists():  # pinned wheels, fetched here: the build has no proxy CA
-                subprocess.run([sys.executable, "-m", "pip", "download", "-q",
-                                "--only-binary=:all:", "-r", str(tools),
-                                "-d", f"{build_context}/wheels"], check=True)
-            subprocess.run(["docker", "build", "--label", f"{HASH_LABEL}={source_hash}",
-                            "-t", tag, build_context], check=True, stdout=subprocess.DEVNULL)
+    with image_lock(name):  # a worker that finds another building it waits, then reuses it
+        if image_label(tag, HASH_LABEL) != source_hash:
+            build_image(context, tag, source_hash)
     return tag
+
+
+@contextlib.contextmanager
+def image_lock(name: str):
+    """Held while one process checks (and builds) a test image: the workers of a run may
+    ask for the same one at once (Prometheus, in two modules)."""
+    with open(Path(tempfile.gettempdir()) / f"ppc-test-image-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def build_image(context: Path, tag: str, source_hash: str) -> None:
+    with tempfile.TemporaryDirectory() as build_context:
+        shutil.copytree(context, build_context, dirs_exist_ok=True)
+        tools = context / "tools.txt"
+        if tools.exists():  # pinned wheels, fetched here: the build has no proxy CA
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q",
+                            "--only-binary=:all:", "-r", str(tools),
+                            "-d", f"{build_context}/wheels"], check=True)
+        subprocess.run(["docker", "build", "--label", f"{HASH_LABEL}={source_hash}",
+                        "-t", tag, build_context], check=True, stdout=subprocess.DEVNULL)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from invoke.vendor import yaml
 
-from . import harness, web
+from . import harness, prometheus, web
 from .conftest import SYSTEM_CA_BUNDLE, steps
 from .engines import PG_PASSWORD, REDIS_PASSWORD, S3_SECRET, Stores
 
@@ -228,6 +228,14 @@ def test_the_balancer_tells_nginx_figures_to_the_credential_and_allowed_addresse
             f"0100007F:{port}"], listening
     # The site holds the credential: only root reads it.
     assert balancer_host.out("stat -c '%a %u' /etc/nginx/conf.d/ppc-tasks.conf") == "600 0"
+
+    # A real Prometheus with the printed jobs, as written: both index hosts and the balancer.
+    names = {INDEX: balancer_host.address, **names_of(index_hosts)}
+    with prometheus.running(tmp_path, list(jobs.values()), names) as (url, _):
+        harness.wait_for(lambda: prometheus.all_targets_up(url, 3),
+                         "Prometheus scraping both index hosts and the balancer", timeout=60)
+        assert prometheus.query(url, f'nginx_up{{job="ppc-{INDEX}-balancer"}}') == 1
+        assert prometheus.query(url, f'sum(ppc_http_requests_total{{job="ppc-{INDEX}"}})') > 0
 
 
 def failover(fab, settings, client, down, up, requirement: str) -> None:

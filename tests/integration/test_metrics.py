@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import stat
 import time
-import urllib.parse
 
 import pytest
 from invoke.vendor import yaml
 
-from . import harness, testrun, web
+from . import harness, web
+from . import prometheus as prometheus_server
 from .conftest import REPO, SERVER_NAME, password_of
 
 ALERTS = REPO / "files" / "prometheus-alerts.yml"
@@ -154,26 +154,9 @@ def prometheus(deployed, scrape_job):
     job, folder = scrape_job
     (folder / "alerts.yml").write_bytes(ALERTS.read_bytes())
     (folder / "test-rules.yml").write_text(TEST_RULES)
-    (folder / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(folder / "alerts.yml"), str(folder / "test-rules.yml")],
-        "scrape_configs": [job]}))
-    image = harness.ensure_built_image("prometheus")
-    name = testrun.container_name("prometheus")
-    harness.sh("docker", "run", "-d", "--name", name, *testrun.labels(),
-               "--add-host", f"{SERVER_NAME}:{deployed.host.address}",
-               "-v", f"{folder}:{folder}:ro", "-p", "127.0.0.1::9090", image,
-               "prometheus", f"--config.file={folder / 'prometheus.yml'}",
-               "--storage.tsdb.path=/tmp/prometheus", "--web.listen-address=:9090")
-    port = harness.sh("docker", "port", name, "9090/tcp").stdout.decode().split()[0]
-    url = f"http://127.0.0.1:{port.rsplit(':', 1)[1]}"
-    yield url, name
-    harness.sh("docker", "rm", "-f", name, check=False)
-
-
-def api(url: str, path: str) -> dict:
-    with web.DIRECT.open(url + path, timeout=10) as answer:
-        return json.load(answer)["data"]
+    with prometheus_server.running(folder, [job], {SERVER_NAME: deployed.host.address},
+                                   (folder / "alerts.yml", folder / "test-rules.yml")) as server:
+        yield server
 
 
 def test_promtool_passes_the_shipped_alert_rules(prometheus, scrape_job):
@@ -184,24 +167,15 @@ def test_promtool_passes_the_shipped_alert_rules(prometheus, scrape_job):
     assert checked.returncode == 0 and f"SUCCESS: {len(group['rules'])} rules found" in output, output
 
 
-def query(url: str, expression: str) -> float:
-    """The value of an instant query that sums to one series."""
-    result = api(url, "/api/v1/query?query=" + urllib.parse.quote(expression))["result"]
-    return float(result[0]["value"][1]) if result else 0.0
-
-
 def test_prometheus_scrapes_the_index_and_an_alert_fires(prometheus, deployed, operator_home,
                                                          make_dists):
     url, _ = prometheus
-
-    def target_up():
-        targets = api(url, "/api/v1/targets")["activeTargets"]
-        return targets and targets[0]["health"] == "up"
-
-    harness.wait_for(target_up, "Prometheus scraping the index over TLS", timeout=60)
+    harness.wait_for(lambda: prometheus_server.all_targets_up(url, 1),
+                     "Prometheus scraping the index over TLS", timeout=60)
     uploads = 'sum(ppc_uploads_total{outcome="ok"})'
     wrong = 'sum(ppc_logins_total{outcome="wrong"})'
-    before = {expression: query(url, expression) for expression in (uploads, wrong)}
+    before = {expression: prometheus_server.query(url, expression)
+              for expression in (uploads, wrong)}
     ca = operator_home / "state" / SERVER_NAME / "ca.crt"
 
     def index(path, auth, **kwargs):
@@ -212,11 +186,11 @@ def test_prometheus_scrapes_the_index_and_an_alert_fires(prometheus, deployed, o
     wheel = [path for path in make_dists("ppc-prometheus", "1.0") if path.suffix == ".whl"][0]
     assert web.upload_dist(index, ("dev", password_of(operator_home, "dev")), wheel).status == 200
     for expression in (uploads, wrong):
-        harness.wait_for(lambda: query(url, expression) > before[expression],
+        harness.wait_for(lambda: prometheus_server.query(url, expression) > before[expression],
                          f"{expression} moving in Prometheus", timeout=30)
 
     def firing():
-        return [alert for alert in api(url, "/api/v1/alerts")["alerts"]
+        return [alert for alert in prometheus_server.api(url, "/api/v1/alerts")["alerts"]
                 if alert["labels"]["alertname"] == "PpcNoVerifiedBackupTest"
                 and alert["state"] == "firing"]
 
