@@ -220,6 +220,10 @@ SETTINGS = (
             "name or IP address. The index's certificate covers them besides "
             "`server_names`, and the balancer forwards to them. More than one needs "
             "`storage: s3` and a shared `cache_url`"),
+    Setting("trusted_proxies", "", values.networks,
+            "the balancer's addresses: an index host takes the client's address from the "
+            "X-Forwarded-For these send (from no one else), so logins are throttled, and "
+            "`metrics_allow` and the logs see, per client rather than per balancer", "`[]`"),
 )
 DEFAULTS = {setting.key: setting.default for setting in SETTINGS}
 

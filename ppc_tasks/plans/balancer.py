@@ -54,8 +54,7 @@ def render_site(settings: Settings, ca_path: str, metrics_token: str, exporter: 
                   upstream_ca_path=ca_path, max_upload_size=settings.max_upload_size,
                   exporter_address=EXPORTER_ADDRESS if exporter else "",
                   stub_status_address=STUB_STATUS_ADDRESS, metrics_token=metrics_token,
-                  metrics_allow=[str(ipaddress.ip_network(network, strict=False))
-                                 for network in settings.metrics_allow])
+                  metrics_allow=nginx.networks(settings.metrics_allow))
 
 
 def hide_credential(text: str) -> str:

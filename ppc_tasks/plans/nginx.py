@@ -3,6 +3,7 @@ asks for, its steps and what they render (its tasks: ppc_tasks/nginx.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 
@@ -25,7 +26,13 @@ def render_site(settings: Settings, upstream_port: int) -> bytes:
     certificate_path, key_path = tls_paths.host_cert_paths(settings)
     return render("nginx-site.conf.j2", server_names=settings.certificate_names,
                   upstream_port=upstream_port, certificate_path=certificate_path,
-                  key_path=key_path, max_upload_size=settings.max_upload_size)
+                  key_path=key_path, max_upload_size=settings.max_upload_size,
+                  trusted_proxies=networks(settings.trusted_proxies))
+
+
+def networks(written: tuple[str, ...]) -> list[str]:
+    """Addresses and networks as nginx takes them: a network without host bits."""
+    return [str(ipaddress.ip_network(network, strict=False)) for network in written]
 
 
 def serving_port(settings: Settings, facts: Facts) -> int:

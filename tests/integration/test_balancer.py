@@ -54,14 +54,15 @@ def client(start_host, balancer_host, index_hosts):
     return client
 
 
-def cluster_settings(engines: Stores, index_hosts, index_home, cache: str) -> dict:
+def cluster_settings(engines: Stores, index_hosts, balancer_host, index_home, cache: str) -> dict:
     cache_url = {"postgresql": engines.postgres_url, "redis": engines.redis_url}[cache]
     return {"server_names": [INDEX], "index_hosts": list(names_of(index_hosts)),
             "users": ["dev"], "build_ca_bundle": SYSTEM_CA_BUNDLE,
             "state_dir": str(index_home / "state"), "storage": "s3",
             "s3_bucket": engines.bucket, "s3_endpoint_url": engines.s3_endpoint_url,
             "s3_addressing_style": "path", "s3_access_key_id": "test:tester",
-            "cache_url": cache_url, "metrics_allow": [harness.gateway_address()]}
+            "cache_url": cache_url, "metrics_allow": [harness.gateway_address()],
+            "trusted_proxies": [balancer_host.address]}
 
 
 def on_all(hosts) -> str:
@@ -111,7 +112,7 @@ def upload(client, make_dists, name: str, version: str, repository: str = "-r in
 def cluster(fab, engines, index_hosts, balancer_host, client, index_home, make_dists):
     """Both index hosts deployed with one command (on S3 and PostgreSQL), the balancer in
     front, the client configured for the shared name and a release uploaded through it."""
-    settings = cluster_settings(engines, index_hosts, index_home, "postgresql")
+    settings = cluster_settings(engines, index_hosts, balancer_host, index_home, "postgresql")
     deployed = fab("deploy", host=on_all(index_hosts), settings=settings,
                    env={"PPC_S3_SECRET_ACCESS_KEY": S3_SECRET, "PPC_CACHE_PASSWORD": PG_PASSWORD})
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
@@ -156,7 +157,7 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
                            "ppc-cluster-sample==2.0.0", PIP_INDEX_URL=other)
     assert found.returncode == 0, found.stdout + found.stderr
     # A second run changes nothing anywhere; a preview of one says so.
-    settings = cluster_settings(engines, index_hosts, index_home, "postgresql")
+    settings = cluster_settings(engines, index_hosts, balancer_host, index_home, "postgresql")
     preview = fab("--dry", "balancer.deploy", host=balancer_host, settings=settings)
     assert "dry run: 0 would change," in preview.stdout, preview.stdout
     for task, hosts in (("deploy", on_all(index_hosts)), ("balancer.deploy", balancer_host)):
@@ -167,7 +168,7 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
 
 def test_status_checks_the_balancer_as_a_balancer(cluster, fab, engines, index_hosts,
                                                    balancer_host, index_home):
-    settings = cluster_settings(engines, index_hosts, index_home, "postgresql")
+    settings = cluster_settings(engines, index_hosts, balancer_host, index_home, "postgresql")
     every_host = on_all([*index_hosts, balancer_host])
     status = fab("status", host=every_host, settings=settings)
     assert status.returncode == 0, status.stdout + status.stderr
@@ -195,7 +196,7 @@ def scrape_balancer(balancer_host, index_home, authorization: str | None = None)
 def test_the_balancer_tells_nginx_figures_to_the_credential_and_allowed_addresses(
         cluster, fab, engines, index_hosts, balancer_host, client, index_home, tmp_path):
     # The job metrics.scrape-config prints for it: the index's name, which reaches it.
-    settings = cluster_settings(engines, index_hosts, index_home, "postgresql")
+    settings = cluster_settings(engines, index_hosts, balancer_host, index_home, "postgresql")
     made = fab("metrics.scrape-config", "--directory", str(tmp_path), settings=settings)
     assert made.returncode == 0, made.stdout + made.stderr
     jobs = {job["job_name"]: job for job in yaml.safe_load(made.stdout)}
@@ -253,14 +254,14 @@ def failover(fab, settings, client, down, up, requirement: str) -> None:
 
 
 def test_a_client_keeps_installing_while_an_index_host_is_down(cluster, fab, engines, index_hosts,
-                                                                client, index_home):
-    settings = cluster_settings(engines, index_hosts, index_home, "postgresql")
+                                                                balancer_host, client, index_home):
+    settings = cluster_settings(engines, index_hosts, balancer_host, index_home, "postgresql")
     failover(fab, settings, client, *index_hosts, "ppc-cluster-sample==1.0.0")
 
 
 def test_the_same_with_redis_as_the_cache(cluster, fab, engines, index_hosts, balancer_host,
                                           client, index_home, make_dists):
-    settings = cluster_settings(engines, index_hosts, index_home, "redis")
+    settings = cluster_settings(engines, index_hosts, balancer_host, index_home, "redis")
     moved = fab("deploy", host=on_all(index_hosts), settings=settings,
                 env={"PPC_CACHE_PASSWORD": REDIS_PASSWORD})
     assert moved.returncode == 0, moved.stdout + moved.stderr
@@ -282,6 +283,31 @@ def test_the_same_with_redis_as_the_cache(cluster, fab, engines, index_hosts, ba
                              re.MULTILINE), status.stdout
     second, first = index_hosts
     failover(fab, settings, client, first, second, "ppc-cluster-sample==3.0.0")
+
+
+def test_a_guesser_behind_the_balancer_is_throttled_alone(cluster, balancer_host, client,
+                                                         index_home):
+    """The index hosts take the client's address from the balancer (trusted_proxies): a
+    client that guesses passwords is throttled, and nobody else behind the same balancer."""
+    def login(password: str) -> int:  # from this machine, through the balancer
+        return web.request(balancer_host.address, "/simple/", sni=INDEX, host=INDEX,
+                           ca=index_home / "state" / INDEX / "ca.crt",
+                           auth=("dev", password)).status
+
+    # Ten wrong logins a minute per client and host: the balancer spreads them over two.
+    answers = []
+    while 429 not in answers and len(answers) < 30:  # a 429 comes slowly: one is enough
+        answers.append(login(f"guess-{len(answers)}"))
+    assert answers[-1] == 429 and set(answers[:-1]) == {401}, answers
+    ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
+    wrong = web.from_host(client, f"https://{INDEX}/simple/", ca,
+                          headers={"Authorization": "Basic ZGV2Om5vdC1pdA=="})  # dev:not-it
+    assert wrong[0] == 401  # the client's own count: not throttled by the guesser's
+    # A client cannot pass for another: X-Forwarded-For of its own is not believed.
+    spoofed = web.from_host(client, f"https://{INDEX}/simple/", ca, headers={
+        "Authorization": "Basic ZGV2Om5vdC1pdA==", "X-Forwarded-For": harness.gateway_address()})
+    assert spoofed[0] == 401
+    assert login(dev_password(index_home)) == 200  # a right password always gets in
 
 
 def test_the_balancer_serves_again_after_a_reboot_by_itself(cluster, balancer_host, client,

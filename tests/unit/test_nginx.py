@@ -19,6 +19,19 @@ def server_blocks(site: str) -> list[str]:
     return re.findall(r"^server \{.*?^\}", site, flags=re.S | re.M)
 
 
+def test_behind_a_balancer_only_its_forwarded_address_is_believed(site):
+    assert "real_ip" not in site  # no balancer named: the connecting address is the client
+    settings = Settings.from_config({"server_names": ["pypi.example.com"],
+                                     "trusted_proxies": ["10.0.0.9", "fd00::1/64"]}, host="h")
+    https = server_blocks(nginx.render_site(settings, 3031).decode())[2]
+    assert ["set_real_ip_from 10.0.0.9/32;", "set_real_ip_from fd00::/64;",
+            "real_ip_header X-Forwarded-For;"] == [
+        line.strip() for line in https.splitlines() if "real_ip" in line]
+    assert "real_ip_recursive" not in https  # the last entry, the one the balancer appended
+    with pytest.raises(Exception, match=r"ppc.trusted_proxies: 'lb1' is no IP address"):
+        Settings.from_config({"trusted_proxies": ["lb1"]}, host="h")
+
+
 def test_site_follows_the_manual_block(site):
     upstream = re.search(r"^upstream pypicloud \{.*?^\}", site, flags=re.S | re.M).group(0)
     assert "server 127.0.0.1:3031;" in upstream
