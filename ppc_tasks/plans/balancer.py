@@ -111,6 +111,10 @@ def plan_balancer(settings: Settings, facts: Facts, now: datetime.datetime,
     site = render_site(settings, ca_path, here.credentials.metrics_token, has_exporter(facts))
     plan.add(*nginx.plan_nginx(settings, facts, host_name, site, mode="600",
                                redact=hide_credential))
+    if not settings.trusted_proxies:
+        plan.add(Unchanged("balancer.clients", "the index hosts see every client as this "
+                                               "host: name its address in ppc.trusted_proxies "
+                                               "and deploy them (docs/scaling.md)"))
     if not here.credentials.metrics_token:
         plan.add(Unchanged("balancer.metrics", "the index has no metrics credential yet: "
                                                "deploy its hosts, then balancer.deploy again"))

@@ -209,6 +209,10 @@ def test_the_balancer_tells_nginx_figures_to_the_credential_and_allowed_addresse
         status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca,
                                        headers={"Authorization": refused} if refused else {})
         assert status == 401 and "metrics credential" in answer, (refused, status, answer)
+    # Every spelling of the path is refused alike (the balancer's, or an index host's login).
+    for path in ("/%6Detrics", "//metrics", "/./metrics", "/metrics?format=text", "/metrics/"):
+        status, answer = web.from_host(client, f"https://{INDEX}{path}", ca)
+        assert status == 401 and "nginx_" not in answer and "ppc_" not in answer, (path, answer)
     status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca,
                                    headers={"Authorization": f"Bearer {token}"})
     assert status == 200 and "nginx_up 1" in answer, answer
@@ -229,6 +233,13 @@ def test_the_balancer_tells_nginx_figures_to_the_credential_and_allowed_addresse
             f"0100007F:{port}"], listening
     # The site holds the credential: only root reads it.
     assert balancer_host.out("stat -c '%a %u' /etc/nginx/conf.d/ppc-tasks.conf") == "600 0"
+    # A killed exporter is back by itself (its unit restarts it).
+    exporter = "pgrep -x prometheus-ngin"  # the kernel keeps 15 letters of its name
+    killed = balancer_host.out(exporter)
+    balancer_host.exec(f"kill -KILL {killed}")
+    harness.wait_for(lambda: balancer_host.exec(exporter, check=False).stdout.strip() not in (
+        b"", killed.encode()) and scrape_balancer(balancer_host, index_home).status == 200,
+        "the exporter back after it was killed", 30)
 
     # A real Prometheus with the printed jobs, as written: both index hosts and the balancer.
     names = {INDEX: balancer_host.address, **names_of(index_hosts)}

@@ -158,4 +158,9 @@ def test_without_a_packaged_exporter_or_a_credential_the_balancer_says_why(setti
                                          "/metrics answers 404")
     # No deploy of the index made a credential yet: allowed addresses only, until the next run.
     assert "no metrics credential yet" in notes["balancer.metrics"]
+    # The index hosts are not told the balancer's address: every client is counted as it.
+    assert "name its address in ppc.trusted_proxies" in notes["balancer.clients"]
+    told = dataclasses.replace(settings, trusted_proxies=("10.0.0.9",))
+    assert "balancer.clients" not in [step.step for step in
+                                      balancer.plan_balancer(told, rocky, NOW, "lb1").steps]
     assert not any(step.step.startswith("exporter.") for step in plan.changes())
