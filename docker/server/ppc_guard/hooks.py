@@ -8,6 +8,7 @@ import time
 
 from . import metrics, publishing, registry, tokens, upstream, views
 from .answers import Answers
+from .dates import stamp
 from .distributions import NotADistribution, measured, read
 from .logins import Logins, TooBusy, TooManyFailures
 from .names import (canonical, is_name, matches, named_in, path_refusal, project_of,
@@ -235,7 +236,7 @@ def api_token_admits(request, password):
     recorded = _token_use_recorded.get(token.id)
     if recorded is None or now - recorded >= TOKEN_USE_RECORDED_EVERY:
         _token_use_recorded[token.id] = now
-        stored.api_token_used(token.id, now.isoformat(timespec="seconds"))
+        stored.api_token_used(token.id, stamp(now))
     return True
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from packaging.version import InvalidVersion, Version
 
+from .dates import upload_time
+
 API_VERSION = "1.1"  # PEP 700's fields are in
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -71,11 +73,6 @@ def yanked_json(reason):
     if reason is None:
         return False
     return reason or True
-
-
-def upload_time(moment):
-    """PEP 700's form: UTC, ISO 8601, with a Z."""
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def versions(files):

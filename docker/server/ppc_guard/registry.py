@@ -20,7 +20,6 @@ never touches.
 """
 from __future__ import annotations  # the operator's machine may run Python 3.9
 
-import datetime
 import hashlib
 import json
 import logging
@@ -29,6 +28,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
+from .dates import stamp
 from .tokens import Token
 
 PROJECTS, FILES, YANKS, GENERATION = "ppc_projects", "ppc_files", "ppc_yanks", "ppc_generation"
@@ -438,11 +438,6 @@ def token_of(row):
     values = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     return Token(**{**values, "scope": tuple(json.loads(values["scope"])),
                     "single_use": bool(values.get("single_use"))})
-
-
-def stamp(moment):
-    """A date as the registry writes it."""
-    return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def new_token():

@@ -16,6 +16,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from .dates import stamp
 from .names import matches
 
 USER = "__token__"
@@ -48,10 +49,10 @@ class Token:
 def new(account, scope, note, now, lifetime=None, single_use=False):
     """(the token as its user types it, the Token the index keeps)."""
     token_id, secret = secrets.token_hex(4), secrets.token_hex(32)
-    expires = (now + lifetime).isoformat(timespec="seconds") if lifetime else ""
+    expires = stamp(now + lifetime) if lifetime else ""
     return (f"ppc1-{token_id}-{secret}",
-            Token(token_id, digest(secret), account, tuple(scope), note,
-                  now.isoformat(timespec="seconds"), expires, single_use=single_use))
+            Token(token_id, digest(secret), account, tuple(scope), note, stamp(now), expires,
+                  single_use=single_use))
 
 
 def parse(password):
