@@ -220,10 +220,11 @@ SETTINGS = (
             "name or IP address. The index's certificate covers them besides "
             "`server_names`, and the balancer forwards to them. More than one needs "
             "`storage: s3` and a shared `cache_url`"),
-    Setting("trusted_proxies", "", values.networks,
+    Setting("trusted_proxies", "", values.proxies,
             "the balancer's addresses: an index host takes the client's address from the "
             "X-Forwarded-For these send (from no one else), so logins are throttled, and "
-            "`metrics_allow` and the logs see, per client rather than per balancer", "`[]`"),
+            "`metrics_allow` and the logs see, per client rather than per balancer. Name "
+            "the balancer alone: a host named here may speak for any address", "`[]`"),
 )
 DEFAULTS = {setting.key: setting.default for setting in SETTINGS}
 

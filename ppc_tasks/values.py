@@ -244,6 +244,17 @@ def networks(raw: dict, key: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+def proxies(raw: dict, key: str) -> tuple[str, ...]:
+    """Addresses and networks of proxies whose X-Forwarded-For is believed: never every
+    address (each client could then say it is any other)."""
+    items = networks(raw, key)
+    for item in items:
+        if ipaddress.ip_network(item, strict=False).prefixlen == 0:
+            raise SettingsError(f"ppc.{key}: {item} would believe every client's own "
+                                f"X-Forwarded-For: name the balancer's address")
+    return items
+
+
 def trusted_publishers(raw: dict, key: str) -> tuple:
     """The CI jobs that may publish without a password: a list of mappings, each an
     issuer, its claims, `projects` and optionally `account`, `jwks_file`, `ca_bundle`

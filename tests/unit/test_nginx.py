@@ -30,6 +30,10 @@ def test_behind_a_balancer_only_its_forwarded_address_is_believed(site):
     assert "real_ip_recursive" not in https  # the last entry, the one the balancer appended
     with pytest.raises(Exception, match=r"ppc.trusted_proxies: 'lb1' is no IP address"):
         Settings.from_config({"trusted_proxies": ["lb1"]}, host="h")
+    for everyone in ("0.0.0.0/0", "::/0"):
+        with pytest.raises(Exception, match=rf"^ppc.trusted_proxies: {everyone} would believe "
+                                            rf"every client's own X-Forwarded-For"):
+            Settings.from_config({"trusted_proxies": ["10.0.0.9", everyone]}, host="h")
 
 
 def test_site_follows_the_manual_block(site):
