@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ class FileFacts:
     state: FileState | None  # None: no such file
     is_directory: bool = False  # a directory stands where the file belongs
     content: bytes | None = None  # asked for with a text query
+
+    def holds(self, content: bytes) -> bool:
+        """Whether the file is there with exactly `content`."""
+        return self.state is not None and self.state.sha256 == hashlib.sha256(content).hexdigest()
 
 
 @dataclass(frozen=True)

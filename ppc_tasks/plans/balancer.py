@@ -155,10 +155,12 @@ def plan_exporter(facts: Facts) -> list[Step]:
             failure=f"{EXPORTER} does not serve on {EXPORTER_ADDRESS} (journalctl -u "
                     f"{EXPORTER} says why)")])
 
+    if exporter_running(facts):
+        unasked: Change | Unchanged = Unchanged("exporter.service",
+                                                f"{EXPORTER} serves on {EXPORTER_ADDRESS}")
+    else:
+        unasked = start(f"started {EXPORTER}", f"start {EXPORTER}: it is not running")
     service = Handler("exporter.service", "exporter.restart",
                       start(f"restarted {EXPORTER} (its arguments or package changed)",
-                            f"restart {EXPORTER}: its arguments or package change"),
-                      Unchanged("exporter.service", f"{EXPORTER} serves on {EXPORTER_ADDRESS}")
-                      if exporter_running(facts) else
-                      start(f"started {EXPORTER}", f"start {EXPORTER}: it is not running"))
+                            f"restart {EXPORTER}: its arguments or package change"), unasked)
     return [config, install, service, boot_step("exporter.boot", EXPORTER, facts)]

@@ -6,7 +6,6 @@ ppc_tasks/status.py)."""
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -149,7 +148,7 @@ def check_config(settings: Settings, facts: Facts, creds: credentials.Credential
         return Check("config", True, f"{settings.config_path} (not compared: the index's "
                                      f"secrets are not on this machine)")
     wanted = config_ini.render_config(settings, creds)
-    if file.state.sha256 != hashlib.sha256(wanted).hexdigest():
+    if not file.holds(wanted):
         return Check("config", False, f"{settings.config_path} differs from what the settings "
                                       f"render (edited by hand? deploy puts it right)")
     container = facts.containers[settings.server_container]
@@ -252,9 +251,8 @@ def check_certificate(settings: Settings, facts: Facts, now: datetime.datetime,
     trust = facts.platform.trust_store
     trusted = None
     if trusted_here and ca and ca.exists() and trust is not None:
-        trust_file = facts.file(tls_paths.trust_path(trust, settings.index_name))
-        trusted = (trust_file.state is not None
-                   and trust_file.state.sha256 == hashlib.sha256(ca.read_bytes()).hexdigest())
+        trusted = facts.file(tls_paths.trust_path(trust, settings.index_name)).holds(
+            ca.read_bytes())
         if not trusted:
             problems.append("its CA is not in the host's trust store")
     detail = (f"{', '.join(names)}; {max(left.days, 0)} days left; issuer {issuer}"
@@ -318,8 +316,7 @@ def check_nginx(settings: Settings, facts: Facts, wanted: bytes) -> Check:
     """nginx serving the site it should (`wanted`, as the settings render it)."""
     installed, running = facts.nginx
     tested, error = facts.nginx_test or (False, "")
-    site = facts.file(nginx.SITE_PATH)
-    current = site.state is not None and site.state.sha256 == hashlib.sha256(wanted).hexdigest()
+    current = facts.file(nginx.SITE_PATH).holds(wanted)
     at_boot = facts.unit_enabled("nginx") or not facts.platform.systemd
     problems = [problem for problem, bad in (
         ("not installed", not installed), ("not running", installed and not running),
@@ -350,13 +347,11 @@ def check_exporter(facts: Facts) -> Check:
     if not balancer.has_exporter(facts):
         return Check("metrics", True, f"{facts.platform.os} packages no nginx exporter: "
                                       f"scrape each index host")
-    defaults = facts.file(balancer.EXPORTER_DEFAULTS).state
     problems = [problem for problem, bad in (
         ("not installed (balancer.deploy installs it)", not facts.commands.get(balancer.EXPORTER)),
         ("not running", not balancer.exporter_running(facts)),
         (f"{balancer.EXPORTER_DEFAULTS} differs from what ppc-tasks writes",
-         defaults is None or defaults.sha256 != hashlib.sha256(
-             balancer.render_exporter_defaults()).hexdigest()),
+         not facts.file(balancer.EXPORTER_DEFAULTS).holds(balancer.render_exporter_defaults())),
         ("not enabled at boot", facts.platform.systemd and not facts.unit_enabled(balancer.EXPORTER)),
     ) if bad]
     return Check("metrics", not problems, "; ".join(problems) or

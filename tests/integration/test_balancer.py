@@ -73,6 +73,11 @@ def as_dev(client, command: str, **env: str):
     return client.exec(command, user="dev", check=False, env=env)
 
 
+def client_ca(client) -> str:
+    """The CA file clients.configure gave the developer (as .pypirc names it)."""
+    return as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
+
+
 def dev_password(index_home) -> str:
     return json.loads((index_home / "state" / INDEX / "secrets.json").read_text())["passwords"]["dev"]
 
@@ -148,7 +153,7 @@ def test_both_hosts_serve_one_index_with_one_certificate(cluster, fab, engines, 
     password = dev_password(index_home)
     assert "2.0.0" not in versions_on(client, HOST_NAMES[1], "ppc-cluster-sample", password,
                                       asked=2)
-    ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
+    ca = client_ca(client)
     upload(client, make_dists, "ppc-cluster-sample", "2.0.0",
            repository=f"--repository-url https://{HOST_NAMES[0]}/simple/ --cert {ca}",
            TWINE_USERNAME="dev", TWINE_PASSWORD=password)
@@ -203,7 +208,7 @@ def test_the_balancer_tells_nginx_figures_to_the_credential_and_allowed_addresse
     assert jobs[f"ppc-{INDEX}-balancer"]["static_configs"] == [{"targets": [f"{INDEX}:443"]}]
     token = (tmp_path / f"{INDEX}-metrics-token").read_text()
     # From the client (no address of metrics_allow): the exact credential only.
-    ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
+    ca = client_ca(client)
     for refused in (None, "Bearer not-the-credential", f"Bearer {token.swapcase()}",
                     f"Bearer {token}x", f"Basic {token}"):
         status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca,
@@ -310,7 +315,7 @@ def test_a_guesser_behind_the_balancer_is_throttled_alone(cluster, balancer_host
     while 429 not in answers and len(answers) < 30:  # a 429 comes slowly: one is enough
         answers.append(login(f"guess-{len(answers)}"))
     assert answers[-1] == 429 and set(answers[:-1]) == {401}, answers
-    ca = as_dev(client, "sed -n 's/^ca_cert = //p' ~/.pypirc").stdout.decode().strip()
+    ca = client_ca(client)
     wrong = web.from_host(client, f"https://{INDEX}/simple/", ca,
                           headers={"Authorization": "Basic ZGV2Om5vdC1pdA=="})  # dev:not-it
     assert wrong[0] == 401  # the client's own count: not throttled by the guesser's

@@ -175,7 +175,6 @@ def figures_reader(cache_class, cache_settings):
 
     if issubclass(cache_class, SQLCache):
         from sqlalchemy import text
-
         from sqlalchemy.pool import QueuePool
 
         engine = cache_settings["dbmaker"].kw["bind"]
