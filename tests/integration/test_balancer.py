@@ -215,7 +215,8 @@ def test_the_balancer_tells_nginx_figures_to_the_credential_and_allowed_addresse
                                        headers={"Authorization": refused} if refused else {})
         assert status == 401 and "metrics credential" in answer, (refused, status, answer)
     # Every spelling of the path is refused alike (the balancer's, or an index host's login).
-    for path in ("/%6Detrics", "//metrics", "/./metrics", "/metrics?format=text", "/metrics/"):
+    for path in ("/%6Detrics", "/%256Detrics", "/METRICS", "//metrics", "/./metrics",
+                 "/metrics?format=text", "/metrics/"):
         status, answer = web.from_host(client, f"https://{INDEX}{path}", ca)
         assert status == 401 and "nginx_" not in answer and "ppc_" not in answer, (path, answer)
     status, answer = web.from_host(client, f"https://{INDEX}/metrics", ca,
